@@ -1,0 +1,154 @@
+"""Candidates: every (target, draft, quant, K) a pool could run, with its metrics.
+
+A configuration is a candidate for a pool only if it was profiled on that
+device, the draft file fits the device's memory, the draft and target share a
+family, alpha(K) is known, and any pin on the pool allows it.  Per-device
+SLOs are kept apart (`slo_violations`) so that an infeasible spec can say
+which SLO removed what.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from configspec_opt import metrics as m
+from configspec_opt.spec import Device, DeviceSLO, Pin, Spec, alpha_at
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    pool: int
+    device: str
+    target: str
+    draft: str
+    quant: str
+    k: int
+    alpha: float
+    draft_tok_s: float
+    round_time_s: float
+    goodput_tok_s: float
+    verifier_load_tok_s: float
+    cost_usd_per_hour: float
+    cost_efficiency_tok_per_usd: float
+    power_w: float | None
+    drafting_power_w: float | None
+    energy_j_per_tok: float | None
+
+    @property
+    def variant(self) -> tuple[str, str]:
+        """The file that must be shipped: (draft, quant)."""
+        return (self.draft, self.quant)
+
+    @property
+    def config(self) -> tuple[str, str, str, int]:
+        return (self.target, self.draft, self.quant, self.k)
+
+    def label(self) -> str:
+        return f"{self.draft} {self.quant} K={self.k} -> {self.target}"
+
+
+def make_candidate(
+    pool: int, device: Device, target_name: str, price: float, t_verify: float,
+    draft: str, quant: str, k: int, alpha: float, v_d: float, power: float | None,
+) -> Candidate:
+    r = m.round_time_s(k, v_d, t_verify, device.rtt_s)
+    return Candidate(
+        pool=pool, device=device.name, target=target_name, draft=draft, quant=quant, k=k,
+        alpha=alpha, draft_tok_s=v_d, round_time_s=r,
+        goodput_tok_s=m.goodput_tok_s(k, alpha, r),
+        verifier_load_tok_s=m.verifier_load_tok_s(k, r),
+        cost_usd_per_hour=m.cost_usd_per_hour(k, r, price),
+        cost_efficiency_tok_per_usd=m.cost_efficiency_tok_per_usd(k, alpha, price),
+        power_w=power,
+        drafting_power_w=None if power is None else m.drafting_power_w(power, k, v_d, r),
+        energy_j_per_tok=None if power is None else m.energy_j_per_tok(power, k, v_d, alpha),
+    )
+
+
+@dataclass
+class PoolCandidates:
+    """All candidates of one pool, and why configurations were left out."""
+
+    index: int
+    device: Device
+    candidates: list[Candidate] = field(default_factory=list)
+    excluded: list[str] = field(default_factory=list)
+
+
+def _pin_allows(pins: list[Pin], target: str, draft: str, quant: str, k: int) -> bool:
+    return all(
+        (p.target in (None, target)) and (p.draft in (None, draft))
+        and (p.quant in (None, quant)) and (p.k in (None, k))
+        for p in pins
+    )
+
+
+def enumerate_candidates(spec: Spec, only: set[str] | None = None) -> list[PoolCandidates]:
+    """Structural candidates per pool, in spec order (SLOs not applied)."""
+    targets = {t.name: t for t in spec.targets}
+    drafts = {d.name: d for d in spec.drafts}
+    by_device: dict[str, list[int]] = {}
+    for i, p in enumerate(spec.profiles):
+        by_device.setdefault(p.device, []).append(i)
+    ks = list(spec.search.k.values())
+
+    pools: list[PoolCandidates] = []
+    for device in spec.devices:
+        if only is not None and device.name not in only:
+            continue
+        pc = PoolCandidates(len(pools), device)
+        pins = [p for p in spec.constraints.pinned if p.device == device.name]
+        profiled = by_device.get(device.name, [])
+        if not profiled:
+            pc.excluded.append("no profile for this device")
+        for pi in profiled:
+            prof = spec.profiles[pi]
+            quant = drafts[prof.draft].quants[prof.quant]
+            if quant.size_gb > device.memory_gb:
+                pc.excluded.append(
+                    f"{prof.draft} {prof.quant} needs {quant.size_gb:g} GB, "
+                    f"device has {device.memory_gb:g} GB")
+                continue
+            power = prof.power_w if prof.power_w is not None else device.power_w
+            if not prof.acceptance:
+                pc.excluded.append(f"{prof.draft} {prof.quant}: no acceptance for any target")
+            for tname, acc in prof.acceptance.items():
+                target = targets[tname]
+                for k in ks:
+                    alpha = alpha_at(acc, k)
+                    if alpha is None:
+                        continue
+                    if not _pin_allows(pins, tname, prof.draft, prof.quant, k):
+                        continue
+                    pc.candidates.append(make_candidate(
+                        pc.index, device, tname, target.price_usd_per_mtok,
+                        target.verify_latency(k), prof.draft, prof.quant, k, alpha,
+                        prof.draft_tok_s, power))
+        if pins and not pc.candidates and profiled:
+            pc.excluded.append("the pins on this pool exclude every profiled configuration")
+        pc.candidates.sort(key=lambda c: c.config)
+        pools.append(pc)
+    return pools
+
+
+SLO_FIELDS: dict[str, tuple[str, str]] = {
+    # SLO field -> (candidate attribute, direction of the bound)
+    "min_goodput_tok_s": ("goodput_tok_s", ">="),
+    "max_energy_j_per_tok": ("energy_j_per_tok", "<="),
+    "min_cost_efficiency_tok_per_usd": ("cost_efficiency_tok_per_usd", ">="),
+    "max_power_w": ("power_w", "<="),
+}
+
+
+def slo_violations(c: Candidate, slo: DeviceSLO) -> dict[str, float]:
+    """How far a candidate misses each SLO it misses (0 < amount, in the SLO's unit)."""
+    out: dict[str, float] = {}
+    for name, (attr, sense) in SLO_FIELDS.items():
+        bound = getattr(slo, name)
+        value = getattr(c, attr)
+        if bound is None or value is None:
+            continue
+        miss = bound - value if sense == ">=" else value - bound
+        if miss > 1e-12 * max(1.0, abs(bound)):
+            out[name] = miss
+    return out

@@ -1,0 +1,152 @@
+"""Checks that span several parts of a spec (separate from building any model).
+
+Pydantic checks each value on its own; here we check that names refer to
+things that exist, that pairings make sense, and that what the objective
+and the constraints ask for can be computed from the data given.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+from configspec_opt.errors import PathPart
+from configspec_opt.spec import Metric, PerTokenAcceptance, Spec
+
+Problem = tuple[tuple[PathPart, ...], str, str | None]
+
+RATIO_METRICS = frozenset({Metric.cost_efficiency, Metric.energy})
+
+
+def _did_you_mean(name: str, known: Iterable[str]) -> str | None:
+    known = list(known)
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
+    if close:
+        return f"did you mean '{close[0]}'?"
+    return f"known: {', '.join(known)}" if known and len(known) <= 12 else None
+
+
+def devices_without_power(spec: Spec) -> list[str]:
+    """Pools that have at least one profile with no power figure at all."""
+    declared = {d.name for d in spec.devices if d.power_w is not None}
+    out: list[str] = []
+    for p in spec.profiles:
+        if p.power_w is None and p.device not in declared and p.device not in out:
+            out.append(p.device)
+    return out
+
+
+def check_consistency(spec: Spec) -> tuple[list[Problem], list[str]]:
+    """Return (errors, warnings); errors carry the path of the offending value."""
+    problems: list[Problem] = []
+    warnings: list[str] = []
+
+    for section in ("targets", "drafts", "devices"):
+        seen: dict[str, int] = {}
+        for i, item in enumerate(getattr(spec, section)):
+            if item.name in seen:
+                problems.append(((section, i, "name"),
+                                 f"duplicate name '{item.name}' (also {section}[{seen[item.name]}])",
+                                 None))
+            seen.setdefault(item.name, i)
+
+    targets = {t.name: t for t in spec.targets}
+    drafts = {d.name: d for d in spec.drafts}
+    devices = {d.name: d for d in spec.devices}
+    seen_profiles: dict[tuple[str, str, str], int] = {}
+    krange = set(spec.search.k.values())
+
+    for i, p in enumerate(spec.profiles):
+        if p.device not in devices:
+            problems.append((("profiles", i, "device"), f"unknown device '{p.device}'",
+                             _did_you_mean(p.device, devices)))
+        draft = drafts.get(p.draft)
+        if draft is None:
+            problems.append((("profiles", i, "draft"), f"unknown draft '{p.draft}'",
+                             _did_you_mean(p.draft, drafts)))
+        elif p.quant not in draft.quants:
+            problems.append((("profiles", i, "quant"),
+                             f"draft '{p.draft}' has no quant '{p.quant}'",
+                             _did_you_mean(p.quant, draft.quants)))
+        key = (p.device, p.draft, p.quant)
+        if key in seen_profiles:
+            problems.append((("profiles", i), f"second profile for {'/'.join(key)} "
+                             f"(also profiles[{seen_profiles[key]}])", None))
+        seen_profiles.setdefault(key, i)
+        for tname, acc in p.acceptance.items():
+            target = targets.get(tname)
+            if target is None:
+                problems.append((("profiles", i, "acceptance", tname),
+                                 f"unknown target '{tname}'", _did_you_mean(tname, targets)))
+                continue
+            if draft is not None and draft.family != target.family:
+                problems.append((("profiles", i, "acceptance", tname),
+                                 f"draft '{draft.name}' (family {draft.family}) cannot pair "
+                                 f"with target '{tname}' (family {target.family})", None))
+            if not isinstance(acc, PerTokenAcceptance):
+                missing = sorted(krange - set(acc))
+                if missing:
+                    warnings.append(
+                        f"profiles[{i}] ({'/'.join(key)}) has no acceptance for {tname} at "
+                        f"K={','.join(map(str, missing))}: those K are not candidates")
+
+    for i, pin in enumerate(spec.constraints.pinned):
+        where: tuple[PathPart, ...] = ("constraints", "pinned", i)
+        if pin.device not in devices:
+            problems.append((where + ("device",), f"unknown device '{pin.device}'",
+                             _did_you_mean(pin.device, devices)))
+        if pin.target is not None and pin.target not in targets:
+            problems.append((where + ("target",), f"unknown target '{pin.target}'",
+                             _did_you_mean(pin.target, targets)))
+        if pin.draft is not None and pin.draft not in drafts:
+            problems.append((where + ("draft",), f"unknown draft '{pin.draft}'",
+                             _did_you_mean(pin.draft, drafts)))
+        elif pin.draft is not None and pin.quant is not None and \
+                pin.quant not in drafts[pin.draft].quants:
+            problems.append((where + ("quant",), f"draft '{pin.draft}' has no quant "
+                             f"'{pin.quant}'", _did_you_mean(pin.quant, drafts[pin.draft].quants)))
+        if pin.k is not None and pin.k not in krange:
+            problems.append((where + ("k",), f"k={pin.k} is outside search.k "
+                             f"({spec.search.k.min}..{spec.search.k.max})", None))
+
+    problems.extend(_objective_problems(spec))
+    problems.extend(_energy_problems(spec))
+    return problems, warnings
+
+
+def _objective_problems(spec: Spec) -> list[Problem]:
+    out: list[Problem] = []
+    if spec.objective.weighted is not None:
+        for i, term in enumerate(spec.objective.weighted):
+            if term.metric in RATIO_METRICS:
+                out.append((("objective", "weighted", i, term.sense),
+                             f"{term.metric.value} is a ratio over the whole fleet and cannot be "
+                             "summed with other terms",
+                             "use a lexicographic objective, or bound it under "
+                             "constraints.fleet"))
+    return out
+
+
+def _energy_problems(spec: Spec) -> list[Problem]:
+    missing = devices_without_power(spec)
+    if not missing:
+        return []
+    why = (f"no power data for device{'s' if len(missing) > 1 else ''} "
+           f"{', '.join(missing)}: energy per token is not available there")
+    hint = "profile with a power source, set power_w in the profile or on the device, " \
+           "or drop the energy requirement"
+    out: list[Problem] = []
+    for i, term in enumerate(spec.objective.terms()):
+        if term.metric is Metric.energy:
+            loc: tuple[PathPart, ...] = ("objective", term.sense) if spec.objective.mode == \
+                "single" else ("objective", spec.objective.mode, i, term.sense)
+            out.append((loc, why, hint))
+    if spec.constraints.fleet.max_energy_j_per_tok is not None:
+        out.append((("constraints", "fleet", "max_energy_j_per_tok"), why, hint))
+    if spec.constraints.per_device.max_energy_j_per_tok is not None:
+        out.append((("constraints", "per_device", "max_energy_j_per_tok"), why, hint))
+    for i, d in enumerate(spec.devices):
+        if d.name in missing and d.slo is not None and d.slo.max_energy_j_per_tok is not None:
+            out.append((("devices", i, "slo", "max_energy_j_per_tok"),
+                        f"no power data for device {d.name}", hint))
+    return out

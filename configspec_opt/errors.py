@@ -1,0 +1,82 @@
+"""Errors a user can cause, each carrying what is needed to fix it.
+
+A user mistake never ends in a traceback: the CLI and the HTTP API turn
+these into a message (or RFC 9457 problem) naming file, line and column.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+PathPart = str | int
+
+
+def format_path(path: tuple[PathPart, ...]) -> str:
+    """`devices[0].count` style, as a user would point at it in the YAML."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(top level)"
+
+
+@dataclass(frozen=True)
+class SpecIssue:
+    """One problem in a spec, located as precisely as the source allows."""
+
+    message: str
+    path: tuple[PathPart, ...] = ()
+    file: str | None = None
+    line: int | None = None  # 1-based
+    column: int | None = None  # 1-based
+    hint: str | None = None
+
+    def format(self) -> str:
+        where = self.file or "<spec>"
+        if self.line is not None:
+            where += f":{self.line}:{self.column or 1}"
+        text = f"{where}: {format_path(self.path)}: {self.message}"
+        if self.hint:
+            text += f" ({self.hint})"
+        return text
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["path"] = format_path(self.path)
+        return d
+
+
+class ConfigspecError(Exception):
+    """Base of the errors a user can fix; never shown with a traceback."""
+
+    exit_code = 2
+
+
+@dataclass
+class SpecError(ConfigspecError):
+    """The spec is not valid: syntax, types, unknown keys, dangling references."""
+
+    issues: list[SpecIssue] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        n = len(self.issues)
+        head = f"invalid spec ({n} problem{'s' if n != 1 else ''})"
+        return head + ":\n" + "\n".join("  " + i.format() for i in self.issues)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"status": "invalid", "errors": [i.to_dict() for i in self.issues]}
+
+
+class SolverUnavailableError(ConfigspecError):
+    """Pyomo or HiGHS are not installed (the edge-only install)."""
+
+    exit_code = 3
+
+
+class UsageError(ConfigspecError):
+    """A command-line or request option that cannot be honoured."""
+
+    exit_code = 2

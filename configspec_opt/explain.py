@@ -1,0 +1,86 @@
+"""Why each pool got its configuration: the runner-up and what blocks better ones.
+
+For every pool we move the whole pool to each other candidate it could run
+(all others fixed) and evaluate the fleet exactly.  The runner-up is the
+best move that stays feasible, with its loss in objective units; a move
+that would *improve* the objective but breaks a constraint names the
+constraint that binds.  Pure evaluation: no solver involved.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from configspec_opt.candidates import Candidate, slo_violations
+from configspec_opt.fleet import fleet_metrics, objective_key, violated_constraints
+from configspec_opt.problem import Problem
+from configspec_opt.spec import Objective
+
+EPS = 1e-9
+
+
+@dataclass
+class PoolExplanation:
+    device: str
+    split: bool
+    runner_up: dict[str, Any] | None = None
+    blocked_by: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"device": self.device, "split": self.split, "runner_up": self.runner_up,
+                "blocked_by": self.blocked_by}
+
+    def summary(self) -> str:
+        parts = []
+        if self.runner_up:
+            parts.append(f"runner-up {self.runner_up['config']} "
+                         f"(-{self.runner_up['loss']:.4g})")
+        if self.blocked_by:
+            b = self.blocked_by[0]
+            parts.append(f"{b['config']} would gain {b['gain']:.4g} but breaks "
+                         + ", ".join(b["constraints"]))
+        return "; ".join(parts) or "no alternative"
+
+
+def _config(c: Candidate) -> dict[str, Any]:
+    return {"config": f"{c.draft} {c.quant} K={c.k}", "target": c.target, "draft": c.draft,
+            "quant": c.quant, "k": c.k}
+
+
+def explain(
+    problem: Problem, objective: Objective, assignment: list[tuple[Candidate, int]]
+) -> list[PoolExplanation]:
+    spec = problem.spec
+    base = objective_key(fleet_metrics(assignment), objective)
+    out: list[PoolExplanation] = []
+    for pc in problem.structural:
+        mine = [(c, n) for c, n in assignment if c.pool == pc.index]
+        others = [(c, n) for c, n in assignment if c.pool != pc.index]
+        used = {c.config for c, _ in mine}
+        ex = PoolExplanation(pc.device.name, split=len(mine) > 1)
+        slo = spec.slo_for(pc.device)
+        best_ok: tuple[tuple[float, ...], Candidate] | None = None
+        blocked: list[tuple[float, Candidate, list[str]]] = []
+        for c in pc.candidates:
+            if c.config in used:
+                continue
+            trial = [*others, (c, pc.device.count)]
+            try:
+                key = objective_key(fleet_metrics(trial), objective)
+            except ValueError:
+                continue
+            broken = [f"slo.{k}" for k in slo_violations(c, slo)]
+            broken += violated_constraints(problem, trial)
+            if broken:
+                if key > tuple(b + EPS * max(1.0, abs(b)) for b in base):
+                    blocked.append((key[0] - base[0], c, broken))
+            elif best_ok is None or key > best_ok[0]:
+                best_ok = (key, c)
+        if best_ok is not None:
+            ex.runner_up = {**_config(best_ok[1]), "loss": base[0] - best_ok[0][0]}
+        blocked.sort(key=lambda t: -t[0])
+        ex.blocked_by = [{**_config(c), "gain": g, "constraints": b}
+                         for g, c, b in blocked[:3]]
+        out.append(ex)
+    return out

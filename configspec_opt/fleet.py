@@ -1,0 +1,124 @@
+"""Fleet figures of an assignment, computed directly (no solver).
+
+Used to report a solution, to check it, to explain it (what if this pool
+switched?) and by brute force in the tests: one definition of every number.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from configspec_opt.candidates import Candidate
+from configspec_opt.metrics import SECONDS_PER_HOUR
+from configspec_opt.problem import METRICS, Problem, Row
+from configspec_opt.spec import Metric, Objective
+
+Assignment = Sequence[tuple[Candidate, int]]
+
+REL_TOL = 1e-7
+
+
+@dataclass
+class FleetMetrics:
+    goodput_tok_s: float
+    cost_usd_per_hour: float
+    verifier_load_tok_s: float
+    power_w: float | None
+    drafting_power_w: float | None
+    cost_efficiency_tok_per_usd: float
+    energy_j_per_tok: float | None
+    min_goodput_tok_s: float
+    devices: int
+    verifier_load_by_target: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "goodput_tok_s": self.goodput_tok_s,
+            "cost_usd_per_hour": self.cost_usd_per_hour,
+            "verifier_load_tok_s": self.verifier_load_tok_s,
+            "power_w": self.power_w,
+            "cost_efficiency_tok_per_usd": self.cost_efficiency_tok_per_usd,
+            "energy_j_per_tok": self.energy_j_per_tok,
+            "min_goodput_tok_s": self.min_goodput_tok_s,
+            "devices": self.devices,
+            "verifier_load_by_target": dict(self.verifier_load_by_target),
+        }
+
+
+def fleet_metrics(assignment: Assignment) -> FleetMetrics:
+    used = [(c, n) for c, n in assignment if n > 0]
+    g = sum(n * c.goodput_tok_s for c, n in used)
+    cost = sum(n * c.cost_usd_per_hour for c, n in used)
+    load = sum(n * c.verifier_load_tok_s for c, n in used)
+    by_target: dict[str, float] = {}
+    for c, n in used:
+        by_target[c.target] = by_target.get(c.target, 0.0) + n * c.verifier_load_tok_s
+    has_power = all(c.power_w is not None for c, _ in used)
+    power = sum(n * (c.power_w or 0.0) for c, n in used) if has_power else None
+    dpow = sum(n * (c.drafting_power_w or 0.0) for c, n in used) if has_power else None
+    return FleetMetrics(
+        goodput_tok_s=g,
+        cost_usd_per_hour=cost,
+        verifier_load_tok_s=load,
+        power_w=power,
+        drafting_power_w=dpow,
+        cost_efficiency_tok_per_usd=g / (cost / SECONDS_PER_HOUR) if cost > 0 else float("inf"),
+        energy_j_per_tok=(dpow / g) if dpow is not None and g > 0 else None,
+        min_goodput_tok_s=min((c.goodput_tok_s for c, _ in used), default=0.0),
+        devices=sum(n for _, n in used),
+        verifier_load_by_target=by_target,
+    )
+
+
+def metric_value(fm: FleetMetrics, metric: Metric) -> float:
+    value = {
+        Metric.goodput: fm.goodput_tok_s,
+        Metric.cost: fm.cost_usd_per_hour,
+        Metric.power: fm.power_w,
+        Metric.verifier_load: fm.verifier_load_tok_s,
+        Metric.min_goodput: fm.min_goodput_tok_s,
+        Metric.cost_efficiency: fm.cost_efficiency_tok_per_usd,
+        Metric.energy: fm.energy_j_per_tok,
+    }[metric]
+    if value is None:
+        raise ValueError(f"{metric.value} is not available (no power data)")
+    return value
+
+
+def objective_key(fm: FleetMetrics, objective: Objective) -> tuple[float, ...]:
+    """Larger is better: a weighted sum as one number, lexicographic as a tuple."""
+    terms = objective.terms()
+    signed = [(1.0 if t.sense == "maximize" else -1.0) * metric_value(fm, t.metric)
+              for t in terms]
+    if objective.mode == "weighted":
+        return (sum(t.weight * v for t, v in zip(terms, signed)),)
+    return tuple(signed)
+
+
+def row_activity(row: Row, assignment: Assignment) -> float:
+    act = sum(n * row.coef(c) for c, n in assignment if n > 0)
+    if row.t_coef:
+        act += row.t_coef * min((c.goodput_tok_s for c, n in assignment if n > 0), default=0.0)
+    return act
+
+
+def row_violation(row: Row, activity: float) -> float:
+    """How far `activity` is on the wrong side of the row (0 when satisfied)."""
+    tol = REL_TOL * max(1.0, abs(row.rhs))
+    miss = activity - row.rhs if row.sense == "<=" else row.rhs - activity
+    return miss if miss > tol else 0.0
+
+
+def violated_constraints(problem: Problem, assignment: Assignment) -> list[str]:
+    """Fleet constraints the assignment breaks (empty when feasible)."""
+    out = [r.key for r in problem.rows if row_violation(r, row_activity(r, assignment)) > 0]
+    if problem.max_variants is not None:
+        variants = {c.variant for c, n in assignment if n > 0}
+        if len(variants) > problem.max_variants:
+            out.append("constraints.fleet.max_distinct_variants")
+    return out
+
+
+__all__ = ["METRICS", "Assignment", "FleetMetrics", "fleet_metrics", "metric_value",
+           "objective_key", "row_activity", "row_violation", "violated_constraints"]

@@ -1,0 +1,333 @@
+"""Reading a spec: text -> plain data -> validated `Spec`, or a located error.
+
+Valid specs take the fast path (JSON, or ruamel's C safe loader): a fleet
+spec with 100,000 candidates must load in well under a second.  Only when
+something is wrong is the text parsed again with ruamel's round-trip
+loader, whose `.lc` positions turn pydantic's error locations into
+file:line:column (the rendercv habit).
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import types
+import typing
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, TypeAdapter, ValidationError
+from ruamel.yaml import YAML
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+from configspec_opt.consistency import check_consistency
+from configspec_opt.errors import PathPart, SpecError, SpecIssue
+from configspec_opt.spec import Profile, Spec
+
+MAX_NODES = 2_000_000
+MAX_DEPTH = 64
+_profiles_adapter: TypeAdapter[list[Profile]] = TypeAdapter(list[Profile])
+
+
+@dataclass
+class Source:
+    """One file (or request body) that contributed to a spec."""
+
+    name: str
+    text: str
+
+    _rt: Any = field(default=None, repr=False)
+
+    @property
+    def is_json(self) -> bool:
+        return self.name.endswith(".json") or self.text.lstrip()[:1] in ("{", "[")
+
+    def round_trip(self) -> Any:
+        """The text parsed with positions, for error reports only."""
+        if self._rt is None:
+            try:
+                self._rt = YAML(typ="rt").load(self.text)
+            except Exception:  # positions are a nicety: never fail the report
+                self._rt = {}
+        return self._rt
+
+
+@dataclass
+class LoadedSpec:
+    spec: Spec
+    sources: list[Source]
+    warnings: list[str]
+
+    @property
+    def sha256(self) -> str:
+        """Hash of every source's content, in order: identifies what a result came from."""
+        h = hashlib.sha256()
+        for s in self.sources:
+            h.update(s.text.encode())
+            h.update(b"\0")
+        return h.hexdigest()
+
+
+def load_spec(path: str | Path, *, allow_includes: bool = True) -> LoadedSpec:
+    """Load and validate a spec file (YAML or JSON)."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError([SpecIssue(f"no such file: {p}", file=str(p))]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError([SpecIssue(f"cannot read: {exc}", file=str(p))]) from None
+    return parse_spec(text, name=str(p), base_dir=p.parent if allow_includes else None)
+
+
+def parse_spec(text: str, *, name: str = "<spec>", base_dir: Path | None = None) -> LoadedSpec:
+    """Validate spec text.  `base_dir=None` refuses `profiles_from` (HTTP bodies)."""
+    main = Source(name, text)
+    data = parse_data(main)
+    if not isinstance(data, dict):
+        raise SpecError([SpecIssue("a spec is a mapping of keys (version, name, targets, ...)",
+                                   file=name, line=1, column=1)])
+    try:
+        spec = Spec.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(validation_issues(exc, main, Spec)) from None
+
+    sources = [main]
+    origins: list[tuple[Source, int]] = [(main, i) for i in range(len(spec.profiles))]
+    if spec.profiles_from:
+        if base_dir is None:
+            raise SpecError([_locate(main, ("profiles_from",),
+                                     "profiles_from names files; it is not allowed here "
+                                     "(send the profiles inline)")])
+        extra: list[Profile] = list(spec.profiles)
+        for j, rel in enumerate(spec.profiles_from):
+            src, profiles = _load_profile_file(base_dir / rel, main, j)
+            sources.append(src)
+            origins.extend((src, i) for i in range(len(profiles)))
+            extra.extend(profiles)
+        spec = spec.model_copy(update={"profiles": extra})
+
+    problems, warnings = check_consistency(spec)
+    if problems:
+        issues = []
+        for loc, msg, hint in problems:
+            src, local = main, loc
+            if len(loc) >= 2 and loc[0] == "profiles" and isinstance(loc[1], int):
+                src, idx = origins[loc[1]]
+                local = (("profiles", idx) if src is main else (idx,)) + loc[2:]
+            issues.append(_locate(src, local, msg, hint, shown=loc))
+        raise SpecError(issues)
+    return LoadedSpec(spec, sources, warnings)
+
+
+def parse_data(src: Source) -> Any:
+    """Text to plain Python data (dicts, lists, floats), with a located syntax error."""
+    if src.is_json:
+        try:
+            data = json.loads(src.text, parse_constant=_reject_constant)
+        except json.JSONDecodeError as exc:
+            raise SpecError([SpecIssue(f"invalid JSON: {exc.msg}", file=src.name,
+                                       line=exc.lineno, column=exc.colno)]) from None
+        except ValueError as exc:
+            raise SpecError([SpecIssue(f"invalid JSON: {exc}", file=src.name)]) from None
+        except RecursionError:
+            raise SpecError([SpecIssue("invalid JSON: nested too deeply",
+                                       file=src.name)]) from None
+        _check_size(data, src)
+        return data
+    try:
+        data = YAML(typ="safe", pure=False).load(src.text)
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        msg = " ".join(x for x in (exc.context, exc.problem) if x)
+        raise SpecError([SpecIssue(f"invalid YAML: {msg}", file=src.name,
+                                   line=mark.line + 1 if mark else None,
+                                   column=mark.column + 1 if mark else None)]) from None
+    except (YAMLError, ValueError, TypeError) as exc:
+        raise SpecError([SpecIssue(f"invalid YAML: {exc}", file=src.name)]) from None
+    except RecursionError:
+        raise SpecError([SpecIssue("invalid YAML: nested too deeply", file=src.name)]) from None
+    _check_size(data, src)
+    return data
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a number a spec may hold")
+
+
+def _check_size(data: Any, src: Source) -> None:
+    """Refuse alias bombs and absurd nesting before anything walks the data."""
+    budget = MAX_NODES
+    stack: list[tuple[Any, int]] = [(data, 0)]
+    while stack:
+        node, depth = stack.pop()
+        budget -= 1
+        if budget < 0:
+            raise SpecError([SpecIssue(
+                f"the document expands to more than {MAX_NODES:,} values "
+                "(YAML aliases that multiply?)", file=src.name)])
+        if depth > MAX_DEPTH:
+            raise SpecError([SpecIssue(f"nested deeper than {MAX_DEPTH} levels", file=src.name)])
+        if isinstance(node, dict):
+            stack.extend((v, depth + 1) for v in node.values())
+        elif isinstance(node, list):
+            stack.extend((v, depth + 1) for v in node)
+
+
+def _load_profile_file(path: Path, main: Source, j: int) -> tuple[Source, list[Profile]]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SpecError([_locate(main, ("profiles_from", j), f"cannot read {path}: "
+                                 f"{exc.strerror or exc}")]) from None
+    src = Source(str(path), text)
+    data = parse_data(src)
+    prefix: tuple[PathPart, ...] = ()
+    if isinstance(data, dict) and set(data) == {"profiles"}:
+        data, prefix = data["profiles"], ("profiles",)
+    try:
+        return src, _profiles_adapter.validate_python(data)
+    except ValidationError as exc:
+        raise SpecError(validation_issues(exc, src, None, prefix)) from None
+
+
+# --- error locations -------------------------------------------------------
+
+
+def validation_issues(
+    exc: ValidationError,
+    src: Source,
+    model: type[BaseModel] | None,
+    prefix: tuple[PathPart, ...] = (),
+) -> list[SpecIssue]:
+    """Pydantic errors as located issues, with 'did you mean' for unknown keys."""
+    issues = []
+    for err in exc.errors(include_url=False):
+        loc = prefix + tuple(p for p in err["loc"] if p not in ("table", "per_token"))
+        kind = err["type"]
+        if kind == "extra_forbidden":
+            key = loc[-1]
+            allowed = _fields_at(model, loc[:-1]) if model else _profile_fields(loc[len(prefix):])
+            close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.6)
+            hint = f"did you mean '{close[0]}'?" if close else (
+                f"allowed: {', '.join(allowed)}" if allowed else None)
+            issues.append(_locate(src, loc, f"unknown key '{key}'", hint, at_key=True))
+        elif kind == "missing":
+            issues.append(_locate(src, loc[:-1], f"missing required key '{loc[-1]}'",
+                                  shown=loc[:-1]))
+        else:
+            got = err.get("input")
+            msg = err["msg"]
+            if not isinstance(got, (dict, list)) and kind not in ("value_error",):
+                msg += f" (got {got!r})"
+            issues.append(_locate(src, loc, msg))
+    return issues
+
+
+def _profile_fields(loc: tuple[PathPart, ...]) -> list[str]:
+    return list(Profile.model_fields) if len(loc) == 2 else []
+
+
+def _fields_at(model: type[BaseModel] | None, loc: Sequence[PathPart]) -> list[str]:
+    """Field names of the model found by walking `loc` through type annotations."""
+    tp: Any = model
+    for part in loc:
+        tp = _step(tp, part)
+        if tp is None:
+            return []
+    tp = _unwrap_model(tp)
+    return list(tp.model_fields) if tp is not None else []
+
+
+def _unwrap_model(tp: Any) -> type[BaseModel] | None:
+    for cand in _flatten(tp):
+        if isinstance(cand, type) and issubclass(cand, BaseModel):
+            return cand
+    return None
+
+
+def _flatten(tp: Any) -> Iterable[Any]:
+    origin = typing.get_origin(tp)
+    if origin is typing.Annotated:
+        yield from _flatten(typing.get_args(tp)[0])
+    elif origin in (typing.Union, types.UnionType):
+        for a in typing.get_args(tp):
+            yield from _flatten(a)
+    else:
+        yield tp
+
+
+def _step(tp: Any, part: PathPart) -> Any:
+    for cand in _flatten(tp):
+        if isinstance(cand, type) and issubclass(cand, BaseModel):
+            if isinstance(part, str) and part in cand.model_fields:
+                return cand.model_fields[part].annotation
+        origin = typing.get_origin(cand)
+        if origin is list and isinstance(part, int):
+            return typing.get_args(cand)[0]
+        if origin is dict:
+            return typing.get_args(cand)[1]
+    return None
+
+
+def _locate(
+    src: Source,
+    loc: tuple[PathPart, ...],
+    message: str,
+    hint: str | None = None,
+    *,
+    at_key: bool = False,
+    shown: tuple[PathPart, ...] | None = None,
+) -> SpecIssue:
+    """Find `loc` in the round-trip parse and return a positioned issue."""
+    node = src.round_trip()
+    line = col = None
+    parent_pos: tuple[int, int] | None = (0, 0)
+    for i, part in enumerate(loc):
+        last = i == len(loc) - 1
+        key = _find_key(node, part)
+        if key is _MISSING:
+            break
+        pos = _position(node, key, want_key=at_key and last)
+        if pos is not None:
+            parent_pos = pos
+        node = node[key]
+    if parent_pos is not None:
+        line, col = parent_pos[0] + 1, parent_pos[1] + 1
+    return SpecIssue(message, shown if shown is not None else loc, src.name, line, col, hint)
+
+
+_MISSING = object()
+
+
+def _find_key(node: Any, part: PathPart) -> Any:
+    if isinstance(node, Mapping):
+        for cand in (part, str(part)) + ((int(part),) if str(part).isdigit() else ()):
+            if cand in node:
+                return cand
+        return _MISSING
+    if isinstance(node, Sequence) and not isinstance(node, str) and isinstance(part, int):
+        return part if 0 <= part < len(node) else _MISSING
+    return _MISSING
+
+
+def _position(node: Any, key: Any, *, want_key: bool) -> tuple[int, int] | None:
+    lc = getattr(node, "lc", None)
+    if lc is None:
+        return None
+    try:
+        if isinstance(node, Mapping):
+            value = node[key]
+            if not want_key and not isinstance(value, (Mapping, list)):
+                return tuple(lc.value(key))  # type: ignore[return-value]
+            return tuple(lc.key(key))  # type: ignore[return-value]
+        return tuple(lc.item(key))  # type: ignore[return-value]
+    except (KeyError, IndexError, TypeError, AttributeError):
+        return None
+
+
+def dump_json(obj: Any) -> str:
+    return json.dumps(obj, indent=2, sort_keys=False, allow_nan=False)

@@ -1,0 +1,54 @@
+"""The speculative-round model of the ConfigSpec paper (Eq. 1-3), as pure functions.
+
+One round: the draft proposes K tokens at v_d tokens/s, the target verifies
+them in T_verify, the network adds rtt; the round yields K*alpha(K) accepted
+drafted tokens plus the target's bonus token.
+"""
+
+from __future__ import annotations
+
+SECONDS_PER_HOUR = 3600.0
+
+
+def round_time_s(k: int, draft_tok_s: float, verify_latency_s: float, rtt_s: float = 0.0) -> float:
+    """R = K/v_d + T_verify + rtt."""
+    return k / draft_tok_s + verify_latency_s + rtt_s
+
+
+def tokens_per_round(k: int, alpha: float) -> float:
+    """Accepted tokens per round: K*alpha(K) drafted plus one bonus token."""
+    return k * alpha + 1.0
+
+
+def goodput_tok_s(k: int, alpha: float, round_s: float) -> float:
+    """Eq. 1: G = (K*alpha + 1) / R."""
+    return tokens_per_round(k, alpha) / round_s
+
+
+def verifier_load_tok_s(k: int, round_s: float) -> float:
+    """Tokens per second the verifier processes (and bills) for one device."""
+    return k / round_s
+
+
+def cost_usd_per_hour(k: int, round_s: float, price_usd_per_mtok: float) -> float:
+    return price_usd_per_mtok * 1e-6 * verifier_load_tok_s(k, round_s) * SECONDS_PER_HOUR
+
+
+def cost_efficiency_tok_per_usd(k: int, alpha: float, price_usd_per_mtok: float) -> float:
+    """Eq. 2: eta = (alpha + 1/K) / p, accepted tokens per dollar."""
+    return (alpha + 1.0 / k) / (price_usd_per_mtok * 1e-6)
+
+
+def drafting_power_w(power_w: float, k: int, draft_tok_s: float, round_s: float) -> float:
+    """Average power spent drafting over a round: P * (K/v_d) / R (J/s)."""
+    return power_w * (k / draft_tok_s) / round_s
+
+
+def energy_j_per_tok(power_w: float, k: int, draft_tok_s: float, alpha: float) -> float:
+    """Eq. 3: E = P * (K/v_d) / (K*alpha + 1), drafting energy per accepted token."""
+    return power_w * (k / draft_tok_s) / tokens_per_round(k, alpha)
+
+
+def mean_acceptance_length(k: int, alpha: float) -> float:
+    """vLLM's figure: tokens emitted per verification round (1 + accepted)."""
+    return tokens_per_round(k, alpha)

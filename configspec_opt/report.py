@@ -1,0 +1,218 @@
+"""Results as JSON-ready dicts (CLI --json, HTTP) and as rich tables for people.
+
+One dict per result kind, shared by every front end, so the CLI and the
+HTTP API can never disagree on a number.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+from rich.table import Table
+
+from configspec_opt.candidates import Candidate
+from configspec_opt.fleet import FleetMetrics
+from configspec_opt.spec import Objective
+
+if TYPE_CHECKING:
+    from configspec_opt.explain import PoolExplanation
+    from solvers.pareto import ParetoFront
+    from solvers.solve import Solution
+
+
+def _num(x: float | None) -> float | None:
+    if x is None or math.isnan(x) or math.isinf(x):
+        return None
+    return float(x)
+
+
+def candidate_dict(c: Candidate) -> dict[str, Any]:
+    return {
+        "device": c.device, "target": c.target, "draft": c.draft, "quant": c.quant, "k": c.k,
+        "alpha": c.alpha, "draft_tok_s": c.draft_tok_s, "round_time_s": c.round_time_s,
+        "goodput_tok_s": c.goodput_tok_s,
+        "cost_tok_per_usd": c.cost_efficiency_tok_per_usd,
+        "energy_j_per_tok": _num(c.energy_j_per_tok),
+        "verifier_load_tok_s": c.verifier_load_tok_s,
+        "cost_usd_per_hour": c.cost_usd_per_hour,
+        "power_w": _num(c.power_w),
+        "mean_acceptance_length": c.k * c.alpha + 1.0,
+    }
+
+
+def fleet_dict(fm: FleetMetrics | None) -> dict[str, Any] | None:
+    if fm is None:
+        return None
+    return {k: (_num(v) if isinstance(v, float) else v) for k, v in fm.to_dict().items()}
+
+
+def objective_dict(objective: Objective, value: float | None) -> dict[str, Any]:
+    first = objective.terms()[0]
+    out: dict[str, Any] = {"sense": first.sense, "metric": first.metric.value,
+                           "value": _num(value)}
+    if objective.mode != "single":
+        out["mode"] = objective.mode
+        out["terms"] = [{"sense": t.sense, "metric": t.metric.value,
+                         **({"weight": t.weight} if objective.mode == "weighted" else
+                            {"tolerance": t.tolerance})} for t in objective.terms()]
+    return out
+
+
+def solution_dict(
+    sol: Solution,
+    *,
+    spec_sha256: str | None = None,
+    explanations: list[PoolExplanation] | None = None,
+    warnings: Iterable[str] = (),
+) -> dict[str, Any]:
+    by_pool: dict[str, int] = {}
+    for c, _ in sol.assignment:
+        by_pool[c.device] = by_pool.get(c.device, 0) + 1
+    assignments = [{"device": c.device, "count": n, **candidate_dict(c),
+                    "split": by_pool[c.device] > 1} for c, n in sol.assignment]
+    out: dict[str, Any] = {
+        "status": sol.status.value,
+        "objective": objective_dict(sol.objective, sol.objective_value),
+        "assignments": assignments,
+        "fleet": fleet_dict(sol.fleet),
+        "solver": {
+            "name": "highs",
+            "time_s": sol.time_s,
+            "build_s": sol.build_s,
+            "gap": _num(sol.gap),
+            "proven_optimal": sol.proven_optimal,
+            "candidates": len(sol.problem.candidates),
+            "pruned_dominated": sol.problem.pruned,
+            "stages": [s.__dict__ for s in sol.stages],
+        },
+    }
+    split = sorted(d for d, n in by_pool.items() if n > 1)
+    if split:
+        out["split_pools"] = split
+    if sol.message:
+        out["message"] = sol.message
+    if sol.diagnosis is not None:
+        out["diagnosis"] = sol.diagnosis.to_dict()  # type: ignore[attr-defined]
+    if explanations is not None:
+        out["explain"] = [e.to_dict() for e in explanations]
+    if spec_sha256:
+        out["spec_sha256"] = spec_sha256
+    warnings = list(warnings)
+    if warnings:
+        out["warnings"] = warnings
+    return out
+
+
+def pareto_dict(front: ParetoFront) -> dict[str, Any]:
+    return {
+        "x": {"sense": front.x.sense, "metric": front.x.metric.value},
+        "y": {"sense": front.y.sense, "metric": front.y.metric.value},
+        "complete": front.complete,
+        "time_s": front.time_s,
+        "points": [{"x": p.x, "y": p.y, "fleet": fleet_dict(p.fleet),
+                    "assignments": [{"device": c.device, "count": n, "target": c.target,
+                                     "draft": c.draft, "quant": c.quant, "k": c.k}
+                                    for c, n in p.assignment]}
+                   for p in front.points],
+    }
+
+
+# --- tables -------------------------------------------------------------
+
+
+def _fmt(x: float | None, digits: int = 4) -> str:
+    if x is None:
+        return "n/a"
+    if abs(x) >= 1e5:
+        return f"{x:,.0f}"
+    return f"{x:.{digits}g}"
+
+
+def print_solution(console: Console, data: dict[str, Any]) -> None:
+    status = data["status"]
+    obj = data["objective"]
+    head = f"[bold]{status}[/bold]  {obj['sense']} {obj['metric']}"
+    if obj.get("value") is not None:
+        head += f" = {_fmt(obj['value'], 6)}"
+    console.print(head)
+    if data["assignments"]:
+        multi_target = len({a["target"] for a in data["assignments"]}) > 1
+        t = Table()
+        cols = ["device", "count", "draft", "quant", "K"] + (["target"] if multi_target else [])
+        for col in cols + ["tok/s", "tok/$", "J/tok"]:
+            t.add_column(col, justify="left" if col in cols[:4] or col == "target" else "right",
+                         overflow="fold")
+        for a in data["assignments"]:
+            t.add_row(a["device"] + (" (split)" if a["split"] else ""), str(a["count"]),
+                      a["draft"], a["quant"], str(a["k"]),
+                      *([a["target"]] if multi_target else []),
+                      _fmt(a["goodput_tok_s"]), _fmt(a["cost_tok_per_usd"]),
+                      _fmt(a["energy_j_per_tok"]))
+        console.print(t)
+        if not multi_target:
+            console.print(f"target: {data['assignments'][0]['target']}")
+    for e in data.get("explain", []):
+        from configspec_opt.explain import PoolExplanation
+
+        why = PoolExplanation(e["device"], e["split"], e["runner_up"], e["blocked_by"]).summary()
+        console.print(f"why {e['device']}: {why}", markup=False)
+    fleet = data.get("fleet")
+    if fleet:
+        console.print(
+            f"fleet: goodput {_fmt(fleet['goodput_tok_s'], 6)} tok/s, "
+            f"cost {_fmt(fleet['cost_usd_per_hour'])} $/h, "
+            f"verifier load {_fmt(fleet['verifier_load_tok_s'])} tok/s, "
+            f"edge power {_fmt(fleet['power_w'])} W, "
+            f"{_fmt(fleet['cost_efficiency_tok_per_usd'])} tok/$, "
+            f"{_fmt(fleet['energy_j_per_tok'])} J/tok")
+    if data.get("split_pools"):
+        console.print("[yellow]pools split across configurations:[/yellow] "
+                      + ", ".join(data["split_pools"]))
+    s = data["solver"]
+    console.print(f"solver: highs, {s['time_s']:.3f} s, gap {_fmt(s['gap'])}, "
+                  f"proven optimal: {s['proven_optimal']}, candidates {s['candidates']} "
+                  f"({s['pruned_dominated']} dominated removed)")
+    diag = data.get("diagnosis")
+    if diag:
+        console.print(f"[red]{diag['message']}[/red]")
+        for st in diag["structural"]:
+            console.print(f"  pool {st['device']}: " + "; ".join(st["reasons"]))
+        for r in diag["relaxations"]:
+            console.print(f"  relax {r['constraint']}: {r['limit']:g} -> {r['relax_to']:.6g} "
+                          f"{r['unit']}")
+    if data.get("message"):
+        console.print(data["message"])
+    for w in data.get("warnings", []):
+        console.print(f"[yellow]warning:[/yellow] {w}")
+
+
+def print_candidates(console: Console, rows: list[dict[str, Any]], title: str) -> None:
+    t = Table(title=title)
+    cols = [("device", "device"), ("target", "target"), ("draft", "draft"), ("quant", "quant"),
+            ("K", "k"), ("alpha", "alpha"), ("goodput tok/s", "goodput_tok_s"),
+            ("tok/$", "cost_tok_per_usd"), ("J/tok", "energy_j_per_tok"),
+            ("$/h", "cost_usd_per_hour"), ("SLO", "slo")]
+    for name, _ in cols:
+        t.add_column(name)
+    for r in rows:
+        t.add_row(*[(_fmt(r[k]) if isinstance(r[k], float) or r[k] is None else str(r[k]))
+                    for _, k in cols])
+    console.print(t)
+
+
+def print_pareto(console: Console, data: dict[str, Any]) -> None:
+    t = Table(title=f"Pareto front: {data['x']['sense']} {data['x']['metric']} vs "
+                    f"{data['y']['sense']} {data['y']['metric']}")
+    t.add_column(data["x"]["metric"], justify="right")
+    t.add_column(data["y"]["metric"], justify="right")
+    t.add_column("assignment")
+    for p in data["points"]:
+        t.add_row(_fmt(p["x"], 6), _fmt(p["y"], 6), "; ".join(
+            f"{a['device']}x{a['count']}: {a['draft']} {a['quant']} K={a['k']}"
+            for a in p["assignments"]))
+    console.print(t)
+    if not data["complete"]:
+        console.print("[yellow]stopped at --points; the front has more points[/yellow]")

@@ -1,0 +1,310 @@
+"""The deployment spec: what a team declares and commits (schema only, no I/O).
+
+Field names are a public contract: specs in users' repositories must keep
+validating, so fields may be added but never renamed.  Every model forbids
+unknown keys, because a misspelt key that is silently ignored is a wrong
+deployment that nobody notices.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    model_validator,
+)
+
+NonNeg = Annotated[float, Field(ge=0)]
+Positive = Annotated[float, Field(gt=0)]
+Fraction = Annotated[float, Field(ge=0, le=1)]
+Name = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class StrictModel(BaseModel):
+    """Base of every spec model: unknown keys and NaN/inf are errors."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, populate_by_name=True)
+
+
+class Target(StrictModel):
+    """A verifier model in the cloud."""
+
+    name: Name
+    family: Name
+    price_usd_per_mtok: Positive = Field(description="Verifier price, $ per 1M tokens it processes.")
+    verify_latency_s: NonNeg = Field(description="T_verify: latency of one verification request.")
+    verify_latency_per_token_s: NonNeg = Field(
+        0.0,
+        description="Optional growth of T_verify with K: T_verify(K) = verify_latency_s + K * this.",
+    )
+    capacity_tok_s: Positive | None = Field(
+        None, description="Verifier throughput (tokens/s) shared by the whole fleet."
+    )
+    gguf: str | None = Field(None, description="Local GGUF of the target, for the profiler.")
+    endpoint: str | None = Field(
+        None, description="OpenAI-compatible completions endpoint of the target, for the profiler."
+    )
+
+    def verify_latency(self, k: int) -> float:
+        return self.verify_latency_s + k * self.verify_latency_per_token_s
+
+
+class Quant(StrictModel):
+    """One quantisation of a draft model: a file to ship."""
+
+    size_gb: Positive
+    gguf: str | None = Field(None, description="Path of the GGUF file, for the profiler.")
+
+
+class Draft(StrictModel):
+    name: Name
+    family: Name
+    quants: dict[Name, Quant] = Field(min_length=1)
+
+
+class DeviceSLO(StrictModel):
+    """Per-device service levels; every device of a pool must meet them."""
+
+    min_goodput_tok_s: NonNeg | None = None
+    max_energy_j_per_tok: Positive | None = None
+    min_cost_efficiency_tok_per_usd: Positive | None = None
+    max_power_w: Positive | None = None
+
+
+class Device(StrictModel):
+    """A pool of identical edge devices."""
+
+    name: Name
+    platform: str | None = None
+    count: int = Field(ge=1, le=10_000_000)
+    memory_gb: Positive
+    rtt_s: NonNeg = Field(0.0, description="Network round trip added to every round.")
+    power_w: Positive | None = Field(
+        None, description="Declared drafting power, used where a profile has none."
+    )
+    slo: DeviceSLO | None = Field(None, description="Overrides constraints.per_device for this pool.")
+
+
+class PerTokenAcceptance(StrictModel):
+    """Compact acceptance: drafted token i is accepted with probability a**i.
+
+    With a per-position acceptance probability ``a`` (independent positions,
+    the model of Leviathan et al.), a round of K drafted tokens accepts
+    a + a^2 + ... + a^K tokens on average, so alpha(K) = a(1 - a^K) / (K(1 - a)).
+    """
+
+    per_token: Fraction
+
+    def alpha(self, k: int) -> float:
+        a = self.per_token
+        if a >= 1.0:
+            return 1.0
+        return a * (1.0 - a**k) / (k * (1.0 - a))
+
+
+AcceptanceTable = dict[Annotated[int, Field(ge=1, le=64)], Fraction]
+
+
+def _acceptance_kind(value: Any) -> str:
+    if isinstance(value, dict) and "per_token" in value:
+        return "per_token"
+    if isinstance(value, PerTokenAcceptance):
+        return "per_token"
+    return "table"
+
+
+Acceptance = Annotated[
+    Union[
+        Annotated[AcceptanceTable, Tag("table")],
+        Annotated[PerTokenAcceptance, Tag("per_token")],
+    ],
+    Discriminator(_acceptance_kind),
+]
+
+
+def alpha_at(acceptance: AcceptanceTable | PerTokenAcceptance, k: int) -> float | None:
+    """alpha(K) from either acceptance form; None where a table lacks K."""
+    if isinstance(acceptance, PerTokenAcceptance):
+        return acceptance.alpha(k)
+    return acceptance.get(k)
+
+
+class Profile(StrictModel):
+    """What was measured (or declared) for one (device, draft, quant)."""
+
+    device: Name
+    draft: Name
+    quant: Name
+    draft_tok_s: Positive = Field(description="v_d: drafting throughput, tokens/s.")
+    power_w: Positive | None = Field(None, description="P: device power while drafting, W.")
+    idle_power_w: Positive | None = None
+    acceptance: dict[Name, Acceptance] = Field(
+        default_factory=dict, description="alpha(K) per target name."
+    )
+    provenance: dict[str, Any] | None = Field(
+        None, description="Where the numbers come from (written by the profiler)."
+    )
+
+
+class KRange(StrictModel):
+    min: int = Field(ge=1, le=64)
+    max: int = Field(ge=1, le=64)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> KRange:
+        if self.max < self.min:
+            raise ValueError(f"k.max ({self.max}) is below k.min ({self.min})")
+        return self
+
+    def values(self) -> range:
+        return range(self.min, self.max + 1)
+
+
+class Search(StrictModel):
+    k: KRange = Field(default_factory=lambda: KRange(min=2, max=10))
+
+
+class Metric(str, Enum):
+    """Fleet-level metrics an objective or a Pareto axis can name."""
+
+    goodput = "goodput"
+    cost_efficiency = "cost_efficiency"
+    energy = "energy"
+    min_goodput = "min_goodput"
+    cost = "cost"
+    power = "power"
+    verifier_load = "verifier_load"
+
+
+class Term(StrictModel):
+    """One part of a weighted or lexicographic objective."""
+
+    maximize: Metric | None = None
+    minimize: Metric | None = None
+    weight: Positive = Field(1.0, description="Weighted objectives: the term's weight.")
+    tolerance: Fraction = Field(
+        0.0,
+        description="Lexicographic objectives: relative loss of this term allowed "
+        "while optimising the later ones.",
+    )
+
+    @model_validator(mode="after")
+    def _one_direction(self) -> Term:
+        if (self.maximize is None) == (self.minimize is None):
+            raise ValueError("give exactly one of 'maximize' or 'minimize'")
+        return self
+
+    @property
+    def metric(self) -> Metric:
+        m = self.maximize if self.maximize is not None else self.minimize
+        assert m is not None
+        return m
+
+    @property
+    def sense(self) -> Literal["maximize", "minimize"]:
+        return "maximize" if self.maximize is not None else "minimize"
+
+
+class Objective(StrictModel):
+    maximize: Metric | None = None
+    minimize: Metric | None = None
+    weighted: list[Term] | None = Field(None, min_length=1)
+    lexicographic: list[Term] | None = Field(None, min_length=1)
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Objective:
+        given = [
+            k
+            for k in ("maximize", "minimize", "weighted", "lexicographic")
+            if getattr(self, k) is not None
+        ]
+        if len(given) != 1:
+            raise ValueError(
+                "give exactly one of maximize, minimize, weighted or lexicographic"
+                + (f" (got {', '.join(given)})" if given else "")
+            )
+        return self
+
+    def terms(self) -> list[Term]:
+        """The objective as an ordered list of terms (one for a plain objective)."""
+        if self.weighted is not None:
+            return list(self.weighted)
+        if self.lexicographic is not None:
+            return list(self.lexicographic)
+        return [Term(maximize=self.maximize, minimize=self.minimize)]
+
+    @property
+    def mode(self) -> Literal["single", "weighted", "lexicographic"]:
+        if self.weighted is not None:
+            return "weighted"
+        if self.lexicographic is not None:
+            return "lexicographic"
+        return "single"
+
+    def describe(self) -> str:
+        if self.mode == "single":
+            t = self.terms()[0]
+            return f"{t.sense} {t.metric.value}"
+        parts = [
+            f"{t.sense} {t.metric.value}"
+            + (f" x{t.weight:g}" if self.mode == "weighted" else "")
+            for t in self.terms()
+        ]
+        return f"{self.mode}: " + ", ".join(parts)
+
+
+class FleetConstraints(StrictModel):
+    max_cost_usd_per_hour: Positive | None = None
+    max_power_w: Positive | None = None
+    max_distinct_variants: int | None = Field(None, ge=1)
+    min_goodput_tok_s: NonNeg | None = None
+    max_energy_j_per_tok: Positive | None = None
+    min_cost_efficiency_tok_per_usd: Positive | None = None
+
+
+class Pin(StrictModel):
+    """Fix part or all of a pool's configuration."""
+
+    device: Name
+    target: Name | None = None
+    draft: Name | None = None
+    quant: Name | None = None
+    k: int | None = Field(None, ge=1, le=64)
+
+
+class Constraints(StrictModel):
+    per_device: DeviceSLO = Field(default_factory=DeviceSLO)
+    fleet: FleetConstraints = Field(default_factory=FleetConstraints)
+    pinned: list[Pin] = Field(default_factory=list)
+
+
+class Spec(StrictModel):
+    """A whole deployment: what exists, what was measured, what is wanted."""
+
+    version: Literal[1] = 1
+    name: Name
+    description: str | None = None
+    targets: list[Target] = Field(min_length=1)
+    drafts: list[Draft] = Field(min_length=1)
+    devices: list[Device] = Field(min_length=1)
+    profiles: list[Profile] = Field(default_factory=list)
+    profiles_from: list[str] = Field(
+        default_factory=list,
+        description="Files (YAML or JSON, relative to the spec) holding more profiles.",
+    )
+    search: Search = Field(default_factory=Search)
+    objective: Objective = Field(default_factory=lambda: Objective(maximize=Metric.goodput))
+    constraints: Constraints = Field(default_factory=Constraints)
+
+    def slo_for(self, device: Device) -> DeviceSLO:
+        """The pool's SLO: its own overrides on top of constraints.per_device."""
+        base = self.constraints.per_device.model_dump(exclude_none=True)
+        if device.slo is not None:
+            base.update(device.slo.model_dump(exclude_none=True))
+        return DeviceSLO(**base)

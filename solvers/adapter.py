@@ -1,0 +1,93 @@
+"""Our one door to HiGHS: Pyomo's contrib.solver persistent interface.
+
+The model stays loaded between calls so that Dinkelbach iterations,
+lexicographic stages and the tie-break only change an objective or add a
+row instead of rebuilding.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from configspec_opt.errors import SolverUnavailableError
+from solvers.status import TERMINATION_FROM_PYOMO, RunResult, Termination
+
+try:  # the edge-only install has no Pyomo
+    import pyomo.environ as pyo
+    from pyomo.contrib.solver.common.factory import SolverFactory
+    from pyomo.contrib.solver.common.results import SolutionStatus
+except ImportError as _exc:  # pragma: no cover - exercised only without the extra
+    pyo = None
+    _IMPORT_ERROR: ImportError | None = _exc
+else:
+    _IMPORT_ERROR = None
+
+DEFAULT_REL_GAP = 1e-9
+DEFAULT_ABS_GAP = 1e-9
+
+
+@dataclass
+class SolverOptions:
+    """What a user may set; defaults prove optimality (HiGHS's own 1e-4 gap does not)."""
+
+    time_limit: float | None = None
+    rel_gap: float = DEFAULT_REL_GAP
+    abs_gap: float = DEFAULT_ABS_GAP
+    threads: int | None = 1
+    tee: bool = False
+
+
+def require_solver() -> None:
+    if _IMPORT_ERROR is not None:
+        raise SolverUnavailableError(
+            "the optimiser is not installed: pip install 'configspec-opt[solver]' "
+            f"({_IMPORT_ERROR})")
+
+
+class HighsSession:
+    """A Pyomo model bound to one persistent HiGHS instance."""
+
+    def __init__(self, model: Any, options: SolverOptions) -> None:
+        require_solver()
+        self.model = model
+        self.options = options
+        self.solver = SolverFactory("highs")
+        if self.solver is None or not self.solver.available():
+            raise SolverUnavailableError("HiGHS (highspy) is not available")
+        self.started = time.perf_counter()
+
+    def remaining(self) -> float | None:
+        if self.options.time_limit is None:
+            return None
+        return max(0.01, self.options.time_limit - (time.perf_counter() - self.started))
+
+    def solve(self) -> RunResult:
+        t0 = time.perf_counter()
+        res = self.solver.solve(
+            self.model,
+            time_limit=self.remaining(),
+            rel_gap=self.options.rel_gap,
+            abs_gap=self.options.abs_gap,
+            threads=self.options.threads,
+            tee=self.options.tee,
+            load_solutions=False,
+            raise_exception_on_nonoptimal_result=False,
+            solver_options={"random_seed": 0, "output_flag": self.options.tee},
+        )
+        elapsed = time.perf_counter() - t0
+        term = TERMINATION_FROM_PYOMO.get(res.termination_condition.name, Termination.unknown)
+        has_solution = res.solution_status in (SolutionStatus.optimal, SolutionStatus.feasible)
+        if has_solution:
+            res.solution_loader.load_vars()
+        return RunResult(
+            termination=term,
+            has_solution=has_solution,
+            proven_optimal=res.solution_status == SolutionStatus.optimal
+            and term is Termination.optimal,
+            objective=res.incumbent_objective,
+            bound=res.objective_bound,
+            time_s=elapsed,
+            log=res.solver_log or "",
+        )

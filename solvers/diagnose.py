@@ -1,0 +1,204 @@
+"""Why a spec is infeasible, and the smallest change that would fix it.
+
+An elastic copy of the model gives every relaxable constraint (each
+per-device SLO as written, each fleet row, the variant limit) a slack and an
+on/off switch.  First the number of constraints switched on is minimised,
+then, with that number fixed, the sum of slacks relative to each limit: the
+answer names the fewest constraints to relax and by how little.  What cannot
+be relaxed by a number (a pool with no profile, nothing that fits memory,
+pins that exclude everything) is reported as such, without a solve.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import pyomo.environ as pyo
+from pyomo.core.expr.numeric_expr import LinearExpression
+
+from configspec_opt.candidates import SLO_FIELDS, slo_violations
+from configspec_opt.fleet import row_activity
+from configspec_opt.problem import build_problem
+from configspec_opt.spec import DeviceSLO, Spec
+from solvers.adapter import HighsSession, SolverOptions
+from solvers.formulation import Formulation, define_assignment, define_variables
+
+SLO_UNITS = {"min_goodput_tok_s": "tok/s", "max_energy_j_per_tok": "J/tok",
+             "min_cost_efficiency_tok_per_usd": "tok/$", "max_power_w": "W"}
+
+
+@dataclass
+class Relaxation:
+    constraint: str
+    label: str
+    limit: float
+    relax_to: float
+    unit: str
+
+
+@dataclass
+class Diagnosis:
+    relaxations: list[Relaxation] = field(default_factory=list)
+    conflicts_with: list[str] = field(default_factory=list)
+    structural: list[dict[str, Any]] = field(default_factory=list)
+    message: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"message": self.message,
+                "relaxations": [asdict(r) for r in self.relaxations],
+                "conflicts_with": self.conflicts_with,
+                "structural": self.structural}
+
+
+@dataclass
+class _Relaxable:
+    key: str
+    label: str
+    unit: str
+    limit: float
+    direction: int  # +1: relaxing raises the limit, -1: lowers it
+    big_m: float
+    scale: float
+
+
+def _slo_source(spec: Spec, device_name: str, fld: str) -> tuple[str, float] | None:
+    for i, d in enumerate(spec.devices):
+        if d.name == device_name and d.slo is not None and getattr(d.slo, fld) is not None:
+            return f"devices[{i}].slo.{fld}", float(getattr(d.slo, fld))
+    v = getattr(spec.constraints.per_device, fld)
+    return (f"constraints.per_device.{fld}", float(v)) if v is not None else None
+
+
+def diagnose_infeasible(
+    spec: Spec, *, only: set[str] | None = None, options: SolverOptions | None = None
+) -> Diagnosis:
+    problem = build_problem(spec, only=only, prune=False, apply_slo=False)
+    structural = [
+        {"device": pc.device.name, "reasons": pc.excluded or ["no candidate"]}
+        for pc in problem.structural if not pc.candidates
+    ]
+    if structural:
+        names = ", ".join(s["device"] for s in structural)
+        return Diagnosis(structural=structural, message=(
+            f"pool{'s' if len(structural) > 1 else ''} {names} ha"
+            f"{'ve' if len(structural) > 1 else 's'} no candidate configuration at all; "
+            "no numeric relaxation can fix that"))
+
+    f = Formulation(problem, pyo.ConcreteModel(name="elastic"), fairness=False)
+    define_variables(f)
+    define_assignment(f)
+    m = f.model
+    cands = problem.candidates
+    relax: list[_Relaxable] = []
+    slo_rows: dict[str, list[tuple[int, float]]] = {}
+    for i, c in enumerate(cands):
+        device = problem.structural[c.pool].device
+        for fld, miss in slo_violations(c, spec.slo_for(device)).items():
+            src = _slo_source(spec, device.name, fld)
+            if src is not None:
+                slo_rows.setdefault(src[0], []).append((i, miss))
+    for key, viol in slo_rows.items():
+        fld = key.rsplit(".", 1)[1]
+        limit = float(eval_path_value(spec, key))
+        relax.append(_Relaxable(key, f"per-device {fld}", SLO_UNITS[fld], limit,
+                                1 if SLO_FIELDS[fld][1] == "<=" else -1,
+                                max(v for _, v in viol), max(abs(limit), 1e-9)))
+    for row in problem.rows:
+        coefs = [row.coef(c) for c in cands]
+        worst = 0.0
+        for idx in problem.by_pool:
+            vals = [coefs[i] for i in idx]
+            worst += problem.pools[cands[idx[0]].pool].count * (
+                max(vals) if row.sense == "<=" else -min(vals))
+        need = worst - row.rhs if row.sense == "<=" else worst + row.rhs
+        relax.append(_Relaxable(row.key, row.label, row.unit, row.rhs,
+                                1 if row.sense == "<=" else -1, max(need, 0.0) + 1.0,
+                                max(abs(row.rhs), 1.0)))
+    variants = sorted({c.variant for c in cands})
+    if problem.max_variants is not None:
+        relax.append(_Relaxable("constraints.fleet.max_distinct_variants",
+                                "distinct (draft, quant) variants", "", problem.max_variants,
+                                1, float(len(variants)), float(problem.max_variants)))
+
+    n_r = len(relax)
+    m.s = pyo.Var(range(n_r), domain=pyo.NonNegativeReals)
+    m.r = pyo.Var(range(n_r), domain=pyo.Binary)
+    m.switch = pyo.Constraint(range(n_r), rule=lambda _m, j: m.s[j] <= relax[j].big_m * m.r[j])
+    m.elastic = pyo.ConstraintList()
+    pos = {r.key: j for j, r in enumerate(relax)}
+
+    users = sorted({i for rows in slo_rows.values() for i, _ in rows})
+    m.u = pyo.Var(users, domain=pyo.Binary)
+    for i in users:
+        m.elastic.add(f.xs[i] <= problem.pools[cands[i].pool].count * m.u[i])
+    for key, viol in slo_rows.items():
+        for i, miss in viol:
+            m.elastic.add(m.s[pos[key]] >= miss * m.u[i])
+    for row in problem.rows:
+        expr = f.row_expr(row)
+        j = pos[row.key]
+        m.elastic.add(expr <= row.rhs + m.s[j] if row.sense == "<=" else
+                      expr >= row.rhs - m.s[j])
+    if problem.max_variants is not None:
+        vidx = {v: j for j, v in enumerate(variants)}
+        m.z = pyo.Var(range(len(variants)), domain=pyo.Binary)
+        for d, idx in enumerate(problem.by_pool):
+            for v, j in vidx.items():
+                members = [f.xs[i] for i in idx if cands[i].variant == v]
+                if members:
+                    m.elastic.add(LinearExpression(
+                        constant=0.0, linear_coefs=[1.0] * len(members),
+                        linear_vars=members) <= problem.pools[d].count * m.z[j])
+        m.elastic.add(sum(m.z[j] for j in range(len(variants)))
+                      <= problem.max_variants + m.s[pos["constraints.fleet.max_distinct_variants"]])
+
+    session = HighsSession(m, options or SolverOptions())
+    m.obj = pyo.Objective(expr=sum(m.r[j] for j in range(n_r)), sense=pyo.minimize)
+    first = session.solve()
+    if not first.has_solution:
+        return Diagnosis(message="even with every constraint relaxed no assignment exists "
+                         f"(solver: {first.termination.value})")
+    fewest = int(round(sum(pyo.value(m.r[j]) for j in range(n_r))))
+    m.fewest = pyo.Constraint(expr=sum(m.r[j] for j in range(n_r)) <= fewest)
+    m.del_component("obj")
+    m.obj = pyo.Objective(expr=sum(m.s[j] / relax[j].scale for j in range(n_r)),
+                          sense=pyo.minimize)
+    session.solve()
+
+    out = Diagnosis()
+    relaxed = set()
+    for j, r in enumerate(relax):
+        s = pyo.value(m.s[j])
+        if s > 1e-9 * max(1.0, r.scale):
+            relaxed.add(r.key)
+            amount = float(int(-(-s // 1))) if r.key.endswith("max_distinct_variants") else s
+            out.relaxations.append(Relaxation(r.key, r.label, r.limit,
+                                              r.limit + r.direction * amount, r.unit))
+    assignment = [(c, n) for c, n in zip(cands, f.counts()) if n > 0]
+    for row in problem.rows:
+        if row.key in relaxed:
+            continue
+        act = row_activity(row, assignment)
+        if abs(act - row.rhs) <= 1e-6 * max(1.0, abs(row.rhs)):
+            out.conflicts_with.append(row.key)
+    if problem.max_variants is not None and "constraints.fleet.max_distinct_variants" not in \
+            relaxed and len({c.variant for c, _ in assignment}) >= problem.max_variants:
+        out.conflicts_with.append("constraints.fleet.max_distinct_variants")
+    parts = [f"{r.constraint} from {r.limit:g} to {r.relax_to:.6g}" for r in out.relaxations]
+    out.message = "infeasible; smallest fix: relax " + " and ".join(parts)
+    if out.conflicts_with:
+        out.message += f" (it conflicts with {', '.join(out.conflicts_with)})"
+    return out
+
+
+def eval_path_value(spec: Spec, key: str) -> float:
+    """Value of an SLO named by its key (constraints.per_device.x or devices[i].slo.x)."""
+    fld = key.rsplit(".", 1)[1]
+    if key.startswith("devices["):
+        i = int(key[len("devices["):key.index("]")])
+        slo: DeviceSLO | None = spec.devices[i].slo
+    else:
+        slo = spec.constraints.per_device
+    assert slo is not None
+    return float(getattr(slo, fld))

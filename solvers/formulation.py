@@ -1,0 +1,161 @@
+"""The fleet MILP in Pyomo, as an ordered list of small `define_*` steps.
+
+Variables: x[i] = how many devices of candidate i's pool run candidate i
+(integer, so a pool may be split); z[v] = variant v (a (draft, quant) file)
+is shipped; t = the smallest per-device goodput in use, with u[i] = candidate
+i is in use (only when a fairness term needs it).
+
+One model serves every objective: objectives are linear forms over x (and
+t) handed in by `solvers.solve`, which also adds rows for lexicographic
+stages, ratio bounds and the tie-break.  Ratio objectives are never
+approximated here: Dinkelbach in `solvers.solve` turns them into a sequence
+of linear objectives on this same model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import pyomo.environ as pyo
+from pyomo.core.expr.numeric_expr import LinearExpression
+
+from configspec_opt.problem import Problem, Row
+
+Sense = Literal["maximize", "minimize"]
+
+
+@dataclass
+class LinearObjective:
+    """sum_i coef[i] * x_i + t_coef * t."""
+
+    coef: Sequence[float]
+    sense: Sense
+    t_coef: float = 0.0
+
+
+@dataclass
+class Formulation:
+    problem: Problem
+    model: Any
+    fairness: bool
+    xs: list[Any] = field(default_factory=list)
+    row_index: dict[str, Any] = field(default_factory=dict)
+
+    def linear(self, coef: Sequence[float], t_coef: float = 0.0) -> Any:
+        pairs = [(a, x) for a, x in zip(coef, self.xs) if a != 0.0]
+        if t_coef:
+            if not self.fairness:
+                raise ValueError("a term on the minimum goodput needs the fairness variables")
+            pairs.append((t_coef, self.model.t))
+        return LinearExpression(constant=0.0, linear_coefs=[float(a) for a, _ in pairs],
+                                linear_vars=[x for _, x in pairs])
+
+    def row_expr(self, row: Row) -> Any:
+        coef = [row.coef(c) for c in self.problem.candidates]
+        return self.linear(coef, row.t_coef)
+
+    def set_objective(self, obj: LinearObjective) -> None:
+        m = self.model
+        if hasattr(m, "obj"):
+            m.del_component("obj")
+        m.obj = pyo.Objective(
+            expr=self.linear(obj.coef, obj.t_coef),
+            sense=pyo.maximize if obj.sense == "maximize" else pyo.minimize)
+
+    def add_row(self, row: Row) -> Any:
+        expr = self.row_expr(row)
+        con = self.model.extra.add(expr <= row.rhs if row.sense == "<=" else expr >= row.rhs)
+        return con
+
+    def counts(self) -> list[int]:
+        return [int(round(pyo.value(x))) for x in self.xs]
+
+
+def define_variables(f: Formulation) -> None:
+    p, m = f.problem, f.model
+    n = len(p.candidates)
+    m.x = pyo.Var(range(n), domain=pyo.NonNegativeIntegers,
+                  bounds=lambda _m, i: (0, p.pools[p.candidates[i].pool].count))
+    f.xs = [m.x[i] for i in range(n)]
+
+
+def define_assignment(f: Formulation) -> None:
+    """Every device of every pool runs exactly one configuration."""
+    p, m = f.problem, f.model
+    m.assign = pyo.Constraint(
+        range(len(p.pools)),
+        rule=lambda _m, d: LinearExpression(
+            constant=0.0, linear_coefs=[1.0] * len(p.by_pool[d]),
+            linear_vars=[f.xs[i] for i in p.by_pool[d]]) == p.pools[d].count)
+
+
+def define_variants(f: Formulation) -> None:
+    """z[v] >= share of pool d on variant v, for every pool; sum z <= max."""
+    p, m = f.problem, f.model
+    if p.max_variants is None:
+        return
+    variants = p.variants
+    vidx = {v: j for j, v in enumerate(variants)}
+    m.z = pyo.Var(range(len(variants)), domain=pyo.Binary)
+    links: list[tuple[int, int, list[int]]] = []
+    for d, idx in enumerate(p.by_pool):
+        groups: dict[int, list[int]] = {}
+        for i in idx:
+            groups.setdefault(vidx[p.candidates[i].variant], []).append(i)
+        links.extend((d, j, members) for j, members in sorted(groups.items()))
+    m.variant_link = pyo.Constraint(
+        range(len(links)),
+        rule=lambda _m, r: LinearExpression(
+            constant=0.0,
+            linear_coefs=[1.0] * len(links[r][2]) + [-float(p.pools[links[r][0]].count)],
+            linear_vars=[f.xs[i] for i in links[r][2]] + [m.z[links[r][1]]]) <= 0)
+    m.distinct = pyo.Constraint(expr=sum(m.z[j] for j in range(len(variants)))
+                                <= p.max_variants)
+
+
+def define_fleet_rows(f: Formulation) -> None:
+    p, m = f.problem, f.model
+    m.fleet = pyo.ConstraintList()
+    for row in p.rows:
+        expr = f.row_expr(row)
+        f.row_index[row.key] = m.fleet.add(expr <= row.rhs if row.sense == "<=" else
+                                           expr >= row.rhs)
+
+
+def define_fairness(f: Formulation) -> None:
+    """t <= goodput of every candidate in use (u[i] = 1 when x[i] > 0)."""
+    if not f.fairness:
+        return
+    p, m = f.problem, f.model
+    gmax = max((c.goodput_tok_s for c in p.candidates), default=0.0)
+    n = len(p.candidates)
+    m.t = pyo.Var(bounds=(0.0, gmax))
+    m.u = pyo.Var(range(n), domain=pyo.Binary)
+    m.use = pyo.Constraint(
+        range(n), rule=lambda _m, i: m.x[i] <= p.pools[p.candidates[i].pool].count * m.u[i])
+    m.floor = pyo.Constraint(
+        range(n), rule=lambda _m, i: m.t <= p.candidates[i].goodput_tok_s
+        + (gmax - p.candidates[i].goodput_tok_s) * (1 - m.u[i]))
+
+
+def define_extra(f: Formulation) -> None:
+    f.model.extra = pyo.ConstraintList()
+
+
+STEPS: tuple[Callable[[Formulation], None], ...] = (
+    define_variables,
+    define_assignment,
+    define_variants,
+    define_fleet_rows,
+    define_fairness,
+    define_extra,
+)
+
+
+def build(problem: Problem, *, fairness: bool) -> Formulation:
+    f = Formulation(problem, pyo.ConcreteModel(name=problem.spec.name), fairness)
+    for step in STEPS:
+        step(f)
+    return f

@@ -1,0 +1,266 @@
+"""Solving a spec: objectives, lexicographic stages, Dinkelbach, tie-break.
+
+Exactness: every MILP runs with a relative gap of 1e-9 by default; ratio
+objectives (fleet cost efficiency, fleet energy per token) are solved by
+Dinkelbach's method, which is exact for mixed-integer problems with a
+positive denominator: it solves max N(x) - lam*D(x) and updates
+lam = N(x)/D(x) until the parametric optimum reaches zero.
+
+Determinism: after the objective is optimal, one more MILP keeps the
+objective at its optimum and minimises the sum of candidate ranks, a rank
+being a candidate's position in its pool sorted by (target, draft, quant, K)
+(names compared as strings).  Equal optima therefore resolve to the
+alphabetically first target/draft/quant and the smallest K, whatever the
+solver's path.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from configspec_opt.candidates import Candidate
+from configspec_opt.errors import UsageError
+from configspec_opt.fleet import (
+    FleetMetrics,
+    fleet_metrics,
+    metric_value,
+    violated_constraints,
+)
+from configspec_opt.problem import METRICS, Problem, Row, build_problem
+from configspec_opt.spec import Metric, Objective, Spec, Term
+from solvers.adapter import HighsSession, SolverOptions, require_solver
+from solvers.status import RunResult, Status, Termination
+
+DINKELBACH_MAX_ITER = 100
+
+
+@dataclass
+class StageInfo:
+    what: str
+    termination: str
+    time_s: float
+    gap: float | None
+
+
+@dataclass
+class Solution:
+    status: Status
+    objective: Objective
+    problem: Problem
+    assignment: list[tuple[Candidate, int]] = field(default_factory=list)
+    fleet: FleetMetrics | None = None
+    objective_values: list[float] = field(default_factory=list)
+    proven_optimal: bool = False
+    time_s: float = 0.0
+    build_s: float = 0.0
+    gap: float | None = None
+    stages: list[StageInfo] = field(default_factory=list)
+    diagnosis: object | None = None  # solvers.diagnose.Diagnosis
+    message: str = ""
+
+    @property
+    def objective_value(self) -> float | None:
+        if not self.objective_values:
+            return None
+        if self.objective.mode == "weighted":
+            return sum((1 if t.sense == "maximize" else -1) * t.weight * v
+                       for t, v in zip(self.objective.terms(), self.objective_values))
+        return self.objective_values[0]
+
+
+class _Stop(Exception):
+    def __init__(self, result: RunResult) -> None:
+        self.result = result
+
+
+class Optimizer:
+    """Runs the stages of one solve on one persistent model."""
+
+    def __init__(self, problem: Problem, objective: Objective, options: SolverOptions) -> None:
+        from solvers.formulation import build
+
+        self.problem = problem
+        self.objective = objective
+        fairness = any(t.metric is Metric.min_goodput for t in objective.terms())
+        t0 = time.perf_counter()
+        self.f = build(problem, fairness=fairness)
+        self.session = HighsSession(self.f.model, options)
+        self.build_s = time.perf_counter() - t0
+        self.stages: list[StageInfo] = []
+        self.proven = True
+        self.gap: float | None = 0.0
+        self.last: list[int] = []
+
+    # -- one MILP ---------------------------------------------------------
+    def run(self, what: str) -> list[int]:
+        r = self.session.solve()
+        self.stages.append(StageInfo(what, r.termination.value, r.time_s, r.gap))
+        if not r.has_solution:
+            raise _Stop(r)
+        if not r.proven_optimal:
+            self.proven = False
+            self.gap = r.gap
+        self.last = self.f.counts()
+        return self.last
+
+    # -- terms --------------------------------------------------------------
+    def coef(self, term: Term) -> tuple[list[float], float]:
+        form = METRICS[term.metric]
+        if form.kind == "min":
+            return [0.0] * len(self.problem.candidates), 1.0
+        return [form.num(c) for c in self.problem.candidates], 0.0
+
+    def optimize_term(self, term: Term) -> float:
+        from solvers.formulation import LinearObjective
+
+        form = METRICS[term.metric]
+        if form.kind == "min" and term.sense == "minimize":
+            raise UsageError("min_goodput can only be maximised")
+        if form.kind != "ratio":
+            coef, t_coef = self.coef(term)
+            self.f.set_objective(LinearObjective(coef, term.sense, t_coef))
+            counts = self.run(f"{term.sense} {term.metric.value}")
+            return self.value(term, counts)
+        return self.dinkelbach(term)
+
+    def dinkelbach(self, term: Term) -> float:
+        from solvers.formulation import LinearObjective
+
+        form = METRICS[term.metric]
+        assert form.den is not None
+        nums = [form.num(c) for c in self.problem.candidates]
+        dens = [form.den(c) for c in self.problem.candidates]
+        lam = 0.0
+        for it in range(DINKELBACH_MAX_ITER):
+            coef = [a - lam * b for a, b in zip(nums, dens)]
+            self.f.set_objective(LinearObjective(coef, term.sense))
+            counts = self.run(f"{term.sense} {term.metric.value} (Dinkelbach {it + 1})")
+            n = sum(k * a for k, a in zip(counts, nums))
+            d = sum(k * b for k, b in zip(counts, dens))
+            gain = n - lam * d
+            tol = 1e-9 * max(1.0, abs(lam) * d)
+            if it > 0 and (gain <= tol if term.sense == "maximize" else gain >= -tol):
+                return lam
+            lam = n / d
+        self.proven = False
+        return lam
+
+    def value(self, term: Term, counts: list[int]) -> float:
+        return metric_value(fleet_metrics(self.assignment(counts)), term.metric)
+
+    def bound_row(self, term: Term, value: float, tolerance: float) -> Row:
+        """Keep `term` at least as good as `value` (less `tolerance`, relative)."""
+        form = METRICS[term.metric]
+        slack = max(tolerance * abs(value), 1e-9 * max(1.0, abs(value)))
+        better = ">=" if term.sense == "maximize" else "<="
+        key = f"objective.{term.metric.value}"
+        if form.kind == "ratio":
+            assert form.den is not None
+            v = value - slack if term.sense == "maximize" else value + slack
+            num, den = form.num, form.den
+            return Row(key, f"{term.metric.value} bound", lambda c: num(c) - v * den(c),
+                       better, 0.0)
+        rhs = value - slack if term.sense == "maximize" else value + slack
+        if form.kind == "min":
+            return Row(key, "min goodput bound", lambda c: 0.0, better, rhs, t_coef=1.0)
+        return Row(key, f"{term.metric.value} bound", form.num, better, rhs)
+
+    def weighted(self) -> tuple[list[float], float]:
+        total = [0.0] * len(self.problem.candidates)
+        t_total = 0.0
+        for term in self.objective.terms():
+            coef, t_coef = self.coef(term)
+            s = term.weight * (1.0 if term.sense == "maximize" else -1.0)
+            total = [a + s * b for a, b in zip(total, coef)]
+            t_total += s * t_coef
+        return total, t_total
+
+    # -- whole objective ----------------------------------------------------
+    def solve(self, tie_break: bool) -> list[int]:
+        from solvers.formulation import LinearObjective
+
+        obj = self.objective
+        if obj.mode == "weighted":
+            coef, t_coef = self.weighted()
+            self.f.set_objective(LinearObjective(coef, "maximize", t_coef))
+            counts = self.run("weighted sum")
+            best = sum(k * a for k, a in zip(counts, coef))
+            if t_coef:
+                best += t_coef * metric_value(fleet_metrics(self.assignment(counts)),
+                                              Metric.min_goodput)
+            slack = 1e-9 * max(1.0, abs(best))
+            weights = {id(c): a for c, a in zip(self.problem.candidates, coef)}
+            self.f.add_row(Row("objective.weighted", "weighted objective bound",
+                               lambda c: weights[id(c)], ">=", best - slack, t_coef=t_coef))
+        else:
+            for term in obj.terms():
+                value = self.optimize_term(term)
+                self.f.add_row(self.bound_row(term, value, term.tolerance))
+        if tie_break:
+            ranks = self.ranks()
+            self.f.set_objective(LinearObjective(ranks, "minimize"))
+            self.run("tie-break")
+        return self.last
+
+    def ranks(self) -> list[float]:
+        out = [0.0] * len(self.problem.candidates)
+        for idx in self.problem.by_pool:
+            for r, i in enumerate(idx):
+                out[i] = float(r)
+        return out
+
+    def assignment(self, counts: list[int]) -> list[tuple[Candidate, int]]:
+        return [(c, n) for c, n in zip(self.problem.candidates, counts) if n > 0]
+
+
+def solve(
+    spec: Spec,
+    *,
+    objective: Objective | None = None,
+    only: set[str] | None = None,
+    options: SolverOptions | None = None,
+    tie_break: bool = True,
+    prune: bool = True,
+    diagnose: bool = True,
+) -> Solution:
+    """Pick a configuration for every pool of the spec (or of `only`)."""
+    require_solver()
+    options = options or SolverOptions()
+    objective = objective or spec.objective
+    t0 = time.perf_counter()
+    problem = build_problem(spec, only=only, objective=objective, prune=prune)
+    sol = Solution(Status.error, objective, problem)
+    if not problem.pools:
+        raise UsageError("no device pool selected")
+
+    if problem.empty_pools():
+        sol.status = Status.infeasible
+    else:
+        opt = Optimizer(problem, objective, options)
+        sol.build_s = opt.build_s
+        try:
+            counts = opt.solve(tie_break)
+        except _Stop as stop:
+            term = stop.result.termination
+            sol.status = {Termination.infeasible: Status.infeasible,
+                          Termination.time_limit: Status.time_limit}.get(term, Status.error)
+            sol.message = f"solver stopped: {term.value}"
+        else:
+            sol.assignment = opt.assignment(counts)
+            sol.fleet = fleet_metrics(sol.assignment)
+            sol.objective_values = [metric_value(sol.fleet, t.metric) for t in objective.terms()]
+            sol.proven_optimal = opt.proven
+            sol.gap = opt.gap
+            sol.status = Status.optimal if opt.proven else Status.feasible
+            broken = violated_constraints(problem, sol.assignment)
+            if broken:
+                sol.status = Status.error
+                sol.message = "solver returned an assignment that breaks " + ", ".join(broken)
+        sol.stages = opt.stages
+    if sol.status is Status.infeasible and diagnose:
+        from solvers.diagnose import diagnose_infeasible
+
+        sol.diagnosis = diagnose_infeasible(spec, only=only, options=options)
+    sol.time_s = time.perf_counter() - t0
+    return sol

@@ -1,0 +1,67 @@
+"""Solver outcomes as small enums, mapped from Pyomo's codes by a table.
+
+Termination (why the solver stopped) and whether a solution exists are kept
+apart: a time limit can still leave a feasible assignment.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+
+class Status(str, Enum):
+    optimal = "optimal"
+    feasible = "feasible"  # a solution, not proven optimal (time limit, gap)
+    infeasible = "infeasible"
+    time_limit = "time_limit"  # stopped without any solution
+    error = "error"
+
+
+class Termination(str, Enum):
+    optimal = "optimal"
+    time_limit = "time_limit"
+    iteration_limit = "iteration_limit"
+    infeasible = "infeasible"
+    unbounded = "unbounded"
+    interrupted = "interrupted"
+    error = "error"
+    unknown = "unknown"
+
+
+# Pyomo contrib.solver TerminationCondition names -> ours.
+TERMINATION_FROM_PYOMO: dict[str, Termination] = {
+    "convergenceCriteriaSatisfied": Termination.optimal,
+    "maxTimeLimit": Termination.time_limit,
+    "iterationLimit": Termination.iteration_limit,
+    "objectiveLimit": Termination.iteration_limit,
+    "minStepLength": Termination.error,
+    "unbounded": Termination.unbounded,
+    "provenInfeasible": Termination.infeasible,
+    "locallyInfeasible": Termination.infeasible,
+    "infeasibleOrUnbounded": Termination.infeasible,
+    "error": Termination.error,
+    "interrupted": Termination.interrupted,
+    "licensingProblems": Termination.error,
+    "emptyModel": Termination.optimal,
+    "unknown": Termination.unknown,
+}
+
+
+@dataclass
+class RunResult:
+    """One call of the solver."""
+
+    termination: Termination
+    has_solution: bool
+    proven_optimal: bool
+    objective: float | None
+    bound: float | None
+    time_s: float
+    log: str = ""
+
+    @property
+    def gap(self) -> float | None:
+        if self.objective is None or self.bound is None:
+            return None
+        return abs(self.bound - self.objective) / max(1e-10, abs(self.objective))
