@@ -26,11 +26,13 @@ def _did_you_mean(name: str, known: Iterable[str]) -> str | None:
     return f"known: {', '.join(known)}" if known and len(known) <= 12 else None
 
 
-def devices_without_power(spec: Spec) -> list[str]:
-    """Pools that have at least one profile with no power figure at all."""
+def devices_without_power(spec: Spec, only: set[str] | None = None) -> list[str]:
+    """Pools (of `only`, if given) with at least one profile that has no power figure."""
     declared = {d.name for d in spec.devices if d.power_w is not None}
     out: list[str] = []
     for p in spec.profiles:
+        if only is not None and p.device not in only:
+            continue
         if p.power_w is None and p.device not in declared and p.device not in out:
             out.append(p.device)
     return out

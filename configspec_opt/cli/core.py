@@ -175,9 +175,10 @@ def solve(
         if objective:
             t = parse_term(objective)
             obj = Objective(**{t.sense: t.metric})
-        _check_energy(loaded.spec, obj)
+        only = _only(loaded.spec, device)
+        _check_energy(loaded.spec, obj, only)
         options = SolverOptions(time_limit=time_limit, rel_gap=gap)
-        sol = run_solve(loaded.spec, objective=obj, only=_only(loaded.spec, device),
+        sol = run_solve(loaded.spec, objective=obj, only=only,
                         options=options, tie_break=tie_break, prune=prune)
         if explain is None:
             explain = sum(len(pc.candidates) for pc in sol.problem.structural) <= 5000
@@ -193,12 +194,12 @@ def solve(
             raise typer.Exit(1)
 
 
-def _check_energy(spec: Spec, obj: Objective | None) -> None:
+def _check_energy(spec: Spec, obj: Objective | None, only: set[str] | None) -> None:
     from configspec_opt.consistency import devices_without_power
 
     if obj is None or all(t.metric is not Metric.energy for t in obj.terms()):
         return
-    missing = devices_without_power(spec)
+    missing = devices_without_power(spec, only)
     if missing:
         raise UsageError(f"energy is not available for {', '.join(missing)}: no power data "
                          "(use --device to leave those pools out, or add power_w)")
@@ -234,9 +235,9 @@ def pareto(
         require_solver()
         loaded = _load(spec)
         tx, ty = parse_term(x), parse_term(y)
-        for t in (tx, ty):
-            _check_energy(loaded.spec, Objective(lexicographic=[t]))
-        front = run_pareto(loaded.spec, tx, ty, only=_only(loaded.spec, device),
+        only = _only(loaded.spec, device)
+        _check_energy(loaded.spec, Objective(lexicographic=[tx, ty]), only)
+        front = run_pareto(loaded.spec, tx, ty, only=only,
                            max_points=points)
         data = pareto_dict(front)
         if fmt is Format.json:
