@@ -38,7 +38,7 @@ class SpecIssue:
         where = self.file or "<spec>"
         if self.line is not None:
             where += f":{self.line}:{self.column or 1}"
-        text = f"{where}: {format_path(self.path)}: {self.message}"
+        text = f"{where}: " + (f"{format_path(self.path)}: " if self.path else "") + self.message
         if self.hint:
             text += f" ({self.hint})"
         return text

@@ -1,0 +1,49 @@
+"""Reference optimiser for the tests: enumerate every assignment of a small fleet."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+
+from configspec_opt.candidates import Candidate
+from configspec_opt.fleet import fleet_metrics, objective_key, violated_constraints
+from configspec_opt.problem import build_problem
+from configspec_opt.spec import Objective, Spec
+
+
+def _compositions(cands: list[Candidate], n: int) -> Iterator[list[tuple[Candidate, int]]]:
+    for combo in itertools.combinations_with_replacement(range(len(cands)), n):
+        counts: dict[int, int] = {}
+        for i in combo:
+            counts[i] = counts.get(i, 0) + 1
+        yield [(cands[i], k) for i, k in counts.items()]
+
+
+def brute_force(spec: Spec, objective: Objective | None = None
+                ) -> tuple[tuple[float, ...], list[tuple[Candidate, int]]] | None:
+    """Best objective key over all feasible assignments (None when infeasible)."""
+    objective = objective or spec.objective
+    problem = build_problem(spec, objective=objective, prune=False)
+    per_pool = [[problem.candidates[i] for i in idx] for idx in problem.by_pool]
+    if any(not c for c in per_pool):
+        return None
+    feasible: list[tuple[tuple[float, ...], list[tuple[Candidate, int]]]] = []
+    for parts in itertools.product(*[
+            list(_compositions(cands, problem.pools[d].count))
+            for d, cands in enumerate(per_pool)]):
+        assignment = [x for part in parts for x in part]
+        if violated_constraints(problem, assignment):
+            continue
+        feasible.append((objective_key(fleet_metrics(assignment), objective), assignment))
+    if not feasible:
+        return None
+    # Lexicographic with tolerances: stage i keeps what is within tolerance of its best.
+    tolerances = [t.tolerance for t in objective.terms()] if objective.mode == \
+        "lexicographic" else [0.0]
+    stage_best: list[float] = []
+    for i, tol in enumerate(tolerances):
+        top = max(k[i] for k, _ in feasible)
+        stage_best.append(top)
+        slack = max(tol * abs(top), 1e-9 * max(1.0, abs(top)))
+        feasible = [(k, a) for k, a in feasible if k[i] >= top - slack]
+    return tuple(stage_best), max(feasible, key=lambda t: t[0])[1]

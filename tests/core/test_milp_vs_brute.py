@@ -1,0 +1,73 @@
+"""The MILP's optimum equals brute-force enumeration, for every objective."""
+
+from __future__ import annotations
+
+import pytest
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from configspec_opt.fleet import fleet_metrics, objective_key, violated_constraints
+from solvers.solve import solve
+from solvers.status import Status
+from tests.core.brute import brute_force
+from tests.core.strategies import OBJECTIVES, fleet_specs
+
+REL = 1e-6
+
+
+def _lex_geq(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
+    """a is at least as good as b, lexicographically, up to rounding."""
+    for x, y in zip(a, b):
+        tol = REL * max(1.0, abs(x), abs(y))
+        if abs(x - y) <= tol:
+            continue
+        return x > y
+    return True
+
+
+@pytest.mark.parametrize("objective", OBJECTIVES, ids=lambda o: str(o)[:60])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_milp_matches_brute_force(objective: dict[str, Any], data: st.DataObject) -> None:
+    spec = data.draw(fleet_specs(objective))
+    best = brute_force(spec)
+    sol = solve(spec, diagnose=False)
+    if best is None:
+        assert sol.status is Status.infeasible
+        return
+    assert sol.status is Status.optimal, sol.message
+    assert not violated_constraints(sol.problem, sol.assignment)
+    assert sum(n for _, n in sol.assignment) == sum(d.count for d in spec.devices)
+    got = objective_key(fleet_metrics(sol.assignment), spec.objective)
+    stage_best = best[0]
+    terms = spec.objective.terms() if spec.objective.mode == "lexicographic" else \
+        [spec.objective.terms()[0]]
+    for i, term in enumerate(terms[:-1]):  # earlier stages: within their tolerance
+        allowed = term.tolerance * abs(stage_best[i]) + REL * max(1.0, abs(stage_best[i]))
+        assert got[i] >= stage_best[i] - allowed, (i, got, stage_best)
+    last = len(terms) - 1
+    assert abs(got[last] - stage_best[last]) <= REL * max(1.0, abs(stage_best[last])), \
+        (got, stage_best)
+
+
+@settings(max_examples=25, deadline=None)
+@given(spec=fleet_specs())
+def test_pruning_does_not_change_the_optimum(spec: Any) -> None:
+    a = solve(spec, prune=True, diagnose=False)
+    b = solve(spec, prune=False, diagnose=False)
+    assert a.status == b.status
+    if a.status is Status.optimal:
+        ka = objective_key(fleet_metrics(a.assignment), spec.objective)
+        kb = objective_key(fleet_metrics(b.assignment), spec.objective)
+        assert _lex_geq(ka, kb) and _lex_geq(kb, ka)
+
+
+@settings(max_examples=20, deadline=None)
+@given(spec=fleet_specs())
+def test_same_spec_same_assignment(spec: Any) -> None:
+    a = solve(spec, diagnose=False)
+    b = solve(spec, diagnose=False)
+    assert [(c.config, c.device, n) for c, n in a.assignment] == \
+        [(c.config, c.device, n) for c, n in b.assignment]
