@@ -56,6 +56,14 @@ class Formulation:
         coef = [row.coef(c) for c in self.problem.candidates]
         return self.linear(coef, row.t_coef)
 
+    def row_constraint(self, row: Row) -> Any:
+        """The row scaled to unit size, so HiGHS's absolute tolerances act as relative ones."""
+        coef = [row.coef(c) for c in self.problem.candidates]
+        scale = max([abs(row.rhs), abs(row.t_coef)] + [abs(a) for a in coef]) or 1.0
+        expr = self.linear([a / scale for a in coef], row.t_coef / scale)
+        rhs = row.rhs / scale
+        return expr <= rhs if row.sense == "<=" else expr >= rhs
+
     def set_objective(self, obj: LinearObjective) -> None:
         m = self.model
         if hasattr(m, "obj"):
@@ -65,9 +73,7 @@ class Formulation:
             sense=pyo.maximize if obj.sense == "maximize" else pyo.minimize)
 
     def add_row(self, row: Row) -> Any:
-        expr = self.row_expr(row)
-        con = self.model.extra.add(expr <= row.rhs if row.sense == "<=" else expr >= row.rhs)
-        return con
+        return self.model.extra.add(self.row_constraint(row))
 
     def counts(self) -> list[int]:
         return [int(round(pyo.value(x))) for x in self.xs]
@@ -119,9 +125,7 @@ def define_fleet_rows(f: Formulation) -> None:
     p, m = f.problem, f.model
     m.fleet = pyo.ConstraintList()
     for row in p.rows:
-        expr = f.row_expr(row)
-        f.row_index[row.key] = m.fleet.add(expr <= row.rhs if row.sense == "<=" else
-                                           expr >= row.rhs)
+        f.row_index[row.key] = m.fleet.add(f.row_constraint(row))
 
 
 def define_fairness(f: Formulation) -> None:
