@@ -38,6 +38,8 @@ class Row:
     rhs: float
     t_coef: float = 0.0
     unit: str = ""
+    ratio: MetricForm | None = None  # set when the row linearises a bound on a ratio
+    limit: float | None = None  # the bound as the user wrote it (ratio rows: the ratio)
 
 
 @dataclass(frozen=True)
@@ -121,14 +123,15 @@ def fleet_rows(spec: Spec) -> list[Row]:
                         ">=", f.min_goodput_tok_s, unit="tok/s"))
     if f.max_energy_j_per_tok is not None:
         v = f.max_energy_j_per_tok
-        rows.append(Row("constraints.fleet.max_energy_j_per_tok",
-                        f"fleet energy per token <= {v:g} J/tok",
-                        lambda c, v=v: _drafting_power(c) - v * _g(c), "<=", 0.0))
+        rows.append(Row("constraints.fleet.max_energy_j_per_tok", "fleet energy per token",
+                        lambda c, v=v: _drafting_power(c) - v * _g(c), "<=", 0.0,
+                        unit="J/tok", ratio=METRICS[Metric.energy], limit=v))
     if f.min_cost_efficiency_tok_per_usd is not None:
         v = f.min_cost_efficiency_tok_per_usd
         rows.append(Row("constraints.fleet.min_cost_efficiency_tok_per_usd",
-                        f"fleet cost efficiency >= {v:g} tok/$",
-                        lambda c, v=v: _g(c) - v * _cost_per_s(c), ">=", 0.0))
+                        "fleet cost efficiency", lambda c, v=v: _g(c) - v * _cost_per_s(c),
+                        ">=", 0.0, unit="tok/$", ratio=METRICS[Metric.cost_efficiency],
+                        limit=v))
     return rows
 
 

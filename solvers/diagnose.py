@@ -19,7 +19,7 @@ from pyomo.core.expr.numeric_expr import LinearExpression
 
 from configspec_opt.candidates import SLO_FIELDS, slo_violations
 from configspec_opt.fleet import row_activity
-from configspec_opt.problem import build_problem
+from configspec_opt.problem import Row, build_problem
 from configspec_opt.spec import DeviceSLO, Spec
 from solvers.adapter import HighsSession, SolverOptions
 from solvers.formulation import Formulation, define_assignment, define_variables
@@ -60,6 +60,7 @@ class _Relaxable:
     direction: int  # +1: relaxing raises the limit, -1: lowers it
     big_m: float
     scale: float
+    row: Row | None = None
 
 
 def _slo_source(spec: Spec, device_name: str, fld: str) -> tuple[str, float] | None:
@@ -112,9 +113,11 @@ def diagnose_infeasible(
             worst += problem.pools[cands[idx[0]].pool].count * (
                 max(vals) if row.sense == "<=" else -min(vals))
         need = worst - row.rhs if row.sense == "<=" else worst + row.rhs
-        relax.append(_Relaxable(row.key, row.label, row.unit, row.rhs,
-                                1 if row.sense == "<=" else -1, max(need, 0.0) + 1.0,
-                                max(abs(row.rhs), 1.0)))
+        scale = max([abs(row.rhs)] + [abs(a) for a in coefs]) or 1.0
+        relax.append(_Relaxable(row.key, row.label, row.unit,
+                                row.limit if row.limit is not None else row.rhs,
+                                1 if row.sense == "<=" else -1, max(need, 0.0) + scale,
+                                scale, row))
     variants = sorted({c.variant for c in cands})
     if problem.max_variants is not None:
         relax.append(_Relaxable("constraints.fleet.max_distinct_variants",
@@ -124,7 +127,8 @@ def diagnose_infeasible(
     n_r = len(relax)
     m.s = pyo.Var(range(n_r), domain=pyo.NonNegativeReals)
     m.r = pyo.Var(range(n_r), domain=pyo.Binary)
-    m.switch = pyo.Constraint(range(n_r), rule=lambda _m, j: m.s[j] <= relax[j].big_m * m.r[j])
+    m.switch = pyo.Constraint(
+        range(n_r), rule=lambda _m, j: m.s[j] <= relax[j].big_m / relax[j].scale * m.r[j])
     m.elastic = pyo.ConstraintList()
     pos = {r.key: j for j, r in enumerate(relax)}
 
@@ -133,13 +137,15 @@ def diagnose_infeasible(
     for i in users:
         m.elastic.add(f.xs[i] <= problem.pools[cands[i].pool].count * m.u[i])
     for key, viol in slo_rows.items():
+        j = pos[key]
         for i, miss in viol:
-            m.elastic.add(m.s[pos[key]] >= miss * m.u[i])
+            m.elastic.add(m.s[j] >= miss / relax[j].scale * m.u[i])
     for row in problem.rows:
-        expr = f.row_expr(row)
         j = pos[row.key]
-        m.elastic.add(expr <= row.rhs + m.s[j] if row.sense == "<=" else
-                      expr >= row.rhs - m.s[j])
+        coef = [row.coef(c) / relax[j].scale for c in cands]
+        expr = f.linear(coef)
+        rhs = row.rhs / relax[j].scale
+        m.elastic.add(expr <= rhs + m.s[j] if row.sense == "<=" else expr >= rhs - m.s[j])
     if problem.max_variants is not None:
         vidx = {v: j for j, v in enumerate(variants)}
         m.z = pyo.Var(range(len(variants)), domain=pyo.Binary)
@@ -150,8 +156,9 @@ def diagnose_infeasible(
                     m.elastic.add(LinearExpression(
                         constant=0.0, linear_coefs=[1.0] * len(members),
                         linear_vars=members) <= problem.pools[d].count * m.z[j])
+        jv = pos["constraints.fleet.max_distinct_variants"]
         m.elastic.add(sum(m.z[j] for j in range(len(variants)))
-                      <= problem.max_variants + m.s[pos["constraints.fleet.max_distinct_variants"]])
+                      <= problem.max_variants + relax[jv].scale * m.s[jv])
 
     session = HighsSession(m, options or SolverOptions())
     m.obj = pyo.Objective(expr=sum(m.r[j] for j in range(n_r)), sense=pyo.minimize)
@@ -162,20 +169,29 @@ def diagnose_infeasible(
     fewest = int(round(sum(pyo.value(m.r[j]) for j in range(n_r))))
     m.fewest = pyo.Constraint(expr=sum(m.r[j] for j in range(n_r)) <= fewest)
     m.del_component("obj")
-    m.obj = pyo.Objective(expr=sum(m.s[j] / relax[j].scale for j in range(n_r)),
-                          sense=pyo.minimize)
+    m.obj = pyo.Objective(expr=sum(m.s[j] for j in range(n_r)), sense=pyo.minimize)
     session.solve()
 
     out = Diagnosis()
     relaxed = set()
+    assignment = [(c, n) for c, n in zip(cands, f.counts()) if n > 0]
     for j, r in enumerate(relax):
         s = pyo.value(m.s[j])
-        if s > 1e-9 * max(1.0, r.scale):
-            relaxed.add(r.key)
-            amount = float(int(-(-s // 1))) if r.key.endswith("max_distinct_variants") else s
-            out.relaxations.append(Relaxation(r.key, r.label, r.limit,
-                                              r.limit + r.direction * amount, r.unit))
-    assignment = [(c, n) for c, n in zip(cands, f.counts()) if n > 0]
+        if pyo.value(m.r[j]) < 0.5 or s <= 1e-12:
+            continue
+        relaxed.add(r.key)
+        if r.row is not None and r.row.ratio is not None:
+            # a ratio bound: the relaxed limit is the ratio the relaxed assignment reaches
+            form = r.row.ratio
+            assert form.den is not None
+            value = sum(n * form.num(c) for c, n in assignment) / \
+                sum(n * form.den(c) for c, n in assignment)
+            relax_to = value * (1 + r.direction * 1e-6)
+        elif r.key.endswith("max_distinct_variants"):
+            relax_to = r.limit + float(round(s * r.scale + 0.49))
+        else:  # a margin above the solver's feasibility tolerance
+            relax_to = r.limit + r.direction * (s * r.scale * (1 + 1e-6) + 1e-7 * r.scale)
+        out.relaxations.append(Relaxation(r.key, r.label, r.limit, relax_to, r.unit))
     for row in problem.rows:
         if row.key in relaxed:
             continue
@@ -202,3 +218,23 @@ def eval_path_value(spec: Spec, key: str) -> float:
         slo = spec.constraints.per_device
     assert slo is not None
     return float(getattr(slo, fld))
+
+
+def relaxed_spec(spec: Spec, diagnosis: Diagnosis) -> Spec:
+    """The spec with every relaxation of `diagnosis` applied (what a user would commit)."""
+    data = spec.model_dump(exclude_none=True)
+    for r in diagnosis.relaxations:
+        value: float | int = r.relax_to
+        if r.constraint.endswith("max_distinct_variants"):
+            value = int(round(r.relax_to))
+        if r.constraint.startswith("targets["):
+            name = r.constraint[len("targets["):r.constraint.index("]")]
+            target = next(t for t in data["targets"] if t["name"] == name)
+            target["capacity_tok_s"] = value
+        elif r.constraint.startswith("devices["):
+            i = int(r.constraint[len("devices["):r.constraint.index("]")])
+            data["devices"][i]["slo"][r.constraint.rsplit(".", 1)[1]] = value
+        else:
+            _, section, fld = r.constraint.split(".")
+            data["constraints"][section][fld] = value
+    return Spec.model_validate(data)

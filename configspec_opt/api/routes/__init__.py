@@ -1,0 +1,1 @@
+"""One router per resource: health, spec operations, profiles, jobs, results."""

@@ -1,0 +1,121 @@
+"""Response models (the request side is `params.py` and the spec models themselves).
+
+Spec endpoints answer with exactly the CLI's `--json` dicts; their models
+here document the stable top-level keys and allow the rest, so the OpenAPI
+document describes them without a second source of truth to drift.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from configspec_opt.api.problem import Problem
+from configspec_opt.spec import Profile
+
+
+class Out(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class OpenOut(BaseModel):
+    """The CLI's JSON: these keys are always there, others may be."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+def _utc(value: datetime) -> datetime:
+    """SQLite hands datetimes back without a zone; they were written in UTC."""
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
+
+
+class ValidateOut(OpenOut):
+    status: Literal["valid"]
+    name: str
+    spec_sha256: str
+    pools: int
+    devices: int
+    candidates: int
+    candidates_meeting_slo: int
+    warnings: list[str]
+
+
+class EvaluateOut(OpenOut):
+    candidates: list[dict[str, Any]]
+
+
+class SolveOut(OpenOut):
+    status: Literal["optimal", "feasible", "infeasible", "time_limit", "error"] = Field(
+        description="`infeasible` comes with `diagnosis`: the fewest constraints to relax.")
+    objective: dict[str, Any]
+    assignments: list[dict[str, Any]]
+    fleet: dict[str, Any] | None
+    solver: dict[str, Any]
+
+
+class ParetoOut(OpenOut):
+    x: dict[str, Any]
+    y: dict[str, Any]
+    complete: bool
+    time_s: float
+    points: list[dict[str, Any]]
+
+
+class ProfilesIn(BaseModel):
+    """What `configspec profile --push URL` sends (JSON, or the same shape as YAML)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    profiles: list[Profile] = Field(min_length=1)
+
+
+class ProfileOut(Out):
+    id: int
+    received_at: UtcDatetime
+    profile: Profile
+
+
+class ProfilesOut(Out):
+    profiles: list[ProfileOut]
+
+
+class JobOut(Out):
+    id: str
+    status: Literal["queued", "running", "succeeded", "failed"]
+    spec_sha256: str
+    params: dict[str, Any]
+    stored_profiles: list[dict[str, Any]] | None = Field(
+        None, description="The stored profiles snapshot taken at submission "
+        "(`profiles=stored`).")
+    attempts: int
+    created_at: UtcDatetime
+    started_at: UtcDatetime | None
+    finished_at: UtcDatetime | None
+    result_url: str | None = None
+    result: SolveOut | None = Field(None, description="The solve's JSON, once succeeded.")
+    error: Problem | None = None
+
+
+class ResultOut(Out):
+    id: int
+    kind: Literal["solve", "pareto"]
+    spec_sha256: str
+    params: dict[str, Any]
+    status: str
+    created_at: UtcDatetime
+    body: dict[str, Any]
+
+
+class HealthOut(Out):
+    status: Literal["ok"]
+    version: str
+    database: Literal["ok"]
+    workers: int
+    in_flight: int
+    capacity: int
+    unfinished_jobs: int

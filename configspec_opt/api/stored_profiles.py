@@ -1,0 +1,85 @@
+"""Solving with the profiles edge devices pushed instead of the spec's inline ones.
+
+Rule (`?profiles=stored`): for every (device, draft, quant) that the spec can
+use, the newest stored entry replaces the inline entry with the same key or,
+where the spec has none, is added.  Inline entries without a stored
+counterpart stay, and a warning names them, so a half-profiled fleet still
+solves and the operator sees which numbers are still typed in by hand.
+Stored entries for pools, drafts or quants the spec does not declare are
+ignored, as are acceptance figures for targets it does not declare (one
+server serves many specs).  Pure: runs in the solver workers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from configspec_opt.consistency import check_consistency
+from configspec_opt.errors import SpecError, SpecIssue
+from configspec_opt.loader import LoadedSpec
+from configspec_opt.spec import Profile
+
+Key = tuple[str, str, str]
+
+
+def apply_stored(
+    loaded: LoadedSpec, stored: list[dict[str, Any]]
+) -> tuple[LoadedSpec, list[dict[str, Any]]]:
+    """The spec with stored profiles merged in, and which stored entries were used.
+
+    `stored` holds `{"id": int, "profile": dict}` oldest first.
+    """
+    spec = loaded.spec
+    drafts = {d.name: d for d in spec.drafts}
+    targets = {t.name: t for t in spec.targets}
+    devices = {d.name for d in spec.devices}
+    chosen: dict[Key, tuple[int, Profile]] = {}
+    for entry in stored:
+        p = Profile.model_validate(entry["profile"])
+        draft = drafts.get(p.draft)
+        if p.device not in devices or draft is None or p.quant not in draft.quants:
+            continue
+        acceptance = {t: a for t, a in p.acceptance.items()
+                      if t in targets and targets[t].family == draft.family}
+        chosen[(p.device, p.draft, p.quant)] = (
+            int(entry["id"]), p.model_copy(update={"acceptance": acceptance}))
+
+    profiles: list[Profile] = []
+    origin: list[str] = []  # where each merged entry came from, for error locations
+    used: list[tuple[int, Profile]] = []
+    kept: list[str] = []
+    for p in spec.profiles:
+        key = (p.device, p.draft, p.quant)
+        if key in chosen:
+            used.append(chosen.pop(key))
+            profiles.append(used[-1][1])
+            origin.append(f"stored profile {used[-1][0]}")
+        else:
+            profiles.append(p)
+            origin.append(loaded.sources[0].name)
+            kept.append("/".join(key))
+    for pid, sp in chosen.values():
+        used.append((pid, sp))
+        profiles.append(sp)
+        origin.append(f"stored profile {pid}")
+
+    merged = spec.model_copy(update={"profiles": profiles})
+    problems, warnings = check_consistency(merged)
+    if problems:
+        raise SpecError([_issue(loc, msg, hint, origin) for loc, msg, hint in problems])
+    if not used:
+        warnings.insert(0, "profiles=stored: no stored profile matches this spec's devices, "
+                        "drafts and quants; the inline profiles were used")
+    elif kept:
+        warnings.insert(0, f"profiles=stored: no stored profile for {', '.join(kept)}; "
+                        "the spec's inline entries were used")
+    return LoadedSpec(merged, loaded.sources, warnings), [
+        {"id": pid, "device": sp.device, "draft": sp.draft, "quant": sp.quant}
+        for pid, sp in sorted(used, key=lambda t: t[0])]
+
+
+def _issue(loc: tuple[Any, ...], msg: str, hint: str | None, origin: list[str]) -> SpecIssue:
+    if len(loc) >= 2 and loc[0] == "profiles" and isinstance(loc[1], int) \
+            and loc[1] < len(origin):
+        return SpecIssue(msg, loc, file=origin[loc[1]], hint=hint)
+    return SpecIssue(msg, loc, hint=hint)

@@ -1,0 +1,248 @@
+"""lock, check, diff, fmt, plot: specs kept in version control, and their figures."""
+
+from __future__ import annotations
+
+import difflib
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from configspec_opt.cli.app import app, emit_json, err, out, user_errors
+from configspec_opt.errors import ConfigspecError, SpecError, UsageError
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
+
+
+def _report_error(path: Path, exc: ConfigspecError) -> None:
+    text = str(exc) if isinstance(exc, SpecError) else f"{path}: {exc}"
+    err.print(f"[red]error:[/red] {escape(text)}")
+
+
+@app.command()
+def lock(
+    specs: Annotated[list[Path], typer.Argument(help="Specs to lock.", show_default=False)],
+    as_json: JsonOpt = False,
+) -> None:
+    """Solve each spec for its own objective and write SPEC.lock beside it.
+
+    The lock holds the assignments with their metrics, the objective, the solver
+    status and the SHA-256 of the spec's files: the same spec always gives the
+    same bytes. Exit 0 locked, 1 not solvable (no lock written), 2 invalid spec.
+    """
+    from configspec_opt.loader import load_spec
+    from configspec_opt.vcs.lock import SOLVED, write_lock
+    from solvers.adapter import require_solver
+
+    with user_errors(as_json):
+        require_solver()
+    results: list[dict[str, Any]] = []
+    code = 0
+    for spec in specs:
+        try:
+            written = write_lock(load_spec(spec), spec)
+        except ConfigspecError as exc:
+            code = max(code, exc.exit_code)
+            results.append({"spec": str(spec), "status": "error", "error": str(exc)})
+            if not as_json:
+                _report_error(spec, exc)
+            continue
+        status = written.data["status"]
+        solved = status in SOLVED
+        results.append({"spec": str(spec), "lock": str(written.path), "status": status,
+                        "written": solved, "changed": written.changed})
+        if not solved:
+            code = max(code, 1)
+            if not as_json:
+                err.print(f"[red]error:[/red] {escape(str(spec))}: {status}, no lock written "
+                          f"(`configspec solve {escape(str(spec))}` says why)")
+        elif not as_json:
+            pools = len({a["device"] for a in written.data["assignments"]})
+            what = "wrote" if written.changed else "unchanged:"
+            out.print(f"{what} {written.path} ({status}, {pools} pools, "
+                      f"{written.data['objective']['sense']} "
+                      f"{written.data['objective']['metric']})", markup=False)
+    if as_json:
+        emit_json({"locks": results})
+    if code:
+        raise typer.Exit(code)
+
+
+@app.command()
+def check(
+    paths: Annotated[list[Path] | None, typer.Argument(
+        help="Specs, locks or directories (searched recursively). Default: the current "
+        "directory.", show_default=False)] = None,
+    resolve: Annotated[bool, typer.Option(
+        "--resolve", help="Also solve every spec again and compare with its lock "
+        "(needs the solver; default: compare hashes only).")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Every spec valid and its lock present and up to date. Exit 1 with one line per failure.
+
+    Without --resolve a lock is up to date when the SHA-256 of the spec and of its
+    profiles_from files equals the one in the lock (no solver needed).
+    """
+    from configspec_opt.vcs.check import check_spec, discover
+
+    with user_errors(as_json):
+        if resolve:
+            from solvers.adapter import require_solver
+
+            require_solver()
+        specs, empty = discover(paths or [Path(".")])
+        results = [check_spec(s, resolve=resolve) for s in specs]
+    failures = [r for r in results if not r.ok]
+    empty_lines = [f"{d}: no specs found" for d in empty if paths]
+    if as_json:
+        emit_json({"ok": not failures and not empty_lines, "resolve": resolve,
+                   "results": [r.to_dict() for r in results],
+                   "errors": empty_lines})
+    else:
+        for r in results:
+            if r.ok:
+                out.print(f"{r.spec}: ok", markup=False)
+        for line in [*(r.line() for r in failures), *empty_lines]:
+            err.print(line, markup=False, highlight=False)
+        if not results and not paths:
+            err.print("no specs found under the current directory", markup=False)
+        mode = "re-solved" if resolve else "hash"
+        summary = f"{len(results)} spec{'s' if len(results) != 1 else ''} checked ({mode})"
+        if failures:
+            summary += f", {len(failures)} failed"
+        (err if failures or empty_lines else out).print(summary, markup=False)
+    if failures or empty_lines:
+        raise typer.Exit(1)
+
+
+def _fmt_num(x: float | None) -> str:
+    if x is None:
+        return "n/a"
+    return f"{x:,.0f}" if abs(x) >= 1000 or isinstance(x, int) else f"{x:.4g}"
+
+
+def _fmt_delta(d: float | None, rel: float | None) -> str:
+    if d is None:
+        return ""
+    text = ("+" if d >= 0 else "-") + _fmt_num(abs(d))
+    return text + (f" ({rel:+.1%})" if rel is not None else "")
+
+
+@app.command()
+def diff(
+    old: Annotated[str, typer.Argument(
+        help="Spec, lock, or either at a git revision: specs/fleet.yaml@HEAD~1.",
+        show_default=False)],
+    new: Annotated[str, typer.Argument(
+        help="Spec, lock, or either at a git revision.", show_default=False)],
+    as_json: JsonOpt = False,
+    exit_code: Annotated[bool, typer.Option(
+        "--exit-code", help="Exit 1 when any pool's assignment changed (like git diff).")]
+    = False,
+) -> None:
+    """What changes in the assignments and fleet metrics between two specs or revisions.
+
+    Specs are solved for their own objective; .lock files are read as written.
+    """
+    from configspec_opt.vcs.diff import diff_decisions, load_side
+
+    with user_errors(as_json):
+        from solvers.adapter import require_solver
+
+        sides = []
+        for text in (old, new):
+            if not text.partition("@")[0].endswith(".lock"):
+                require_solver()
+            sides.append(load_side(text))
+        result = diff_decisions(*sides)
+    if as_json:
+        emit_json(result.to_dict())
+    else:
+        _print_diff(result)
+    if exit_code and result.assignments_changed:
+        raise typer.Exit(1)
+
+
+def _pair(entries: list[dict[str, Any]], key: str) -> str:
+    return "+".join(_fmt_num(e[key]) for e in entries) or "-"
+
+
+def _print_diff(d: Any) -> None:
+    from configspec_opt.vcs.diff import describe_change
+
+    for tag, side in (("old", d.old), ("new", d.new)):
+        obj = side.data.get("objective") or {}
+        value = obj.get("value")
+        out.print(f"{tag}: {side.label}: {side.data.get('status')}, {obj.get('sense')} "
+                  f"{obj.get('metric')}" + (f" = {_fmt_num(value)}" if value is not None
+                                             else ""), markup=False)
+    if d.objective_changed:
+        out.print("[yellow]the objective changed[/yellow]")
+    shown = [p for p in d.pools if p.change != "unchanged"]
+    colour = {"configuration": "yellow", "metrics": "cyan", "added": "green", "removed": "red"}
+    for p in shown:
+        out.print(f"[{colour[p.change]}]{p.change:>13}[/]  {escape(describe_change(p))}")
+        numbers = [f"{label} {_pair(p.old, key)} -> {_pair(p.new, key)} {unit}"
+                   for key, label, unit in (("goodput_tok_s", "goodput", "tok/s"),
+                                            ("energy_j_per_tok", "energy", "J/tok"))]
+        out.print(" " * 15 + ", ".join(numbers), markup=False)
+    unchanged = len(d.pools) - len(shown)
+    if unchanged:
+        out.print(f"{unchanged} pool{'s' if unchanged != 1 else ''} unchanged")
+    changed_metrics = [m for m in d.fleet if m.changed]
+    if changed_metrics:
+        t = Table(title="fleet")
+        for col in ("metric", "before", "after", "change"):
+            t.add_column(col, justify="left" if col == "metric" else "right")
+        for m in changed_metrics:
+            label = m.label + (f" ({m.unit})" if m.unit else "")
+            t.add_row(escape(label), _fmt_num(m.old), _fmt_num(m.new),
+                      _fmt_delta(m.delta, m.relative))
+        out.print(t)
+    if not d.changed:
+        out.print("no change in assignments or fleet metrics")
+
+
+@app.command()
+def fmt(
+    files: Annotated[list[Path], typer.Argument(help="Specs to format in place.",
+                                                show_default=False)],
+    check: Annotated[bool, typer.Option(
+        "--check", help="Change nothing; exit 1 if any file would be reformatted.")] = False,
+    show_diff: Annotated[bool, typer.Option(
+        "--diff", help="Print what would change as a unified diff.")] = False,
+) -> None:
+    """Canonical layout for specs, comments kept (ruamel.yaml round trip)."""
+    from configspec_opt.vcs.fmt import format_file
+
+    failed = 0
+    changed: list[Path] = []
+    for path in files:
+        try:
+            result = format_file(path, write=not check)
+        except ConfigspecError as exc:
+            _report_error(path, exc)
+            failed = max(failed, exc.exit_code)
+            continue
+        if result.changed:
+            changed.append(path)
+            if show_diff:
+                sys.stdout.writelines(difflib.unified_diff(
+                    result.original.splitlines(keepends=True),
+                    result.formatted.splitlines(keepends=True),
+                    f"{path} (before)", f"{path} (formatted)"))
+            verb = "would reformat" if check else "reformatted"
+            (err if check else out).print(f"{verb} {path}", markup=False)
+    if not changed and not failed:
+        n = len(files)
+        out.print(f"{n} file{'s' if n != 1 else ''} already formatted", markup=False)
+    if failed:
+        raise typer.Exit(failed)
+    if check and changed:
+        raise typer.Exit(1)
+
+
+_ = UsageError  # re-exported for the plot command below

@@ -1,0 +1,57 @@
+"""The database as the service holds it: an engine, a session factory, migrations.
+
+`transaction()` is the only way in: one transaction, committed when the
+block ends, so a route that returns 2xx has already committed.  `run`
+executes such a block in a worker thread, for async routes: SQLite's fsync
+on commit must not stall the event loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TypeVar
+
+from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from configspec_opt.store.engine import describe_url, make_engine, session_factory
+
+T = TypeVar("T")
+
+
+class Database:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine: Engine = make_engine(url)
+        self._sessions: sessionmaker[Session] = session_factory(self.engine)
+
+    def migrate(self) -> None:
+        from configspec_opt.store.migrate import upgrade
+
+        upgrade(self.engine)
+
+    @property
+    def display_url(self) -> str:
+        return describe_url(self.url)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        with self._sessions() as s, s.begin():
+            yield s
+
+    def call(self, fn: Callable[[Session], T]) -> T:
+        with self.transaction() as s:
+            return fn(s)
+
+    async def run(self, fn: Callable[[Session], T]) -> T:
+        import anyio.to_thread
+
+        return await anyio.to_thread.run_sync(self.call, fn)
+
+    def ping(self) -> bool:
+        with self.engine.connect() as conn:
+            return conn.execute(text("SELECT 1")).scalar() == 1
+
+    def close(self) -> None:
+        self.engine.dispose()

@@ -1,0 +1,83 @@
+"""Tables.  Each row is written once and (except a job's state) never changed.
+
+JSON columns hold exactly what the API returns (a profile as the `Profile`
+model dumps it, a result as the CLI's `--json` prints it), so reading a row
+back never needs the solver or the code version that produced it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+JOB_STATES = ("queued", "running", "succeeded", "failed")
+UNFINISHED = ("queued", "running")
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class SpecRecord(Base):
+    """A spec as received, identified by the SHA-256 the CLI also reports."""
+
+    __tablename__ = "specs"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    text: Mapped[str] = mapped_column(Text)
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ProfileRecord(Base):
+    """One uploaded profile entry; uploads append, the newest per key wins."""
+
+    __tablename__ = "profiles"
+    __table_args__ = (Index("ix_profiles_key", "device", "draft", "quant", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    device: Mapped[str] = mapped_column(String(200))
+    draft: Mapped[str] = mapped_column(String(200))
+    quant: Mapped[str] = mapped_column(String(200))
+    data: Mapped[dict[str, Any]]
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ResultRecord(Base):
+    """The JSON answer of one solve or Pareto run, with what produced it."""
+
+    __tablename__ = "results"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    spec_sha256: Mapped[str] = mapped_column(ForeignKey("specs.sha256"), index=True)
+    params: Mapped[dict[str, Any]]
+    status: Mapped[str] = mapped_column(String(32))
+    body: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class JobRecord(Base):
+    """A queued solve.  Committed before the 202 goes out; re-queued after a crash."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (Index("ix_jobs_state_created", "state", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    spec_sha256: Mapped[str] = mapped_column(ForeignKey("specs.sha256"))
+    params: Mapped[dict[str, Any]]
+    stored_profiles: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
+    state: Mapped[str] = mapped_column(String(16), default="queued")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    result_id: Mapped[int | None] = mapped_column(ForeignKey("results.id"), nullable=True)
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -1,0 +1,197 @@
+"""`configspec check`: every spec valid, every lock present and up to date.
+
+By default a lock is up to date when the SHA-256 of the spec's content (and
+of its `profiles_from` files) equals the one the lock records: no solver
+needed, milliseconds per spec, fine for a pre-commit hook on the edge
+install.  `resolve=True` also solves the spec again and compares the
+decision with the lock (assignments exactly, numbers to 1e-9 relative),
+which catches locks edited by hand and decisions that a new solver or
+configspec version would make differently.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from configspec_opt.errors import ConfigspecError, SpecError
+from configspec_opt.vcs.lock import (
+    LOCK_SUFFIX,
+    SOLVED,
+    LockError,
+    changed_sources,
+    lock_data,
+    lock_path,
+    read_lock,
+    spec_path_of,
+)
+
+SPEC_SUFFIXES = (".yaml", ".yml", ".json")
+SKIP_DIRS = frozenset({"node_modules", "__pycache__", "venv", "site-packages"})
+# A file found in a directory is a spec if it has top-level `targets:` and
+# `devices:` keys, or the schema modeline; read as text so that a spec with
+# a syntax error is still found (and reported), not skipped.
+_YAML_KEYS = (re.compile(r"^targets\s*:", re.M), re.compile(r"^devices\s*:", re.M))
+_JSON_KEYS = (re.compile(r'"targets"\s*:'), re.compile(r'"devices"\s*:'))
+_MODELINE = re.compile(r"^#\s*yaml-language-server:\s*\$schema=\S*configspec", re.M)
+
+Status = Literal["ok", "invalid", "missing_lock", "orphan_lock", "bad_lock", "stale",
+                 "unsolved", "differs", "not_found"]
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    spec: Path
+    status: Status
+    reason: str = ""
+    lock_tool: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def line(self) -> str:
+        """The one line a person or a log reads."""
+        return f"{self.spec}: {self.reason or 'ok'}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"spec": str(self.spec), "lock": str(lock_path(self.spec)),
+                "status": self.status, "ok": self.ok, "reason": self.reason,
+                "lock_tool": self.lock_tool}
+
+
+def looks_like_spec(path: Path) -> bool:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    if path.suffix == ".json":
+        return all(p.search(text) for p in _JSON_KEYS)
+    return bool(_MODELINE.search(text)) or all(p.search(text) for p in _YAML_KEYS)
+
+
+def _walk(root: Path) -> Iterator[Path]:
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d not in SKIP_DIRS)
+        for name in sorted(filenames):
+            yield Path(dirpath) / name
+
+
+def discover(paths: Iterable[Path]) -> tuple[list[Path], list[Path]]:
+    """Specs to check, in order, and the directories in which none were found.
+
+    A lock stands for its spec (so a pre-commit run on a changed lock checks
+    the spec); a directory stands for every spec and every spec's lock in it.
+    """
+    specs: dict[Path, None] = {}
+    empty: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            found = [f for f in _walk(p) if _is_spec_or_lock(f)]
+            for f in found:
+                specs[_spec_for(f)] = None
+            if not found:
+                empty.append(p)
+        else:
+            specs[_spec_for(p)] = None
+    return list(specs), empty
+
+
+def _is_spec_or_lock(f: Path) -> bool:
+    if f.name.endswith(LOCK_SUFFIX):
+        return f.name[: -len(LOCK_SUFFIX)].endswith(SPEC_SUFFIXES)
+    return f.suffix in SPEC_SUFFIXES and looks_like_spec(f)
+
+
+def _spec_for(f: Path) -> Path:
+    return spec_path_of(f) if f.name.endswith(LOCK_SUFFIX) else f
+
+
+def _first_issue(exc: SpecError) -> str:
+    if not exc.issues:
+        return "invalid spec"
+    more = len(exc.issues) - 1
+    return "invalid spec: " + exc.issues[0].format() + (
+        f" (+{more} more problem{'s' if more != 1 else ''})" if more else "")
+
+
+def check_spec(spec: Path, *, resolve: bool = False) -> CheckResult:
+    """Check one spec and its lock; never raises for a problem of the files."""
+    from configspec_opt.loader import load_spec
+
+    lock = lock_path(spec)
+    if not spec.exists():
+        if lock.exists():
+            return CheckResult(spec, "orphan_lock",
+                               f"orphan lock: {lock} has no spec (delete it or restore the spec)")
+        return CheckResult(spec, "not_found", "no such file")
+    try:
+        loaded = load_spec(spec)
+    except SpecError as exc:
+        return CheckResult(spec, "invalid", _first_issue(exc))
+    if not lock.exists():
+        return CheckResult(spec, "missing_lock", f"missing lock: run `configspec lock {spec}`")
+    try:
+        data = read_lock(lock)
+    except LockError as exc:
+        return CheckResult(spec, "bad_lock", f"{exc}; run `configspec lock {spec}`")
+    tool = str(data.get("tool")) if data.get("tool") is not None else None
+    changed = changed_sources(data, loaded, spec.name)
+    if changed:
+        return CheckResult(spec, "stale", f"stale lock: {', '.join(changed)} changed since "
+                           f"{lock.name} was written; run `configspec lock {spec}`", tool)
+    if not resolve:
+        return CheckResult(spec, "ok", "", tool)
+    try:
+        fresh = lock_data(loaded, spec.name)
+    except ConfigspecError as exc:
+        return CheckResult(spec, "unsolved", f"cannot re-solve: {exc}", tool)
+    if fresh["status"] not in SOLVED:
+        return CheckResult(spec, "unsolved", f"re-solve is {fresh['status']}: the lock's "
+                           "decision no longer follows from the spec", tool)
+    difference = decision_difference(data, fresh)
+    if difference:
+        return CheckResult(spec, "differs", f"re-solve differs from {lock.name}: {difference}; "
+                           f"run `configspec lock {spec}`", tool)
+    return CheckResult(spec, "ok", "", tool)
+
+
+DECISION_KEYS = ("status", "objective", "assignments", "split_pools", "fleet")
+
+
+def decision_difference(locked: dict[str, Any], fresh: dict[str, Any]) -> str:
+    """'' when the two decisions agree; else what differs, pool changes first."""
+    from configspec_opt.vcs.diff import Side, describe_change, diff_decisions
+    from configspec_opt.vcs.gitrev import Ref
+
+    d = diff_decisions(Side(Ref(Path("lock")), locked), Side(Ref(Path("now")), fresh))
+    pools = [describe_change(p) for p in d.pools if p.change != "unchanged"]
+    if pools:
+        return "; ".join(pools)
+    for key in DECISION_KEYS:
+        path = _first_mismatch(locked.get(key), fresh.get(key), key)
+        if path:
+            return path
+    return ""
+
+
+def _first_mismatch(a: Any, b: Any, where: str) -> str:
+    from configspec_opt.vcs.diff import close
+
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in [*a, *(k for k in b if k not in a)]:
+            found = _first_mismatch(a.get(k), b.get(k), f"{where}.{k}")
+            if found:
+                return found
+        return ""
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        for i, (x, y) in enumerate(zip(a, b)):
+            found = _first_mismatch(x, y, f"{where}[{i}]")
+            if found:
+                return found
+        return ""
+    return "" if close(a, b) else f"{where}: {a!r} in the lock, {b!r} now"

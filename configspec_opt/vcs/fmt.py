@@ -1,0 +1,112 @@
+"""`configspec fmt`: one layout for every spec, comments kept.
+
+Canonical YAML here means what ruamel.yaml's round trip writes with these
+settings: two-space mappings, sequences indented under their key
+(`  - name:`), no line folding, quotes only where YAML needs them, no
+trailing whitespace, one final newline.  Key order, flow style (`{2: 0.7}`),
+number spelling (`0.90` stays `0.90`), anchors and comments are kept as
+written: reordering keys would move comments away from what they describe.
+JSON specs get `json.dumps(indent=2)` order-preserving output.
+
+Formatting never changes meaning: the result is parsed again and compared
+with the input's data, and a difference is an error, not a rewrite.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from ruamel.yaml import YAML
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+from configspec_opt.errors import ConfigspecError, SpecError, SpecIssue
+from configspec_opt.loader import Source, parse_data
+
+MAX_PASSES = 3
+
+
+class FormatError(ConfigspecError):
+    """The formatter would change what the spec means (a bug: please report it)."""
+
+    exit_code = 2
+
+
+def _yaml() -> YAML:
+    yaml = YAML(typ="rt")
+    yaml.width = 4096
+    yaml.indent(mapping=2, sequence=4, offset=2)
+    yaml.preserve_quotes = False
+    return yaml
+
+
+def _yaml_once(text: str, name: str) -> str:
+    try:
+        docs = list(_yaml().load_all(text))
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        raise SpecError([SpecIssue(f"invalid YAML: {exc.problem or exc}", file=name,
+                                   line=mark.line + 1 if mark else None,
+                                   column=mark.column + 1 if mark else None)]) from None
+    except YAMLError as exc:
+        raise SpecError([SpecIssue(f"invalid YAML: {exc}", file=name)]) from None
+    if len(docs) != 1:
+        raise SpecError([SpecIssue(f"a spec is one YAML document (found {len(docs)})",
+                                   file=name)])
+    buf = io.StringIO()
+    _yaml().dump(docs[0], buf)
+    return buf.getvalue()
+
+
+def _tidy(text: str) -> str:
+    """No trailing whitespace, no trailing blank lines, one final newline."""
+    body = "\n".join(line.rstrip() for line in text.splitlines()).rstrip("\n")
+    return body + "\n" if body else ""
+
+
+def format_text(text: str, name: str = "<spec>") -> str:
+    """The canonical form of a spec's text; raises SpecError on a syntax error."""
+    src = Source(name, text)
+    before = parse_data(src)  # located syntax errors, and the meaning to preserve
+    if src.is_json:
+        out = json.dumps(before, indent=2, ensure_ascii=False) + "\n"
+    else:
+        out = _tidy(_yaml_once(text, name))
+        for _ in range(MAX_PASSES):  # ruamel settles comment spacing in at most one pass
+            again = _tidy(_yaml_once(out, name))
+            if again == out:
+                break
+            out = again
+        else:
+            raise FormatError(f"{name}: formatting does not settle; please report this spec")
+    if parse_data(Source(name, out)) != before:
+        raise FormatError(f"{name}: formatting would change the spec's data; "
+                          "please report this spec")
+    return out
+
+
+@dataclass(frozen=True)
+class FormatResult:
+    path: Path
+    original: str
+    formatted: str
+
+    @property
+    def changed(self) -> bool:
+        return self.original != self.formatted
+
+
+def format_file(path: Path, *, write: bool) -> FormatResult:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SpecError([SpecIssue(f"cannot read: {exc.strerror or exc}", file=str(path))]) \
+            from None
+    result = FormatResult(path, text, format_text(text, str(path)))
+    if write and result.changed:
+        from configspec_opt.files import atomic_write_text
+
+        atomic_write_text(path, result.formatted)
+    return result

@@ -1,0 +1,155 @@
+"""Reading a spec as it was at a git revision: `specs/fleet.yaml@HEAD~1`.
+
+Git runs in the repository that holds the file (not the current directory),
+and the spec's `profiles_from` files are read at the same revision, so an
+old spec is evaluated with the profiles it was committed with.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import subprocess
+import tempfile
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from configspec_opt.errors import ConfigspecError, SpecError, UsageError
+from configspec_opt.loader import LoadedSpec, Source, parse_data, parse_spec
+
+
+class GitError(ConfigspecError):
+    """A revision or a file at a revision that git cannot give us."""
+
+    exit_code = 2
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A file, optionally at a git revision (`rev` None: the working tree)."""
+
+    path: Path
+    rev: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.path}@{self.rev}" if self.rev is not None else str(self.path)
+
+
+def parse_ref(text: str) -> Ref:
+    """`path` or `path@REV`; split at the first `@` (revisions like HEAD@{1} keep theirs).
+
+    A name that exists as a file is a path even if it contains `@`.
+    """
+    if "@" not in text or Path(text).exists():
+        return Ref(Path(text))
+    path, _, rev = text.partition("@")
+    if not path:
+        raise UsageError(f"'{text}': no file before '@' (e.g. specs/fleet.yaml@HEAD~1)")
+    if not rev:
+        raise UsageError(f"'{text}': no revision after '@' (e.g. {path}@HEAD~1)")
+    if rev.startswith("-"):
+        raise UsageError(f"'{text}': a revision cannot start with '-'")
+    return Ref(Path(path), rev)
+
+
+def _git(cwd: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
+    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
+    try:
+        return subprocess.run(["git", "--no-pager", *args], cwd=cwd, capture_output=True,
+                              env=env, check=False)
+    except FileNotFoundError:
+        raise GitError("git is not installed (needed for path@REV)") from None
+
+
+def _existing_dir(path: Path) -> Path:
+    """The nearest existing directory at or above the file's directory (it may be gone now)."""
+    d = Path(os.path.normpath(path.absolute())).parent
+    while not d.is_dir():
+        d = d.parent
+    return d
+
+
+@dataclass(frozen=True)
+class Checkout:
+    """A revision of the repository that holds some file."""
+
+    root: Path  # top level of the working tree
+    commit: str  # full hash
+    rev: str  # as the user wrote it
+
+    @property
+    def short(self) -> str:
+        return self.commit[:10]
+
+    def read(self, repo_path: str, shown: str) -> str:
+        r = _git(self.root, "show", "--no-textconv", f"{self.commit}:{repo_path}")
+        if r.returncode != 0:
+            raise GitError(f"{shown} does not exist at {self.rev} ({self.short})")
+        try:
+            return r.stdout.decode("utf-8")
+        except UnicodeDecodeError:
+            raise GitError(f"{shown} at {self.rev} is not UTF-8 text") from None
+
+
+def locate(ref: Ref) -> tuple[Checkout, str]:
+    """The revision of `ref` and the file's path inside its repository."""
+    assert ref.rev is not None
+    anchor = _existing_dir(ref.path)
+    top = _git(anchor, "rev-parse", "--show-toplevel")
+    if top.returncode != 0:
+        raise GitError(f"{ref.path}: {anchor} is not inside a git repository")
+    root = Path(top.stdout.decode().strip())
+    commit = _git(anchor, "rev-parse", "--verify", "--quiet", f"{ref.rev}^{{commit}}")
+    if commit.returncode != 0:
+        raise GitError(f"unknown revision '{ref.rev}' in the git repository {root}")
+    prefix = _git(anchor, "rev-parse", "--show-prefix").stdout.decode().strip()
+    tail = Path(os.path.normpath(ref.path.absolute())).relative_to(anchor).as_posix()
+    repo_path = posixpath.normpath(posixpath.join(prefix, tail))
+    return Checkout(root, commit.stdout.decode().strip(), ref.rev), repo_path
+
+
+def read_text(ref: Ref) -> str:
+    """The file's text at its revision (or in the working tree)."""
+    if ref.rev is None:
+        try:
+            return ref.path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"cannot read {ref.path}: {exc.strerror or exc}") from None
+    checkout, repo_path = locate(ref)
+    return checkout.read(repo_path, str(ref.path))
+
+
+def load_spec_at(ref: Ref) -> LoadedSpec:
+    """Load and validate a spec at a revision, its profile files taken from the same one."""
+    assert ref.rev is not None
+    checkout, repo_path = locate(ref)
+    name = str(ref)
+    text = checkout.read(repo_path, str(ref.path))
+    data = parse_data(Source(name, text))
+    wanted = data.get("profiles_from") if isinstance(data, dict) else None
+    with tempfile.TemporaryDirectory(prefix="configspec-rev-") as tmp:
+        base = Path(tmp)
+        spec_dir = posixpath.dirname(repo_path)
+        if isinstance(wanted, list):
+            for rel in wanted:
+                if not isinstance(rel, str):
+                    continue  # validation will say so
+                inner = posixpath.normpath(posixpath.join(spec_dir, rel))
+                if inner.startswith("../") or posixpath.isabs(rel):
+                    raise GitError(f"{name}: profiles_from '{rel}' is outside the repository")
+                shown = str(ref.path.parent / rel)
+                target = base / inner
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(checkout.read(inner, shown), encoding="utf-8")
+        (base / spec_dir).mkdir(parents=True, exist_ok=True)
+        try:
+            return parse_spec(text, name=name, base_dir=base / spec_dir)
+        except SpecError as exc:  # name files as the user knows them, not by the temp dir
+            raise SpecError([replace(i, file=_shown_name(i.file, base, checkout.rev))
+                             for i in exc.issues]) from None
+
+
+def _shown_name(file: str | None, base: Path, rev: str) -> str | None:
+    if file is None or not file.startswith(str(base)):
+        return file
+    return f"{Path(file).relative_to(base).as_posix()}@{rev}"

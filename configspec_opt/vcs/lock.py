@@ -1,0 +1,167 @@
+"""Lock files: the decision that follows from a spec, committed beside it.
+
+`fleet.yaml` is locked in `fleet.yaml.lock` (the spec's file name plus
+`.lock`, so `fleet.yaml` and `fleet.json` never share a lock).  A lock is the
+`configspec solve --json` result of the spec's own objective, without what
+varies between runs (timings, solver stages, the numerical gap), plus where
+it came from: the tool version and a SHA-256 of every source file.  Floats
+are rounded to `yamldump.FLOAT_DIGITS` significant digits, so the same spec
+gives the same bytes on every run (the solver's tie-break makes equal optima
+resolve the same way).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
+
+from configspec_opt.errors import ConfigspecError
+from configspec_opt.loader import LoadedSpec
+from configspec_opt.vcs.yamldump import dump_yaml
+
+LOCK_VERSION = 1
+LOCK_SUFFIX = ".lock"
+SOLVED = ("optimal", "feasible")
+
+# Keys of `solution_dict` that a lock keeps, in this order.  A whitelist, so
+# that a timing added to `solve --json` later can never leak into a lock.
+_RESULT_KEYS = ("status", "objective", "assignments", "split_pools", "fleet", "message")
+_SOLVER_KEYS = ("name", "proven_optimal", "candidates", "pruned_dominated")
+TIE_BREAK = "equal optima resolve to the first (target, draft, quant, K) in name order"
+
+
+class LockError(ConfigspecError):
+    """A lock file that cannot be read or was written by an incompatible version."""
+
+    exit_code = 2
+
+
+def tool_version() -> str:
+    try:
+        return metadata.version("configspec-opt")
+    except metadata.PackageNotFoundError:  # running from a source tree
+        return "unknown"
+
+
+def lock_path(spec_path: str | Path) -> Path:
+    p = Path(spec_path)
+    return p.with_name(p.name + LOCK_SUFFIX)
+
+
+def spec_path_of(lock: str | Path) -> Path:
+    p = Path(lock)
+    if not p.name.endswith(LOCK_SUFFIX):
+        raise LockError(f"{p}: a lock file's name ends in {LOCK_SUFFIX}")
+    return p.with_name(p.name[: -len(LOCK_SUFFIX)])
+
+
+def text_sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def source_hashes(loaded: LoadedSpec, spec_file: str) -> list[dict[str, str]]:
+    """(file, sha256) per source, named as the spec names them (portable across checkouts)."""
+    names = [spec_file, *loaded.spec.profiles_from]
+    return [{"file": n, "sha256": text_sha256(s.text)} for n, s in zip(names, loaded.sources)]
+
+
+def lock_data(loaded: LoadedSpec, spec_file: str) -> dict[str, Any]:
+    """Solve the spec's own objective and return the lock as plain data.
+
+    `spec_file` is how the lock names its spec (the file name; the lock lives
+    beside it).  Not-solved outcomes (infeasible, time limit) are returned too,
+    for `diff`; `write_lock` refuses them.
+    """
+    from configspec_opt.report import solution_dict
+    from solvers.solve import solve
+
+    sol = solve(loaded.spec)
+    result = solution_dict(sol, warnings=loaded.warnings)
+    data: dict[str, Any] = {
+        "lock_version": LOCK_VERSION,
+        "tool": f"configspec-opt {tool_version()}",
+        "spec": {"file": spec_file, "name": loaded.spec.name, "sha256": loaded.sha256,
+                 "sources": source_hashes(loaded, spec_file)},
+    }
+    data.update({k: result[k] for k in _RESULT_KEYS if k in result})
+    data["solver"] = {k: result["solver"][k] for k in _SOLVER_KEYS}
+    data["solver"]["tie_break"] = TIE_BREAK
+    if "warnings" in result:
+        data["warnings"] = result["warnings"]
+    return data
+
+
+def render_lock(data: dict[str, Any]) -> str:
+    spec_file = data["spec"]["file"]
+    header = (f"Written by `configspec lock {spec_file}`: the decision that follows from "
+              f"{spec_file}.\nDo not edit. `configspec check` fails when the spec changes "
+              "and this file does not.")
+    return dump_yaml(data, header)
+
+
+@dataclass(frozen=True)
+class LockWrite:
+    path: Path
+    data: dict[str, Any]
+    changed: bool
+
+
+def write_lock(loaded: LoadedSpec, spec_path: Path) -> LockWrite:
+    """Solve and write `spec_path`.lock (only if its bytes change); refuse unsolved specs."""
+    data = lock_data(loaded, spec_path.name)
+    path = lock_path(spec_path)
+    if data["status"] not in SOLVED:
+        return LockWrite(path, data, changed=False)
+    text = render_lock(data)
+    try:
+        old = path.read_text(encoding="utf-8")
+    except OSError:
+        old = None
+    if old != text:
+        from configspec_opt.files import atomic_write_text
+
+        atomic_write_text(path, text)
+    return LockWrite(path, data, changed=old != text)
+
+
+def parse_lock(text: str, name: str) -> dict[str, Any]:
+    """A lock's data, or a LockError saying why it is not a lock this version reads."""
+    try:
+        data = YAML(typ="safe", pure=True).load(text)
+    except YAMLError as exc:
+        raise LockError(f"unreadable lock {name}: {exc}".splitlines()[0]) from None
+    if not isinstance(data, dict) or "lock_version" not in data:
+        raise LockError(f"{name} is not a configspec lock (no lock_version)")
+    if data["lock_version"] != LOCK_VERSION:
+        raise LockError(f"{name} has lock_version {data['lock_version']!r}; this configspec "
+                        f"({tool_version()}) reads version {LOCK_VERSION}")
+    spec = data.get("spec")
+    if not isinstance(spec, dict) or not isinstance(spec.get("sha256"), str):
+        raise LockError(f"{name} has no spec.sha256")
+    return data
+
+
+def read_lock(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise LockError(f"cannot read {path}: {exc.strerror or exc}") from None
+    return parse_lock(text, str(path))
+
+
+def changed_sources(lock: dict[str, Any], loaded: LoadedSpec, spec_file: str) -> list[str]:
+    """Which files differ from when the lock was written (empty when the hashes agree)."""
+    if lock["spec"]["sha256"] == loaded.sha256:
+        return []
+    then = {s.get("file"): s.get("sha256") for s in lock["spec"].get("sources", [])
+            if isinstance(s, dict)}
+    now = {s["file"]: s["sha256"] for s in source_hashes(loaded, spec_file)}
+    out = [f for f, h in now.items() if then.get(f) != h]
+    out += [f"{f} (no longer used)" for f in then if f not in now]
+    return out or [spec_file]
