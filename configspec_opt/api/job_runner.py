@@ -91,7 +91,8 @@ class JobRunner:
             outcome = await compute(self.pool, Op.solve, job.text, None, params,
                                     params.time_limit, job.stored, wait=True)
         except ApiProblem as problem:
-            await self.db.run(lambda s: repo.finish_job(s, job.id, error=problem.body()))
+            error = problem.body()
+            await self.db.run(lambda s: repo.finish_job(s, job.id, error=error))
             return
         except WorkerCrashed:
             log.error("job %s: solver process died (attempt %d)", job.id, job.attempts)

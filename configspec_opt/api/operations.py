@@ -11,14 +11,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from configspec_opt.api.params import EvaluateParams, ParetoParams, SolveParams
 from configspec_opt.candidates import slo_violations
 from configspec_opt.cli.core import SORT_FIELDS, _check_energy, _only, parse_term
 from configspec_opt.loader import LoadedSpec
 from configspec_opt.problem import build_problem
 from configspec_opt.report import candidate_dict
 from configspec_opt.spec import Objective
-
-from configspec_opt.api.params import EvaluateParams, ParetoParams, SolveParams
 
 EXPLAIN_MAX_CANDIDATES = 5000
 
@@ -54,14 +53,17 @@ def evaluate(loaded: LoadedSpec, params: EvaluateParams) -> dict[str, Any]:
     return {"candidates": rows}
 
 
-def check_solve(loaded: LoadedSpec, params: SolveParams) -> tuple[Objective | None, set[str] | None]:
+def check_solve(
+    loaded: LoadedSpec, params: SolveParams
+) -> tuple[Objective | None, set[str] | None]:
     """The options of a solve, checked against the spec (UsageError when they cannot apply)."""
     obj = None
     if params.objective:
         t = parse_term(params.objective)
-        obj = Objective(**{t.sense: t.metric})
-    _check_energy(loaded.spec, obj)
-    return obj, _only(loaded.spec, params.device)
+        obj = Objective.model_validate({t.sense: t.metric})
+    only = _only(loaded.spec, params.device)
+    _check_energy(loaded.spec, obj, only)
+    return obj, only
 
 
 def solve(loaded: LoadedSpec, params: SolveParams, time_limit: float | None) -> dict[str, Any]:
@@ -92,8 +94,8 @@ def pareto(loaded: LoadedSpec, params: ParetoParams, time_limit: float | None) -
 
     require_solver()
     tx, ty = parse_term(params.x), parse_term(params.y)
-    for t in (tx, ty):
-        _check_energy(loaded.spec, Objective(lexicographic=[t]))
-    front = run_pareto(loaded.spec, tx, ty, only=_only(loaded.spec, params.device),
-                       max_points=params.points, options=SolverOptions(time_limit=time_limit))
+    only = _only(loaded.spec, params.device)
+    _check_energy(loaded.spec, Objective.model_validate({"lexicographic": [tx, ty]}), only)
+    front = run_pareto(loaded.spec, tx, ty, only=only, max_points=params.points,
+                       options=SolverOptions(time_limit=time_limit))
     return pareto_dict(front)

@@ -16,6 +16,7 @@ for good; the pool is then rebuilt and the affected requests get 503.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import multiprocessing
 import time
@@ -100,10 +101,8 @@ class SolverPool:
     def _threadsafe_release(self, started: float, fut: Future[Any]) -> None:
         ok = not fut.cancelled() and fut.exception() is None
         assert self._loop is not None
-        try:
+        with contextlib.suppress(RuntimeError):  # loop closed during shutdown
             self._loop.call_soon_threadsafe(self._release, started, ok)
-        except RuntimeError:  # loop closed during shutdown
-            pass
 
     def _release(self, started: float, ok: bool) -> None:
         self._in_flight -= 1
@@ -125,6 +124,9 @@ class SolverPool:
         executor, self._executor = self._executor, None
         if executor is None:
             return
+        if self._in_flight == 0:
+            executor.shutdown(wait=True)
+            return
         processes = list(getattr(executor, "_processes", {}).values())
         executor.shutdown(wait=False, cancel_futures=True)
         for p in processes:
@@ -132,3 +134,4 @@ class SolverPool:
                 p.terminate()
         for p in processes:
             p.join(timeout=5)
+        executor.shutdown(wait=True)  # let the executor's thread release its queues

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_serializer
 
 from configspec_opt.api.problem import Problem
 from configspec_opt.spec import Profile
@@ -78,6 +78,11 @@ class ProfileOut(Out):
     id: int
     received_at: UtcDatetime
     profile: Profile
+
+    @field_serializer("profile")
+    def _as_sent(self, profile: Profile) -> dict[str, Any]:
+        """Unset optional fields stay out, as in a spec's `profiles:` entry."""
+        return profile.model_dump(mode="json", exclude_none=True)
 
 
 class ProfilesOut(Out):

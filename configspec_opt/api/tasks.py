@@ -86,8 +86,10 @@ def check_job(text: str, media_type: str | None, params: SolveParams,
               stored: list[dict[str, Any]] | None) -> dict[str, Any]:
     """What a job submission checks before it is accepted: spec and options."""
     try:
-        loaded, _ = load(text, media_type, params, stored)
+        loaded, used = load(text, media_type, params, stored)
         operations.check_solve(loaded, params)
     except ConfigspecError as exc:
         return {"ok": False, "problem": from_error(exc).to_wire()}
-    return {"ok": True, "sha256": loaded.sha256, "name": loaded.spec.name}
+    used_ids = {u["id"] for u in used or ()}
+    return {"ok": True, "sha256": loaded.sha256, "name": loaded.spec.name,
+            "stored": None if stored is None else [e for e in stored if e["id"] in used_ids]}

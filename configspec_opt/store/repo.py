@@ -29,12 +29,14 @@ def save_spec(s: Session, sha256: str, name: str, text: str) -> None:
     """Store a spec once per content hash (a second upload of the same text is a no-op)."""
     values = {"sha256": sha256, "name": name[:200], "text": text, "received_at": utcnow()}
     dialect = s.get_bind().dialect.name
-    if dialect in ("sqlite", "postgresql"):
-        if dialect == "sqlite":
-            from sqlalchemy.dialects.sqlite import insert
-        else:
-            from sqlalchemy.dialects.postgresql import insert
-        s.execute(insert(SpecRecord).values(**values).on_conflict_do_nothing())
+    if dialect == "sqlite":
+        from sqlalchemy.dialects import sqlite
+
+        s.execute(sqlite.insert(SpecRecord).values(**values).on_conflict_do_nothing())
+    elif dialect == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
+        s.execute(postgresql.insert(SpecRecord).values(**values).on_conflict_do_nothing())
     elif s.get(SpecRecord, sha256) is None:
         s.add(SpecRecord(**values))
         s.flush()

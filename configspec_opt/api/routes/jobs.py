@@ -42,6 +42,19 @@ def job_out(s: Session, job: JobRecord) -> JobOut:
         "result": result.body if result is not None else None, "error": job.error})
 
 
+def _check_room(s: Session, service: ServiceDep) -> None:
+    """429 when the queue is full, with a Retry-After from recent solve times."""
+    settings = service.settings
+    pending = repo.count_unfinished_jobs(s)
+    if pending >= settings.max_pending_jobs:
+        wait = math.ceil(max(1.0, service.pool.retry_after() * pending
+                             / settings.job_concurrency))
+        raise ApiProblem(429, "too-many-jobs", "Too many unfinished jobs",
+                         f"{pending} jobs are queued or running (limit "
+                         f"{settings.max_pending_jobs}); retry later",
+                         headers={"Retry-After": str(min(wait, 3600))})
+
+
 @router.post("", status_code=202, openapi_extra=request_body(
     Spec, "A deployment spec; the options are those of POST /v1/solve."),
     responses=errors(400, 401, 413, 415, 422, 429))
@@ -53,6 +66,7 @@ async def submit_job(service: ServiceDep, body: BodyDep, response: Response,
                            settings.max_job_time_limit, hint="(configspec serve "
                            "--max-job-time-limit)")
     params = params.model_copy(update={"time_limit": limit})
+    await service.db.run(lambda s: _check_room(s, service))
     stored = await stored_profiles(service.db, params)
     checked: dict[str, Any] = await anyio.to_thread.run_sync(
         tasks.check_job, body.text, body.media_type, params, stored)
@@ -60,16 +74,10 @@ async def submit_job(service: ServiceDep, body: BodyDep, response: Response,
         raise ApiProblem.from_wire(checked["problem"])
 
     def create(s: Session) -> JobOut:
-        pending = repo.count_unfinished_jobs(s)
-        if pending >= settings.max_pending_jobs:
-            wait = math.ceil(max(1.0, service.pool.retry_after() * pending
-                                 / settings.job_concurrency))
-            raise ApiProblem(429, "too-many-jobs", "Too many unfinished jobs",
-                             f"{pending} jobs are queued or running (limit "
-                             f"{settings.max_pending_jobs}); retry later",
-                             headers={"Retry-After": str(min(wait, 3600))})
+        _check_room(s, service)  # again, in the transaction that inserts
         repo.save_spec(s, checked["sha256"], checked["name"], body.text)
-        job = repo.create_job(s, checked["sha256"], recorded_params(params, limit), stored)
+        job = repo.create_job(s, checked["sha256"], recorded_params(params, limit),
+                              checked["stored"])
         return job_out(s, job)
 
     out = await service.db.run(create)

@@ -1,0 +1,127 @@
+"""`configspec serve`: the HTTP service (FastAPI on uvicorn).
+
+FastAPI, uvicorn and SQLAlchemy are imported inside the command, so
+`configspec --help` stays fast and an edge install without the server
+extra still has a working CLI.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import socket
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from configspec_opt.cli.app import app, err, user_errors
+from configspec_opt.errors import ConfigspecError, UsageError
+
+DEFAULT_PORT = 8765
+SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmM]i?[bB]?|[bB])?\s*$")
+UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024 * 1024}
+
+
+class ServerNotInstalledError(ConfigspecError):
+    exit_code = 3
+
+
+def parse_size(text: str) -> int:
+    """`4194304`, `512KiB`, `4MiB`, `4M` -> bytes."""
+    m = SIZE.match(text)
+    if not m:
+        raise UsageError(f"cannot read size '{text}' (e.g. 4MiB, 512KiB, 1048576)")
+    return int(float(m.group(1)) * UNITS[(m.group(2) or "")[:1].lower()])
+
+
+def is_loopback(host: str) -> bool:
+    """True when every address `host` names is a loopback address."""
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except OSError:
+        return False
+    return bool(infos) and all(ipaddress.ip_address(str(i[4][0]).split("%")[0]).is_loopback
+                               for i in infos)
+
+
+def check_exposure(host: str, token: str | None, allow_remote: bool) -> None:
+    """Without a token, only this machine may talk to the server, unless told otherwise."""
+    if token is None and not is_loopback(host) and not allow_remote:
+        raise UsageError(
+            f"refusing to listen on {host} without authentication: set CONFIGSPEC_API_TOKEN "
+            "(clients then send 'Authorization: Bearer <token>'), or pass --allow-remote "
+            "to serve anyone who can reach this address")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = DEFAULT_PORT,
+    db: Annotated[str | None, typer.Option(
+        "--db", help="SQLAlchemy URL (sqlite:///path, postgresql+psycopg://...) or a SQLite "
+        "file path. Default: a file in the user data directory.")] = None,
+    workers: Annotated[int, typer.Option(min=1, help="Solver processes.")]
+    = min(2, os.cpu_count() or 1),
+    backlog: Annotated[int, typer.Option(
+        min=0, help="Requests that may wait for a solver process before 503.")] = 4,
+    max_body: Annotated[str, typer.Option(help="Largest request body (e.g. 4MiB).")] = "4MiB",
+    time_limit: Annotated[float, typer.Option(
+        min=0.01, help="Default solver seconds of a synchronous request.")] = 10.0,
+    max_time_limit: Annotated[float, typer.Option(
+        min=0.01, help="Largest time_limit a synchronous request may ask for.")] = 60.0,
+    job_time_limit: Annotated[float, typer.Option(
+        min=0.01, help="Default solver seconds of a job.")] = 300.0,
+    max_job_time_limit: Annotated[float, typer.Option(
+        min=0.01, help="Largest time_limit a job may ask for.")] = 3600.0,
+    max_jobs: Annotated[int, typer.Option(
+        min=1, help="Unfinished jobs before POST /v1/jobs answers 429.")] = 100,
+    allow_remote: Annotated[bool, typer.Option(
+        "--allow-remote", help="Listen beyond loopback even without CONFIGSPEC_API_TOKEN.")]
+    = False,
+    ssl_certfile: Annotated[Path | None, typer.Option(help="TLS certificate (PEM).")] = None,
+    ssl_keyfile: Annotated[Path | None, typer.Option(help="TLS private key (PEM).")] = None,
+    log_level: Annotated[str, typer.Option(help="critical, error, warning, info, debug.")]
+    = "info",
+) -> None:
+    """Serve validate / evaluate / solve / pareto, profiles and jobs over HTTP (docs at /docs)."""
+    with user_errors():
+        try:
+            import uvicorn
+
+            from configspec_opt.api import create_app
+            from configspec_opt.api.settings import Settings, token_from_env
+            from configspec_opt.store.engine import describe_url, resolve_db_url
+        except ModuleNotFoundError as exc:
+            raise ServerNotInstalledError(
+                f"the HTTP service is not installed: pip install 'configspec-opt[server]' "
+                f"({exc.name} is missing)") from None
+
+        token = token_from_env()
+        check_exposure(host, token, allow_remote)
+        url = resolve_db_url(db)
+        try:
+            settings = Settings(
+                db_url=url, token=token, workers=workers, backlog=backlog,
+                max_body_bytes=parse_size(max_body), default_time_limit=time_limit,
+                max_time_limit=max_time_limit, job_time_limit=job_time_limit,
+                max_job_time_limit=max_job_time_limit, max_pending_jobs=max_jobs)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        scheme = "https" if ssl_certfile else "http"
+        auth = "bearer token" if token else "none"
+        err.print(f"configspec serve: {scheme}://{host}:{port} (API docs at /docs), "
+                  f"database {describe_url(url)}, {workers} solver process"
+                  f"{'es' if workers > 1 else ''}, auth: {auth}", markup=False)
+        if token and not ssl_certfile and not is_loopback(host):
+            err.print("warning: the bearer token crosses the network in clear text; use "
+                      "--ssl-certfile/--ssl-keyfile or a TLS proxy", markup=False)
+        uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level,
+                    limit_concurrency=256, timeout_graceful_shutdown=10, server_header=False,
+                    ssl_certfile=str(ssl_certfile) if ssl_certfile else None,
+                    ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None)
