@@ -64,7 +64,7 @@ def lock(
             what = "wrote" if written.changed else "unchanged:"
             out.print(f"{what} {written.path} ({status}, {pools} pools, "
                       f"{written.data['objective']['sense']} "
-                      f"{written.data['objective']['metric']})", markup=False)
+                      f"{written.data['objective']['metric']})", markup=False, soft_wrap=True)
     if as_json:
         emit_json({"locks": results})
     if code:
@@ -104,16 +104,16 @@ def check(
     else:
         for r in results:
             if r.ok:
-                out.print(f"{r.spec}: ok", markup=False)
+                out.print(f"{r.spec}: ok", markup=False, soft_wrap=True)
         for line in [*(r.line() for r in failures), *empty_lines]:
-            err.print(line, markup=False, highlight=False)
+            err.print(line, markup=False, soft_wrap=True)
         if not results and not paths:
-            err.print("no specs found under the current directory", markup=False)
+            err.print("no specs found under the current directory")
         mode = "re-solved" if resolve else "hash"
         summary = f"{len(results)} spec{'s' if len(results) != 1 else ''} checked ({mode})"
         if failures:
             summary += f", {len(failures)} failed"
-        (err if failures or empty_lines else out).print(summary, markup=False)
+        (err if failures or empty_lines else out).print(summary, markup=False, soft_wrap=True)
     if failures or empty_lines:
         raise typer.Exit(1)
 
@@ -178,17 +178,18 @@ def _print_diff(d: Any) -> None:
         value = obj.get("value")
         out.print(f"{tag}: {side.label}: {side.data.get('status')}, {obj.get('sense')} "
                   f"{obj.get('metric')}" + (f" = {_fmt_num(value)}" if value is not None
-                                             else ""), markup=False)
+                                             else ""), markup=False, soft_wrap=True)
     if d.objective_changed:
         out.print("[yellow]the objective changed[/yellow]")
     shown = [p for p in d.pools if p.change != "unchanged"]
     colour = {"configuration": "yellow", "metrics": "cyan", "added": "green", "removed": "red"}
     for p in shown:
-        out.print(f"[{colour[p.change]}]{p.change:>13}[/]  {escape(describe_change(p))}")
+        out.print(f"[{colour[p.change]}]{p.change:>13}[/]  {escape(describe_change(p))}",
+                  soft_wrap=True)
         numbers = [f"{label} {_pair(p.old, key)} -> {_pair(p.new, key)} {unit}"
                    for key, label, unit in (("goodput_tok_s", "goodput", "tok/s"),
                                             ("energy_j_per_tok", "energy", "J/tok"))]
-        out.print(" " * 15 + ", ".join(numbers), markup=False)
+        out.print(" " * 15 + ", ".join(numbers), markup=False, soft_wrap=True)
     unchanged = len(d.pools) - len(shown)
     if unchanged:
         out.print(f"{unchanged} pool{'s' if unchanged != 1 else ''} unchanged")
@@ -235,14 +236,86 @@ def fmt(
                     result.formatted.splitlines(keepends=True),
                     f"{path} (before)", f"{path} (formatted)"))
             verb = "would reformat" if check else "reformatted"
-            (err if check else out).print(f"{verb} {path}", markup=False)
+            (err if check else out).print(f"{verb} {path}", markup=False, soft_wrap=True)
     if not changed and not failed:
         n = len(files)
-        out.print(f"{n} file{'s' if n != 1 else ''} already formatted", markup=False)
+        out.print(f"{n} file{'s' if n != 1 else ''} already formatted")
     if failed:
         raise typer.Exit(failed)
     if check and changed:
         raise typer.Exit(1)
 
 
-_ = UsageError  # re-exported for the plot command below
+KIND_HELP = ("goodput-k: goodput vs K per device and draft (paper Fig. 2); goodput: goodput "
+             "per draft and device (Fig. 3); cost: cost efficiency per draft (Fig. 4); energy: "
+             "energy per token (Fig. 5); pareto: speed-energy trade-off with iso-power curves "
+             "(Fig. 6).")
+
+
+def _iso_levels(text: str | None) -> list[float] | None:
+    if not text:
+        return None
+    try:
+        levels = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise UsageError(f"--iso-power takes watts separated by commas, e.g. 15,20,40 "
+                         f"(got '{text}')") from None
+    if not levels or any(not v > 0 for v in levels):
+        raise UsageError("--iso-power levels must be positive watts")
+    return levels
+
+
+@app.command()
+def plot(
+    spec: Annotated[Path, typer.Argument(help="Deployment spec (YAML or JSON).",
+                                         show_default=False)],
+    kind: Annotated[str, typer.Option("--kind", "-k", help=KIND_HELP, show_default=False)],
+    output: Annotated[list[Path] | None, typer.Option(
+        "--out", "-O", help="Image to write, .png or .svg (repeatable). "
+        "Default: SPEC-KIND.png in the current directory.")] = None,
+    k: Annotated[int | None, typer.Option(
+        "--at-k", help="Bars (goodput, cost, energy) at this K, as the paper's K=5; "
+        "default: each bar at its best K.")] = None,
+    objective: Annotated[list[str] | None, typer.Option(
+        "--objective", "-o", help="Mark the solver's choice for this objective "
+        "(repeatable, e.g. -o max:goodput -o min:energy). Default: the spec's objective.")]
+    = None,
+    device: Annotated[list[str] | None, typer.Option(
+        "--device", "-d", help="Only these pools (repeatable).")] = None,
+    iso_power: Annotated[str | None, typer.Option(
+        help="pareto: iso-power curves at these watts, e.g. 15,20,40,60 "
+        "(default: 1-2-5 steps across the data).")] = None,
+) -> None:
+    """Draw one of the ConfigSpec paper's figures for a spec, the solver's choices marked."""
+    with user_errors():
+        from configspec_opt.cli.core import _only, parse_term
+        from configspec_opt.loader import load_spec
+        from configspec_opt.plots.data import Kind, collect
+        from configspec_opt.spec import Objective
+
+        try:
+            chosen_kind = Kind(kind)
+        except ValueError:
+            raise UsageError(f"unknown --kind '{kind}' (one of: "
+                             f"{', '.join(x.value for x in Kind)})") from None
+        levels = _iso_levels(iso_power)
+        try:
+            from configspec_opt.plots.draw import render
+        except ImportError as exc:
+            raise UsageError("plots need matplotlib: pip install 'configspec-opt[plot]' "
+                             f"({exc})") from None
+        loaded = load_spec(spec)
+        only = _only(loaded.spec, device)
+        objectives: list[Objective | None] = [None]
+        if objective:
+            terms = [parse_term(o) for o in objective]
+            objectives = [Objective.model_validate({t.sense: t.metric}) for t in terms]
+        outputs = output or [Path(f"{spec.stem}-{chosen_kind.value}.png")]
+        data = collect(loaded.spec, objectives, only=only)
+        rendered = render(data, chosen_kind, outputs, k=k, iso_power=levels)
+        for choice in data.choices:
+            if not choice.candidates:
+                err.print(f"note: nothing marked for {choice.label}: {choice.note}",
+                          markup=False, soft_wrap=True)
+        for p in rendered.paths:
+            out.print(f"wrote {p}", markup=False, soft_wrap=True)

@@ -76,23 +76,16 @@ class PlotData:
     candidates: list[Candidate]
     no_power: list[str]
     k_values: list[int]
+    variants: list[Variant] = field(default_factory=list)  # with a candidate, in spec order
     choices: list[Choice] = field(default_factory=list)
-
-    @property
-    def variants(self) -> list[Variant]:
-        """(target, draft, quant) in the order the spec declares them."""
-        seen: dict[Variant, None] = {}
-        for c in self.candidates:
-            seen[(c.target, c.draft, c.quant)] = None
-        return list(seen)
 
     @property
     def multi_target(self) -> bool:
         return len({v[0] for v in self.variants}) > 1
 
-    def variant_label(self, v: Variant) -> str:
-        text = f"{v[1]} {v[2]}"
-        return f"{text} → {v[0]}" if self.multi_target else text
+    def variant_label(self, v: Variant, sep: str = " ") -> str:
+        text = f"{v[1]}{sep}{v[2]}"
+        return f"{text}{sep}→ {v[0]}" if self.multi_target else text
 
     def line(self, device: str, v: Variant) -> list[Candidate]:
         """One (device, variant) over K, in K order."""
@@ -123,6 +116,9 @@ def collect(
         no_power=devices_without_power(spec, only),
         k_values=list(spec.search.k.values()),
     )
+    present = {(c.target, c.draft, c.quant) for c in data.candidates}
+    data.variants = [(t.name, d.name, q) for t in spec.targets for d in spec.drafts
+                     for q in d.quants if (t.name, d.name, q) in present]
     data.choices = [choose(spec, obj, only, data.no_power) for obj in objectives]
     return data
 
@@ -136,13 +132,14 @@ def choose(spec: Spec, objective: Objective | None, only: set[str] | None,
     note = ""
     if any(t.metric is Metric.energy for t in objective.terms()) and no_power:
         pools -= set(no_power)
-        note = f"{', '.join(no_power)}: no power data"
+        note = f"without {', '.join(no_power)}: no power data"
     if not pools:
         return Choice(label, [], note or "no pool selected")
     try:
         from solvers.solve import solve
 
-        sol = solve(spec, objective=objective, only=pools, diagnose=False)
+        sol = solve(spec, objective=objective, only=pools if note or only else None,
+                    diagnose=False)
     except ConfigspecError as exc:  # no solver installed, or an objective it cannot take
         return Choice(label, [], str(exc).splitlines()[0])
     if not sol.assignment:

@@ -189,7 +189,7 @@ def _first_mismatch(a: Any, b: Any, where: str) -> str:
                 return found
         return ""
     if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
-        for i, (x, y) in enumerate(zip(a, b)):
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
             found = _first_mismatch(x, y, f"{where}[{i}]")
             if found:
                 return found

@@ -8,7 +8,6 @@ would commit: the assignment of every pool and the fleet metrics.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -170,8 +169,8 @@ def _configs(entries: Iterable[dict[str, Any]]) -> list[tuple[Any, ...]]:
 
 def _same_numbers(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> bool:
     key = lambda e: tuple(str(e[k]) for k in CONFIG_KEYS)  # noqa: E731
-    return all(close(x[m], y[m]) for x, y in zip(sorted(a, key=key), sorted(b, key=key))
-               for m in POOL_METRICS)
+    pairs = zip(sorted(a, key=key), sorted(b, key=key), strict=True)
+    return all(close(x[m], y[m]) for x, y in pairs for m in POOL_METRICS)
 
 
 def _flat_fleet(data: dict[str, Any], per_target: bool) -> dict[str, Any]:
@@ -223,9 +222,12 @@ def describe_change(p: PoolChange) -> str:
     if p.change == "metrics":
         return f"{p.device}: {after} (same configuration, numbers changed)"
     if len(p.old) == 1 and len(p.new) == 1:  # show only what changed after the arrow
-        same = os.path.commonprefix([before.split(" "), after.split(" ")])
-        if same and len(same) < len(after.split(" ")):
-            after = " ".join(after.split(" ")[len(same):])
+        words_before, words_after = before.split(" "), after.split(" ")
+        same = 0
+        while same < min(len(words_before), len(words_after)) - 1 \
+                and words_before[same] == words_after[same]:
+            same += 1
+        after = " ".join(words_after[same:])
     return f"{p.device}: {before} -> {after}"
 
 

@@ -68,7 +68,8 @@ def text_sha256(text: str) -> str:
 def source_hashes(loaded: LoadedSpec, spec_file: str) -> list[dict[str, str]]:
     """(file, sha256) per source, named as the spec names them (portable across checkouts)."""
     names = [spec_file, *loaded.spec.profiles_from]
-    return [{"file": n, "sha256": text_sha256(s.text)} for n, s in zip(names, loaded.sources)]
+    pairs = zip(names, loaded.sources, strict=True)
+    return [{"file": n, "sha256": text_sha256(s.text)} for n, s in pairs]
 
 
 def lock_data(loaded: LoadedSpec, spec_file: str) -> dict[str, Any]:

@@ -32,7 +32,8 @@ def round_float(x: float, digits: int = FLOAT_DIGITS) -> float:
     """`x` to `digits` significant digits (the value a generated file holds)."""
     if not math.isfinite(x) or x == 0.0:
         return x
-    return float(f"{x:.{digits}g}")
+    r = float(f"{x:.{digits}g}")
+    return r if math.isfinite(r) else x  # rounding up near the largest float overflows
 
 
 def rounded(obj: Any, digits: int = FLOAT_DIGITS) -> Any:
