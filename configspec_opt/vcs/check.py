@@ -1,5 +1,8 @@
 """`configspec check`: every spec valid, every lock present and up to date.
 
+A directory is searched for specs and locks; inside a git work tree only
+the files git tracks or would track count (ignored build output does not).
+
 By default a lock is up to date when the SHA-256 of the spec's content (and
 of its `profiles_from` files) equals the one the lock records: no solver
 needed, milliseconds per spec, fine for a pre-commit hook on the edge
@@ -11,6 +14,7 @@ configspec version would make differently.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Iterable, Iterator
@@ -70,11 +74,24 @@ def looks_like_spec(path: Path) -> bool:
     except OSError:
         return False
     if path.suffix == ".json":
-        return all(p.search(text) for p in _JSON_KEYS)
+        try:
+            data = json.loads(text)
+        except ValueError:  # broken JSON that mentions both keys is a broken spec
+            return all(p.search(text) for p in _JSON_KEYS)
+        return isinstance(data, dict) and {"targets", "devices"} <= data.keys()
     return bool(_MODELINE.search(text)) or all(p.search(text) for p in _YAML_KEYS)
 
 
 def _walk(root: Path) -> Iterator[Path]:
+    """Files under root: as git sees them (ignored files left out), else every file."""
+    from configspec_opt.vcs.gitrev import worktree_files
+
+    files = worktree_files(root)
+    if files is not None:
+        yield from (f for f in files
+                    if not any(part.startswith(".") or part in SKIP_DIRS
+                               for part in f.relative_to(root).parts[:-1]))
+        return
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d not in SKIP_DIRS)
         for name in sorted(filenames):

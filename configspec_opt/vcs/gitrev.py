@@ -108,6 +108,23 @@ def locate(ref: Ref) -> tuple[Checkout, str]:
     return Checkout(root, commit.stdout.decode().strip(), ref.rev), repo_path
 
 
+def worktree_files(directory: Path) -> list[Path] | None:
+    """Files under `directory` that git tracks or would track (ignored files left out).
+
+    None when the directory is not in a git work tree (or git is missing): the
+    caller then walks the directory itself.
+    """
+    try:
+        r = _git(directory, "ls-files", "-z", "--cached", "--others", "--exclude-standard",
+                 "--", ".")
+    except GitError:
+        return None
+    if r.returncode != 0:
+        return None
+    names = sorted({n for n in r.stdout.decode("utf-8", "replace").split("\0") if n})
+    return [directory / n for n in names if (directory / n).is_file()]
+
+
 def read_text(ref: Ref) -> str:
     """The file's text at its revision (or in the working tree)."""
     if ref.rev is None:

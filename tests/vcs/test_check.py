@@ -127,3 +127,25 @@ def test_the_committed_example_locks_are_current(cli: Callable[..., Run]) -> Non
     result = cli("check", *(REPO / p for p in LOCKED_EXAMPLES))
     assert result.exit_code == 0, result.stderr
     assert result.stdout.count(": ok") == len(LOCKED_EXAMPLES)
+
+
+def test_in_a_git_repository_ignored_files_are_not_checked(
+        cli: Callable[..., Run], repo: Path, spec_file: Path) -> None:
+    (repo / ".gitignore").write_text("out/\n")
+    (repo / "out").mkdir()
+    (repo / "out" / "generated.yaml").write_text(spec_file.read_text())  # no lock: ignored
+    spec = repo / "fleet.yaml"
+    spec.write_text(spec_file.read_text())
+    assert cli("lock", spec).exit_code == 0
+    result = cli("check", repo)
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.splitlines()[0] == f"{spec}: ok"
+    assert "1 spec checked" in result.stdout
+
+
+def test_a_json_schema_is_not_mistaken_for_a_spec(cli: Callable[..., Run], tmp_path: Path) -> None:
+    (tmp_path / "configspec.schema.json").write_text(
+        json.dumps({"properties": {"targets": {}, "devices": {}}}))
+    result = cli("check", tmp_path)
+    assert result.exit_code == 1
+    assert f"{tmp_path}: no specs found" in result.stderr
