@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -20,7 +21,7 @@ FAST_ORIN = {"device": "orin", "draft": "llama-3.2-1b-instruct", "quant": "Q4_K_
 
 
 @pytest.fixture
-def c(make_client: MakeClient) -> Any:
+def c(make_client: MakeClient) -> Iterator[TestClient]:
     with make_client() as client:
         yield client
 
