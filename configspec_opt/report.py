@@ -134,7 +134,8 @@ def _fmt(x: float | None, digits: int = 4) -> str:
 def print_solution(console: Console, data: dict[str, Any]) -> None:
     status = data["status"]
     obj = data["objective"]
-    head = f"[bold]{status}[/bold]  {obj['sense']} {obj['metric']}"
+    what = ", ".join(f"{t['sense']} {t['metric']}" for t in obj.get("terms", [obj]))
+    head = f"[bold]{status}[/bold]  " + (f"{obj['mode']}: " if "mode" in obj else "") + what
     if obj.get("value") is not None:
         head += f" = {_fmt(obj['value'], 6)}"
     console.print(head)

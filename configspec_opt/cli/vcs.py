@@ -13,6 +13,7 @@ from rich.table import Table
 
 from configspec_opt.cli.app import app, emit_json, err, out, user_errors
 from configspec_opt.errors import ConfigspecError, SpecError, UsageError
+from configspec_opt.plots.data import Kind
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
 
@@ -246,6 +247,12 @@ def fmt(
         raise typer.Exit(1)
 
 
+class PlotUnavailableError(ConfigspecError):
+    """matplotlib is not installed (the edge install); exit 3 like a missing solver."""
+
+    exit_code = 3
+
+
 KIND_HELP = ("goodput-k: goodput vs K per device and draft (paper Fig. 2); goodput: goodput "
              "per draft and device (Fig. 3); cost: cost efficiency per draft (Fig. 4); energy: "
              "energy per token (Fig. 5); pareto: speed-energy trade-off with iso-power curves "
@@ -269,7 +276,7 @@ def _iso_levels(text: str | None) -> list[float] | None:
 def plot(
     spec: Annotated[Path, typer.Argument(help="Deployment spec (YAML or JSON).",
                                          show_default=False)],
-    kind: Annotated[str, typer.Option("--kind", "-k", help=KIND_HELP, show_default=False)],
+    kind: Annotated[Kind, typer.Option("--kind", help=KIND_HELP, show_default=False)],
     output: Annotated[list[Path] | None, typer.Option(
         "--out", "-O", help="Image to write, .png or .svg (repeatable). "
         "Default: SPEC-KIND.png in the current directory.")] = None,
@@ -290,29 +297,24 @@ def plot(
     with user_errors():
         from configspec_opt.cli.core import _only, parse_term
         from configspec_opt.loader import load_spec
-        from configspec_opt.plots.data import Kind, collect
+        from configspec_opt.plots.data import collect
         from configspec_opt.spec import Objective
 
-        try:
-            chosen_kind = Kind(kind)
-        except ValueError:
-            raise UsageError(f"unknown --kind '{kind}' (one of: "
-                             f"{', '.join(x.value for x in Kind)})") from None
         levels = _iso_levels(iso_power)
         try:
             from configspec_opt.plots.draw import render
         except ImportError as exc:
-            raise UsageError("plots need matplotlib: pip install 'configspec-opt[plot]' "
-                             f"({exc})") from None
+            raise PlotUnavailableError("plots need matplotlib: pip install "
+                                       f"'configspec-opt[plot]' ({exc})") from None
         loaded = load_spec(spec)
         only = _only(loaded.spec, device)
         objectives: list[Objective | None] = [None]
         if objective:
             terms = [parse_term(o) for o in objective]
             objectives = [Objective.model_validate({t.sense: t.metric}) for t in terms]
-        outputs = output or [Path(f"{spec.stem}-{chosen_kind.value}.png")]
+        outputs = output or [Path(f"{spec.stem}-{kind.value}.png")]
         data = collect(loaded.spec, objectives, only=only)
-        rendered = render(data, chosen_kind, outputs, k=k, iso_power=levels)
+        rendered = render(data, kind, outputs, k=k, iso_power=levels)
         for choice in data.choices:
             if not choice.candidates:
                 err.print(f"note: nothing marked for {choice.label}: {choice.note}",

@@ -115,9 +115,9 @@ def _legend_rows(fig: Figure, rows: Sequence[Sequence[Any]]) -> None:
 def _mark(ax: Axes, x: float, y: float, i: int, colour: str, text: str | None) -> None:
     ax.plot([x], [y], ls="none", marker=CHOICE_MARKERS[i % 4], ms=15 if i == 0 else 10,
             mfc=colour, mec="black", mew=1.3, zorder=6)
-    if text:
-        ax.annotate(text, (x, y), xytext=(7, 5), textcoords="offset points", fontsize=8,
-                    fontweight="bold", zorder=7)
+    if text:  # odd choices label below-right, so two marks on one spot stay readable
+        ax.annotate(text, (x, y), xytext=(7, 5 if i % 2 == 0 else -13),
+                    textcoords="offset points", fontsize=8, fontweight="bold", zorder=7)
 
 
 def _title(where: Figure | Axes, what: str, data: PlotData, extra: str = "") -> None:
@@ -254,8 +254,13 @@ def bars(data: PlotData, axis: Axis, k: int | None) -> Figure:
             ax.bar([x], [y], width * 0.92, color=colours[device])
             lifted = [my for _, mx, my, _ in marks if abs(mx - x) < 1e-9 and 0 <= my - y <= near]
             text = _short(y) + (f"\nK={shown.k}" if k is None else "")
-            ax.annotate(text, (x, max(lifted, default=y)), xytext=(0, 11 if lifted else 3),
-                        textcoords="offset points", ha="center", va="bottom", fontsize=8)
+            if lifted and y > near:  # a mark sits on the top: label inside the bar instead
+                ax.annotate(text, (x, y), xytext=(0, -4), textcoords="offset points",
+                            ha="center", va="top", fontsize=8, color="white",
+                            fontweight="bold")
+            else:
+                ax.annotate(text, (x, max(lifted, default=y)), xytext=(0, 11 if lifted else 3),
+                            textcoords="offset points", ha="center", va="bottom", fontsize=8)
     for i, x, y, c in marks:
         bar = data.bar(c.device, (c.target, c.draft, c.quant), axis, k)
         same = bar is not None and bar.k == c.k

@@ -1,0 +1,3 @@
+from configspec_opt.cli import main
+
+main()

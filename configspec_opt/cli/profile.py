@@ -1,0 +1,297 @@
+"""`configspec profile` and `configspec quantize`: measure on this device, write into the spec.
+
+llama-cpp-python and the `profiler` package are imported inside the
+commands only, so `configspec validate` works where they are not installed.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from pydantic import TypeAdapter, ValidationError
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from configspec_opt.cli.app import app, emit_json, err, out, user_errors
+from configspec_opt.errors import UsageError
+from configspec_opt.spec import Profile
+
+if TYPE_CHECKING:
+    from profiler.power import PowerSource
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
+
+
+class RichReporter:
+    """Progress bars with ETA on stderr; warnings printed as they happen."""
+
+    def __init__(self, quiet: bool = False) -> None:
+        self.progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+            console=err, transient=False, disable=quiet)
+        self._task: TaskID | None = None
+        self.warnings: list[str] = []
+
+    def __enter__(self) -> RichReporter:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def start(self, description: str, total: int) -> None:
+        self._task = self.progress.add_task(description, total=total)
+
+    def advance(self, n: int = 1) -> None:
+        if self._task is not None:
+            self.progress.advance(self._task, n)
+
+    def finish(self) -> None:
+        self._task = None
+
+    def warn(self, message: str) -> None:
+        self.warnings.append(message)
+        self.progress.console.print(f"[yellow]warning:[/yellow] {message}", markup=True,
+                                    highlight=False)
+
+
+def engine_settings(threads: int, n_ctx: int, repack: bool) -> Any:
+    from profiler.engine import EngineSettings
+
+    return EngineSettings(n_ctx=n_ctx, n_threads=threads, repack=repack)
+
+
+def choose_power(name: str, warn: Any) -> tuple[PowerSource | None, dict[str, Any]]:
+    """The power source, and what provenance says when there is none."""
+    from profiler.power import discover, make_source
+
+    if name != "auto":
+        src = make_source(name)
+        return src, {"source": None, "note": "disabled with --power none"}
+    src, tried = discover()
+    if src is None:
+        for t in tried:
+            if "permission" in t.lower():
+                warn(t)
+        return None, {"source": None, "note": "no power source on this machine: energy "
+                      "unavailable (no value written)", "tried": tried}
+    return src, {}
+
+
+def _existing_out_profiles(path: Path | None) -> list[Profile]:
+    if path is None or not path.exists():
+        return []
+    from configspec_opt.loader import Source, parse_data
+
+    data = parse_data(Source(str(path), path.read_text(encoding="utf-8")))
+    if isinstance(data, dict):
+        data = data.get("profiles", [])
+    try:
+        return TypeAdapter(list[Profile]).validate_python(data or [])
+    except ValidationError as exc:
+        raise UsageError(f"--out {path}: not a profile file ({exc.error_count()} errors)") from None
+
+
+def _merge(new: dict[str, Any], old: Profile | None) -> dict[str, Any]:
+    """Keep acceptance for targets not measured this time."""
+    if old is None:
+        return new
+    acc = {t: (a.model_dump() if hasattr(a, "model_dump") else dict(a))
+           for t, a in old.acceptance.items() if t not in new["acceptance"]}
+    new["acceptance"] = {**acc, **new["acceptance"]}
+    return new
+
+
+@app.command()
+def profile(
+    spec: Annotated[Path, typer.Argument(help="Deployment spec (YAML) to measure for.")],
+    device: Annotated[str, typer.Option("--device", "-d", help="The device pool this machine "
+                                        "is (profiles are written for it).")],
+    target: Annotated[list[str] | None, typer.Option(
+        "--target", "-t", help="Only these targets (repeatable); default: every target "
+        "with a gguf or endpoint.")] = None,
+    drafts: Annotated[list[str] | None, typer.Option(
+        "--drafts", help="Only these drafts: NAME or NAME:QUANT (repeatable, comma lists).")]
+    = None,
+    k: Annotated[str | None, typer.Option("--k", help="K values: 2..10, 2,4,8 or 5 "
+                                          "(default: the spec's search.k).")] = None,
+    prompts: Annotated[Path | None, typer.Option(
+        "--prompts", help="Prompt file: text (one a line), JSONL, or Dolly 15K JSONL.")] = None,
+    n_prompts: Annotated[int, typer.Option(help="How many prompts to use.", min=1)] = 16,
+    max_new_tokens: Annotated[int, typer.Option(help="Target tokens per prompt.", min=2)] = 64,
+    repeats: Annotated[int, typer.Option(help="Timed passes for v_d (first also gives alpha).",
+                                         min=1)] = 3,
+    temperature: Annotated[float, typer.Option(
+        help="0: greedy acceptance; >0: sampled acceptance sum min(p, q) (local target).",
+        min=0.0)] = 0.0,
+    seed: Annotated[int, typer.Option(help="Seed for sampled runs.")] = 0,
+    threads: Annotated[int, typer.Option(help="llama.cpp threads (0: all cores).", min=0)] = 0,
+    n_ctx: Annotated[int, typer.Option(help="Context size.", min=64)] = 2048,
+    repack: Annotated[bool, typer.Option(help="Allow llama.cpp weight repacking (AMX/AVX "
+                                         "extra buffers).")] = False,
+    chat: Annotated[bool | None, typer.Option(
+        "--chat/--no-chat", help="Wrap prompts in the model's chat template (default: when "
+        "it has one).")] = None,
+    power: Annotated[str, typer.Option(help="auto, none, rapl, jetson, rpi, nvml or "
+                                       "constant:<watts>.")] = "auto",
+    idle_s: Annotated[float, typer.Option(help="Seconds of idle power baseline.", min=0)] = 2.0,
+    verify_latency: Annotated[bool, typer.Option(
+        "--verify-latency", help="Also time T_verify(K) (and the RTT of a remote target).")]
+    = False,
+    max_spread: Annotated[float, typer.Option(
+        help="Warn when v_d repeats differ by more than this fraction.")] = 0.15,
+    force: Annotated[bool, typer.Option(help="Re-measure entries that already exist.")] = False,
+    out_file: Annotated[Path | None, typer.Option(
+        "--out", help="Write profiles to this file instead of the spec.")] = None,
+    push: Annotated[str | None, typer.Option(
+        help="Also POST the profiles to this configspec service URL.")] = None,
+    timeout: Annotated[float, typer.Option(help="HTTP timeout, seconds.")] = 120.0,
+    retries: Annotated[int, typer.Option(help="HTTP retries.", min=0)] = 3,
+    as_json: JsonOpt = False,
+) -> None:
+    """Measure v_d, alpha(K) and power of the drafts that fit DEVICE; write them into SPEC."""
+    with user_errors(as_json):
+        _profile(spec, device, target, drafts, k, prompts, n_prompts, max_new_tokens, repeats,
+                 temperature, seed, threads, n_ctx, repack, chat, power, idle_s,
+                 verify_latency, max_spread, force, out_file, push, timeout, retries, as_json)
+
+
+def _profile(spec_path: Path, device: str, target: list[str] | None, drafts: list[str] | None,
+             k: str | None, prompts_file: Path | None, n_prompts: int, max_new_tokens: int,
+             repeats: int, temperature: float, seed: int, threads: int, n_ctx: int,
+             repack: bool, chat: bool | None, power: str, idle_s: float, verify: bool,
+             max_spread: float, force: bool, out_file: Path | None, push: str | None,
+             timeout: float, retries: int, as_json: bool) -> None:
+    try:
+        import llama_cpp  # noqa: F401
+    except ImportError:
+        raise UsageError("the profiler needs llama-cpp-python: pip install "
+                         "'configspec-opt[profiler]'") from None
+    from configspec_opt.loader import load_spec
+    from profiler.http import HttpPolicy
+    from profiler.plan import (
+        already_measured,
+        find_device,
+        parse_draft_filter,
+        parse_k,
+        plan_targets,
+        plan_variants,
+    )
+    from profiler.prompts import load_prompts
+    from profiler.push import push_profiles
+    from profiler.run import ProfileSession, RunOptions, summarize_entry
+    from profiler.targets import Sampling
+    from profiler.writeback import write_profiles
+
+    loaded = load_spec(spec_path)
+    spec = loaded.spec
+    base = spec_path.parent
+    dev = find_device(spec, device)
+    ks = parse_k(k, spec.search.k.values())
+    variants, skipped = plan_variants(spec, dev, base, parse_draft_filter(drafts))
+    targets = plan_targets(spec, base, target)
+    prompt_list = load_prompts(prompts_file, n_prompts)
+    existing = list(spec.profiles) + _existing_out_profiles(out_file)
+    opts = RunOptions(
+        ks=ks, prompts=prompt_list, prompts_source=str(prompts_file or "bundled"),
+        max_new_tokens=max_new_tokens, repeats=repeats,
+        sampling=Sampling(temperature, seed),
+        settings=engine_settings(threads, n_ctx, repack), chat=chat, idle_s=idle_s,
+        verify=verify, max_spread=max_spread,
+        http=HttpPolicy(timeout_s=timeout, retries=retries))
+
+    measured: list[dict[str, Any]] = []
+    skipped_existing: list[str] = []
+    with RichReporter(quiet=as_json) as rep:
+        src, note = choose_power(power, rep.warn)
+        session = ProfileSession(dev.name, opts, rep, src, note)
+        try:
+            for v in variants:
+                view = spec.model_copy(update={"profiles": existing})
+                old = already_measured(view, dev.name, v, targets, ks)
+                if old is not None and not force:
+                    skipped_existing.append(v.label)
+                    continue
+                prior = next((p for p in existing if (p.device, p.draft, p.quant)
+                              == (dev.name, v.draft, v.quant)), None)
+                entry = _merge(session.measure(v, targets), prior)
+                where = write_profiles(spec_path, [entry], out_file)
+                measured.append(entry)
+                if not as_json:
+                    rep.progress.console.print(f"wrote {v.label} -> {where}")
+        except KeyboardInterrupt:
+            err.print(f"interrupted: {len(measured)} profile(s) written; the spec is valid")
+            raise typer.Exit(130) from None
+        finally:
+            session.close()
+
+    pushed = None
+    if push and measured:
+        pushed = push_profiles(push, measured, HttpPolicy(timeout_s=timeout, retries=retries))
+    summary = {
+        "status": "ok", "device": dev.name,
+        "written_to": str(out_file or spec_path) if measured else None,
+        "measured": [summarize_entry(e) for e in measured],
+        "skipped_existing": skipped_existing, "skipped": skipped,
+        "warnings": rep.warnings, "pushed": push if push and measured else None,
+        "push_response": pushed,
+        "power_source": src.name if src is not None else None,
+    }
+    if as_json:
+        emit_json(summary)
+        return
+    _print_summary(summary, ks)
+
+
+def _print_summary(summary: dict[str, Any], ks: list[int]) -> None:
+    table = Table(title=f"profiles for {summary['device']}")
+    table.add_column("draft")
+    table.add_column("quant")
+    table.add_column("v_d tok/s", justify="right")
+    table.add_column("spread", justify="right")
+    table.add_column("P W", justify="right")
+    table.add_column("target")
+    for k in ks:
+        table.add_column(f"a({k})", justify="right")
+    for m in summary["measured"]:
+        for tname, acc in m["acceptance"].items():
+            table.add_row(m["draft"], m["quant"], f"{m['draft_tok_s']:.1f}",
+                          f"{(m['draft_tok_s_spread'] or 0):.0%}",
+                          "-" if m["power_w"] is None else f"{m['power_w']:.1f}", tname,
+                          *[f"{acc.get(k, float('nan')):.2f}" for k in ks])
+    out.print(table)
+    for s in summary["skipped_existing"]:
+        out.print(f"skipped {s}: already measured (--force to redo)")
+    for s in summary["skipped"]:
+        out.print(f"not measured: {s}")
+    if summary["power_source"] is None:
+        out.print("power: no source here, energy left unavailable")
+
+
+@app.command()
+def quantize(
+    source: Annotated[str, typer.Argument(help="GGUF to quantise (path or pkg:module/file).")],
+    ftype: Annotated[str, typer.Argument(help="Q4_0, Q8_0, Q3_K_S, ...")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="File to write.")],
+    threads: Annotated[int, typer.Option(help="Threads (0: all cores).")] = 0,
+) -> None:
+    """Make a draft variant with llama.cpp's quantiser (re-quantising is allowed)."""
+    with user_errors(False):
+        from profiler.paths import resolve_model_path
+        from profiler.quantize import quantize as run_quantize
+
+        src = resolve_model_path(source, Path(os.getcwd()))
+        dst = run_quantize(src, output, ftype, threads)
+        out.print(f"wrote {dst} ({dst.stat().st_size / 1e6:.1f} MB)")

@@ -1,0 +1,124 @@
+"""The `configspec` command as a user runs it: a real process, exit codes, output."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "examples" / "llama70b-edge.yaml"
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "configspec_opt", *args], capture_output=True,
+                          text=True, cwd=ROOT, timeout=300, check=False)
+
+
+def test_solve_json_is_only_json_and_matches_contract() -> None:
+    proc = run("solve", str(EXAMPLE), "--json")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)  # nothing but JSON on stdout
+    assert data["status"] == "optimal"
+    assert data["objective"] == {"sense": "maximize", "metric": "goodput",
+                                 "value": pytest.approx(data["fleet"]["goodput_tok_s"])}
+    a = data["assignments"][0]
+    for key in ("device", "count", "target", "draft", "quant", "k", "goodput_tok_s",
+                "cost_tok_per_usd", "energy_j_per_tok"):
+        assert key in a
+    assert sum(x["count"] for x in data["assignments"]) == 220
+    assert data["fleet"]["goodput_tok_s"] == pytest.approx(
+        sum(x["count"] * x["goodput_tok_s"] for x in data["assignments"]))
+    assert set(data["fleet"]) >= {"goodput_tok_s", "cost_usd_per_hour", "verifier_load_tok_s",
+                                  "power_w"}
+    assert data["solver"]["name"] == "highs" and data["solver"]["proven_optimal"] is True
+    assert data["fleet"]["cost_usd_per_hour"] <= 40 and data["fleet"]["power_w"] <= 3000
+    assert len({(x["draft"], x["quant"]) for x in data["assignments"]}) <= 2
+
+
+def test_infeasible_exits_1_with_diagnosis(tmp_path: Path) -> None:
+    spec = tmp_path / "tight.yaml"
+    spec.write_text(EXAMPLE.read_text().replace("min_goodput_tok_s: 2.0",
+                                                "min_goodput_tok_s: 9.0"))
+    proc = run("solve", str(spec), "--json")
+    assert proc.returncode == 1
+    data = json.loads(proc.stdout)
+    assert data["status"] == "infeasible"
+    [r] = data["diagnosis"]["relaxations"]
+    assert r["constraint"] == "constraints.per_device.min_goodput_tok_s"
+    human = run("solve", str(spec))
+    assert human.returncode == 1 and "relax constraints.per_device.min_goodput_tok_s" in \
+        human.stdout
+
+
+def test_invalid_spec_exits_2_with_location(tmp_path: Path) -> None:
+    spec = tmp_path / "bad.yaml"
+    text = EXAMPLE.read_text().replace("    rtt_s: 0.04", "    rtt: 0.04")
+    spec.write_text(text)
+    line = next(i for i, t in enumerate(text.splitlines(), 1) if "rtt: 0.04" in t)
+    for cmd in ("validate", "solve", "evaluate"):
+        proc = run(cmd, str(spec))
+        assert proc.returncode == 2
+        assert f"bad.yaml:{line}:5: devices[0].rtt: unknown key 'rtt' (did you mean " \
+               "'rtt_s'?)" in proc.stderr
+        assert "Traceback" not in proc.stderr
+    proc = run("validate", str(spec), "--json")
+    assert json.loads(proc.stdout)["errors"][0]["line"] == line
+
+
+def test_missing_file_is_a_clear_error() -> None:
+    proc = run("solve", "nope.yaml")
+    assert proc.returncode == 2 and "no such file" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_objective_override_and_device_filter() -> None:
+    proc = run("solve", str(ROOT / "examples/paper/llama70b.yaml"), "-d", "rpi5",
+               "-o", "min:energy", "--json")
+    data = json.loads(proc.stdout)
+    [a] = data["assignments"]
+    assert (a["device"], a["k"], a["draft"]) == ("rpi5", 2, "llama-3.2-1b-instruct")
+    proc = run("solve", str(ROOT / "examples/paper/llama70b.yaml"), "-o", "min:energy")
+    assert proc.returncode == 2 and "rpi4" in proc.stderr and "no power data" in proc.stderr
+
+
+def test_evaluate_sorts_and_marks_slo() -> None:
+    proc = run("evaluate", str(EXAMPLE), "--json", "--sort", "energy", "-d", "rpi5")
+    rows = json.loads(proc.stdout)["candidates"]
+    energies = [r["energy_j_per_tok"] for r in rows]
+    assert energies == sorted(energies)
+    assert {r["device"] for r in rows} == {"rpi5"}
+    assert any(not r["meets_slo"] for r in rows)
+
+
+def test_pareto_csv_is_non_dominated() -> None:
+    proc = run("pareto", str(ROOT / "examples/paper/llama70b.yaml"), "-d", "rpi5",
+               "-d", "jetson-orin", "--x", "goodput", "--y", "energy", "--format", "csv")
+    assert proc.returncode == 0, proc.stderr
+    pts = [(float(r["goodput"]), float(r["energy"]))
+           for r in csv.DictReader(io.StringIO(proc.stdout))]
+    assert len(pts) >= 3
+    for g, e in pts:
+        assert not any(g2 >= g and e2 <= e and (g2, e2) != (g, e) for g2, e2 in pts)
+
+
+def test_schema_is_json_schema_of_the_spec() -> None:
+    proc = run("schema")
+    schema = json.loads(proc.stdout)
+    assert schema["title"] == "configspec-opt deployment spec"
+    assert {"targets", "drafts", "devices", "profiles"} <= set(schema["properties"])
+    committed = json.loads((ROOT / "schema" / "configspec.schema.json").read_text())
+    assert committed == schema, "schema/configspec.schema.json is stale: configspec schema --out"
+
+
+def test_repository_fleet_spec_solves() -> None:
+    proc = run("solve", str(ROOT / "specs" / "retail-fleet.yaml"), "--json")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["status"] == "optimal"
+    assert data["fleet"]["cost_usd_per_hour"] <= 12.0 + 1e-6
