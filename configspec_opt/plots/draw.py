@@ -256,7 +256,7 @@ def bars(data: PlotData, axis: Axis, k: int | None) -> Figure:
             text = _short(y) + (f"\nK={shown.k}" if k is None else "")
             if lifted and y > near:  # a mark sits on the top: label inside the bar instead
                 ax.annotate(text, (x, y), xytext=(0, -4), textcoords="offset points",
-                            ha="center", va="top", fontsize=8, color="white",
+                            ha="center", va="top", fontsize=8, color="black",
                             fontweight="bold")
             else:
                 ax.annotate(text, (x, max(lifted, default=y)), xytext=(0, 11 if lifted else 3),

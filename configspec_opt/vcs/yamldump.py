@@ -25,6 +25,7 @@ FLOAT_DIGITS = 10
 _YAML11_SPECIAL = re.compile(
     r"^(y|Y|yes|Yes|YES|n|N|no|No|NO|on|On|ON|off|Off|OFF|~|null|Null|NULL"
     r"|true|True|TRUE|false|False|FALSE)$")
+_UNSAFE_CHARS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ufeff]")
 _NUMBER_LIKE = re.compile(r"^[-+]?(\.?[0-9][0-9_.:eE+-]*|\.inf|\.nan)$", re.IGNORECASE)
 
 
@@ -67,6 +68,8 @@ class _Representer(RoundTripRepresenter):
         return self.represent_scalar("tag:yaml.org,2002:float", _float_text(float(data)))
 
     def represent_str(self, data: Any) -> Any:
+        if _UNSAFE_CHARS.search(data):  # line breaks YAML folds (NEL, LS, PS), controls
+            return self.represent_scalar("tag:yaml.org,2002:str", data, style='"')
         if _YAML11_SPECIAL.match(data) or _NUMBER_LIKE.match(data):
             return self.represent_scalar("tag:yaml.org,2002:str", data, style="'")
         return super().represent_str(data)
