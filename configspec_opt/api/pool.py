@@ -4,8 +4,10 @@ Pyomo model building holds the GIL for seconds on a large fleet, so solves
 run in separate processes (spawned: forking a threaded server is unsafe).
 At most `workers` run and `backlog` wait; a request beyond that is refused
 at once with 503 and a Retry-After estimated from recent run times, instead
-of queueing without bound.  Jobs do not take part in that race: they wait
-for a free process (`wait=True`) and are bounded by the job queue instead.
+of queueing without bound.  Jobs are not refused: they wait (`wait=True`)
+for a free place in the same first-come-first-served line, so a steady
+stream of synchronous requests cannot starve them; the job runner bounds
+how many places jobs take.
 
 Slots are released when the worker finishes, not when the request ends, so
 a client that disconnects does not let more work in than there are
@@ -75,7 +77,7 @@ class SolverPool:
 
     async def run(self, fn: Callable[..., T], *args: Any, wait: bool = False) -> T:
         if wait:
-            while self._in_flight >= self.workers:
+            while self._in_flight >= self.capacity:
                 self._freed.clear()
                 await self._freed.wait()
         elif self._in_flight >= self.capacity:
