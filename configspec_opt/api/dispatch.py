@@ -38,8 +38,7 @@ async def stored_profiles(db: Database, params: OpParams) -> list[dict[str, Any]
         return None
 
     def load(s: Session) -> list[dict[str, Any]]:
-        return [{"id": r.id, "profile": r.data} for r in repo.find_profiles(
-            s, limit=1_000_000)]
+        return [{"id": r.id, "profile": r.data} for r in repo.latest_profiles(s)]
 
     return await db.run(load)
 

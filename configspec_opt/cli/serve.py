@@ -11,6 +11,7 @@ import ipaddress
 import os
 import re
 import socket
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -22,6 +23,14 @@ from configspec_opt.errors import ConfigspecError, UsageError
 DEFAULT_PORT = 8765
 SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmM]i?[bB]?|[bB])?\s*$")
 UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024 * 1024}
+
+
+class LogLevel(str, Enum):
+    critical = "critical"
+    error = "error"
+    warning = "warning"
+    info = "info"
+    debug = "debug"
 
 
 class ServerNotInstalledError(ConfigspecError):
@@ -59,6 +68,18 @@ def check_exposure(host: str, token: str | None, allow_remote: bool) -> None:
             "to serve anyone who can reach this address")
 
 
+def _log_to_stderr(level: str) -> None:
+    """The service's own loggers (jobs, errors with their ids) beside uvicorn's."""
+    import logging
+
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s:     %(name)s: %(message)s"))
+    logger = logging.getLogger("configspec")
+    logger.addHandler(handler)
+    logger.setLevel(level.upper())
+    logger.propagate = False
+
+
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
@@ -86,8 +107,8 @@ def serve(
     = False,
     ssl_certfile: Annotated[Path | None, typer.Option(help="TLS certificate (PEM).")] = None,
     ssl_keyfile: Annotated[Path | None, typer.Option(help="TLS private key (PEM).")] = None,
-    log_level: Annotated[str, typer.Option(help="critical, error, warning, info, debug.")]
-    = "info",
+    log_level: Annotated[LogLevel, typer.Option(help="Server log verbosity.")]
+    = LogLevel.info,
 ) -> None:
     """Serve validate / evaluate / solve / pareto, profiles and jobs over HTTP (docs at /docs)."""
     with user_errors():
@@ -118,10 +139,11 @@ def serve(
         err.print(f"configspec serve: {scheme}://{host}:{port} (API docs at /docs), "
                   f"database {describe_url(url)}, {workers} solver process"
                   f"{'es' if workers > 1 else ''}, auth: {auth}", markup=False)
+        _log_to_stderr(log_level.value)
         if token and not ssl_certfile and not is_loopback(host):
             err.print("warning: the bearer token crosses the network in clear text; use "
                       "--ssl-certfile/--ssl-keyfile or a TLS proxy", markup=False)
-        uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level,
+        uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level.value,
                     limit_concurrency=256, timeout_graceful_shutdown=10, server_header=False,
                     ssl_certfile=str(ssl_certfile) if ssl_certfile else None,
                     ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None)

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from configspec_opt.store.engine import describe_url, make_engine, session_factory
@@ -48,10 +48,6 @@ class Database:
         import anyio.to_thread
 
         return await anyio.to_thread.run_sync(self.call, fn)
-
-    def ping(self) -> bool:
-        with self.engine.connect() as conn:
-            return conn.execute(text("SELECT 1")).scalar() == 1
 
     def close(self) -> None:
         self.engine.dispose()

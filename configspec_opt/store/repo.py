@@ -86,14 +86,12 @@ def find_profiles(
     return list(s.scalars(stmt.limit(limit).offset(offset)))
 
 
-def latest_profiles_for(s: Session, devices: Iterable[str]) -> list[ProfileRecord]:
-    """Newest entry per key for these devices, all of them (used to solve with them)."""
-    names = sorted(set(devices))
-    if not names:
-        return []
-    newest = (select(func.max(ProfileRecord.id))
-              .where(ProfileRecord.device.in_(names))
-              .group_by(ProfileRecord.device, ProfileRecord.draft, ProfileRecord.quant))
+def latest_profiles(s: Session, devices: Iterable[str] | None = None) -> list[ProfileRecord]:
+    """Newest entry per key (of these devices, or all), oldest first: what solves use."""
+    newest = select(func.max(ProfileRecord.id)).group_by(
+        ProfileRecord.device, ProfileRecord.draft, ProfileRecord.quant)
+    if devices is not None:
+        newest = newest.where(ProfileRecord.device.in_(sorted(set(devices))))
     return list(s.scalars(select(ProfileRecord).where(ProfileRecord.id.in_(newest))
                           .order_by(ProfileRecord.id)))
 

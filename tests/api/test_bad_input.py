@@ -196,3 +196,21 @@ def test_unexpected_error_is_a_500_problem_without_traceback(
         assert body["error_id"] in body["detail"]
         assert any(body["error_id"] in rec.getMessage() for rec in caplog.records)
         assert c.get("/healthz").status_code == 200
+
+
+def test_health_reports_an_unreachable_database(
+        make_client: MakeClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    from configspec_opt.store import repo
+
+    with make_client() as c:
+        assert c.get("/healthz").status_code == 200
+
+        def down(*args: object) -> int:
+            raise OSError("disk gone")
+
+        monkeypatch.setattr(repo, "count_unfinished_jobs", down)
+        r = c.get("/healthz")
+        body = assert_problem(r, 503, "unhealthy")
+        assert r.headers["retry-after"] == "5"
+        assert "disk gone" not in r.text  # the exception's text may hold paths
+        assert body["detail"] == "OSError"

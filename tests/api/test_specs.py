@@ -55,8 +55,15 @@ def test_solve_is_recorded(client: TestClient, example_text: str) -> None:
 
 
 def test_validate_and_evaluate_are_not_recorded(client: TestClient, example_text: str) -> None:
-    r = client.post("/v1/validate", content=example_text, headers=YAML_CT)
-    assert "content-location" not in r.headers
+    for endpoint in ("validate", "evaluate"):
+        r = client.post(f"/v1/{endpoint}", content=example_text, headers=YAML_CT)
+        assert r.status_code == 200
+        assert "content-location" not in r.headers
+
+
+def test_unknown_result(client: TestClient) -> None:
+    assert_problem(client.get("/v1/results/987654"), 404, "not-found")
+    assert_problem(client.get("/v1/results/abc"), 422, "invalid-request")
 
 
 def test_pareto_is_recorded(client: TestClient, example_text: str) -> None:

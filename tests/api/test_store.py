@@ -74,7 +74,8 @@ def test_newest_profile_per_key(db: Database) -> None:
     with db.transaction() as s:
         latest = repo.find_profiles(s)
         assert [(r.device, r.data["draft_tok_s"]) for r in latest] == [("a", 3.0), ("b", 2.0)]
-        assert [r.data["draft_tok_s"] for r in repo.latest_profiles_for(s, ["a"])] == [3.0]
+        assert [r.data["draft_tok_s"] for r in repo.latest_profiles(s, ["a"])] == [3.0]
+        assert [r.data["draft_tok_s"] for r in repo.latest_profiles(s)] == [2.0, 3.0]
         assert len(repo.find_profiles(s, history=True)) == 3
 
 
