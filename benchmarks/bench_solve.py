@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import resource
 import statistics
@@ -170,6 +171,8 @@ def run_direct(path: str) -> dict[str, Any]:
     h.addRows(len(lo), np.array(lo), np.array(up), len(index), np.array(starts, dtype=np.int32),
               np.array(index, dtype=np.int32), np.array(value))
     h.changeObjectiveSense(highspy.ObjSense.kMaximize)
+    if os.environ.get("BENCH_WRITE_MPS"):
+        h.writeModel(os.environ["BENCH_WRITE_MPS"])
     t1 = time.perf_counter()
     h.run()
     t2 = time.perf_counter()

@@ -84,6 +84,7 @@ def solution_dict(
             "build_s": sol.build_s,
             "gap": _num(sol.gap),
             "proven_optimal": sol.proven_optimal,
+            "tie_break": sol.tie_break,
             "candidates": len(sol.problem.candidates),
             "pruned_dominated": sol.problem.pruned,
             "stages": [s.__dict__ for s in sol.stages],

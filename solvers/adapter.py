@@ -15,17 +15,41 @@ from configspec_opt.errors import SolverUnavailableError
 from solvers.status import TERMINATION_FROM_PYOMO, RunResult, Termination
 
 try:  # the edge-only install has no Pyomo
+    import numpy as np
     import pyomo.environ as pyo
     from pyomo.contrib.solver.common.factory import SolverFactory
     from pyomo.contrib.solver.common.results import SolutionStatus
+    from pyomo.contrib.solver.solvers.highs import Highs
 except ImportError as _exc:  # pragma: no cover - exercised only without the extra
     pyo = None
     _IMPORT_ERROR: ImportError | None = _exc
 else:
     _IMPORT_ERROR = None
 
+    class _HighsWithStart(Highs):  # type: ignore[misc]
+        """Pyomo's persistent HiGHS, plus a MIP start handed to highspy before each run.
+
+        Pyomo's interface has no warm start for HiGHS; a feasible start turns
+        the tie-break stage from a search for any feasible point into an
+        improvement of a known one.
+        """
+
+        start: list[tuple[Any, float]] | None = None
+
+        def _solve(self) -> Any:
+            if self.start:
+                cols = self._pyomo_var_to_solver_var_map
+                pairs = [(cols[id(v)], x) for v, x in self.start if id(v) in cols]
+                self._solver_model.setSolution(
+                    len(pairs), np.array([c for c, _ in pairs], dtype=np.int32),
+                    np.array([x for _, x in pairs], dtype=np.float64))
+                self.start = None
+            return super()._solve()
+
 DEFAULT_REL_GAP = 1e-9
 DEFAULT_ABS_GAP = 1e-9
+# Options passed on every run (the persistent instance keeps options between runs).
+BASE_HIGHS_OPTIONS: dict[str, float | int | bool] = {"random_seed": 0, "mip_max_nodes": 2**31 - 1}
 
 
 @dataclass
@@ -53,9 +77,10 @@ class HighsSession:
         require_solver()
         self.model = model
         self.options = options
-        self.solver = SolverFactory("highs")
-        if self.solver is None or not self.solver.available():
+        registered = SolverFactory("highs")
+        if registered is None or not registered.available():
             raise SolverUnavailableError("HiGHS (highspy) is not available")
+        self.solver = _HighsWithStart()
         self.started = time.perf_counter()
 
     def remaining(self) -> float | None:
@@ -63,8 +88,16 @@ class HighsSession:
             return None
         return max(0.01, self.options.time_limit - (time.perf_counter() - self.started))
 
-    def solve(self) -> RunResult:
+    def warm_start(self) -> None:
+        """Offer the values now loaded in the model as the next run's MIP start."""
+        self.solver.start = [(v, float(v.value))
+                             for v in self.model.component_data_objects(pyo.Var)
+                             if v.value is not None]
+
+    def solve(self, **highs_options: float | int | bool) -> RunResult:
+        """One HiGHS run; `highs_options` apply to this run only."""
         t0 = time.perf_counter()
+        options = {**BASE_HIGHS_OPTIONS, "output_flag": self.options.tee, **highs_options}
         res = self.solver.solve(
             self.model,
             time_limit=self.remaining(),
@@ -74,7 +107,7 @@ class HighsSession:
             tee=self.options.tee,
             load_solutions=False,
             raise_exception_on_nonoptimal_result=False,
-            solver_options={"random_seed": 0, "output_flag": self.options.tee},
+            solver_options=options,
         )
         elapsed = time.perf_counter() - t0
         term = TERMINATION_FROM_PYOMO.get(res.termination_condition.name, Termination.unknown)

@@ -6,12 +6,15 @@ Dinkelbach's method, which is exact for mixed-integer problems with a
 positive denominator: it solves max N(x) - lam*D(x) and updates
 lam = N(x)/D(x) until the parametric optimum reaches zero.
 
-Determinism: after the objective is optimal, one more MILP keeps the
-objective at its optimum and minimises the sum of candidate ranks, a rank
-being a candidate's position in its pool sorted by (target, draft, quant, K)
-(names compared as strings).  Equal optima therefore resolve to the
-alphabetically first target/draft/quant and the smallest K, whatever the
-solver's path.
+Determinism: the model is built in a canonical order (pools as in the spec,
+candidates sorted by (target, draft, quant, K)) and HiGHS runs single-threaded
+with a fixed seed, so the same spec gives the same assignment.  Equal optima
+are then broken by one more MILP that keeps the objective at its optimum and
+minimises the sum of candidate ranks, a rank being a candidate's position in
+its pool's sorted list: ties resolve to the alphabetically first
+target/draft/quant and the smallest K.  That search is capped by a node count
+(`TIE_BREAK_NODES`, never by time); `solver.tie_break` says "exact" when it
+proved the least rank, "node_limit" when it stopped at the cap.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from solvers.adapter import HighsSession, SolverOptions, require_solver
 from solvers.status import RunResult, Status, Termination
 
 DINKELBACH_MAX_ITER = 100
+TIE_BREAK_NODES = 500
 
 
 @dataclass
@@ -56,6 +60,7 @@ class Solution:
     build_s: float = 0.0
     gap: float | None = None
     stages: list[StageInfo] = field(default_factory=list)
+    tie_break: str = "off"  # exact | node_limit | off
     diagnosis: object | None = None  # solvers.diagnose.Diagnosis
     message: str = ""
 
@@ -91,6 +96,7 @@ class Optimizer:
         self.proven = True
         self.gap: float | None = 0.0
         self.last: list[int] = []
+        self.tie = "off"
 
     # -- one MILP ---------------------------------------------------------
     def run(self, what: str) -> list[int]:
@@ -103,6 +109,36 @@ class Optimizer:
             self.gap = r.gap
         self.last = self.f.counts()
         return self.last
+
+    def tie_break(self) -> None:
+        """Among the optima, prefer the smallest total rank (a bounded, deterministic search).
+
+        The objective is already held at its optimum by a row.  Proving that an
+        assignment has the least rank among all optima can cost far more than
+        the solve itself on large fleets, so the search is capped by a node
+        count (never by time, which would make the answer depend on the
+        machine's load) and only ever moves to an assignment of smaller rank.
+        """
+        from solvers.formulation import LinearObjective
+
+        ranks = self.ranks()
+        best = list(self.last)
+        best_rank = sum(r * k for r, k in zip(ranks, best))
+        if best_rank == 0:
+            self.tie = "exact"
+            return
+        self.f.add_row(Row("tie_break", "rank bound", lambda c, m=dict(
+            zip(map(id, self.problem.candidates), ranks)): m[id(c)], "<=", best_rank))
+        self.f.set_objective(LinearObjective(ranks, "minimize"))
+        self.session.warm_start()
+        r = self.session.solve(mip_max_nodes=TIE_BREAK_NODES)
+        self.stages.append(StageInfo("tie-break", r.termination.value, r.time_s, r.gap))
+        self.tie = "exact" if r.proven_optimal else "node_limit"
+        if r.has_solution:
+            counts = self.f.counts()
+            if sum(rk * k for rk, k in zip(ranks, counts)) < best_rank:
+                best = counts
+        self.last = best
 
     # -- terms --------------------------------------------------------------
     def coef(self, term: Term) -> tuple[list[float], float]:
@@ -198,9 +234,7 @@ class Optimizer:
                 value = self.optimize_term(term)
                 self.f.add_row(self.bound_row(term, value, term.tolerance))
         if tie_break:
-            ranks = self.ranks()
-            self.f.set_objective(LinearObjective(ranks, "minimize"))
-            self.run("tie-break")
+            self.tie_break()
         return self.last
 
     def ranks(self) -> list[float]:
@@ -258,6 +292,7 @@ def solve(
                 sol.status = Status.error
                 sol.message = "solver returned an assignment that breaks " + ", ".join(broken)
         sol.stages = opt.stages
+        sol.tie_break = opt.tie
     if sol.status is Status.infeasible and diagnose:
         from solvers.diagnose import diagnose_infeasible
 
