@@ -48,7 +48,8 @@ def check_consistency(spec: Spec) -> tuple[list[Problem], list[str]]:
         for i, item in enumerate(getattr(spec, section)):
             if item.name in seen:
                 problems.append(((section, i, "name"),
-                                 f"duplicate name '{item.name}' (also {section}[{seen[item.name]}])",
+                                 f"duplicate name '{item.name}' "
+                                 f"(also {section}[{seen[item.name]}])",
                                  None))
             seen.setdefault(item.name, i)
 
@@ -95,20 +96,20 @@ def check_consistency(spec: Spec) -> tuple[list[Problem], list[str]]:
     for i, pin in enumerate(spec.constraints.pinned):
         where: tuple[PathPart, ...] = ("constraints", "pinned", i)
         if pin.device not in devices:
-            problems.append((where + ("device",), f"unknown device '{pin.device}'",
+            problems.append(((*where, "device"), f"unknown device '{pin.device}'",
                              _did_you_mean(pin.device, devices)))
         if pin.target is not None and pin.target not in targets:
-            problems.append((where + ("target",), f"unknown target '{pin.target}'",
+            problems.append(((*where, "target"), f"unknown target '{pin.target}'",
                              _did_you_mean(pin.target, targets)))
         if pin.draft is not None and pin.draft not in drafts:
-            problems.append((where + ("draft",), f"unknown draft '{pin.draft}'",
+            problems.append(((*where, "draft"), f"unknown draft '{pin.draft}'",
                              _did_you_mean(pin.draft, drafts)))
         elif pin.draft is not None and pin.quant is not None and \
                 pin.quant not in drafts[pin.draft].quants:
-            problems.append((where + ("quant",), f"draft '{pin.draft}' has no quant "
+            problems.append(((*where, "quant"), f"draft '{pin.draft}' has no quant "
                              f"'{pin.quant}'", _did_you_mean(pin.quant, drafts[pin.draft].quants)))
         if pin.k is not None and pin.k not in krange:
-            problems.append((where + ("k",), f"k={pin.k} is outside search.k "
+            problems.append(((*where, "k"), f"k={pin.k} is outside search.k "
                              f"({spec.search.k.min}..{spec.search.k.max})", None))
 
     problems.extend(_objective_problems(spec))

@@ -262,9 +262,9 @@ def _flatten(tp: Any) -> Iterable[Any]:
 
 def _step(tp: Any, part: PathPart) -> Any:
     for cand in _flatten(tp):
-        if isinstance(cand, type) and issubclass(cand, BaseModel):
-            if isinstance(part, str) and part in cand.model_fields:
-                return cand.model_fields[part].annotation
+        if (isinstance(cand, type) and issubclass(cand, BaseModel) and isinstance(part, str)
+                and part in cand.model_fields):
+            return cand.model_fields[part].annotation
         origin = typing.get_origin(cand)
         if origin is list and isinstance(part, int):
             return typing.get_args(cand)[0]
@@ -322,9 +322,9 @@ def _position(node: Any, key: Any, *, want_key: bool) -> tuple[int, int] | None:
         if isinstance(node, Mapping):
             value = node[key]
             if not want_key and not isinstance(value, (Mapping, list)):
-                return tuple(lc.value(key))  # type: ignore[return-value]
-            return tuple(lc.key(key))  # type: ignore[return-value]
-        return tuple(lc.item(key))  # type: ignore[return-value]
+                return tuple(lc.value(key))
+            return tuple(lc.key(key))
+        return tuple(lc.item(key))
     except (KeyError, IndexError, TypeError, AttributeError):
         return None
 

@@ -13,7 +13,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from configspec_opt.candidates import Candidate, PoolCandidates, enumerate_candidates, slo_violations
+from configspec_opt.candidates import (
+    Candidate,
+    PoolCandidates,
+    enumerate_candidates,
+    slo_violations,
+)
 from configspec_opt.metrics import SECONDS_PER_HOUR
 from configspec_opt.spec import Metric, Objective, Spec
 
@@ -101,6 +106,16 @@ class Problem:
         return [p.index for p in self.pools if not self.by_pool[p.index]]
 
 
+def _load_on(target: str) -> Callable[[Candidate], float]:
+    return lambda c: c.verifier_load_tok_s if c.target == target else 0.0
+
+
+def ratio_row(num: Callable[[Candidate], float], den: Callable[[Candidate], float],
+               bound: float) -> Callable[[Candidate], float]:
+    """N/D vs bound, linearised as N - bound*D (D > 0)."""
+    return lambda c: num(c) - bound * den(c)
+
+
 def fleet_rows(spec: Spec) -> list[Row]:
     """The spec's fleet-wide constraints as linear rows."""
     rows: list[Row] = []
@@ -109,7 +124,7 @@ def fleet_rows(spec: Spec) -> list[Row]:
             name = t.name
             rows.append(Row(
                 f"targets[{name}].capacity_tok_s", f"verifier capacity of {name}",
-                lambda c, name=name: c.verifier_load_tok_s if c.target == name else 0.0,
+                _load_on(name),
                 "<=", t.capacity_tok_s, unit="tok/s"))
     f = spec.constraints.fleet
     if f.max_cost_usd_per_hour is not None:
@@ -124,12 +139,12 @@ def fleet_rows(spec: Spec) -> list[Row]:
     if f.max_energy_j_per_tok is not None:
         v = f.max_energy_j_per_tok
         rows.append(Row("constraints.fleet.max_energy_j_per_tok", "fleet energy per token",
-                        lambda c, v=v: _drafting_power(c) - v * _g(c), "<=", 0.0,
+                        ratio_row(_drafting_power, _g, v), "<=", 0.0,
                         unit="J/tok", ratio=METRICS[Metric.energy], limit=v))
     if f.min_cost_efficiency_tok_per_usd is not None:
         v = f.min_cost_efficiency_tok_per_usd
         rows.append(Row("constraints.fleet.min_cost_efficiency_tok_per_usd",
-                        "fleet cost efficiency", lambda c, v=v: _g(c) - v * _cost_per_s(c),
+                        "fleet cost efficiency", ratio_row(_g, _cost_per_s, v),
                         ">=", 0.0, unit="tok/$", ratio=METRICS[Metric.cost_efficiency],
                         limit=v))
     return rows

@@ -144,7 +144,7 @@ def print_solution(console: Console, data: dict[str, Any]) -> None:
         multi_target = len({a["target"] for a in data["assignments"]}) > 1
         t = Table()
         cols = ["device", "count", "draft", "quant", "K"] + (["target"] if multi_target else [])
-        for col in cols + ["tok/s", "tok/$", "J/tok"]:
+        for col in [*cols, "tok/s", "tok/$", "J/tok"]:
             t.add_column(col, justify="left" if col in cols[:4] or col == "target" else "right",
                          overflow="fold")
         for a in data["assignments"]:

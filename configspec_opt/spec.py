@@ -9,7 +9,7 @@ deployment that nobody notices.
 from __future__ import annotations
 
 from enum import Enum
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -37,11 +37,14 @@ class Target(StrictModel):
 
     name: Name
     family: Name
-    price_usd_per_mtok: Positive = Field(description="Verifier price, $ per 1M tokens it processes.")
-    verify_latency_s: NonNeg = Field(description="T_verify: latency of one verification request.")
+    price_usd_per_mtok: Positive = Field(
+        description="Verifier price, $ per 1M tokens it processes.")
+    verify_latency_s: NonNeg = Field(
+        description="T_verify: latency of one verification request.")
     verify_latency_per_token_s: NonNeg = Field(
         0.0,
-        description="Optional growth of T_verify with K: T_verify(K) = verify_latency_s + K * this.",
+        description="Optional growth of T_verify with K: "
+        "T_verify(K) = verify_latency_s + K * this.",
     )
     capacity_tok_s: Positive | None = Field(
         None, description="Verifier throughput (tokens/s) shared by the whole fleet."
@@ -88,7 +91,8 @@ class Device(StrictModel):
     power_w: Positive | None = Field(
         None, description="Declared drafting power, used where a profile has none."
     )
-    slo: DeviceSLO | None = Field(None, description="Overrides constraints.per_device for this pool.")
+    slo: DeviceSLO | None = Field(
+        None, description="Overrides constraints.per_device for this pool.")
 
 
 class PerTokenAcceptance(StrictModel):
@@ -120,10 +124,7 @@ def _acceptance_kind(value: Any) -> str:
 
 
 Acceptance = Annotated[
-    Union[
-        Annotated[AcceptanceTable, Tag("table")],
-        Annotated[PerTokenAcceptance, Tag("per_token")],
-    ],
+    Annotated[AcceptanceTable, Tag("table")] | Annotated[PerTokenAcceptance, Tag("per_token")],
     Discriminator(_acceptance_kind),
 ]
 

@@ -80,7 +80,7 @@ def diagnose_infeasible(
         for pc in problem.structural if not pc.candidates
     ]
     if structural:
-        names = ", ".join(s["device"] for s in structural)
+        names = ", ".join(str(s["device"]) for s in structural)
         return Diagnosis(structural=structural, message=(
             f"pool{'s' if len(structural) > 1 else ''} {names} ha"
             f"{'ve' if len(structural) > 1 else 's'} no candidate configuration at all; "
@@ -166,7 +166,7 @@ def diagnose_infeasible(
     if not first.has_solution:
         return Diagnosis(message="even with every constraint relaxed no assignment exists "
                          f"(solver: {first.termination.value})")
-    fewest = int(round(sum(pyo.value(m.r[j]) for j in range(n_r))))
+    fewest = round(sum(pyo.value(m.r[j]) for j in range(n_r)))
     m.fewest = pyo.Constraint(expr=sum(m.r[j] for j in range(n_r)) <= fewest)
     m.del_component("obj")
     m.obj = pyo.Objective(expr=sum(m.s[j] for j in range(n_r)), sense=pyo.minimize)
@@ -226,7 +226,7 @@ def relaxed_spec(spec: Spec, diagnosis: Diagnosis) -> Spec:
     for r in diagnosis.relaxations:
         value: float | int = r.relax_to
         if r.constraint.endswith("max_distinct_variants"):
-            value = int(round(r.relax_to))
+            value = round(r.relax_to)
         if r.constraint.startswith("targets["):
             name = r.constraint[len("targets["):r.constraint.index("]")]
             target = next(t for t in data["targets"] if t["name"] == name)

@@ -83,7 +83,7 @@ class Formulation:
         return self.model.extra.add(self.row_constraint(row))
 
     def counts(self) -> list[int]:
-        return [int(round(pyo.value(x))) for x in self.xs]
+        return [round(pyo.value(x)) for x in self.xs]
 
 
 def define_variables(f: Formulation) -> None:

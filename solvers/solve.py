@@ -30,7 +30,7 @@ from configspec_opt.fleet import (
     metric_value,
     violated_constraints,
 )
-from configspec_opt.problem import METRICS, Problem, Row, build_problem
+from configspec_opt.problem import METRICS, Problem, Row, Sense, build_problem, ratio_row
 from configspec_opt.spec import Metric, Objective, Spec, Term
 from solvers.adapter import HighsSession, SolverOptions, require_solver
 from solvers.status import RunResult, Status, Termination
@@ -127,8 +127,9 @@ class Optimizer:
         if best_rank == 0:
             self.tie = "exact"
             return
-        self.f.add_row(Row("tie_break", "rank bound", lambda c, m=dict(
-            zip(map(id, self.problem.candidates), ranks)): m[id(c)], "<=", best_rank))
+        rank_of = {id(c): r for c, r in zip(self.problem.candidates, ranks)}
+        self.f.add_row(Row("tie_break", "rank bound", lambda c: rank_of[id(c)], "<=",
+                           best_rank))
         self.f.set_objective(LinearObjective(ranks, "minimize"))
         self.session.warm_start()
         r = self.session.solve(mip_max_nodes=TIE_BREAK_NODES)
@@ -189,13 +190,12 @@ class Optimizer:
         """Keep `term` at least as good as `value` (less `tolerance`, relative)."""
         form = METRICS[term.metric]
         slack = max(tolerance * abs(value), 1e-9 * max(1.0, abs(value)))
-        better = ">=" if term.sense == "maximize" else "<="
+        better: Sense = ">=" if term.sense == "maximize" else "<="
         key = f"objective.{term.metric.value}"
         if form.kind == "ratio":
             assert form.den is not None
             v = value - slack if term.sense == "maximize" else value + slack
-            num, den = form.num, form.den
-            return Row(key, f"{term.metric.value} bound", lambda c: num(c) - v * den(c),
+            return Row(key, f"{term.metric.value} bound", ratio_row(form.num, form.den, v),
                        better, 0.0)
         rhs = value - slack if term.sense == "maximize" else value + slack
         if form.kind == "min":

@@ -6,8 +6,8 @@ Each module of this package registers the commands of one capability on
 
 from __future__ import annotations
 
-from configspec_opt.cli.app import app
 from configspec_opt.cli import core as _core  # noqa: F401  (registers commands)
+from configspec_opt.cli.app import app
 
 for _optional in ("profile", "serve", "vcs", "trial"):
     try:

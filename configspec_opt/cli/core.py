@@ -53,7 +53,7 @@ def parse_term(text: str) -> Term:
         direction = SENSE_ALIASES[sense.strip().lower()]
     else:
         direction = DEFAULT_SENSE[metric]
-    return Term(**{direction: metric})
+    return Term.model_validate({direction: metric})
 
 
 def _load(path: Path) -> LoadedSpec:
@@ -174,7 +174,7 @@ def solve(
         obj = None
         if objective:
             t = parse_term(objective)
-            obj = Objective(**{t.sense: t.metric})
+            obj = Objective.model_validate({t.sense: t.metric})
         only = _only(loaded.spec, device)
         _check_energy(loaded.spec, obj, only)
         options = SolverOptions(time_limit=time_limit, rel_gap=gap)

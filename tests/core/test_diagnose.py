@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from configspec_opt.loader import load_spec
 from configspec_opt.spec import Spec
 from solvers.diagnose import Diagnosis, diagnose_infeasible, relaxed_spec
 from solvers.solve import solve

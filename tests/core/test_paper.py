@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from configspec_opt.loader import load_spec
-from configspec_opt.spec import Metric, Objective
+from configspec_opt.spec import Objective
 from solvers.solve import solve
 from solvers.status import Status
 
@@ -41,7 +41,7 @@ def test_table2_row(case: tuple[str, str, str]) -> None:
     spec_name, device, metric = case
     draft, k, g, eta_k, energy = TABLE2[case]
     spec = load_spec(PAPER / f"{spec_name}.yaml").spec
-    sol = solve(spec, objective=Objective(**{SENSE[metric]: Metric(metric)}), only={device})
+    sol = solve(spec, objective=Objective.model_validate({SENSE[metric]: metric}), only={device})
     assert sol.status is Status.optimal
     [(c, n)] = sol.assignment
     assert (c.draft, c.quant, c.k, n) == (draft, "Q4_K_M", k, 1)
