@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from configspec_opt.candidates import Candidate
@@ -90,6 +91,8 @@ def solution_dict(
             "stages": [s.__dict__ for s in sol.stages],
         },
     }
+    if sol.assignment:
+        out["constraints"] = constraint_usage(sol)
     split = sorted(d for d, n in by_pool.items() if n > 1)
     if split:
         out["split_pools"] = split
@@ -104,6 +107,30 @@ def solution_dict(
     warnings = list(warnings)
     if warnings:
         out["warnings"] = warnings
+    return out
+
+
+def constraint_usage(sol: Solution) -> list[dict[str, Any]]:
+    """Each fleet constraint: its limit, the value reached, and whether it binds."""
+    from configspec_opt.fleet import REL_TOL, row_activity
+
+    out: list[dict[str, Any]] = []
+    for row in sol.problem.rows:
+        if row.ratio is not None:
+            assert row.ratio.den is not None
+            value = sum(n * row.ratio.num(c) for c, n in sol.assignment) / sum(
+                n * row.ratio.den(c) for c, n in sol.assignment)
+            limit = row.limit if row.limit is not None else row.rhs
+        else:
+            value, limit = row_activity(row, sol.assignment), row.rhs
+        binding = abs(value - limit) <= 1e3 * REL_TOL * max(1.0, abs(limit))
+        out.append({"constraint": row.key, "limit": limit, "value": value, "unit": row.unit,
+                    "binding": binding})
+    if sol.problem.max_variants is not None:
+        used = len({c.variant for c, _ in sol.assignment})
+        out.append({"constraint": "constraints.fleet.max_distinct_variants",
+                    "limit": sol.problem.max_variants, "value": used, "unit": "",
+                    "binding": used >= sol.problem.max_variants})
     return out
 
 
@@ -170,25 +197,28 @@ def print_solution(console: Console, data: dict[str, Any]) -> None:
             f"edge power {_fmt(fleet['power_w'])} W, "
             f"{_fmt(fleet['cost_efficiency_tok_per_usd'])} tok/$, "
             f"{_fmt(fleet['energy_j_per_tok'])} J/tok")
+    binding = [c["constraint"] for c in data.get("constraints", []) if c["binding"]]
+    if binding:
+        console.print("binding: " + ", ".join(binding), markup=False)
     if data.get("split_pools"):
         console.print("[yellow]pools split across configurations:[/yellow] "
-                      + ", ".join(data["split_pools"]))
+                      + escape(", ".join(data["split_pools"])))
     s = data["solver"]
     console.print(f"solver: highs, {s['time_s']:.3f} s, gap {_fmt(s['gap'])}, "
                   f"proven optimal: {s['proven_optimal']}, candidates {s['candidates']} "
                   f"({s['pruned_dominated']} dominated removed)")
     diag = data.get("diagnosis")
     if diag:
-        console.print(f"[red]{diag['message']}[/red]")
+        console.print(f"[red]{escape(diag['message'])}[/red]")
         for st in diag["structural"]:
-            console.print(f"  pool {st['device']}: " + "; ".join(st["reasons"]))
+            console.print(f"  pool {st['device']}: " + "; ".join(st["reasons"]), markup=False)
         for r in diag["relaxations"]:
             console.print(f"  relax {r['constraint']}: {r['limit']:g} -> {r['relax_to']:.6g} "
-                          f"{r['unit']}")
+                          f"{r['unit']}", markup=False)
     if data.get("message"):
-        console.print(data["message"])
+        console.print(data["message"], markup=False)
     for w in data.get("warnings", []):
-        console.print(f"[yellow]warning:[/yellow] {w}")
+        console.print(f"[yellow]warning:[/yellow] {escape(w)}")
 
 
 def print_candidates(console: Console, rows: list[dict[str, Any]], title: str) -> None:
