@@ -21,6 +21,7 @@ from configspec_opt.api.params import (
 )
 from configspec_opt.api.problem import from_error
 from configspec_opt.api.stored_profiles import apply_stored
+from configspec_opt.api.unlocated import unlocated_errors_are_invalid
 from configspec_opt.errors import ConfigspecError, SpecError, SpecIssue
 from configspec_opt.loader import LoadedSpec, parse_spec
 
@@ -52,7 +53,8 @@ def load(text: str, media_type: str | None, params: OpParams,
          stored: list[dict[str, Any]] | None) -> tuple[LoadedSpec, list[dict[str, Any]] | None]:
     """Parse a request body (paths in it are never opened) and merge stored profiles."""
     check_json(text, media_type)
-    loaded = parse_spec(text, name=REQUEST_NAME, base_dir=None)
+    with unlocated_errors_are_invalid(REQUEST_NAME):
+        loaded = parse_spec(text, name=REQUEST_NAME, base_dir=None)
     if params.profiles == "stored":
         return apply_stored(loaded, stored or [])
     return loaded, None

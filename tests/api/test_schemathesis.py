@@ -30,7 +30,7 @@ from configspec_opt.api import create_app
 from configspec_opt.api.settings import Settings
 from tests.api.live import LiveServer
 
-MAX_EXAMPLES = int(os.environ.get("API_FUZZ_EXAMPLES", "15"))
+MAX_EXAMPLES = int(os.environ.get("API_FUZZ_EXAMPLES", "25"))
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           response_schema_conformance]
 SCHEMA = schemathesis.openapi.from_dict(create_app(Settings(db_url="sqlite:///unused")).openapi())
