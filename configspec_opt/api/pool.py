@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import math
 import multiprocessing
+import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -60,8 +61,11 @@ class SolverPool:
         return self._in_flight
 
     def _new_executor(self) -> ProcessPoolExecutor:
+        recycle: dict[str, Any] = {}
+        if sys.version_info >= (3, 11):  # Python 3.10 cannot recycle workers
+            recycle["max_tasks_per_child"] = self._max_tasks
         return ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=init_worker, max_tasks_per_child=self._max_tasks)
+                                   initializer=init_worker, **recycle)
 
     async def start(self) -> None:
         """Start every process now, so the first requests do not pay for imports."""
