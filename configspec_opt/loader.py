@@ -305,7 +305,7 @@ _MISSING = object()
 
 def _find_key(node: Any, part: PathPart) -> Any:
     if isinstance(node, Mapping):
-        for cand in (part, str(part)) + ((int(part),) if str(part).isdigit() else ()):
+        for cand in (part, str(part)) + ((int(part),) if str(part).isdecimal() else ()):
             if cand in node:
                 return cand
         return _MISSING

@@ -102,6 +102,18 @@ class Problem:
     def variants(self) -> list[tuple[str, str]]:
         return sorted({c.variant for c in self.candidates})
 
+    def row_size(self, row: Row) -> float:
+        """The size of a row's numbers: what its feasibility tolerance is relative to.
+
+        For a linearised ratio N - v*D it is the size of the terms, not of their
+        cancelling difference.
+        """
+        cands = self.candidates
+        if row.ratio is not None and row.ratio.den is not None and row.limit is not None:
+            num, den, v = row.ratio.num, row.ratio.den, row.limit
+            return max((max(abs(num(c)), abs(v * den(c))) for c in cands), default=0.0)
+        return max([abs(row.rhs), abs(row.t_coef)] + [abs(row.coef(c)) for c in cands])
+
     def empty_pools(self) -> list[int]:
         return [p.index for p in self.pools if not self.by_pool[p.index]]
 

@@ -65,7 +65,7 @@ class Formulation:
         absolute 1e-6 is already a smaller relative error.
         """
         coef = [row.coef(c) for c in self.problem.candidates]
-        size = max([abs(row.rhs), abs(row.t_coef)] + [abs(a) for a in coef])
+        size = self.problem.row_size(row)
         scale = size if 0.0 < size < 1.0 else 1.0
         expr = self.linear([a / scale for a in coef], row.t_coef / scale)
         rhs = row.rhs / scale

@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from configspec_opt.cli.core import SortKey
+from configspec_opt.operations import SortKey
 
 ProfilesFrom = Literal["inline", "stored"]
 TermText = Annotated[str, Field(min_length=1, max_length=64,

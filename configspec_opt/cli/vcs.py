@@ -295,7 +295,7 @@ def plot(
 ) -> None:
     """Draw one of the ConfigSpec paper's figures for a spec, the solver's choices marked."""
     with user_errors():
-        from configspec_opt.cli.core import _only, parse_term
+        from configspec_opt.operations import parse_term, select_pools
         from configspec_opt.loader import load_spec
         from configspec_opt.plots.data import collect
         from configspec_opt.spec import Objective
@@ -307,7 +307,7 @@ def plot(
             raise PlotUnavailableError("plots need matplotlib: pip install "
                                        f"'configspec-opt[plot]' ({exc})") from None
         loaded = load_spec(spec)
-        only = _only(loaded.spec, device)
+        only = select_pools(loaded.spec, device)
         objectives: list[Objective | None] = [None]
         if objective:
             terms = [parse_term(o) for o in objective]

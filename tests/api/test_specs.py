@@ -166,7 +166,7 @@ def test_time_limit_above_server_maximum(client: TestClient, example_text: str) 
 
 
 def test_schema_is_the_cli_schema(client: TestClient, tmp_path: Path) -> None:
-    from configspec_opt.cli.core import spec_schema
+    from configspec_opt.operations import spec_schema
 
     r = client.get("/v1/schema")
     assert r.status_code == 200

@@ -19,9 +19,14 @@ def _compositions(cands: list[Candidate], n: int) -> Iterator[list[tuple[Candida
         yield [(cands[i], k) for i, k in counts.items()]
 
 
-def brute_force(spec: Spec, objective: Objective | None = None
+def brute_force(spec: Spec, objective: Objective | None = None, rel_tol: float = 1e-6,
                 ) -> tuple[tuple[float, ...], list[tuple[Candidate, int]]] | None:
-    """Best objective key over all feasible assignments (None when infeasible)."""
+    """Best objective key over all feasible assignments (None when infeasible).
+
+    `rel_tol` is how far a constraint may be missed (relative) and still count
+    as met; the MILP's answer lies between the brute-force optima at a tolerance
+    below HiGHS's (1e-6) and one above it.
+    """
     objective = objective or spec.objective
     problem = build_problem(spec, objective=objective, prune=False)
     per_pool = [[problem.candidates[i] for i in idx] for idx in problem.by_pool]
@@ -32,7 +37,7 @@ def brute_force(spec: Spec, objective: Objective | None = None
             list(_compositions(cands, problem.pools[d].count))
             for d, cands in enumerate(per_pool)]):
         assignment = [x for part in parts for x in part]
-        if violated_constraints(problem, assignment):
+        if violated_constraints(problem, assignment, rel_tol):
             continue
         feasible.append((objective_key(fleet_metrics(assignment), objective), assignment))
     if not feasible:

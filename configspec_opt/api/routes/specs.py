@@ -100,6 +100,6 @@ async def pareto(service: ServiceDep, body: BodyDep,
 @router.get("/schema", responses=errors(401))
 def schema() -> dict[str, Any]:
     """The spec's JSON Schema (`configspec schema`)."""
-    from configspec_opt.cli.core import spec_schema
+    from configspec_opt.operations import spec_schema
 
     return spec_schema()

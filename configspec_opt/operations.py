@@ -1,0 +1,174 @@
+"""What validate / evaluate / solve / pareto compute, as the dicts `--json` prints.
+
+One implementation for every front end: the CLI prints these dicts (or renders
+them as tables), the HTTP API returns them, so the two cannot disagree.  Pure
+functions over a loaded spec: no typer, no FastAPI, no file access; solver
+modules are imported only when a solve needs them.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any
+
+from configspec_opt.candidates import slo_violations
+from configspec_opt.consistency import devices_without_power
+from configspec_opt.errors import UsageError
+from configspec_opt.loader import LoadedSpec
+from configspec_opt.problem import build_problem
+from configspec_opt.report import candidate_dict
+from configspec_opt.spec import Metric, Objective, Spec, Term
+
+EXPLAIN_MAX_CANDIDATES = 5000
+
+DEFAULT_SENSE = {Metric.goodput: "maximize", Metric.cost_efficiency: "maximize",
+                 Metric.min_goodput: "maximize", Metric.energy: "minimize",
+                 Metric.cost: "minimize", Metric.power: "minimize",
+                 Metric.verifier_load: "minimize"}
+SENSE_ALIASES = {"max": "maximize", "maximize": "maximize", "maximise": "maximize",
+                 "min": "minimize", "minimize": "minimize", "minimise": "minimize"}
+
+
+class SortKey(str, Enum):
+    goodput = "goodput"
+    cost_efficiency = "cost_efficiency"
+    energy = "energy"
+    k = "k"
+
+
+SORT_FIELDS = {SortKey.goodput: ("goodput_tok_s", True),
+               SortKey.cost_efficiency: ("cost_tok_per_usd", True),
+               SortKey.energy: ("energy_j_per_tok", False), SortKey.k: ("k", False)}
+
+
+def parse_term(text: str) -> Term:
+    """`goodput`, `max:goodput` or `minimize:energy`."""
+    sense, _, name = text.rpartition(":")
+    try:
+        metric = Metric(name.strip())
+    except ValueError:
+        raise UsageError(f"unknown metric '{name}' (one of: "
+                         f"{', '.join(m.value for m in Metric)})") from None
+    if sense:
+        if sense.strip().lower() not in SENSE_ALIASES:
+            raise UsageError(f"unknown direction '{sense}' (max or min)")
+        direction = SENSE_ALIASES[sense.strip().lower()]
+    else:
+        direction = DEFAULT_SENSE[metric]
+    return Term.model_validate({direction: metric})
+
+
+def select_pools(spec: Spec, devices: list[str] | None) -> set[str] | None:
+    """The pools a command is restricted to (None: all), refusing unknown names."""
+    if not devices:
+        return None
+    known = [d.name for d in spec.devices]
+    unknown = [d for d in devices if d not in known]
+    if unknown:
+        raise UsageError(f"unknown device {', '.join(unknown)} (known: {', '.join(known)})")
+    return set(devices)
+
+
+def check_energy_available(spec: Spec, obj: Objective | None, only: set[str] | None) -> None:
+    """An energy objective over pools without power data is an error that says so."""
+    if obj is None or all(t.metric is not Metric.energy for t in obj.terms()):
+        return
+    missing = devices_without_power(spec, only)
+    if missing:
+        raise UsageError(f"energy is not available for {', '.join(missing)}: no power data "
+                         "(use --device to leave those pools out, or add power_w)")
+
+
+def spec_schema() -> dict[str, Any]:
+    """JSON Schema of the spec, for editors (yaml-language-server) and tools."""
+    schema = Spec.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "configspec-opt deployment spec"
+    return schema
+
+
+def validate_report(loaded: LoadedSpec) -> dict[str, Any]:
+    problem = build_problem(loaded.spec, prune=False)
+    return {
+        "status": "valid", "name": loaded.spec.name, "spec_sha256": loaded.sha256,
+        "pools": len(problem.pools), "devices": sum(p.count for p in problem.pools),
+        "candidates": sum(len(pc.candidates) for pc in problem.structural),
+        "candidates_meeting_slo": len(problem.candidates),
+        "warnings": loaded.warnings,
+    }
+
+
+def evaluate_report(loaded: LoadedSpec, *, sort: SortKey = SortKey.goodput,
+                    devices: list[str] | None = None, top: int | None = None) -> dict[str, Any]:
+    only = select_pools(loaded.spec, devices)
+    problem = build_problem(loaded.spec, only=only, prune=False, apply_slo=False)
+    field, desc = SORT_FIELDS[sort]
+    rows: list[dict[str, Any]] = []
+    for pc in problem.structural:
+        slo = loaded.spec.slo_for(pc.device)
+        pool_rows = []
+        for c in pc.candidates:
+            d = candidate_dict(c)
+            miss = slo_violations(c, slo)
+            d["meets_slo"] = not miss
+            d["slo"] = "ok" if not miss else "misses " + ",".join(miss)
+            pool_rows.append(d)
+        pool_rows.sort(key=lambda r: (r[field] is None,
+                                      -(r[field] or 0) if desc else (r[field] or 0)))
+        rows.extend(pool_rows[:top] if top else pool_rows)
+    return {"candidates": rows}
+
+
+def solve_inputs(loaded: LoadedSpec, objective: str | None,
+                 devices: list[str] | None) -> tuple[Objective | None, set[str] | None]:
+    """The objective override and pool selection, checked against the spec."""
+    obj = None
+    if objective:
+        t = parse_term(objective)
+        obj = Objective.model_validate({t.sense: t.metric})
+    only = select_pools(loaded.spec, devices)
+    check_energy_available(loaded.spec, obj, only)
+    return obj, only
+
+
+def solve_report(
+    loaded: LoadedSpec, *, objective: str | None = None, devices: list[str] | None = None,
+    time_limit: float | None = None, gap: float = 1e-9, explain: bool | None = None,
+    tie_break: bool = True, prune: bool = True,
+) -> dict[str, Any]:
+    """`configspec solve --json`: the assignment, fleet metrics, solver facts, diagnosis."""
+    from configspec_opt.explain import explain as explain_pools
+    from configspec_opt.report import solution_dict
+    from solvers.adapter import SolverOptions, require_solver
+    from solvers.solve import solve
+
+    require_solver()
+    obj, only = solve_inputs(loaded, objective, devices)
+    sol = solve(loaded.spec, objective=obj, only=only,
+                options=SolverOptions(time_limit=time_limit, rel_gap=gap),
+                tie_break=tie_break, prune=prune)
+    if explain is None:
+        explain = sum(len(pc.candidates) for pc in sol.problem.structural) \
+            <= EXPLAIN_MAX_CANDIDATES
+    explanations = explain_pools(sol.problem, sol.objective, sol.assignment) \
+        if explain and sol.assignment else None
+    return solution_dict(sol, spec_sha256=loaded.sha256, explanations=explanations,
+                         warnings=loaded.warnings)
+
+
+def pareto_report(
+    loaded: LoadedSpec, *, x: str = "goodput", y: str = "energy",
+    devices: list[str] | None = None, points: int = 50, time_limit: float | None = None,
+) -> dict[str, Any]:
+    from configspec_opt.report import pareto_dict
+    from solvers.adapter import SolverOptions, require_solver
+    from solvers.pareto import pareto
+
+    require_solver()
+    tx, ty = parse_term(x), parse_term(y)
+    only = select_pools(loaded.spec, devices)
+    check_energy_available(loaded.spec, Objective.model_validate({"lexicographic": [tx, ty]}),
+                           only)
+    front = pareto(loaded.spec, tx, ty, only=only, max_points=points,
+                   options=SolverOptions(time_limit=time_limit))
+    return pareto_dict(front)
