@@ -122,3 +122,10 @@ def test_repository_fleet_spec_solves() -> None:
     data = json.loads(proc.stdout)
     assert data["status"] == "optimal"
     assert data["fleet"]["cost_usd_per_hour"] <= 12.0 + 1e-6
+
+
+def test_committed_locks_follow_from_their_specs() -> None:
+    """CI fails when a committed decision no longer follows from its committed spec."""
+    proc = run("check", "--resolve", "specs", "examples/llama70b-edge.yaml", "examples/paper")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "specs/retail-fleet.yaml: ok" in proc.stdout
