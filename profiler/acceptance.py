@@ -57,6 +57,7 @@ class KEstimate:
     prompts: int
     ci_low: float
     ci_high: float
+    full: float = 0.0  # rounds that accepted all K drafts (the draft then owes one step)
 
     @property
     def alpha(self) -> float:
@@ -74,6 +75,7 @@ class KEstimate:
             "accepted": round(self.accepted, 3),
             "drafted": self.drafted,
             "mean_acceptance_length": round(self.mean_acceptance_length, 3),
+            "full_accept_rate": round(self.full / self.rounds, 4) if self.rounds else 0.0,
         }
 
 
@@ -98,8 +100,9 @@ def estimate(k: int, per_prompt: Sequence[Sequence[float]]) -> KEstimate:
     else:
         fr = [a / k for r in per_prompt for a in r]
         se = float(np.std(fr, ddof=1)) / math.sqrt(len(fr)) if len(fr) > 1 else 0.5
+    full = float(sum(1 for r in per_prompt for a in r if a >= k))
     return KEstimate(k, acc, drafted, rounds, len(clusters),
-                     max(0.0, alpha - Z95 * se), min(1.0, alpha + Z95 * se))
+                     max(0.0, alpha - Z95 * se), min(1.0, alpha + Z95 * se), full)
 
 
 def greedy_alpha(ks: Sequence[int], matches_per_prompt: Sequence[Sequence[bool]]

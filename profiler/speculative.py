@@ -142,14 +142,21 @@ def _extend(out: list[int], emitted: list[int], max_new: int, target: Engine) ->
 
 def plain_greedy(target: Engine, prompt: list[int], max_new: int) -> list[int]:
     """The target alone, token by token: the reference a lossless loop must reproduce."""
+    return plain_greedy_timed(target, prompt, max_new)[0]
+
+
+def plain_greedy_timed(target: Engine, prompt: list[int], max_new: int
+                       ) -> tuple[list[int], float]:
+    """Plain greedy decoding and its wall time after the prefill (for the speedup)."""
     x = prefill_but_last(target, prompt)
+    t0 = time.perf_counter()
     logits = target.step(x)
     out: list[int] = []
     while True:
         tok = int(np.argmax(logits))
         out.append(tok)
         if target.is_end(tok) or len(out) >= max_new:
-            return out
+            return out, time.perf_counter() - t0
         logits = target.step(tok)
 
 
@@ -180,6 +187,7 @@ def generate_remote(draft: Engine, remote: RemoteTarget, prompt_text: str, k: in
     backlog: list[int] = []
     context = prompt_text
     rng = np.random.default_rng(0)
+    vocab = piece_index(draft)
     while len(res.tokens) < max_new:
         t0 = time.perf_counter()
         d0 = draft.n_past  # before the backlog and x are fed
@@ -191,7 +199,7 @@ def generate_remote(draft: Engine, remote: RemoteTarget, prompt_text: str, k: in
                                     logprobs=1)
         t2 = time.perf_counter()
         a, bonus_text = _remote_verdict(choice, context, pieces)
-        bonus_ids = draft.tokenize(bonus_text, add_bos=False) or [draft.eos]
+        bonus_ids = _text_to_ids(draft, vocab, context + "".join(pieces[:a]), bonus_text)
         if a < k:
             draft.rollback(d0 + len(backlog) + 1 + a)
             backlog = []
@@ -211,17 +219,56 @@ def generate_remote(draft: Engine, remote: RemoteTarget, prompt_text: str, k: in
     return res
 
 
+def piece_index(engine: Engine) -> dict[str, int]:
+    """Token text -> id, to map the endpoint's token strings back to ids.
+
+    The last id wins: SentencePiece vocabularies list byte-fallback tokens
+    (`<0x71>` renders as "q") before the normal pieces a model emits.
+    """
+    out: dict[str, int] = {}
+    for i in range(engine.n_vocab):
+        out[engine.piece(i).decode("utf-8", "ignore")] = i
+    out.pop("", None)
+    return out
+
+
+def _text_to_ids(engine: Engine, vocab: dict[str, int], before: str, text: str) -> list[int]:
+    """Ids of one token's text: a vocabulary lookup, else what tokenizing adds after `before`."""
+    if not text:
+        return [engine.eos]  # the endpoint ended the answer
+    if text in vocab:
+        return [vocab[text]]
+    head = engine.tokenize(before)
+    full = engine.tokenize(before + text)
+    if full[: len(head)] == head and len(full) > len(head):
+        return full[len(head):]
+    return engine.tokenize(text, add_bos=False)
+
+
+def _drafted_start(tokens: list[str], drafted_chars: int) -> int:
+    """Index of the first echoed token of the drafted text (the echo ends with it + 1 new).
+
+    Counted from the end by characters: `text_offset` is unreliable (llama-cpp-python
+    counts the word-marker space of a SentencePiece first token).
+    """
+    chars, i = 0, len(tokens) - 1  # the last token is the generated one
+    while i > 0 and chars < drafted_chars:
+        i -= 1
+        chars += len(tokens[i])
+    return i
+
+
 def _remote_verdict(choice: dict[str, object], context: str, pieces: list[str]
                     ) -> tuple[int, str]:
     lp = choice.get("logprobs")
-    if not isinstance(lp, dict) or not isinstance(lp.get("text_offset"), list):
-        raise EndpointError("the endpoint returned no logprobs.text_offset with echo=true "
-                            "(llama-cpp-python's server needs logits_all, the default)")
-    offsets: list[int] = lp["text_offset"]
+    if not isinstance(lp, dict) or not isinstance(lp.get("tokens"), list) or \
+            not isinstance(lp.get("top_logprobs"), list):
+        raise EndpointError("the endpoint returned no logprobs.tokens/top_logprobs with "
+                            "echo=true (llama-cpp-python's server needs logits_all, the default)")
     tokens: list[str] = lp["tokens"]
     tops: list[object] = lp["top_logprobs"]
     text = str(choice.get("text", ""))
-    i0 = next((i for i, off in enumerate(offsets) if off >= len(context)), len(offsets))
+    i0 = _drafted_start(tokens, sum(len(p) for p in pieces))
     a = 0
     while a < len(pieces):
         i = i0 + a

@@ -19,12 +19,14 @@ from typing import Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.scalarstring import SingleQuotedScalarString
 
 from configspec_opt.errors import SpecError, SpecIssue
 from configspec_opt.files import atomic_write_text
 from configspec_opt.loader import parse_spec
 
 KEY_FIELDS = ("device", "draft", "quant")
+_FLOW_UNSAFE = re.compile(r"[:#,\[\]{}&*!|>'\"%@`]|^[-?\s]|\s$")
 _KEY_ONLY = re.compile(r"^(\s*)[^\s#-][^:#]*:\s*(#.*)?$")
 
 
@@ -86,6 +88,8 @@ def to_yaml_node(value: Any, depth: int = 0) -> Any:
         if all(map(_scalar, value)):
             seq.fa.set_flow_style()
         return seq
+    if isinstance(value, str) and _FLOW_UNSAFE.search(value):
+        return SingleQuotedScalarString(value)  # a URL in a flow mapping must be quoted
     return value
 
 

@@ -85,7 +85,7 @@ def test_out_file_leaves_the_spec_untouched(tiny_spec: Path) -> None:
      "is not a GGUF file"),
     (lambda t: t.replace("gguf: tiny-draft-close.gguf", "gguf: tiny-foreign.gguf"),
      "do not share a tokenizer|different vocabularies"),
-    (lambda t: t.replace("gguf: tiny-draft-close.gguf", "gguf: pkg:no_such_pkg/x.gguf"),
+    (lambda t: t.replace("gguf: tiny-draft-close.gguf", "gguf: 'pkg:no_such_pkg/x.gguf'"),
      "Python package 'no_such_pkg' is not installed"),
 ])
 def test_bad_models_are_clear_errors(tiny_spec: Path, mutate: Any, message: str) -> None:

@@ -3,12 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +11,7 @@ from typer.testing import CliRunner
 
 from configspec_opt.cli import app
 from configspec_opt.loader import load_spec
+from profiler.testing import free_port, llama_server
 
 pytest.importorskip("llama_cpp.server")
 runner = CliRunner()
@@ -24,44 +19,10 @@ FAST = ["--n-prompts", "3", "--max-new-tokens", "24", "--repeats", "1", "--idle-
         "--threads", "1", "--n-ctx", "512", "--power", "none", "--max-spread", "100"]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_server(model: Path, port: int) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1",
-         "--port", str(port), "--n_ctx", "1024", "--n_threads", "1", "--n_threads_batch", "1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        env={**os.environ, "OMP_NUM_THREADS": "1"})
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"llama_cpp.server exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=2):
-                return proc
-        except OSError:
-            time.sleep(0.3)
-    proc.kill()
-    raise RuntimeError("llama_cpp.server did not come up in 90 s")
-
-
 @pytest.fixture(scope="module")
 def server(tiny_dir: Path) -> Iterator[str]:
-    port = free_port()
-    proc = start_server(tiny_dir / "tiny-target.gguf", port)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with llama_server(tiny_dir / "tiny-target.gguf") as url:
+        yield url
 
 
 def _remote_spec(spec: Path, endpoint: str) -> None:

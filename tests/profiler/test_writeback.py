@@ -67,6 +67,16 @@ def test_updating_an_entry_changes_only_its_numbers() -> None:
     assert "acceptance:                     # alpha(K) per target" in new
 
 
+def test_strings_that_need_quotes_in_flow_style_are_quoted() -> None:
+    entry = dict(ENTRY, provenance={"target": {"kind": "remote",
+                                               "endpoint": "http://127.0.0.1:8080"}})
+    new = upsert_spec_text(TINY_SPEC, [entry])
+    assert "{kind: remote, endpoint: 'http://127.0.0.1:8080'}" in new
+    from configspec_opt.loader import parse_spec
+
+    assert parse_spec(new).spec.profiles[0].provenance == entry["provenance"]
+
+
 def test_indent_guess_separates_mapping_and_sequence_styles() -> None:
     assert guess_indents(EXAMPLE.read_text()) == (2, 2)
     assert guess_indents("a:\n    b: 1\nc:\n-   x\n") == (4, 0)
