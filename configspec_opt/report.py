@@ -247,4 +247,5 @@ def print_pareto(console: Console, data: dict[str, Any]) -> None:
             for a in p["assignments"]))
     console.print(t)
     if not data["complete"]:
-        console.print("[yellow]stopped at --points; the front has more points[/yellow]")
+        console.print("[yellow]the front has more points than --points: "
+                      "sampled evenly between its two ends[/yellow]")

@@ -4,12 +4,13 @@ Start from the assignment best in x (ties broken by y: lexicographic, so the
 point is non-dominated), then demand that y be strictly better than the last
 point's y and optimise x again, until nothing is left.  Every point is
 non-dominated and, when the walk ends by infeasibility, the list is the
-whole front (for integer fleets it is finite).  A cap on points stops early
-and says so.
+whole front (for integer fleets it is finite).  When the front has more points
+than asked for, it is sampled evenly between its two ends instead, and says so.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 from configspec_opt.candidates import Candidate
@@ -43,8 +44,12 @@ def pareto(
     spec: Spec, x: Term, y: Term, *, only: set[str] | None = None, max_points: int = 50,
     options: SolverOptions | None = None, step: float = MIN_STEP,
 ) -> ParetoFront:
-    import time
+    """The front of (x, y); exact when it has at most `max_points` points.
 
+    A larger front (fleets mix configurations in many integer ways) is sampled
+    instead: `max_points` epsilon levels spread evenly between the best-x and the
+    best-y ends, each solved to a non-dominated point (`complete` is then False).
+    """
     t0 = time.perf_counter()
     options = options or SolverOptions()
     objective = Objective(lexicographic=[x, y])
@@ -53,25 +58,54 @@ def pareto(
     if problem.empty_pools():
         front.time_s = time.perf_counter() - t0
         return front
-    last_y: float | None = None
-    while True:
-        if len(front.points) >= max_points:
-            front.complete = False
-            break
+
+    def point(y_bound: float | None) -> ParetoPoint | None:
+        """Best x (then y) with y at least as good as `y_bound`."""
         opt = Optimizer(problem, objective, options)
-        if last_y is not None:
-            delta = max(step * abs(last_y), 1e-9)
-            target = last_y + delta if y.sense == "maximize" else last_y - delta
-            opt.f.add_row(opt.bound_row(y, target, 0.0))
+        if y_bound is not None:
+            opt.f.add_row(opt.bound_row(y, y_bound, 0.0))
         try:
             counts = opt.solve(tie_break=False)
         except _Stop:
-            break
+            return None
         assignment = opt.assignment(counts)
         fm = fleet_metrics(assignment)
-        point = ParetoPoint(metric_value(fm, x.metric), metric_value(fm, y.metric), fm,
-                            assignment)
-        front.points.append(point)
-        last_y = point.y
+        return ParetoPoint(metric_value(fm, x.metric), metric_value(fm, y.metric), fm,
+                           assignment)
+
+    def better(v: float, delta: float) -> float:
+        return v + delta if y.sense == "maximize" else v - delta
+
+    last: ParetoPoint | None = point(None)
+    while last is not None and len(front.points) < max_points:
+        front.points.append(last)
+        last = point(better(last.y, max(step * abs(last.y), 1e-9)))
+    if last is not None:  # more points than asked for: sample the range evenly
+        front.complete = False
+        far = point_best_y(spec, x, y, only, options)
+        first = front.points[0]
+        front.points = [first]
+        if far is not None and max_points > 1:
+            for i in range(1, max_points):
+                target = first.y + (far.y - first.y) * i / (max_points - 1)
+                p = point(target)
+                if p is not None and all(abs(p.y - q.y) > 1e-12 * max(1.0, abs(p.y))
+                                         for q in front.points):
+                    front.points.append(p)
     front.time_s = time.perf_counter() - t0
     return front
+
+
+def point_best_y(spec: Spec, x: Term, y: Term, only: set[str] | None,
+                 options: SolverOptions) -> ParetoPoint | None:
+    """The other end of the front: best y, then best x."""
+    objective = Objective(lexicographic=[y, x])
+    problem = build_problem(spec, only=only, objective=objective)
+    opt = Optimizer(problem, objective, options)
+    try:
+        counts = opt.solve(tie_break=False)
+    except _Stop:
+        return None
+    assignment = opt.assignment(counts)
+    fm = fleet_metrics(assignment)
+    return ParetoPoint(metric_value(fm, x.metric), metric_value(fm, y.metric), fm, assignment)

@@ -129,3 +129,16 @@ def test_committed_locks_follow_from_their_specs() -> None:
     proc = run("check", "--resolve", "specs", "examples/llama70b-edge.yaml", "examples/paper")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "specs/retail-fleet.yaml: ok" in proc.stdout
+
+
+def test_large_front_is_sampled_across_its_range() -> None:
+    proc = run("pareto", str(EXAMPLE), "--x", "goodput", "--y", "cost", "--points", "5",
+               "--json")
+    data = json.loads(proc.stdout)
+    assert data["complete"] is False and 2 <= len(data["points"]) <= 5
+    xs = [p["x"] for p in data["points"]]
+    ys = [p["y"] for p in data["points"]]
+    assert xs == sorted(xs, reverse=True) and ys == sorted(ys, reverse=True)
+    full = json.loads(run("solve", str(EXAMPLE), "--json", "-o", "min:cost").stdout)
+    # the sample reaches the cheap end of the front, not just the neighbourhood of the start
+    assert ys[-1] == pytest.approx(full["fleet"]["cost_usd_per_hour"], rel=1e-6)
