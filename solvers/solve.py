@@ -13,8 +13,11 @@ are then broken by one more MILP that keeps the objective at its optimum and
 minimises the sum of candidate ranks, a rank being a candidate's position in
 its pool's sorted list: ties resolve to the alphabetically first
 target/draft/quant and the smallest K.  That search is capped by a node count
-(`TIE_BREAK_NODES`, never by time); `solver.tie_break` says "exact" when it
-proved the least rank, "node_limit" when it stopped at the cap.
+(`TIE_BREAK_NODES`, never by time) and skipped for models above
+`TIE_BREAK_MAX_CANDIDATES`; `solver.tie_break` says "exact" when it proved the
+least rank, "node_limit" when it stopped at the node cap, "skipped" for large
+models (whose answer is still the same for the same spec: canonical order,
+single-threaded HiGHS, fixed seed).
 """
 
 from __future__ import annotations
@@ -37,6 +40,10 @@ from solvers.status import RunResult, Status, Termination
 
 DINKELBACH_MAX_ITER = 100
 TIE_BREAK_NODES = 500
+# Above this many candidates (after pruning) the tie-break stage roughly doubles
+# the solve; such models keep HiGHS's own deterministic choice (canonical model,
+# one thread, fixed seed): same spec, same assignment, just not the rank rule.
+TIE_BREAK_MAX_CANDIDATES = 20_000
 
 
 @dataclass
@@ -60,7 +67,7 @@ class Solution:
     build_s: float = 0.0
     gap: float | None = None
     stages: list[StageInfo] = field(default_factory=list)
-    tie_break: str = "off"  # exact | node_limit | off
+    tie_break: str = "off"  # exact | node_limit | skipped | off
     diagnosis: object | None = None  # solvers.diagnose.Diagnosis
     message: str = ""
 
@@ -233,7 +240,9 @@ class Optimizer:
             for term in obj.terms():
                 value = self.optimize_term(term)
                 self.f.add_row(self.bound_row(term, value, term.tolerance))
-        if tie_break:
+        if tie_break and len(self.problem.candidates) > TIE_BREAK_MAX_CANDIDATES:
+            self.tie = "skipped"
+        elif tie_break:
             self.tie_break()
         return self.last
 
