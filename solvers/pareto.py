@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from configspec_opt.candidates import Candidate
 from configspec_opt.fleet import FleetMetrics, fleet_metrics, metric_value
-from configspec_opt.problem import build_problem
+from configspec_opt.problem import Problem, build_problem
 from configspec_opt.spec import Objective, Spec, Term
 from solvers.adapter import SolverOptions
 from solvers.solve import Optimizer, _Stop
@@ -40,6 +40,21 @@ class ParetoFront:
     time_s: float = 0.0
 
 
+def _point(problem: Problem, objective: Objective, x: Term, y: Term,
+           options: SolverOptions, y_bound: float | None = None) -> ParetoPoint | None:
+    """Optimise `objective` (x then y, or y then x), y at least as good as `y_bound`."""
+    opt = Optimizer(problem, objective, options)
+    if y_bound is not None:
+        opt.f.add_row(opt.bound_row(y, y_bound, 0.0))
+    try:
+        counts = opt.solve(tie_break=False)
+    except _Stop:
+        return None
+    assignment = opt.assignment(counts)
+    fm = fleet_metrics(assignment)
+    return ParetoPoint(metric_value(fm, x.metric), metric_value(fm, y.metric), fm, assignment)
+
+
 def pareto(
     spec: Spec, x: Term, y: Term, *, only: set[str] | None = None, max_points: int = 50,
     options: SolverOptions | None = None, step: float = MIN_STEP,
@@ -52,60 +67,33 @@ def pareto(
     """
     t0 = time.perf_counter()
     options = options or SolverOptions()
-    objective = Objective(lexicographic=[x, y])
-    problem = build_problem(spec, only=only, objective=objective)
+    x_first = Objective(lexicographic=[x, y])
+    problem = build_problem(spec, only=only, objective=x_first)
     front = ParetoFront(x, y)
     if problem.empty_pools():
         front.time_s = time.perf_counter() - t0
         return front
 
-    def point(y_bound: float | None) -> ParetoPoint | None:
-        """Best x (then y) with y at least as good as `y_bound`."""
-        opt = Optimizer(problem, objective, options)
-        if y_bound is not None:
-            opt.f.add_row(opt.bound_row(y, y_bound, 0.0))
-        try:
-            counts = opt.solve(tie_break=False)
-        except _Stop:
-            return None
-        assignment = opt.assignment(counts)
-        fm = fleet_metrics(assignment)
-        return ParetoPoint(metric_value(fm, x.metric), metric_value(fm, y.metric), fm,
-                           assignment)
-
     def better(v: float, delta: float) -> float:
         return v + delta if y.sense == "maximize" else v - delta
 
-    last: ParetoPoint | None = point(None)
+    last = _point(problem, x_first, x, y, options)
     while last is not None and len(front.points) < max_points:
         front.points.append(last)
-        last = point(better(last.y, max(step * abs(last.y), 1e-9)))
+        last = _point(problem, x_first, x, y, options,
+                      better(last.y, max(step * abs(last.y), 1e-9)))
     if last is not None:  # more points than asked for: sample the range evenly
         front.complete = False
-        far = point_best_y(spec, x, y, only, options)
+        y_first = Objective(lexicographic=[y, x])
+        far = _point(build_problem(spec, only=only, objective=y_first), y_first, x, y, options)
         first = front.points[0]
         front.points = [first]
         if far is not None and max_points > 1:
             for i in range(1, max_points):
                 target = first.y + (far.y - first.y) * i / (max_points - 1)
-                p = point(target)
+                p = _point(problem, x_first, x, y, options, target)
                 if p is not None and all(abs(p.y - q.y) > 1e-12 * max(1.0, abs(p.y))
                                          for q in front.points):
                     front.points.append(p)
     front.time_s = time.perf_counter() - t0
     return front
-
-
-def point_best_y(spec: Spec, x: Term, y: Term, only: set[str] | None,
-                 options: SolverOptions) -> ParetoPoint | None:
-    """The other end of the front: best y, then best x."""
-    objective = Objective(lexicographic=[y, x])
-    problem = build_problem(spec, only=only, objective=objective)
-    opt = Optimizer(problem, objective, options)
-    try:
-        counts = opt.solve(tie_break=False)
-    except _Stop:
-        return None
-    assignment = opt.assignment(counts)
-    fm = fleet_metrics(assignment)
-    return ParetoPoint(metric_value(fm, x.metric), metric_value(fm, y.metric), fm, assignment)
