@@ -117,8 +117,15 @@ class TrialSetup:
 
 
 def predict(profile: Profile | None, target: str, k: int, t_verify: float, rtt_s: float,
-            overhead_s: float | None) -> dict[str, float | None]:
-    """Eq. 1-3 from the profile with the measured T_verify, plus the extended model."""
+            overhead_s: float | None, output_tokens: float | None = None
+            ) -> dict[str, float | None]:
+    """Eq. 1-3 from the profile with the measured T_verify, plus the extended model.
+
+    Extended: drafting takes (K + f_K) steps at the wall-clock v_d (f_K: rounds
+    that accepted all K, after which the draft owes d_K a step), the round adds
+    the measured overhead, and a request of n output tokens throws away on
+    average half a round's drafted surplus, K*alpha/2 tokens, at its end.
+    """
     if profile is None or target not in profile.acceptance:
         return {"alpha": None, "goodput_tok_s": None, "goodput_extended_tok_s": None,
                 "round_s": None, "energy_j_per_tok": None}
@@ -133,11 +140,12 @@ def predict(profile: Profile | None, target: str, k: int, t_verify: float, rtt_s
     per_k = ((prov.get("acceptance") or {}).get(target) or {}).get("per_k") or {}
     full = float((per_k.get(k) or per_k.get(str(k)) or {}).get("full_accept_rate") or 0.0)
     r_ext = (k + full) / v_wall + t_verify + rtt_s + (overhead_s or 0.0)
+    kept = output_tokens / (output_tokens + k * alpha / 2) if output_tokens else 1.0
     power = profile.power_w
     return {
         "alpha": alpha,
         "goodput_tok_s": metrics.goodput_tok_s(k, alpha, r),
-        "goodput_extended_tok_s": metrics.goodput_tok_s(k, alpha, r_ext),
+        "goodput_extended_tok_s": metrics.goodput_tok_s(k, alpha, r_ext) * kept,
         "round_s": r,
         "energy_j_per_tok": None if power is None else metrics.energy_j_per_tok(power, k, v_d,
                                                                                alpha),
@@ -208,13 +216,15 @@ def _first_divergence(i: int, got: list[int], want: list[int]) -> str:
 
 
 def attach_predictions(results: list[KResult], profile: Profile | None, target: str,
-                       rtt_s: float) -> None:
-    """Predictions with each K's measured T_verify and the trial's median round overhead."""
+                       rtt_s: float, requests: int) -> None:
+    """Predictions with each K's measured T_verify, the trial's median round overhead and
+    the mean output length of the plain target's answers (the workload, not the result)."""
     overheads = [r.measured.per_round(r.measured.overhead_s) for r in results if r.measured.rounds]
     overhead = statistics.median(overheads) if overheads else None
     for r in results:
         t_verify = r.measured.per_round(r.measured.verify_s)
-        r.predicted = predict(profile, target, r.k, t_verify, rtt_s, overhead)
+        n = r.measured.tokens / requests if requests else None
+        r.predicted = predict(profile, target, r.k, t_verify, rtt_s, overhead, n)
 
 
 def fit_verify(results: list[KResult]) -> dict[str, float]:

@@ -141,7 +141,7 @@ def _trial(spec_path: Path, device: str, draft: str, quant: str, k: str | None,
                                max_new_tokens, sampling, dev.rtt_s)
             results, info = run_remote(deng, remote, setup)
     # a remote target's network time is inside the measured T_verify already
-    attach_predictions(results, profile, tgt.name, dev.rtt_s if tgt.gguf else 0.0)
+    attach_predictions(results, profile, tgt.name, dev.rtt_s if tgt.gguf else 0.0, len(texts))
     report: dict[str, Any] = jsonable({
         "status": "ok", "spec": str(spec_path), "device": dev.name, "draft": draft,
         "quant": quant, "target": tgt.name, "target_info": info,

@@ -98,6 +98,17 @@ def test_bad_models_are_clear_errors(tiny_spec: Path, mutate: Any, message: str)
     assert re.search(message, res.output), res.output
 
 
+def test_declared_power_is_written_as_declared(tiny_spec: Path) -> None:
+    args = [a for a in FAST if a not in ("--power", "none")]
+    res = run("profile", str(tiny_spec), "-d", "here", *args, "--drafts", "tiny-draft:close",
+              "--power", "constant:8.5", "--idle-s", "0.2")
+    assert res.exit_code == 0, res.output
+    prof = load_spec(tiny_spec).spec.profiles[0]
+    assert (prof.power_w, prof.idle_power_w) == (8.5, 8.5)
+    power = (prof.provenance or {})["power"]
+    assert power["source"] == "declared" and power["drafting"]["samples"] >= 2
+
+
 def test_unknown_device_and_bad_k(tiny_spec: Path) -> None:
     res = runner.invoke(app, ["profile", str(tiny_spec), "-d", "nowhere", *FAST])
     assert res.exit_code == 2 and "unknown device 'nowhere'" in res.output

@@ -68,6 +68,20 @@ def test_cli_trial_without_profile_warns_and_still_measures(tiny_spec: Path, tmp
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_trial_energy_with_a_power_source(tiny_spec: Path) -> None:
+    args = [a for a in TRIAL if a not in ("--power", "none")]
+    assert runner.invoke(app, ["profile", str(tiny_spec), "-d", "here", *PROFILE,
+                               "--drafts", "tiny-draft:close"]).exit_code == 0
+    report = _json(runner.invoke(app, ["trial", str(tiny_spec), "-d", "here", *args,
+                                       "--k", "3", "--power", "constant:5", "--json"]))
+    (r,) = report["results"]
+    m = r["measured"]
+    # drafting energy per token: P x drafting time / tokens (Eq. 3's accounting)
+    assert m["energy_j_per_tok"] == pytest.approx(5 * m["draft_s"] * m["rounds"] / m["tokens"],
+                                                  rel=1e-2)
+    assert r["predicted"]["energy_j_per_tok"] is None  # the profile has no power: no guess
+
+
 def test_cli_trial_bad_quant_is_a_clear_error(tiny_spec: Path) -> None:
     res = runner.invoke(app, ["trial", str(tiny_spec), "-d", "here", "--draft", "tiny-draft",
                               "--quant", "Q9"])
