@@ -332,6 +332,8 @@ def summarize_entry(entry: dict[str, Any]) -> dict[str, Any]:
         "mean_alpha": {t: round(statistics.fmean(a.values()), 4)
                        for t, a in entry["acceptance"].items() if a},
         "warnings": prov.get("warnings", []),
+        "verify": {t: v["fit"] | ({"rtt_s": v["rtt_s"]} if "rtt_s" in v else {})
+                   for t, v in (prov.get("verify") or {}).items()},
     }
 
 

@@ -272,6 +272,13 @@ def _print_summary(summary: dict[str, Any], ks: list[int]) -> None:
                           "-" if m["power_w"] is None else f"{m['power_w']:.1f}", tname,
                           *[f"{acc.get(k, float('nan')):.2f}" for k in ks])
     out.print(table)
+    for m in summary["measured"]:
+        for tname, fit in m["verify"].items():
+            out.print(f"T_verify for {tname} from here: {fit['verify_latency_s']:.4f} s + "
+                      f"{fit['verify_latency_per_token_s']:.5f} s * K"
+                      + (f", RTT {fit['rtt_s'] * 1e3:.1f} ms" if "rtt_s" in fit else "")
+                      + " (targets[].verify_latency_s / verify_latency_per_token_s, "
+                      "devices[].rtt_s)", markup=False)
     for s in summary["skipped_existing"]:
         out.print(f"skipped {s}: already measured (--force to redo)")
     for s in summary["skipped"]:

@@ -166,3 +166,33 @@ def test_push_to_a_dead_endpoint_is_a_clear_error(tiny_spec: Path) -> None:
     assert res.exit_code == 4
     assert "failed after 2 attempts" in res.output and "Traceback" not in res.output
     assert load_spec(tiny_spec).spec.profiles  # the measurement itself was kept
+
+
+def test_ctrl_c_leaves_a_valid_spec(tiny_spec: Path) -> None:
+    """SIGINT to a real `configspec profile` process: exit 130, spec valid, no temp files."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    before = tiny_spec.read_text()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "configspec_opt", "profile", str(tiny_spec), "-d", "here",
+         "--n-prompts", "12", "--max-new-tokens", "120", "--repeats", "8", "--idle-s", "0",
+         "--threads", "1", "--power", "none", "--max-spread", "100"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=Path(__file__).resolve().parents[2], env={**os.environ, "NO_COLOR": "1"},
+        # a child of a background job inherits SIGINT ignored; give it the default back
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.monotonic() + 120
+    while tiny_spec.read_text() == before and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)  # wait for the first variant to be written, then interrupt the second
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "interrupted: 1 profile(s) written; the spec is valid" in stderr
+    assert "Traceback" not in stderr
+    spec = load_spec(tiny_spec).spec
+    assert [p.quant for p in spec.profiles] == ["close"]
+    assert sorted(p.name for p in tiny_spec.parent.iterdir() if p.name.startswith(".")) == []
