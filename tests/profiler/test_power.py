@@ -177,7 +177,10 @@ def test_sampler_average_equals_energy_over_time(tmp_path: Path) -> None:
         e = 0
         while not stop.is_set():
             e += 50_000  # 0.05 J per tick
-            (base / "intel-rapl:0/energy_uj").write_text(f"{e}\n")
+            # sysfs reads are atomic; a truncate-then-write would show the sampler ""
+            tmp = base / "intel-rapl:0/.energy_uj.tmp"
+            tmp.write_text(f"{e}\n")
+            os.replace(tmp, base / "intel-rapl:0/energy_uj")
             time.sleep(0.01)
 
     t = threading.Thread(target=burn)
