@@ -109,11 +109,19 @@ def plan_targets(spec: Spec, base_dir: Path, names: list[str] | None) -> list[Ta
 
 
 def already_measured(spec: Spec, device: str, v: Variant, targets: list[TargetRef],
-                     ks: list[int]) -> Profile | None:
-    """The existing profile if it covers every target at every K (so it can be skipped)."""
+                     ks: list[int], temperature: float = 0.0) -> Profile | None:
+    """The existing profile if it covers every target at every K (so it can be skipped).
+
+    A profile measured at another temperature (greedy vs sampled acceptance)
+    does not count; a hand-written one (no provenance) does, so it is only
+    replaced with --force.
+    """
     for p in spec.profiles:
         if (p.device, p.draft, p.quant) != (device, v.draft, v.quant):
             continue
+        settings = (p.provenance or {}).get("settings") or {}
+        if p.provenance and float(settings.get("temperature", 0.0)) != temperature:
+            return None
         for ref in targets:
             if ref.target.family != v.family:
                 continue

@@ -220,7 +220,7 @@ def _profile(spec_path: Path, device: str, target: list[str] | None, drafts: lis
         try:
             for v in variants:
                 view = spec.model_copy(update={"profiles": existing})
-                old = already_measured(view, dev.name, v, targets, ks)
+                old = already_measured(view, dev.name, v, targets, ks, temperature)
                 if old is not None and not force:
                     skipped_existing.append(v.label)
                     continue

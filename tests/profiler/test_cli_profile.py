@@ -56,13 +56,21 @@ def test_profile_writes_entries_and_leaves_the_rest_of_the_file_alone(tiny_spec:
     res = run("profile", str(tiny_spec), "-d", "here", *FAST, "--json")
     assert json.loads(res.stdout)["skipped_existing"] == ["tiny-draft close", "tiny-draft far"]
     assert tiny_spec.read_text() == after
+    # another temperature is another measurement: sampled acceptance replaces greedy
+    res = run("profile", str(tiny_spec), "-d", "here", *FAST, "--json", "--temperature", "0.7",
+              "--drafts", "tiny-draft:close", "--n-ctx", "512")
+    assert [m["quant"] for m in json.loads(res.stdout)["measured"]] == ["close"]
+    sampled = load_spec(tiny_spec).spec.profiles[0]
+    assert (sampled.provenance or {})["acceptance"]["tiny-target"]["mode"].startswith("sampled")
+    assert sampled.acceptance != close.acceptance
+    mid = tiny_spec.read_text()
     # --force re-measures in place: same entries, same alpha (deterministic), no new lines
     res = run("profile", str(tiny_spec), "-d", "here", *FAST, "--json", "--force",
               "--drafts", "tiny-draft:far")
     assert [m["quant"] for m in json.loads(res.stdout)["measured"]] == ["far"]
     again = load_spec(tiny_spec).spec.profiles
     assert again[1].acceptance == far.acceptance
-    assert len(tiny_spec.read_text().splitlines()) == len(after.splitlines())
+    assert len(tiny_spec.read_text().splitlines()) == len(mid.splitlines())
 
 
 def test_out_file_leaves_the_spec_untouched(tiny_spec: Path) -> None:
