@@ -50,8 +50,9 @@ class Candidate:
 def make_candidate(
     pool: int, device: Device, target_name: str, price: float, t_verify: float,
     draft: str, quant: str, k: int, alpha: float, v_d: float, power: float | None,
+    full_accept: float = 0.0,
 ) -> Candidate:
-    r = m.round_time_s(k, v_d, t_verify, device.rtt_s)
+    r = m.round_time_s(k, v_d, t_verify, device.rtt_s, full_accept, device.round_overhead_s)
     return Candidate(
         pool=pool, device=device.name, target=target_name, draft=draft, quant=quant, k=k,
         alpha=alpha, draft_tok_s=v_d, round_time_s=r,
@@ -60,8 +61,10 @@ def make_candidate(
         cost_usd_per_hour=m.cost_usd_per_hour(k, r, price),
         cost_efficiency_tok_per_usd=m.cost_efficiency_tok_per_usd(k, alpha, price),
         power_w=power,
-        drafting_power_w=None if power is None else m.drafting_power_w(power, k, v_d, r),
-        energy_j_per_tok=None if power is None else m.energy_j_per_tok(power, k, v_d, alpha),
+        drafting_power_w=None if power is None else m.drafting_power_w(
+            power, k, v_d, r, full_accept),
+        energy_j_per_tok=None if power is None else m.energy_j_per_tok(
+            power, k, v_d, alpha, full_accept),
     )
 
 
@@ -123,7 +126,7 @@ def enumerate_candidates(spec: Spec, only: set[str] | None = None) -> list[PoolC
                     pc.candidates.append(make_candidate(
                         pc.index, device, tname, target.price_usd_per_mtok,
                         target.verify_latency(k), prof.draft, prof.quant, k, alpha,
-                        prof.draft_tok_s, power))
+                        prof.draft_tok_s, power, prof.full_accept.get(tname, {}).get(k, 0.0)))
         if pins and not pc.candidates and profiled:
             pc.excluded.append("the pins on this pool exclude every profiled configuration")
         pc.candidates.sort(key=lambda c: c.config)

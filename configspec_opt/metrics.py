@@ -10,9 +10,15 @@ from __future__ import annotations
 SECONDS_PER_HOUR = 3600.0
 
 
-def round_time_s(k: int, draft_tok_s: float, verify_latency_s: float, rtt_s: float = 0.0) -> float:
-    """R = K/v_d + T_verify + rtt."""
-    return k / draft_tok_s + verify_latency_s + rtt_s
+def drafting_time_s(k: int, draft_tok_s: float, full_accept: float = 0.0) -> float:
+    """(K + f_K)/v_d: K drafted tokens, plus the catch-up step after a fully accepted round."""
+    return (k + full_accept) / draft_tok_s
+
+
+def round_time_s(k: int, draft_tok_s: float, verify_latency_s: float, rtt_s: float = 0.0,
+                 full_accept: float = 0.0, overhead_s: float = 0.0) -> float:
+    """R = K/v_d + T_verify + rtt (Eq. 1's denominator), plus the measured extras if given."""
+    return drafting_time_s(k, draft_tok_s, full_accept) + verify_latency_s + rtt_s + overhead_s
 
 
 def tokens_per_round(k: int, alpha: float) -> float:
@@ -39,14 +45,16 @@ def cost_efficiency_tok_per_usd(k: int, alpha: float, price_usd_per_mtok: float)
     return (alpha + 1.0 / k) / (price_usd_per_mtok * 1e-6)
 
 
-def drafting_power_w(power_w: float, k: int, draft_tok_s: float, round_s: float) -> float:
+def drafting_power_w(power_w: float, k: int, draft_tok_s: float, round_s: float,
+                     full_accept: float = 0.0) -> float:
     """Average power spent drafting over a round: P * (K/v_d) / R (J/s)."""
-    return power_w * (k / draft_tok_s) / round_s
+    return power_w * drafting_time_s(k, draft_tok_s, full_accept) / round_s
 
 
-def energy_j_per_tok(power_w: float, k: int, draft_tok_s: float, alpha: float) -> float:
+def energy_j_per_tok(power_w: float, k: int, draft_tok_s: float, alpha: float,
+                     full_accept: float = 0.0) -> float:
     """Eq. 3: E = P * (K/v_d) / (K*alpha + 1), drafting energy per accepted token."""
-    return power_w * (k / draft_tok_s) / tokens_per_round(k, alpha)
+    return power_w * drafting_time_s(k, draft_tok_s, full_accept) / tokens_per_round(k, alpha)
 
 
 def mean_acceptance_length(k: int, alpha: float) -> float:

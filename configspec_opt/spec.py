@@ -91,6 +91,9 @@ class Device(StrictModel):
     power_w: Positive | None = Field(
         None, description="Declared drafting power, used where a profile has none."
     )
+    round_overhead_s: NonNeg = Field(
+        0.0, description="Measured per-round overhead outside drafting and verification "
+        "(client code, tokenisation); added to every round. `configspec trial` reports it.")
     slo: DeviceSLO | None = Field(
         None, description="Overrides constraints.per_device for this pool.")
 
@@ -148,6 +151,12 @@ class Profile(StrictModel):
     acceptance: dict[Name, Acceptance] = Field(
         default_factory=dict, description="alpha(K) per target name."
     )
+    full_accept: dict[Name, AcceptanceTable] = Field(
+        default_factory=dict,
+        description="Per target, the fraction of rounds of K that accepted all K drafted "
+        "tokens. The draft then has one more token to process before it can draft again, "
+        "so a round drafts for (K + f_K)/v_d. Measured by `configspec profile`; without it "
+        "drafting takes K/v_d, as in the paper's Eq. 1.")
     provenance: dict[str, Any] | None = Field(
         None, description="Where the numbers come from (written by the profiler)."
     )

@@ -256,6 +256,9 @@ class ProfileSession:
                 entry["idle_power_w"] = round(idle.mean_w, 3)
         entry["acceptance"] = {name: {k: round(e.alpha, 4) for k, e in est.items()}
                                for name, est in estimates.items()}
+        entry["full_accept"] = {name: {k: round(e.full / e.rounds, 4) if e.rounds else 0.0
+                                       for k, e in est.items()}
+                                for name, est in estimates.items()}
         o = self.opt
         prompt_hash = hashlib.sha256("\0".join(p.text for p in o.prompts).encode()).hexdigest()
         rounds = {name: min((e.rounds for e in est.values()), default=0)

@@ -56,3 +56,33 @@ def test_per_token_acceptance_is_expected_accepted_over_k(a: float) -> None:
         assert acc.alpha(k) == pytest.approx(expected, abs=1e-12)
     assert PerTokenAcceptance(per_token=1.0).alpha(7) == 1.0
     assert not math.isnan(acc.alpha(10))
+
+
+def test_measured_extras_lengthen_the_round_and_the_drafting() -> None:
+    base = m.round_time_s(4, 20.0, 0.3, 0.02)
+    ext = m.round_time_s(4, 20.0, 0.3, 0.02, full_accept=0.5, overhead_s=0.01)
+    assert ext - base == pytest.approx(0.5 / 20.0 + 0.01)
+    assert m.energy_j_per_tok(10.0, 4, 20.0, 0.6, 0.5) == pytest.approx(
+        10.0 * (4.5 / 20.0) / (4 * 0.6 + 1))
+
+
+def test_spec_extras_reach_the_candidates(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from configspec_opt.loader import load_spec
+    from configspec_opt.problem import build_problem
+
+    example = Path(__file__).resolve().parents[2] / "examples" / "llama70b-edge.yaml"
+    text = example.read_text().replace(
+        "    rtt_s: 0.04                     # optional",
+        "    rtt_s: 0.04\n    round_overhead_s: 0.05\n    # optional").replace(
+        "    power_w: 8.3\n", "    power_w: 8.3\n    full_accept: {llama-3.1-70b: {6: 0.25}}\n", 1)
+    spec_file = Path(str(tmp_path)) / "x.yaml"
+    spec_file.write_text(text)
+    plain = build_problem(load_spec(example).spec, prune=False, apply_slo=False)
+    extra = build_problem(load_spec(spec_file).spec, prune=False, apply_slo=False)
+    key = ("llama-3.2-1b-instruct", "Q4_K_M", 6)
+    c0 = next(c for c in plain.structural[0].candidates if (c.draft, c.quant, c.k) == key)
+    c1 = next(c for c in extra.structural[0].candidates if (c.draft, c.quant, c.k) == key)
+    assert c1.round_time_s - c0.round_time_s == pytest.approx(0.25 / 14.4 + 0.05)
+    assert c1.goodput_tok_s < c0.goodput_tok_s
