@@ -295,8 +295,8 @@ def plot(
 ) -> None:
     """Draw one of the ConfigSpec paper's figures for a spec, the solver's choices marked."""
     with user_errors():
-        from configspec_opt.operations import parse_term, select_pools
         from configspec_opt.loader import load_spec
+        from configspec_opt.operations import parse_term, select_pools
         from configspec_opt.plots.data import collect
         from configspec_opt.spec import Objective
 

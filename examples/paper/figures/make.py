@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from configspec_opt.operations import parse_term
 from configspec_opt.loader import load_spec
+from configspec_opt.operations import parse_term
 from configspec_opt.plots.data import PAPER_FIGURE, Kind, collect
 from configspec_opt.plots.draw import render
 from configspec_opt.spec import Objective
