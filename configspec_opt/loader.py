@@ -327,7 +327,3 @@ def _position(node: Any, key: Any, *, want_key: bool) -> tuple[int, int] | None:
         return tuple(lc.item(key))
     except (KeyError, IndexError, TypeError, AttributeError):
         return None
-
-
-def dump_json(obj: Any) -> str:
-    return json.dumps(obj, indent=2, sort_keys=False, allow_nan=False)

@@ -20,7 +20,7 @@ from pyomo.core.expr.numeric_expr import LinearExpression
 from configspec_opt.candidates import SLO_FIELDS, slo_violations
 from configspec_opt.fleet import row_activity
 from configspec_opt.problem import Row, build_problem
-from configspec_opt.spec import DeviceSLO, Spec
+from configspec_opt.spec import Spec
 from solvers.adapter import HighsSession, SolverOptions
 from solvers.formulation import Formulation, define_assignment, define_variables
 
@@ -93,15 +93,17 @@ def diagnose_infeasible(
     cands = problem.candidates
     relax: list[_Relaxable] = []
     slo_rows: dict[str, list[tuple[int, float]]] = {}
+    slo_limits: dict[str, float] = {}
     for i, c in enumerate(cands):
         device = problem.structural[c.pool].device
         for fld, miss in slo_violations(c, spec.slo_for(device)).items():
             src = _slo_source(spec, device.name, fld)
             if src is not None:
                 slo_rows.setdefault(src[0], []).append((i, miss))
+                slo_limits[src[0]] = src[1]
     for key, viol in slo_rows.items():
         fld = key.rsplit(".", 1)[1]
-        limit = float(eval_path_value(spec, key))
+        limit = slo_limits[key]
         relax.append(_Relaxable(key, f"per-device {fld}", SLO_UNITS[fld], limit,
                                 1 if SLO_FIELDS[fld][1] == "<=" else -1,
                                 max(v for _, v in viol), max(abs(limit), 1e-9)))
@@ -206,18 +208,6 @@ def diagnose_infeasible(
     if out.conflicts_with:
         out.message += f" (it conflicts with {', '.join(out.conflicts_with)})"
     return out
-
-
-def eval_path_value(spec: Spec, key: str) -> float:
-    """Value of an SLO named by its key (constraints.per_device.x or devices[i].slo.x)."""
-    fld = key.rsplit(".", 1)[1]
-    if key.startswith("devices["):
-        i = int(key[len("devices["):key.index("]")])
-        slo: DeviceSLO | None = spec.devices[i].slo
-    else:
-        slo = spec.constraints.per_device
-    assert slo is not None
-    return float(getattr(slo, fld))
 
 
 def relaxed_spec(spec: Spec, diagnosis: Diagnosis) -> Spec:

@@ -41,7 +41,6 @@ class Formulation:
     model: Any
     fairness: bool
     xs: list[Any] = field(default_factory=list)
-    row_index: dict[str, Any] = field(default_factory=dict)
 
     def linear(self, coef: Sequence[float], t_coef: float = 0.0) -> Any:
         pairs = [(a, x) for a, x in zip(coef, self.xs) if a != 0.0]
@@ -51,10 +50,6 @@ class Formulation:
             pairs.append((t_coef, self.model.t))
         return LinearExpression(constant=0.0, linear_coefs=[float(a) for a, _ in pairs],
                                 linear_vars=[x for _, x in pairs])
-
-    def row_expr(self, row: Row) -> Any:
-        coef = [row.coef(c) for c in self.problem.candidates]
-        return self.linear(coef, row.t_coef)
 
     def row_constraint(self, row: Row) -> Any:
         """The row, scaled up when its numbers are small.
@@ -132,7 +127,7 @@ def define_fleet_rows(f: Formulation) -> None:
     p, m = f.problem, f.model
     m.fleet = pyo.ConstraintList()
     for row in p.rows:
-        f.row_index[row.key] = m.fleet.add(f.row_constraint(row))
+        m.fleet.add(f.row_constraint(row))
 
 
 def define_fairness(f: Formulation) -> None:
