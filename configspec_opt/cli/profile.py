@@ -24,6 +24,14 @@ from rich.progress import (
 from rich.table import Table
 
 from configspec_opt.cli.app import app, emit_json, err, out, user_errors
+from configspec_opt.cli.llama_options import (
+    ChatOpt,
+    NCtxOpt,
+    PromptsOpt,
+    RepackOpt,
+    SeedOpt,
+    ThreadsOpt,
+)
 from configspec_opt.errors import UsageError
 from configspec_opt.spec import Profile
 
@@ -127,8 +135,7 @@ def profile(
     = None,
     k: Annotated[str | None, typer.Option("--k", help="K values: 2..10, 2,4,8 or 5 "
                                           "(default: the spec's search.k).")] = None,
-    prompts: Annotated[Path | None, typer.Option(
-        "--prompts", help="Prompt file: text (one a line), JSONL, or Dolly 15K JSONL.")] = None,
+    prompts: PromptsOpt = None,
     n_prompts: Annotated[int, typer.Option(help="How many prompts to use.", min=1)] = 16,
     max_new_tokens: Annotated[int, typer.Option(help="Target tokens per prompt.", min=2)] = 64,
     repeats: Annotated[int, typer.Option(help="Timed passes for v_d (first also gives alpha).",
@@ -136,14 +143,11 @@ def profile(
     temperature: Annotated[float, typer.Option(
         help="0: greedy acceptance; >0: sampled acceptance sum min(p, q) (local target).",
         min=0.0)] = 0.0,
-    seed: Annotated[int, typer.Option(help="Seed for sampled runs.")] = 0,
-    threads: Annotated[int, typer.Option(help="llama.cpp threads (0: all cores).", min=0)] = 0,
-    n_ctx: Annotated[int, typer.Option(help="Context size.", min=64)] = 2048,
-    repack: Annotated[bool, typer.Option(help="Allow llama.cpp weight repacking (AMX/AVX "
-                                         "extra buffers).")] = False,
-    chat: Annotated[bool | None, typer.Option(
-        "--chat/--no-chat", help="Wrap prompts in the model's chat template (default: when "
-        "it has one).")] = None,
+    seed: SeedOpt = 0,
+    threads: ThreadsOpt = 0,
+    n_ctx: NCtxOpt = 2048,
+    repack: RepackOpt = False,
+    chat: ChatOpt = None,
     power: Annotated[str, typer.Option(help="auto, none, rapl, jetson, rpi, nvml or "
                                        "constant:<watts>.")] = "auto",
     idle_s: Annotated[float, typer.Option(help="Seconds of idle power baseline.", min=0)] = 2.0,

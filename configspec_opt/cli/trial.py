@@ -9,6 +9,14 @@ import typer
 from rich.table import Table
 
 from configspec_opt.cli.app import app, emit_json, err, out, user_errors
+from configspec_opt.cli.llama_options import (
+    ChatOpt,
+    NCtxOpt,
+    PromptsOpt,
+    RepackOpt,
+    SeedOpt,
+    ThreadsOpt,
+)
 from configspec_opt.cli.profile import choose_power, engine_settings
 from configspec_opt.errors import UsageError
 from configspec_opt.spec import Profile, Spec, Target
@@ -42,20 +50,17 @@ def trial(
                                           "(default: the spec's search.k).")] = None,
     target: Annotated[str | None, typer.Option("--target", "-t", help="Target name (default: "
                                                "the first of the draft's family).")] = None,
-    prompts: Annotated[Path | None, typer.Option(
-        "--prompts", help="Prompt file: text, JSONL, or Dolly 15K JSONL.")] = None,
+    prompts: PromptsOpt = None,
     n_prompts: Annotated[int, typer.Option(help="How many prompts.", min=1)] = 8,
     max_new_tokens: Annotated[int, typer.Option(help="Tokens per prompt.", min=2)] = 64,
     temperature: Annotated[float, typer.Option(
         help="0: greedy verification (checked lossless); >0: rejection sampling (local).",
         min=0.0)] = 0.0,
-    seed: Annotated[int, typer.Option(help="Seed for sampled runs.")] = 0,
-    threads: Annotated[int, typer.Option(help="llama.cpp threads (0: all cores).", min=0)] = 0,
-    n_ctx: Annotated[int, typer.Option(help="Context size.", min=64)] = 2048,
-    repack: Annotated[bool, typer.Option(help="Allow llama.cpp weight repacking.")] = False,
-    chat: Annotated[bool | None, typer.Option("--chat/--no-chat",
-                                              help="Chat template (default: when present).")]
-    = None,
+    seed: SeedOpt = 0,
+    threads: ThreadsOpt = 0,
+    n_ctx: NCtxOpt = 2048,
+    repack: RepackOpt = False,
+    chat: ChatOpt = None,
     power: Annotated[str, typer.Option(help="auto, none, rapl, jetson, rpi, nvml, "
                                        "constant:<watts>.")] = "auto",
     plot: Annotated[Path | None, typer.Option(
