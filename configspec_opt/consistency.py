@@ -113,7 +113,7 @@ def check_consistency(spec: Spec) -> tuple[list[Problem], list[str]]:
                              f"({spec.search.k.min}..{spec.search.k.max})", None))
 
     problems.extend(_objective_problems(spec))
-    problems.extend(_energy_problems(spec))
+    problems.extend(_power_problems(spec))
     return problems, warnings
 
 
@@ -130,26 +130,38 @@ def _objective_problems(spec: Spec) -> list[Problem]:
     return out
 
 
-def _energy_problems(spec: Spec) -> list[Problem]:
+POWER_METRICS = frozenset({Metric.energy, Metric.power})
+
+
+def _power_problems(spec: Spec) -> list[Problem]:
+    """Energy and power requirements over pools whose power is unknown.
+
+    Counting an unknown power as 0 W would hold a cap against a sum that
+    leaves devices out, so every objective, cap or SLO that reads power is an
+    error naming the pools without it.
+    """
     missing = devices_without_power(spec)
     if not missing:
         return []
-    why = (f"no power data for device{'s' if len(missing) > 1 else ''} "
-           f"{', '.join(missing)}: energy per token is not available there")
+    names = (f"device{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
+    why = {"energy": f"no power data for {names}: energy per token is not available there",
+           "power": f"no power data for {names}: their edge power is unknown, so a power "
+                    "requirement cannot be checked"}
     hint = "profile with a power source, set power_w in the profile or on the device, " \
-           "or drop the energy requirement"
+           "or drop the requirement"
     out: list[Problem] = []
     for i, term in enumerate(spec.objective.terms()):
-        if term.metric is Metric.energy:
+        if term.metric in POWER_METRICS:
             loc: tuple[PathPart, ...] = ("objective", term.sense) if spec.objective.mode == \
                 "single" else ("objective", spec.objective.mode, i, term.sense)
-            out.append((loc, why, hint))
-    if spec.constraints.fleet.max_energy_j_per_tok is not None:
-        out.append((("constraints", "fleet", "max_energy_j_per_tok"), why, hint))
-    if spec.constraints.per_device.max_energy_j_per_tok is not None:
-        out.append((("constraints", "per_device", "max_energy_j_per_tok"), why, hint))
-    for i, d in enumerate(spec.devices):
-        if d.name in missing and d.slo is not None and d.slo.max_energy_j_per_tok is not None:
-            out.append((("devices", i, "slo", "max_energy_j_per_tok"),
-                        f"no power data for device {d.name}", hint))
+            out.append((loc, why[term.metric.value], hint))
+    for field, kind in (("max_energy_j_per_tok", "energy"), ("max_power_w", "power")):
+        if getattr(spec.constraints.fleet, field) is not None:
+            out.append((("constraints", "fleet", field), why[kind], hint))
+        if getattr(spec.constraints.per_device, field) is not None:
+            out.append((("constraints", "per_device", field), why[kind], hint))
+        for i, d in enumerate(spec.devices):
+            if d.name in missing and d.slo is not None and getattr(d.slo, field) is not None:
+                out.append((("devices", i, "slo", field),
+                            f"no power data for device {d.name}", hint))
     return out

@@ -34,8 +34,10 @@ class PoolExplanation:
     def summary(self) -> str:
         parts = []
         if self.runner_up:
-            parts.append(f"runner-up {self.runner_up['config']} "
-                         f"(-{self.runner_up['loss']:.4g})")
+            loss = self.runner_up["loss"]
+            parts.append(f"runner-up {self.runner_up['config']} " + (
+                f"(-{loss:.4g})" if loss >= 0 else
+                f"(+{-loss:.4g}: better than this assignment, which is not proven optimal)"))
         if self.blocked_by:
             b = self.blocked_by[0]
             parts.append(f"{b['config']} would gain {b['gain']:.4g} but breaks "

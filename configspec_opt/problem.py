@@ -72,7 +72,9 @@ def _drafting_power(c: Candidate) -> float:
 
 
 def _power(c: Candidate) -> float:
-    return c.power_w if c.power_w is not None else 0.0
+    if c.power_w is None:
+        raise ValueError(f"no power data for {c.device}")
+    return c.power_w
 
 
 METRICS: dict[Metric, MetricForm] = {

@@ -44,6 +44,10 @@ TIE_BREAK_NODES = 500
 # the solve; such models keep HiGHS's own deterministic choice (canonical model,
 # one thread, fixed seed): same spec, same assignment, just not the rank rule.
 TIE_BREAK_MAX_CANDIDATES = 20_000
+# `proven_optimal` means the certified gap of every objective term is at most
+# this: HiGHS closes its own gap to 1e-9, and the rows that hold earlier terms
+# at their optimum in later stages hold to its feasibility tolerance (~1e-6).
+PROVEN_REL_GAP = 1e-6
 
 
 @dataclass
@@ -67,7 +71,8 @@ class Solution:
     build_s: float = 0.0
     gap: float | None = None
     stages: list[StageInfo] = field(default_factory=list)
-    tie_break: str = "off"  # exact | node_limit | skipped | off
+    tie_break: str = "off"  # exact | node_limit | time_limit | skipped | off
+    term_gaps: list[float | None] = field(default_factory=list)
     diagnosis: object | None = None  # solvers.diagnose.Diagnosis
     message: str = ""
 
@@ -79,6 +84,35 @@ class Solution:
             return sum((1 if t.sense == "maximize" else -1) * t.weight * v
                        for t, v in zip(self.objective.terms(), self.objective_values))
         return self.objective_values[0]
+
+
+def _ratio_bound(lam: float, parametric_bound: float | None, d_lb: float,
+                 sense: str) -> float | None:
+    """The bound on a ratio certified by the last Dinkelbach MILP (see `dinkelbach`)."""
+    if parametric_bound is None:
+        return None
+    if sense == "maximize":
+        slack = max(0.0, parametric_bound)
+    else:
+        slack = max(0.0, -parametric_bound)
+    if slack == 0.0:
+        return lam
+    if d_lb <= 0.0:
+        return float("inf") if sense == "maximize" else float("-inf")
+    return lam + slack / d_lb if sense == "maximize" else lam - slack / d_lb
+
+
+def _rel_gap(value: float, bound: float | None, sense: str) -> float | None:
+    """max(0, how far the bound lies beyond the value) relative to the value's size."""
+    if bound is None or bound != bound:
+        return None
+    if bound in (float("inf"), float("-inf")):
+        return float("inf")
+    diff = bound - value if sense == "maximize" else value - bound
+    if diff <= 0.0:
+        return 0.0
+    size = max(abs(value), abs(bound))
+    return diff / size if size > 0.0 else 0.0
 
 
 class _Stop(Exception):
@@ -100,20 +134,25 @@ class Optimizer:
         self.session = HighsSession(self.f.model, options)
         self.build_s = time.perf_counter() - t0
         self.stages: list[StageInfo] = []
-        self.proven = True
-        self.gap: float | None = 0.0
+        self.complete = True  # every stage of the user's objective ran to its own end
+        self.bounds: list[float | None] = []  # per term: what no assignment can beat
+        self.stage_values: list[float] = []  # per term: its value when its own stage ended
         self.last: list[int] = []
         self.tie = "off"
+        self.stopped: Termination | None = None
+        self._bound: float | None = None
 
     # -- one MILP ---------------------------------------------------------
     def run(self, what: str) -> list[int]:
+        """One MILP of the user's objective; its dual bound is kept in `_bound`."""
         r = self.session.solve()
         self.stages.append(StageInfo(what, r.termination.value, r.time_s, r.gap))
         if not r.has_solution:
             raise _Stop(r)
-        if not r.proven_optimal:
-            self.proven = False
-            self.gap = r.gap
+        if r.termination is not Termination.optimal:
+            self.complete = False
+            self.stopped = r.termination
+        self._bound = r.bound
         self.last = self.f.counts()
         return self.last
 
@@ -141,7 +180,8 @@ class Optimizer:
         self.session.warm_start()
         r = self.session.solve(mip_max_nodes=TIE_BREAK_NODES)
         self.stages.append(StageInfo("tie-break", r.termination.value, r.time_s, r.gap))
-        self.tie = "exact" if r.proven_optimal else "node_limit"
+        self.tie = ("exact" if r.proven_optimal else
+                    "time_limit" if r.termination is Termination.time_limit else "node_limit")
         if r.has_solution:
             counts = self.f.counts()
             if sum(rk * k for rk, k in zip(ranks, counts)) < best_rank:
@@ -165,16 +205,26 @@ class Optimizer:
             coef, t_coef = self.coef(term)
             self.f.set_objective(LinearObjective(coef, term.sense, t_coef))
             counts = self.run(f"{term.sense} {term.metric.value}")
+            self.bounds.append(self._bound)
             return self.value(term, counts)
         return self.dinkelbach(term)
 
     def dinkelbach(self, term: Term) -> float:
+        """max (or min) N/D by a sequence of parametric MILPs max N - lam*D.
+
+        The last MILP's dual bound certifies the ratio: for any feasible x,
+        N(x) - lam*D(x) <= ub, so N(x)/D(x) <= lam + max(0, ub)/D_lb with D_lb a
+        lower bound on D over all assignments (every device runs some
+        candidate, so each pool contributes at least count * its least D).
+        """
         from solvers.formulation import LinearObjective
 
         form = METRICS[term.metric]
         assert form.den is not None
         nums = [form.num(c) for c in self.problem.candidates]
         dens = [form.den(c) for c in self.problem.candidates]
+        d_lb = sum(pool.count * min(dens[i] for i in idx)
+                   for pool, idx in zip(self.problem.pools, self.problem.by_pool))
         lam = 0.0
         for it in range(DINKELBACH_MAX_ITER):
             coef = [a - lam * b for a, b in zip(nums, dens)]
@@ -185,9 +235,11 @@ class Optimizer:
             gain = n - lam * d
             tol = 1e-9 * max(1.0, abs(lam) * d)
             if it > 0 and (gain <= tol if term.sense == "maximize" else gain >= -tol):
+                self.bounds.append(_ratio_bound(lam, self._bound, d_lb, term.sense))
                 return lam
             lam = n / d
-        self.proven = False
+        self.complete = False
+        self.bounds.append(None)
         return lam
 
     def value(self, term: Term, counts: list[int]) -> float:
@@ -228,6 +280,7 @@ class Optimizer:
             coef, t_coef = self.weighted()
             self.f.set_objective(LinearObjective(coef, "maximize", t_coef))
             counts = self.run("weighted sum")
+            self.bounds.append(self._bound)
             best = sum(k * a for k, a in zip(counts, coef))
             if t_coef:
                 best += t_coef * metric_value(fleet_metrics(self.assignment(counts)),
@@ -239,12 +292,31 @@ class Optimizer:
         else:
             for term in obj.terms():
                 value = self.optimize_term(term)
+                self.stage_values.append(value)
                 self.f.add_row(self.bound_row(term, value, term.tolerance))
         if tie_break and len(self.problem.candidates) > TIE_BREAK_MAX_CANDIDATES:
             self.tie = "skipped"
         elif tie_break:
             self.tie_break()
         return self.last
+
+    def term_gaps(self, values: list[float]) -> list[float | None]:
+        """Per objective term (one for a weighted sum): relative distance to its bound.
+
+        A single or weighted objective is measured on the final assignment, so
+        the gap covers the tie-break too.  A lexicographic term is measured when
+        its stage ended: later stages may then spend its declared tolerance,
+        which is the objective the user asked for, not a loss of optimality.
+        """
+        obj = self.objective
+        if obj.mode == "weighted":
+            total = sum((1 if t.sense == "maximize" else -1) * t.weight * v
+                        for t, v in zip(obj.terms(), values))
+            return [_rel_gap(total, self.bounds[0] if self.bounds else None, "maximize")]
+        if obj.mode == "lexicographic":
+            values = self.stage_values
+        return [_rel_gap(v, b, t.sense)
+                for t, v, b in zip(obj.terms(), values, self.bounds)]
 
     def ranks(self) -> list[float]:
         out = [0.0] * len(self.problem.candidates)
@@ -255,6 +327,16 @@ class Optimizer:
 
     def assignment(self, counts: list[int]) -> list[tuple[Candidate, int]]:
         return [(c, n) for c, n in zip(self.problem.candidates, counts) if n > 0]
+
+
+def _not_proven_message(gap: float | None, stopped: Termination | None,
+                        options: SolverOptions) -> str:
+    why = ("the solver stopped at the time limit" if stopped is Termination.time_limit
+           else f"the solver stopped ({stopped.value})" if stopped is not None
+           else f"the requested gap is {options.rel_gap:g}"
+           if options.rel_gap > PROVEN_REL_GAP else "Dinkelbach did not converge")
+    within = "an unknown distance" if gap is None else f"at most {gap:.3%}"
+    return f"not proven optimal: {why}; the objective is within {within} of the optimum"
 
 
 def solve(
@@ -293,9 +375,14 @@ def solve(
             sol.assignment = opt.assignment(counts)
             sol.fleet = fleet_metrics(sol.assignment)
             sol.objective_values = [metric_value(sol.fleet, t.metric) for t in objective.terms()]
-            sol.proven_optimal = opt.proven
-            sol.gap = opt.gap
-            sol.status = Status.optimal if opt.proven else Status.feasible
+            sol.term_gaps = opt.term_gaps(sol.objective_values)
+            known = [g for g in sol.term_gaps if g is not None]
+            sol.gap = max(known) if len(known) == len(sol.term_gaps) else None
+            sol.proven_optimal = (opt.complete and sol.gap is not None
+                                  and sol.gap <= PROVEN_REL_GAP)
+            sol.status = Status.optimal if sol.proven_optimal else Status.feasible
+            if not sol.proven_optimal:
+                sol.message = _not_proven_message(sol.gap, opt.stopped, options)
             broken = violated_constraints(problem, sol.assignment)
             if broken:
                 sol.status = Status.error
