@@ -9,10 +9,21 @@ which SLO removed what.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Literal
 
 from configspec_opt import metrics as m
-from configspec_opt.spec import Device, DeviceSLO, Pin, Spec, alpha_at
+from configspec_opt.spec import (
+    Device,
+    DeviceSLO,
+    KRange,
+    PerTokenAcceptance,
+    Pin,
+    Profile,
+    Spec,
+    Target,
+    alpha_at,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +44,22 @@ class Candidate:
     power_w: float | None
     drafting_power_w: float | None
     energy_j_per_tok: float | None
+    verify_latency_s: float = 0.0
+    # Load-dependent verifiers (targets[].verifier): billed per replica, not per
+    # token, and `level` is the load level of the batched verifier the
+    # latency was taken at (-1: a fixed latency).
+    replica_priced: bool = False
+    level: int = -1
+
+    @property
+    def busy_s(self) -> float:
+        """The part of a round that is not verification: drafting, catch-up, rtt, overhead."""
+        return self.round_time_s - self.verify_latency_s
+
+    @property
+    def in_flight(self) -> float:
+        """T_verify / R: the share of its time one device has a request at the verifier."""
+        return self.verify_latency_s / self.round_time_s
 
     @property
     def variant(self) -> tuple[str, str]:
@@ -50,22 +77,55 @@ class Candidate:
 def make_candidate(
     pool: int, device: Device, target_name: str, price: float, t_verify: float,
     draft: str, quant: str, k: int, alpha: float, v_d: float, power: float | None,
-    full_accept: float = 0.0,
+    full_accept: float = 0.0, replica_priced: bool = False,
 ) -> Candidate:
+    """A candidate's metrics (Eq. 1-3); a replica-priced target costs nothing per token."""
     r = m.round_time_s(k, v_d, t_verify, device.rtt_s, full_accept, device.round_overhead_s)
     return Candidate(
         pool=pool, device=device.name, target=target_name, draft=draft, quant=quant, k=k,
         alpha=alpha, draft_tok_s=v_d, round_time_s=r,
         goodput_tok_s=m.goodput_tok_s(k, alpha, r),
         verifier_load_tok_s=m.verifier_load_tok_s(k, r),
-        cost_usd_per_hour=m.cost_usd_per_hour(k, r, price),
-        cost_efficiency_tok_per_usd=m.cost_efficiency_tok_per_usd(k, alpha, price),
+        cost_usd_per_hour=0.0 if replica_priced else m.cost_usd_per_hour(k, r, price),
+        cost_efficiency_tok_per_usd=float("nan") if replica_priced
+        else m.cost_efficiency_tok_per_usd(k, alpha, price),
         power_w=power,
         drafting_power_w=None if power is None else m.drafting_power_w(
             power, k, v_d, r, full_accept),
         energy_j_per_tok=None if power is None else m.energy_j_per_tok(
             power, k, v_d, alpha, full_accept),
+        verify_latency_s=t_verify, replica_priced=replica_priced,
     )
+
+
+def at_verify_latency(c: Candidate, t_verify: float, level: int = -1) -> Candidate:
+    """The same configuration with another verification latency (a batched verifier's load)."""
+    r = c.busy_s + t_verify
+    return replace(
+        c, round_time_s=r, verify_latency_s=t_verify, level=level,
+        goodput_tok_s=m.goodput_tok_s(c.k, c.alpha, r),
+        verifier_load_tok_s=m.verifier_load_tok_s(c.k, r),
+        drafting_power_w=None if c.drafting_power_w is None
+        else c.drafting_power_w * c.round_time_s / r)
+
+
+ExclusionKind = Literal["no_profile", "memory", "family", "no_acceptance", "k_range", "pins"]
+
+
+@dataclass(frozen=True, slots=True)
+class Exclusion:
+    """Why a pool, or one profile of it, yields no candidate (plain data, no solver).
+
+    `profile` is the index in `spec.profiles` (None: the pool as a whole).
+    Kinds: no_profile (the pool has no profile), memory (the draft file does not
+    fit memory_gb), family (no acceptance, and the draft's family matches no
+    target's), no_acceptance (no acceptance for any target), k_range (no
+    alpha(K) for any K of search.k), pins (the pool's pins exclude the profile).
+    """
+
+    kind: ExclusionKind
+    message: str
+    profile: int | None = None
 
 
 @dataclass
@@ -76,6 +136,9 @@ class PoolCandidates:
     device: Device
     candidates: list[Candidate] = field(default_factory=list)
     excluded: list[str] = field(default_factory=list)
+    # The same decisions as data, one per profile that yields nothing (and one
+    # for a pool without profiles): what `configspec validate` reports.
+    exclusions: list[Exclusion] = field(default_factory=list)
 
 
 def _pin_allows(pins: list[Pin], target: str, draft: str, quant: str, k: int) -> bool:
@@ -86,6 +149,17 @@ def _pin_allows(pins: list[Pin], target: str, draft: str, quant: str, k: int) ->
     )
 
 
+def _verify_latency(target: Target, k: int) -> float | None:
+    """T_verify for K: a batched verifier's lightest measured load, else the fixed figure.
+
+    None where a batched verifier never measured K: that K is not a candidate.
+    """
+    if target.verifier is None:
+        return target.verify_latency(k)
+    table = target.verifier.latency_s
+    return table[min(table)].get(k)
+
+
 def enumerate_candidates(spec: Spec, only: set[str] | None = None) -> list[PoolCandidates]:
     """Structural candidates per pool, in spec order (SLOs not applied)."""
     targets = {t.name: t for t in spec.targets}
@@ -94,6 +168,7 @@ def enumerate_candidates(spec: Spec, only: set[str] | None = None) -> list[PoolC
     for i, p in enumerate(spec.profiles):
         by_device.setdefault(p.device, []).append(i)
     ks = list(spec.search.k.values())
+    families = {t.family for t in spec.targets}
 
     pools: list[PoolCandidates] = []
     for device in spec.devices:
@@ -104,6 +179,7 @@ def enumerate_candidates(spec: Spec, only: set[str] | None = None) -> list[PoolC
         profiled = by_device.get(device.name, [])
         if not profiled:
             pc.excluded.append("no profile for this device")
+            pc.exclusions.append(Exclusion("no_profile", "no profile for this device"))
         for pi in profiled:
             prof = spec.profiles[pi]
             quant = drafts[prof.draft].quants[prof.quant]
@@ -111,27 +187,59 @@ def enumerate_candidates(spec: Spec, only: set[str] | None = None) -> list[PoolC
                 pc.excluded.append(
                     f"{prof.draft} {prof.quant} needs {quant.size_gb:g} GB, "
                     f"device has {device.memory_gb:g} GB")
+                pc.exclusions.append(Exclusion("memory", pc.excluded[-1] + " (memory_gb)", pi))
                 continue
             power = prof.power_w if prof.power_w is not None else device.power_w
             if not prof.acceptance:
                 pc.excluded.append(f"{prof.draft} {prof.quant}: no acceptance for any target")
+                family = drafts[prof.draft].family
+                pc.exclusions.append(Exclusion(
+                    "no_acceptance", pc.excluded[-1], pi) if family in families else Exclusion(
+                    "family", f"{prof.draft} (family {family}) matches the family of no "
+                    f"target ({', '.join(sorted(families))})", pi))
+            found, known = len(pc.candidates), False
             for tname, acc in prof.acceptance.items():
                 target = targets[tname]
                 for k in ks:
                     alpha = alpha_at(acc, k)
                     if alpha is None:
                         continue
+                    known = True
                     if not _pin_allows(pins, tname, prof.draft, prof.quant, k):
+                        continue
+                    t_verify = _verify_latency(target, k)
+                    if t_verify is None:
                         continue
                     pc.candidates.append(make_candidate(
                         pc.index, device, tname, target.price_usd_per_mtok,
-                        target.verify_latency(k), prof.draft, prof.quant, k, alpha,
-                        prof.draft_tok_s, power, prof.full_accept.get(tname, {}).get(k, 0.0)))
+                        t_verify, prof.draft, prof.quant, k, alpha,
+                        prof.draft_tok_s, power, prof.full_accept.get(tname, {}).get(k, 0.0),
+                        replica_priced=target.verifier is not None))
+            if prof.acceptance and len(pc.candidates) == found:
+                pc.exclusions.append(
+                    Exclusion("pins", f"{prof.draft} {prof.quant}: excluded by the pins on "
+                              f"this pool ({_pins_text(pins)})", pi) if known else
+                    Exclusion("k_range", _k_range_text(prof, spec.search.k), pi))
         if pins and not pc.candidates and profiled:
             pc.excluded.append("the pins on this pool exclude every profiled configuration")
         pc.candidates.sort(key=lambda c: c.config)
         pools.append(pc)
     return pools
+
+
+def _pins_text(pins: list[Pin]) -> str:
+    keys = ("target", "draft", "quant", "k")
+    return "; ".join(", ".join(f"{key}={getattr(p, key)}" for key in keys
+                               if getattr(p, key) is not None) or "device only" for p in pins)
+
+
+def _k_range_text(prof: Profile, k: KRange) -> str:
+    """Only tables can miss every K (a per-token acceptance has them all)."""
+    given = "; ".join(f"{t} at K={','.join(map(str, sorted(acc))) or 'none'}"
+                      for t, acc in prof.acceptance.items()
+                      if not isinstance(acc, PerTokenAcceptance))
+    return (f"{prof.draft} {prof.quant}: acceptance is given for {given}, none in search.k "
+            f"({k.min}..{k.max})")
 
 
 SLO_FIELDS: dict[str, tuple[str, str]] = {

@@ -6,7 +6,7 @@ switched?) and by brute force in the tests: one definition of every number.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from configspec_opt.candidates import Candidate
@@ -49,10 +49,12 @@ class FleetMetrics:
         }
 
 
-def fleet_metrics(assignment: Assignment) -> FleetMetrics:
+def fleet_metrics(assignment: Assignment, replica_cost_usd_per_hour: float = 0.0
+                  ) -> FleetMetrics:
+    """Fleet figures; batched verifiers add their replicas' cost (they bill per replica)."""
     used = [(c, n) for c, n in assignment if n > 0]
     g = sum(n * c.goodput_tok_s for c, n in used)
-    cost = sum(n * c.cost_usd_per_hour for c, n in used)
+    cost = sum(n * c.cost_usd_per_hour for c, n in used) + replica_cost_usd_per_hour
     load = sum(n * c.verifier_load_tok_s for c, n in used)
     by_target: dict[str, float] = {}
     for c, n in used:
@@ -99,8 +101,11 @@ def objective_key(fm: FleetMetrics, objective: Objective) -> tuple[float, ...]:
     return tuple(signed)
 
 
-def row_activity(row: Row, assignment: Assignment) -> float:
+def row_activity(row: Row, assignment: Assignment,
+                 replicas: Mapping[str, int] | None = None) -> float:
     act = sum(n * row.coef(c) for c, n in assignment if n > 0)
+    if row.replica_coef:
+        act += sum(a * (replicas or {}).get(t, 0) for t, a in row.replica_coef.items())
     if row.t_coef:
         act += row.t_coef * min((c.goodput_tok_s for c, n in assignment if n > 0), default=0.0)
     return act
@@ -121,11 +126,17 @@ def row_violation(row: Row, activity: float, rel_tol: float = REL_TOL,
 
 
 def violated_constraints(
-    problem: Problem, assignment: Assignment, rel_tol: float = REL_TOL
+    problem: Problem, assignment: Assignment, rel_tol: float = REL_TOL,
+    replicas: Mapping[str, int] | None = None,
 ) -> list[str]:
-    """Fleet constraints the assignment breaks (empty when feasible)."""
-    out = [r.key for r in problem.rows
-           if row_violation(r, row_activity(r, assignment), rel_tol, problem.row_size(r)) > 0]
+    """Fleet constraints the assignment breaks (empty when feasible).
+
+    Load-level rows are the model's, not the user's: a settled assignment is
+    checked at its true load instead (`configspec_opt.verifiers.settle`).
+    """
+    out = [r.key for r in problem.rows if not r.internal
+           and row_violation(r, row_activity(r, assignment, replicas), rel_tol,
+                             problem.row_size(r)) > 0]
     if problem.max_variants is not None:
         variants = {c.variant for c, n in assignment if n > 0}
         if len(variants) > problem.max_variants:

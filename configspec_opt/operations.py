@@ -12,12 +12,13 @@ from enum import Enum
 from typing import Any
 
 from configspec_opt.candidates import slo_violations
-from configspec_opt.consistency import devices_without_power
+from configspec_opt.consistency import POWER_METRICS, devices_without_power
 from configspec_opt.errors import UsageError
 from configspec_opt.loader import LoadedSpec
 from configspec_opt.problem import build_problem
 from configspec_opt.report import candidate_dict
 from configspec_opt.spec import Metric, Objective, Spec, Term
+from configspec_opt.usability import analyse, strict_error
 
 EXPLAIN_MAX_CANDIDATES = 5000
 
@@ -70,12 +71,16 @@ def select_pools(spec: Spec, devices: list[str] | None) -> set[str] | None:
 
 
 def check_energy_available(spec: Spec, obj: Objective | None, only: set[str] | None) -> None:
-    """An energy objective over pools without power data is an error that says so."""
-    if obj is None or all(t.metric is not Metric.energy for t in obj.terms()):
+    """An energy or power objective over pools without power data is an error that says so."""
+    if obj is None:
+        return
+    wanted = [t.metric.value for t in obj.terms() if t.metric in POWER_METRICS]
+    if not wanted:
         return
     missing = devices_without_power(spec, only)
     if missing:
-        raise UsageError(f"energy is not available for {', '.join(missing)}: no power data "
+        raise UsageError(f"{' and '.join(dict.fromkeys(wanted))} is not available for "
+                         f"{', '.join(missing)}: no power data "
                          "(use --device to leave those pools out, or add power_w)")
 
 
@@ -87,19 +92,29 @@ def spec_schema() -> dict[str, Any]:
     return schema
 
 
-def validate_report(loaded: LoadedSpec) -> dict[str, Any]:
+def validate_report(loaded: LoadedSpec, *, strict: bool = False) -> dict[str, Any]:
+    """The spec's size, and warnings: the loader's, then pools without candidates and
+    profiles that can never be used (located).  `strict`: a pool without candidates
+    raises SpecError (invalid spec, exit 2)."""
     problem = build_problem(loaded.spec, prune=False)
+    usability = analyse(loaded, problem.structural)
+    error = strict_error(usability) if strict else None
+    if error is not None:
+        raise error
     return {
         "status": "valid", "name": loaded.spec.name, "spec_sha256": loaded.sha256,
         "pools": len(problem.pools), "devices": sum(p.count for p in problem.pools),
         "candidates": sum(len(pc.candidates) for pc in problem.structural),
         "candidates_meeting_slo": len(problem.candidates),
-        "warnings": loaded.warnings,
+        "pools_without_candidates": [w.device for w in usability if w.scope == "pool"],
+        "warnings": [*loaded.warnings, *(w.format() for w in usability)],
+        "usability": [w.to_dict() for w in usability],
     }
 
 
 def evaluate_report(loaded: LoadedSpec, *, sort: SortKey = SortKey.goodput,
                     devices: list[str] | None = None, top: int | None = None) -> dict[str, Any]:
+    """Every candidate's metrics, and the warnings `validate` gives for these pools."""
     only = select_pools(loaded.spec, devices)
     problem = build_problem(loaded.spec, only=only, prune=False, apply_slo=False)
     field, desc = SORT_FIELDS[sort]
@@ -116,7 +131,9 @@ def evaluate_report(loaded: LoadedSpec, *, sort: SortKey = SortKey.goodput,
         pool_rows.sort(key=lambda r: (r[field] is None,
                                       -(r[field] or 0) if desc else (r[field] or 0)))
         rows.extend(pool_rows[:top] if top else pool_rows)
-    return {"candidates": rows}
+    usability = analyse(loaded, problem.structural)
+    return {"candidates": rows,
+            "warnings": [*loaded.warnings, *(w.format() for w in usability)]}
 
 
 def solve_inputs(loaded: LoadedSpec, objective: str | None,

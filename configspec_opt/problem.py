@@ -21,6 +21,7 @@ from configspec_opt.candidates import (
 )
 from configspec_opt.metrics import SECONDS_PER_HOUR
 from configspec_opt.spec import Metric, Objective, Spec
+from configspec_opt.verifiers import Mode, VerifierPlan, expand
 
 Sense = Literal["<=", ">="]
 
@@ -45,6 +46,8 @@ class Row:
     unit: str = ""
     ratio: MetricForm | None = None  # set when the row linearises a bound on a ratio
     limit: float | None = None  # the bound as the user wrote it (ratio rows: the ratio)
+    replica_coef: dict[str, float] = field(default_factory=dict)  # per replica of a target
+    internal: bool = False  # a modelling row (verifier load levels), not a user's constraint
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,9 @@ class MetricForm:
     num: Callable[[Candidate], float]
     den: Callable[[Candidate], float] | None = None
     unit: str = ""
+    # What one replica of a batched verifier adds to num (or den): $/h, $/s.
+    num_per_replica: Callable[[VerifierPlan], float] | None = None
+    den_per_replica: Callable[[VerifierPlan], float] | None = None
 
 
 def _g(c: Candidate) -> float:
@@ -79,11 +85,14 @@ def _power(c: Candidate) -> float:
 
 METRICS: dict[Metric, MetricForm] = {
     Metric.goodput: MetricForm("sum", _g, unit="tok/s"),
-    Metric.cost: MetricForm("sum", lambda c: c.cost_usd_per_hour, unit="$/h"),
+    Metric.cost: MetricForm("sum", lambda c: c.cost_usd_per_hour, unit="$/h",
+                            num_per_replica=lambda p: p.price_usd_per_hour),
     Metric.power: MetricForm("sum", _power, unit="W"),
     Metric.verifier_load: MetricForm("sum", lambda c: c.verifier_load_tok_s, unit="tok/s"),
     Metric.min_goodput: MetricForm("min", _g, unit="tok/s"),
-    Metric.cost_efficiency: MetricForm("ratio", _g, _cost_per_s, unit="tok/$"),
+    Metric.cost_efficiency: MetricForm(
+        "ratio", _g, _cost_per_s, unit="tok/$",
+        den_per_replica=lambda p: p.price_usd_per_hour / SECONDS_PER_HOUR),
     Metric.energy: MetricForm("ratio", _drafting_power, _g, unit="J/tok"),
 }
 
@@ -99,6 +108,7 @@ class Problem:
     structural: list[PoolCandidates]  # before SLOs: for diagnosis and explanations
     pruned: int = 0
     notes: list[str] = field(default_factory=list)
+    verifiers: list[VerifierPlan] = field(default_factory=list)  # batched, load-dependent
 
     @property
     def variants(self) -> list[tuple[str, str]]:
@@ -114,7 +124,8 @@ class Problem:
         if row.ratio is not None and row.ratio.den is not None and row.limit is not None:
             num, den, v = row.ratio.num, row.ratio.den, row.limit
             return max((max(abs(num(c)), abs(v * den(c))) for c in cands), default=0.0)
-        return max([abs(row.rhs), abs(row.t_coef)] + [abs(row.coef(c)) for c in cands])
+        return max([abs(row.rhs), abs(row.t_coef), *map(abs, row.replica_coef.values())]
+                   + [abs(row.coef(c)) for c in cands])
 
     def empty_pools(self) -> list[int]:
         return [p.index for p in self.pools if not self.by_pool[p.index]]
@@ -130,7 +141,32 @@ def ratio_row(num: Callable[[Candidate], float], den: Callable[[Candidate], floa
     return lambda c: num(c) - bound * den(c)
 
 
-def fleet_rows(spec: Spec) -> list[Row]:
+def _per_replica(plans: Sequence[VerifierPlan],
+                 what: Callable[[VerifierPlan], float] | None,
+                 scale: float = 1.0) -> dict[str, float]:
+    if what is None:
+        return {}
+    return {p.target: scale * what(p) for p in plans}
+
+
+def level_rows(plans: Sequence[VerifierPlan]) -> list[Row]:
+    """Per verifier and load level: requests in flight at that level <= beta * replicas."""
+    rows: list[Row] = []
+    for plan in plans:
+        for level, beta in enumerate(plan.levels, start=1):
+            rows.append(Row(
+                f"targets[{plan.target}].verifier.load_level[{level}]",
+                f"in-flight requests at {plan.target}, load level {beta:g}",
+                _in_flight_at(plan.target, level), "<=", 0.0, unit="requests",
+                replica_coef={plan.target: -beta}, internal=True))
+    return rows
+
+
+def _in_flight_at(target: str, level: int) -> Callable[[Candidate], float]:
+    return lambda c: c.in_flight if c.target == target and c.level == level else 0.0
+
+
+def fleet_rows(spec: Spec, plans: Sequence[VerifierPlan] = ()) -> list[Row]:
     """The spec's fleet-wide constraints as linear rows."""
     rows: list[Row] = []
     for t in spec.targets:
@@ -143,7 +179,8 @@ def fleet_rows(spec: Spec) -> list[Row]:
     f = spec.constraints.fleet
     if f.max_cost_usd_per_hour is not None:
         rows.append(Row("constraints.fleet.max_cost_usd_per_hour", "fleet verifier cost",
-                        METRICS[Metric.cost].num, "<=", f.max_cost_usd_per_hour, unit="$/h"))
+                        METRICS[Metric.cost].num, "<=", f.max_cost_usd_per_hour, unit="$/h",
+                        replica_coef=_per_replica(plans, METRICS[Metric.cost].num_per_replica)))
     if f.max_power_w is not None:
         rows.append(Row("constraints.fleet.max_power_w", "fleet edge power", _power,
                         "<=", f.max_power_w, unit="W"))
@@ -160,8 +197,9 @@ def fleet_rows(spec: Spec) -> list[Row]:
         rows.append(Row("constraints.fleet.min_cost_efficiency_tok_per_usd",
                         "fleet cost efficiency", ratio_row(_g, _cost_per_s, v),
                         ">=", 0.0, unit="tok/$", ratio=METRICS[Metric.cost_efficiency],
-                        limit=v))
-    return rows
+                        limit=v, replica_coef=_per_replica(
+                            plans, METRICS[Metric.cost_efficiency].den_per_replica, -v)))
+    return rows + level_rows(plans)
 
 
 def objective_directions(objective: Objective) -> list[tuple[Callable[[Candidate], float], int]]:
@@ -183,6 +221,8 @@ def build_problem(
     objective: Objective | None = None,
     prune: bool = True,
     apply_slo: bool = True,
+    plans: Sequence[VerifierPlan] = (),
+    mode: Mode = "conservative",
 ) -> Problem:
     """Pools, SLO-feasible candidates and fleet rows; dominated candidates removed.
 
@@ -192,11 +232,15 @@ def build_problem(
     worsen any objective (sums, min, and ratios N/D with N up and D down), so
     removing b never changes the optimal value.  Exact ties keep the first
     candidate in (target, draft, quant, K) order.
+
+    With `plans` (batched verifiers), candidates on those targets are copied
+    per load level (`configspec_opt.verifiers.expand`, in `mode`), and
+    dominance is only judged within one level.
     """
     objective = objective or spec.objective
     structural = enumerate_candidates(spec, only)
     pools = [Pool(pc.index, pc.device.name, pc.device.count) for pc in structural]
-    rows = fleet_rows(spec)
+    rows = fleet_rows(spec, plans)
     dirs = [(r.coef, 1 if r.sense == ">=" else -1) for r in rows]
     dirs += objective_directions(objective)
 
@@ -205,26 +249,28 @@ def build_problem(
     pruned = 0
     for pc in structural:
         slo = spec.slo_for(pc.device)
-        feasible = [c for c in pc.candidates if not (apply_slo and slo_violations(c, slo))]
+        own = expand(pc.candidates, plans, mode) if plans else pc.candidates
+        feasible = [c for c in own if not (apply_slo and slo_violations(c, slo))]
         kept = _undominated(feasible, dirs) if prune else feasible
         pruned += len(feasible) - len(kept)
         start = len(candidates)
         candidates.extend(kept)
         by_pool.append(list(range(start, len(candidates))))
     return Problem(spec, pools, candidates, by_pool, rows,
-                   spec.constraints.fleet.max_distinct_variants, structural, pruned)
+                   spec.constraints.fleet.max_distinct_variants, structural, pruned,
+                   verifiers=list(plans))
 
 
 def _undominated(
     cands: Sequence[Candidate], dirs: list[tuple[Callable[[Candidate], float], int]]
 ) -> list[Candidate]:
-    groups: dict[tuple[str, str], list[tuple[Candidate, tuple[float, ...]]]] = {}
+    groups: dict[tuple[str, str, int], list[tuple[Candidate, tuple[float, ...]]]] = {}
     for c in cands:
         try:
             vec = tuple(sign * f(c) for f, sign in dirs)
         except ValueError:
             return list(cands)
-        groups.setdefault(c.variant, []).append((c, vec))
+        groups.setdefault((*c.variant, c.level), []).append((c, vec))
     keep: set[int] = set()
     for members in groups.values():
         for i, (c, v) in enumerate(members):

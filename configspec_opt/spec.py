@@ -8,6 +8,7 @@ deployment that nobody notices.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import Enum
 from typing import Annotated, Any, Literal
 
@@ -16,9 +17,12 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    GetJsonSchemaHandler,
     Tag,
     model_validator,
 )
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 NonNeg = Annotated[float, Field(ge=0)]
 Positive = Annotated[float, Field(gt=0)]
@@ -26,10 +30,136 @@ Fraction = Annotated[float, Field(ge=0, le=1)]
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 
 
+def int_range_pattern(lo: int, hi: int) -> str:
+    """A regular expression matching the decimal spellings of lo..hi (0 <= lo <= hi).
+
+    Plain digits, no sign, no leading zero: the way YAML and JSON write such a key.
+    """
+    if not 0 <= lo <= hi:
+        raise ValueError(f"no integer range {lo}..{hi}")
+    parts: list[str] = []
+    for width in range(len(str(lo)), len(str(hi)) + 1):
+        first = max(lo, 10 ** (width - 1) if width > 1 else 0)
+        last = min(hi, 10**width - 1)
+        parts += _same_width(str(first), str(last))
+    return "^(?:" + "|".join(parts) + ")$"
+
+
+def _same_width(a: str, b: str) -> list[str]:
+    """Alternatives matching the digit strings a..b, both of the same width."""
+    if a == b:
+        return [a]
+    if len(a) == 1:
+        return [f"[{a}-{b}]"]
+    if a[0] == b[0]:
+        return [a[0] + tail for tail in _same_width(a[1:], b[1:])]
+    n = len(a) - 1
+    low: list[str] = []
+    high: list[str] = []
+    lo_digit, hi_digit = int(a[0]), int(b[0])
+    if a[1:] != "0" * n:
+        low = [a[0] + tail for tail in _same_width(a[1:], "9" * n)]
+        lo_digit += 1
+    if b[1:] != "9" * n:
+        high = [b[0] + tail for tail in _same_width("0" * n, b[1:])]
+        hi_digit -= 1
+    middle = []
+    if lo_digit <= hi_digit:
+        lead = str(lo_digit) if lo_digit == hi_digit else f"[{lo_digit}-{hi_digit}]"
+        middle = [lead + ("[0-9]" if n == 1 else f"[0-9]{{{n}}}")]
+    return low + middle + high
+
+
+@dataclass(frozen=True)
+class IntKeys:
+    """JSON Schema of a mapping keyed by integers (K, batch sizes): which keys it takes.
+
+    In JSON, and in the JSON an editor makes of YAML, every key is a string, and
+    pydantic's schema of ``dict[int, ...]`` leaves the keys free.  Then
+    ``{per_token: 0.8}`` passes for an acceptance table, so it matches both
+    acceptance forms, and ``{two: 0.7}`` passes where the loader refuses it.
+    Annotate such a dict with ``IntKeys()``: its keys must spell an integer within
+    the key type's bounds.
+    """
+
+    def __get_pydantic_json_schema__(
+        self, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        json_schema = handler(core_schema)
+        keys: Any = core_schema.get("keys_schema", {})
+        if core_schema["type"] != "dict" or keys.get("type") != "int":
+            raise TypeError(f"IntKeys() annotates a dict with int keys, not {core_schema}")
+        lo = keys["ge"] if "ge" in keys else keys["gt"] + 1
+        hi = keys["le"] if "le" in keys else keys["lt"] - 1
+        json_schema["propertyNames"] = {"pattern": int_range_pattern(lo, hi)}
+        return json_schema
+
+
+def _exactly_one_of(*keys: str) -> dict[str, Any]:
+    """JSON Schema of a model validator that wants exactly one of `keys` not null."""
+    return {"oneOf": [{"required": [k], "properties": {k: {"not": {"type": "null"}}}}
+                      for k in keys]}
+
+
 class StrictModel(BaseModel):
     """Base of every spec model: unknown keys and NaN/inf are errors."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, populate_by_name=True)
+
+
+ReplicaCount = Annotated[int, Field(ge=0, le=100_000)]
+BatchSize = Annotated[int, Field(ge=1, le=4096)]
+SpecK = Annotated[int, Field(ge=1, le=64)]
+
+
+class Replicas(StrictModel):
+    """How many verifier replicas the optimiser may run (a decision, between these bounds)."""
+
+    min: ReplicaCount = 1
+    max: ReplicaCount
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Replicas:
+        if self.max < self.min:
+            raise ValueError(f"replicas.max ({self.max}) is below replicas.min ({self.min})")
+        if self.max < 1:
+            raise ValueError("replicas.max must be at least 1")
+        return self
+
+
+class Verifier(StrictModel):
+    """A batched verifier we run ourselves: latency depends on the load the fleet creates.
+
+    ``latency_s[b][K]`` is the measured time of one verification request of K
+    drafted tokens while b requests are in flight at one replica
+    (`configspec profile-verifier` measures it).  Every row lists the same K.
+    """
+
+    replicas: Replicas
+    price_usd_per_replica_hour: Positive = Field(
+        description="$ per replica-hour; a replica-priced target is billed per replica, "
+        "not per token.")
+    max_batch: BatchSize = Field(
+        description="Verification requests one replica serves concurrently.")
+    latency_s: Annotated[dict[BatchSize, Annotated[dict[SpecK, Positive], IntKeys()]],
+                         IntKeys()] = Field(
+        min_length=1, description="Measured T_verify(b, K), seconds: "
+        "b concurrent requests -> K drafted tokens -> latency.")
+    provenance: dict[str, Any] | None = Field(
+        None, description="Where the table comes from (written by profile-verifier).")
+
+    @model_validator(mode="after")
+    def _same_k_in_every_row(self) -> Verifier:
+        rows = sorted(self.latency_s.items())
+        first_b, first = rows[0]
+        for b, row in rows[1:]:
+            if set(row) != set(first):
+                raise ValueError(
+                    f"latency_s row b={b} lists K {sorted(row)} but row b={first_b} "
+                    f"lists K {sorted(first)}: every row must list the same K")
+        if not first:
+            raise ValueError(f"latency_s row b={first_b} is empty")
+        return self
 
 
 class Target(StrictModel):
@@ -53,6 +183,9 @@ class Target(StrictModel):
     endpoint: str | None = Field(
         None, description="OpenAI-compatible completions endpoint of the target, for the profiler."
     )
+    verifier: Verifier | None = Field(
+        None, description="A self-hosted, batched verifier: replicas are decisions, latency "
+        "comes from the measured table, cost is per replica-hour.")
 
     def verify_latency(self, k: int) -> float:
         return self.verify_latency_s + k * self.verify_latency_per_token_s
@@ -115,7 +248,7 @@ class PerTokenAcceptance(StrictModel):
         return a * (1.0 - a**k) / (k * (1.0 - a))
 
 
-AcceptanceTable = dict[Annotated[int, Field(ge=1, le=64)], Fraction]
+AcceptanceTable = Annotated[dict[Annotated[int, Field(ge=1, le=64)], Fraction], IntKeys()]
 
 
 def _acceptance_kind(value: Any) -> str:
@@ -195,6 +328,8 @@ class Metric(str, Enum):
 class Term(StrictModel):
     """One part of a weighted or lexicographic objective."""
 
+    model_config = ConfigDict(json_schema_extra=_exactly_one_of("maximize", "minimize"))
+
     maximize: Metric | None = None
     minimize: Metric | None = None
     weight: Positive = Field(1.0, description="Weighted objectives: the term's weight.")
@@ -222,6 +357,9 @@ class Term(StrictModel):
 
 
 class Objective(StrictModel):
+    model_config = ConfigDict(json_schema_extra=_exactly_one_of(
+        "maximize", "minimize", "weighted", "lexicographic"))
+
     maximize: Metric | None = None
     minimize: Metric | None = None
     weighted: list[Term] | None = Field(None, min_length=1)
@@ -311,6 +449,14 @@ class Spec(StrictModel):
     search: Search = Field(default_factory=Search)
     objective: Objective = Field(default_factory=lambda: Objective(maximize=Metric.goodput))
     constraints: Constraints = Field(default_factory=Constraints)
+
+    def load_blind(self) -> Spec:
+        """The same spec with every batched verifier dropped: fixed latency, per-token price.
+
+        What the model without load would pick (`solve --load-blind`).
+        """
+        targets = [t.model_copy(update={"verifier": None}) for t in self.targets]
+        return self.model_copy(update={"targets": targets})
 
     def slo_for(self, device: Device) -> DeviceSLO:
         """The pool's SLO: its own overrides on top of constraints.per_device."""

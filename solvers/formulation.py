@@ -33,6 +33,7 @@ class LinearObjective:
     coef: Sequence[float]
     sense: Sense
     t_coef: float = 0.0
+    replica_coef: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -41,13 +42,18 @@ class Formulation:
     model: Any
     fairness: bool
     xs: list[Any] = field(default_factory=list)
+    replicas: dict[str, Any] = field(default_factory=dict)
 
-    def linear(self, coef: Sequence[float], t_coef: float = 0.0) -> Any:
+    def linear(self, coef: Sequence[float], t_coef: float = 0.0,
+               replica_coef: dict[str, float] | None = None) -> Any:
         pairs = [(a, x) for a, x in zip(coef, self.xs) if a != 0.0]
         if t_coef:
             if not self.fairness:
                 raise ValueError("a term on the minimum goodput needs the fairness variables")
             pairs.append((t_coef, self.model.t))
+        for target, a in (replica_coef or {}).items():
+            if a != 0.0 and target in self.replicas:
+                pairs.append((a, self.replicas[target]))
         return LinearExpression(constant=0.0, linear_coefs=[float(a) for a, _ in pairs],
                                 linear_vars=[x for _, x in pairs])
 
@@ -62,7 +68,8 @@ class Formulation:
         coef = [row.coef(c) for c in self.problem.candidates]
         size = self.problem.row_size(row)
         scale = size if 0.0 < size < 1.0 else 1.0
-        expr = self.linear([a / scale for a in coef], row.t_coef / scale)
+        expr = self.linear([a / scale for a in coef], row.t_coef / scale,
+                           {t: a / scale for t, a in row.replica_coef.items()})
         rhs = row.rhs / scale
         return expr <= rhs if row.sense == "<=" else expr >= rhs
 
@@ -71,7 +78,7 @@ class Formulation:
         if hasattr(m, "obj"):
             m.del_component("obj")
         m.obj = pyo.Objective(
-            expr=self.linear(obj.coef, obj.t_coef),
+            expr=self.linear(obj.coef, obj.t_coef, obj.replica_coef),
             sense=pyo.maximize if obj.sense == "maximize" else pyo.minimize)
 
     def add_row(self, row: Row) -> Any:
@@ -79,6 +86,9 @@ class Formulation:
 
     def counts(self) -> list[int]:
         return [round(pyo.value(x)) for x in self.xs]
+
+    def replica_counts(self) -> dict[str, int]:
+        return {t: round(pyo.value(r)) for t, r in self.replicas.items()}
 
 
 def define_variables(f: Formulation) -> None:
@@ -123,6 +133,30 @@ def define_variants(f: Formulation) -> None:
                                 <= p.max_variants)
 
 
+def define_replicas(f: Formulation) -> None:
+    """Batched verifiers: replicas r[t], one load level per target (y), x only at that level."""
+    p, m = f.problem, f.model
+    if not p.verifiers:
+        return
+    m.replicas = pyo.Var(range(len(p.verifiers)), domain=pyo.NonNegativeIntegers,
+                         bounds=lambda _m, j: (p.verifiers[j].verifier.replicas.min,
+                                               p.verifiers[j].verifier.replicas.max))
+    f.replicas = {plan.target: m.replicas[j] for j, plan in enumerate(p.verifiers)}
+    keys = [(j, level) for j, plan in enumerate(p.verifiers)
+            for level in range(1, len(plan.levels) + 1)]
+    m.level = pyo.Var(keys, domain=pyo.Binary)
+    m.one_level = pyo.Constraint(
+        range(len(p.verifiers)),
+        rule=lambda _m, j: sum(m.level[j, lv] for lv in range(1, len(p.verifiers[j].levels) + 1))
+        <= 1)
+    index = {plan.target: j for j, plan in enumerate(p.verifiers)}
+    links = [(i, index[c.target], c.level) for i, c in enumerate(p.candidates) if c.level > 0]
+    m.at_level = pyo.Constraint(
+        range(len(links)),
+        rule=lambda _m, r: f.xs[links[r][0]]
+        <= p.pools[p.candidates[links[r][0]].pool].count * m.level[links[r][1], links[r][2]])
+
+
 def define_fleet_rows(f: Formulation) -> None:
     p, m = f.problem, f.model
     m.fleet = pyo.ConstraintList()
@@ -154,6 +188,7 @@ STEPS: tuple[Callable[[Formulation], None], ...] = (
     define_variables,
     define_assignment,
     define_variants,
+    define_replicas,
     define_fleet_rows,
     define_fairness,
     define_extra,

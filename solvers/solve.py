@@ -23,18 +23,28 @@ single-threaded HiGHS, fixed seed).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from configspec_opt.candidates import Candidate
+from configspec_opt.candidates import Candidate, slo_violations
 from configspec_opt.errors import UsageError
 from configspec_opt.fleet import (
     FleetMetrics,
     fleet_metrics,
     metric_value,
+    objective_key,
     violated_constraints,
 )
 from configspec_opt.problem import METRICS, Problem, Row, Sense, build_problem, ratio_row
 from configspec_opt.spec import Metric, Objective, Spec, Term
+from configspec_opt.verifiers import (
+    VerifierPlan,
+    VerifierState,
+    plans_for,
+    refine,
+    replica_cost_usd_per_hour,
+    settle,
+)
 from solvers.adapter import HighsSession, SolverOptions, require_solver
 from solvers.status import RunResult, Status, Termination
 
@@ -48,6 +58,10 @@ TIE_BREAK_MAX_CANDIDATES = 20_000
 # this: HiGHS closes its own gap to 1e-9, and the rows that hold earlier terms
 # at their optimum in later stages hold to its feasibility tolerance (~1e-6).
 PROVEN_REL_GAP = 1e-6
+# Batched verifiers: the load levels are refined until the optimistic model's
+# bound is within this of the best settled answer (at most LOAD_MAX_ROUNDS).
+LOAD_REL_GAP = 1e-2
+LOAD_MAX_ROUNDS = 6
 
 
 @dataclass
@@ -73,6 +87,8 @@ class Solution:
     stages: list[StageInfo] = field(default_factory=list)
     tie_break: str = "off"  # exact | node_limit | time_limit | skipped | off
     term_gaps: list[float | None] = field(default_factory=list)
+    verifiers: list[VerifierState] = field(default_factory=list)  # batched, as settled
+    load_levels: dict[str, int] = field(default_factory=dict)  # levels per batched verifier
     diagnosis: object | None = None  # solvers.diagnose.Diagnosis
     message: str = ""
 
@@ -195,6 +211,20 @@ class Optimizer:
             return [0.0] * len(self.problem.candidates), 1.0
         return [form.num(c) for c in self.problem.candidates], 0.0
 
+    def replica_coef(self, per_replica: Callable[[VerifierPlan], float] | None,
+                     scale: float = 1.0) -> dict[str, float]:
+        """What each replica of a batched verifier adds to a term (scaled)."""
+        if per_replica is None:
+            return {}
+        return {p.target: scale * per_replica(p) for p in self.problem.verifiers}
+
+    def replica_total(self, coef: dict[str, float]) -> float:
+        """A replica term's value at the model's current replica counts."""
+        if not coef:
+            return 0.0
+        counts = self.f.replica_counts()
+        return sum(a * counts.get(t, 0) for t, a in coef.items())
+
     def optimize_term(self, term: Term) -> float:
         from solvers.formulation import LinearObjective
 
@@ -203,7 +233,8 @@ class Optimizer:
             raise UsageError("min_goodput can only be maximised")
         if form.kind != "ratio":
             coef, t_coef = self.coef(term)
-            self.f.set_objective(LinearObjective(coef, term.sense, t_coef))
+            self.f.set_objective(LinearObjective(coef, term.sense, t_coef,
+                                                 self.replica_coef(form.num_per_replica)))
             counts = self.run(f"{term.sense} {term.metric.value}")
             self.bounds.append(self._bound)
             return self.value(term, counts)
@@ -223,15 +254,21 @@ class Optimizer:
         assert form.den is not None
         nums = [form.num(c) for c in self.problem.candidates]
         dens = [form.den(c) for c in self.problem.candidates]
+        num_r = self.replica_coef(form.num_per_replica)
+        den_r = self.replica_coef(form.den_per_replica)
         d_lb = sum(pool.count * min(dens[i] for i in idx)
                    for pool, idx in zip(self.problem.pools, self.problem.by_pool))
+        d_lb += sum(den_r[p.target] * p.verifier.replicas.min for p in self.problem.verifiers
+                    if p.target in den_r)
         lam = 0.0
         for it in range(DINKELBACH_MAX_ITER):
             coef = [a - lam * b for a, b in zip(nums, dens)]
-            self.f.set_objective(LinearObjective(coef, term.sense))
+            rcoef = {t: num_r.get(t, 0.0) - lam * den_r.get(t, 0.0)
+                     for t in {*num_r, *den_r}}
+            self.f.set_objective(LinearObjective(coef, term.sense, 0.0, rcoef))
             counts = self.run(f"{term.sense} {term.metric.value} (Dinkelbach {it + 1})")
-            n = sum(k * a for k, a in zip(counts, nums))
-            d = sum(k * b for k, b in zip(counts, dens))
+            n = sum(k * a for k, a in zip(counts, nums)) + self.replica_total(num_r)
+            d = sum(k * b for k, b in zip(counts, dens)) + self.replica_total(den_r)
             gain = n - lam * d
             tol = 1e-9 * max(1.0, abs(lam) * d)
             if it > 0 and (gain <= tol if term.sense == "maximize" else gain >= -tol):
@@ -243,7 +280,12 @@ class Optimizer:
         return lam
 
     def value(self, term: Term, counts: list[int]) -> float:
-        return metric_value(fleet_metrics(self.assignment(counts)), term.metric)
+        return metric_value(self.fleet(counts), term.metric)
+
+    def fleet(self, counts: list[int]) -> FleetMetrics:
+        """Fleet figures as the model sees them (its load levels, its replicas)."""
+        cost = self.replica_total(self.replica_coef(METRICS[Metric.cost].num_per_replica))
+        return fleet_metrics(self.assignment(counts), cost)
 
     def bound_row(self, term: Term, value: float, tolerance: float) -> Row:
         """Keep `term` at least as good as `value` (less `tolerance`, relative)."""
@@ -254,22 +296,29 @@ class Optimizer:
         if form.kind == "ratio":
             assert form.den is not None
             v = value - slack if term.sense == "maximize" else value + slack
+            rcoef = self.replica_coef(form.num_per_replica)
+            for t, a in self.replica_coef(form.den_per_replica, -v).items():
+                rcoef[t] = rcoef.get(t, 0.0) + a
             return Row(key, f"{term.metric.value} bound", ratio_row(form.num, form.den, v),
-                       better, 0.0)
+                       better, 0.0, replica_coef=rcoef)
         rhs = value - slack if term.sense == "maximize" else value + slack
         if form.kind == "min":
             return Row(key, "min goodput bound", lambda c: 0.0, better, rhs, t_coef=1.0)
-        return Row(key, f"{term.metric.value} bound", form.num, better, rhs)
+        return Row(key, f"{term.metric.value} bound", form.num, better, rhs,
+                   replica_coef=self.replica_coef(form.num_per_replica))
 
-    def weighted(self) -> tuple[list[float], float]:
+    def weighted(self) -> tuple[list[float], float, dict[str, float]]:
         total = [0.0] * len(self.problem.candidates)
         t_total = 0.0
+        r_total: dict[str, float] = {}
         for term in self.objective.terms():
             coef, t_coef = self.coef(term)
             s = term.weight * (1.0 if term.sense == "maximize" else -1.0)
             total = [a + s * b for a, b in zip(total, coef)]
             t_total += s * t_coef
-        return total, t_total
+            for t, a in self.replica_coef(METRICS[term.metric].num_per_replica, s).items():
+                r_total[t] = r_total.get(t, 0.0) + a
+        return total, t_total, r_total
 
     # -- whole objective ----------------------------------------------------
     def solve(self, tie_break: bool) -> list[int]:
@@ -277,18 +326,18 @@ class Optimizer:
 
         obj = self.objective
         if obj.mode == "weighted":
-            coef, t_coef = self.weighted()
-            self.f.set_objective(LinearObjective(coef, "maximize", t_coef))
+            coef, t_coef, r_coef = self.weighted()
+            self.f.set_objective(LinearObjective(coef, "maximize", t_coef, r_coef))
             counts = self.run("weighted sum")
             self.bounds.append(self._bound)
-            best = sum(k * a for k, a in zip(counts, coef))
+            best = sum(k * a for k, a in zip(counts, coef)) + self.replica_total(r_coef)
             if t_coef:
-                best += t_coef * metric_value(fleet_metrics(self.assignment(counts)),
-                                              Metric.min_goodput)
+                best += t_coef * metric_value(self.fleet(counts), Metric.min_goodput)
             slack = 1e-9 * max(1.0, abs(best))
             weights = {id(c): a for c, a in zip(self.problem.candidates, coef)}
             self.f.add_row(Row("objective.weighted", "weighted objective bound",
-                               lambda c: weights[id(c)], ">=", best - slack, t_coef=t_coef))
+                               lambda c: weights[id(c)], ">=", best - slack, t_coef=t_coef,
+                               replica_coef=r_coef))
         else:
             for term in obj.terms():
                 value = self.optimize_term(term)
@@ -330,8 +379,8 @@ class Optimizer:
 
 
 def _not_proven_message(gap: float | None, stopped: Termination | None,
-                        options: SolverOptions) -> str:
-    why = ("the solver stopped at the time limit" if stopped is Termination.time_limit
+                        options: SolverOptions, why: str | None = None) -> str:
+    why = why or ("the solver stopped at the time limit" if stopped is Termination.time_limit
            else f"the solver stopped ({stopped.value})" if stopped is not None
            else f"the requested gap is {options.rel_gap:g}"
            if options.rel_gap > PROVEN_REL_GAP else "Dinkelbach did not converge")
@@ -348,12 +397,42 @@ def solve(
     tie_break: bool = True,
     prune: bool = True,
     diagnose: bool = True,
+    load_blind: bool = False,
 ) -> Solution:
-    """Pick a configuration for every pool of the spec (or of `only`)."""
+    """Pick a configuration for every pool of the spec (or of `only`).
+
+    Batched verifiers (`targets[].verifier`) make the latency depend on the
+    fleet's own load; those specs are solved by `_solve_under_load`.
+    `load_blind` solves as if every verifier had its fixed `verify_latency_s`
+    and per-token price (what the model without load would pick).
+    """
     require_solver()
     options = options or SolverOptions()
     objective = objective or spec.objective
+    if load_blind:
+        spec = spec.load_blind()
     t0 = time.perf_counter()
+    plans = plans_for(spec)
+    if plans:
+        sol = _solve_under_load(spec, objective, only, options, prune, plans)
+    else:
+        sol = _solve_fixed(spec, objective, only, options, prune, tie_break)
+    if sol.status is Status.infeasible and diagnose:
+        if plans:
+            sol.message = (sol.message + "; " if sol.message else "") + (
+                "the relaxation diagnosis does not cover batched verifiers yet: "
+                "try --load-blind to diagnose the constraints without load")
+        else:
+            from solvers.diagnose import diagnose_infeasible
+
+            sol.diagnosis = diagnose_infeasible(spec, only=only, options=options)
+    sol.time_s = time.perf_counter() - t0
+    return sol
+
+
+def _solve_fixed(spec: Spec, objective: Objective, only: set[str] | None,
+                 options: SolverOptions, prune: bool, tie_break: bool) -> Solution:
+    """Every latency fixed: one model, solved exactly."""
     problem = build_problem(spec, only=only, objective=objective, prune=prune)
     sol = Solution(Status.error, objective, problem)
     if not problem.pools:
@@ -361,37 +440,160 @@ def solve(
 
     if problem.empty_pools():
         sol.status = Status.infeasible
+        return sol
+    opt = Optimizer(problem, objective, options)
+    sol.build_s = opt.build_s
+    try:
+        counts = opt.solve(tie_break)
+    except _Stop as stop:
+        term = stop.result.termination
+        sol.status = {Termination.infeasible: Status.infeasible,
+                      Termination.time_limit: Status.time_limit}.get(term, Status.error)
+        sol.message = f"solver stopped: {term.value}"
     else:
-        opt = Optimizer(problem, objective, options)
-        sol.build_s = opt.build_s
-        try:
-            counts = opt.solve(tie_break)
-        except _Stop as stop:
-            term = stop.result.termination
-            sol.status = {Termination.infeasible: Status.infeasible,
-                          Termination.time_limit: Status.time_limit}.get(term, Status.error)
-            sol.message = f"solver stopped: {term.value}"
-        else:
-            sol.assignment = opt.assignment(counts)
-            sol.fleet = fleet_metrics(sol.assignment)
-            sol.objective_values = [metric_value(sol.fleet, t.metric) for t in objective.terms()]
-            sol.term_gaps = opt.term_gaps(sol.objective_values)
-            known = [g for g in sol.term_gaps if g is not None]
-            sol.gap = max(known) if len(known) == len(sol.term_gaps) else None
-            sol.proven_optimal = (opt.complete and sol.gap is not None
-                                  and sol.gap <= PROVEN_REL_GAP)
-            sol.status = Status.optimal if sol.proven_optimal else Status.feasible
-            if not sol.proven_optimal:
-                sol.message = _not_proven_message(sol.gap, opt.stopped, options)
-            broken = violated_constraints(problem, sol.assignment)
-            if broken:
-                sol.status = Status.error
-                sol.message = "solver returned an assignment that breaks " + ", ".join(broken)
-        sol.stages = opt.stages
-        sol.tie_break = opt.tie
-    if sol.status is Status.infeasible and diagnose:
-        from solvers.diagnose import diagnose_infeasible
+        sol.assignment = opt.assignment(counts)
+        sol.fleet = fleet_metrics(sol.assignment)
+        sol.objective_values = [metric_value(sol.fleet, t.metric) for t in objective.terms()]
+        sol.term_gaps = opt.term_gaps(sol.objective_values)
+        known = [g for g in sol.term_gaps if g is not None]
+        sol.gap = max(known) if len(known) == len(sol.term_gaps) else None
+        sol.proven_optimal = (opt.complete and sol.gap is not None
+                              and sol.gap <= PROVEN_REL_GAP)
+        sol.status = Status.optimal if sol.proven_optimal else Status.feasible
+        if not sol.proven_optimal:
+            sol.message = _not_proven_message(sol.gap, opt.stopped, options)
+        broken = violated_constraints(problem, sol.assignment)
+        if broken:
+            sol.status = Status.error
+            sol.message = "solver returned an assignment that breaks " + ", ".join(broken)
+    sol.stages = opt.stages
+    sol.tie_break = opt.tie
+    return sol
 
-        sol.diagnosis = diagnose_infeasible(spec, only=only, options=options)
-    sol.time_s = time.perf_counter() - t0
+
+@dataclass
+class _Settled:
+    """An assignment at its true load, with the replicas that carry it."""
+
+    key: tuple[float, ...]
+    assignment: list[tuple[Candidate, int]]
+    states: list[VerifierState]
+    fleet: FleetMetrics
+
+
+def _settle(problem: Problem, objective: Objective, opt: Optimizer,
+            counts: list[int]) -> _Settled | None:
+    """The MILP's choice at its true fixed point, if it meets every constraint there."""
+    replicas = opt.f.replica_counts()
+    out = settle(opt.assignment(counts), problem.verifiers, replicas)
+    if out is None:
+        return None
+    assignment, states = out
+    spec = problem.spec
+    slos = {d.name: spec.slo_for(d) for d in spec.devices}
+    if any(slo_violations(c, slos[c.device]) for c, _ in assignment):
+        return None
+    if violated_constraints(problem, assignment, replicas=replicas):
+        return None
+    fm = fleet_metrics(assignment, replica_cost_usd_per_hour(states))
+    try:
+        key = objective_key(fm, objective)
+    except ValueError:
+        return None
+    return _Settled(key, assignment, states, fm)
+
+
+def _solve_under_load(spec: Spec, objective: Objective, only: set[str] | None,
+                      options: SolverOptions, prune: bool,
+                      plans: list[VerifierPlan]) -> Solution:
+    """Batched verifiers: bracket the true optimum between two level models, refine, settle.
+
+    Each round solves the conservative model (its answer, settled at its
+    true load, is feasible and at least as good as it assumed) and the
+    optimistic one (its bound is at least the true optimum), keeps the best
+    settled answer of both, and stops when the bound is within
+    `LOAD_REL_GAP` of it; otherwise the levels around both answers' loads are
+    refined.  The gap reported is that certified distance.
+    """
+    best: _Settled | None = None
+    stages: list[StageInfo] = []
+    bound: float | None = None
+    complete = True
+    build_s = 0.0
+    problem: Problem | None = None
+    first = objective.terms()[0]
+    for _ in range(LOAD_MAX_ROUNDS):
+        loads: dict[str, list[float]] = {p.target: [] for p in plans}
+        chosen: dict[str, list[int]] = {p.target: [] for p in plans}
+        for mode in ("conservative", "optimistic"):
+            pb = build_problem(spec, only=only, objective=objective, prune=prune,
+                               plans=plans, mode=mode)  # type: ignore[arg-type]
+            if not pb.pools:
+                raise UsageError("no device pool selected")
+            problem = problem or pb
+            if pb.empty_pools():
+                sol = Solution(Status.infeasible, objective, pb)
+                return sol
+            opt = Optimizer(pb, objective, options)
+            build_s += opt.build_s
+            try:
+                counts = opt.solve(tie_break=False)
+            except _Stop as stop:
+                stages.extend(opt.stages)
+                term = stop.result.termination
+                if term is Termination.infeasible and mode == "optimistic":
+                    sol = Solution(Status.infeasible, objective, pb, stages=stages)
+                    sol.message = "no assignment and replica count meets the constraints " \
+                                  "at any load the verifiers can carry"
+                    return sol
+                if term is not Termination.infeasible:
+                    complete = False
+                continue
+            stages.extend(opt.stages)
+            complete = complete and opt.complete
+            for p in plans:
+                chosen[p.target].extend({c.level for c, n in opt.assignment(counts)
+                                         if c.target == p.target})
+            if mode == "optimistic":
+                b = opt.bounds[0] if opt.bounds else None
+                if b is not None:
+                    sign = 1.0 if objective.mode == "weighted" or first.sense == "maximize" \
+                        else -1.0
+                    bound = sign * b
+            got = _settle(pb, objective, opt, counts)
+            if got is None:
+                continue
+            for st in got.states:
+                loads[st.target].append(st.in_flight_per_replica)
+            if best is None or got.key > best.key:
+                best = got
+        gap = None if best is None else _rel_gap(best.key[0], bound, "maximize")
+        if gap is not None and gap <= LOAD_REL_GAP:
+            break
+        if not any([refine(p, loads[p.target], chosen[p.target]) for p in plans]):
+            break
+    assert problem is not None
+    sol = Solution(Status.error, objective, problem, stages=stages, build_s=build_s)
+    sol.tie_break = "off"
+    if best is None:
+        sol.status = Status.infeasible if complete else Status.error
+        sol.message = ("no assignment found that meets the constraints at its true load "
+                       f"after {LOAD_MAX_ROUNDS} refinements of the load levels")
+        return sol
+    sol.assignment = best.assignment
+    sol.fleet = best.fleet
+    sol.verifiers = best.states
+    sol.objective_values = [metric_value(best.fleet, t.metric) for t in objective.terms()]
+    # key[0] is the first term (or the weighted sum), larger is better; so is `bound`.
+    gap = _rel_gap(best.key[0], bound, "maximize")
+    sol.gap = gap
+    sol.term_gaps = [gap]
+    sol.load_levels = {p.target: len(p.levels) for p in plans}
+    sol.proven_optimal = complete and gap is not None and gap <= LOAD_REL_GAP
+    sol.status = Status.optimal if sol.proven_optimal else Status.feasible
+    if not sol.proven_optimal:
+        sol.message = _not_proven_message(
+            gap, None if complete else Termination.unknown, options,
+            None if not complete else f"the load levels were refined {LOAD_MAX_ROUNDS} times "
+            f"and the bound is still {LOAD_REL_GAP:g} away")
     return sol

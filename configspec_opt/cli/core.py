@@ -33,18 +33,33 @@ DeviceOpt = Annotated[list[str] | None, typer.Option(
 
 
 @app.command()
-def validate(spec: SpecArg, as_json: JsonOpt = False) -> None:
-    """Check a spec: syntax, types, unknown keys, references. Exit 2 when invalid."""
+def validate(
+    spec: SpecArg,
+    as_json: JsonOpt = False,
+    strict: Annotated[bool, typer.Option(
+        "--strict", help="A pool without candidates makes the spec invalid (exit 2), "
+        "as in `configspec check`.")] = False,
+) -> None:
+    """Check a spec: syntax, types, unknown keys, references. Exit 2 when invalid.
+
+    Also warns, with file:line, about every pool without candidates and every
+    profile that can never be used (draft too big for memory_gb, no target of its
+    family, no acceptance for any K in search.k), saying why.
+    """
     with user_errors(as_json):
-        summary = validate_report(load_spec(spec))
+        summary = validate_report(load_spec(spec), strict=strict)
         if as_json:
             emit_json(summary)
             return
         out.print(f"{spec}: valid ({summary['pools']} pools, {summary['devices']} devices, "
                   f"{summary['candidates']} candidates, {summary['candidates_meeting_slo']} "
-                  "meet the per-device SLOs)", markup=False)
-        for w in summary["warnings"]:
-            out.print(f"warning: {w}", markup=False)
+                  "meet the per-device SLOs)", markup=False, soft_wrap=True)
+        _print_warnings(summary["warnings"])
+
+
+def _print_warnings(warnings: list[str]) -> None:
+    for w in warnings:
+        out.print(f"warning: {w}", markup=False, soft_wrap=True)
 
 
 @app.command()
@@ -64,6 +79,7 @@ def evaluate(
         else:
             print_candidates(out, data["candidates"],
                              f"{loaded.spec.name}: candidates by {sort.value}")
+            _print_warnings(data["warnings"])
 
 
 @app.command()

@@ -84,8 +84,11 @@ def check(
 ) -> None:
     """Every spec valid and its lock present and up to date. Exit 1 with one line per failure.
 
-    Without --resolve a lock is up to date when the SHA-256 of the spec and of its
-    profiles_from files equals the one in the lock (no solver needed).
+    Specs are validated as `configspec validate --strict` does (a pool without
+    candidates is an invalid spec). Without --resolve a lock is up to date when the
+    SHA-256 of the spec and of its profiles_from files equals the one in the lock (no
+    solver needed). A YAML spec with the line `# configspec: template` is validated,
+    needs no lock or candidates, and is reported as skipped.
     """
     from configspec_opt.vcs.check import check_spec, discover
 
@@ -105,13 +108,16 @@ def check(
     else:
         for r in results:
             if r.ok:
-                out.print(f"{r.spec}: ok", markup=False, soft_wrap=True)
+                out.print(r.line(), markup=False, soft_wrap=True)
         for line in [*(r.line() for r in failures), *empty_lines]:
             err.print(line, markup=False, soft_wrap=True)
         if not results and not paths:
             err.print("no specs found under the current directory")
         mode = "re-solved" if resolve else "hash"
         summary = f"{len(results)} spec{'s' if len(results) != 1 else ''} checked ({mode})"
+        skipped = sum(r.status == "skipped" for r in results)
+        if skipped:
+            summary += f", {skipped} template{'s' if skipped != 1 else ''} skipped"
         if failures:
             summary += f", {len(failures)} failed"
         (err if failures or empty_lines else out).print(summary, markup=False, soft_wrap=True)
@@ -215,16 +221,22 @@ def fmt(
     check: Annotated[bool, typer.Option(
         "--check", help="Change nothing; exit 1 if any file would be reformatted.")] = False,
     show_diff: Annotated[bool, typer.Option(
-        "--diff", help="Print what would change as a unified diff.")] = False,
+        "--diff", help="Change nothing; print what would change as a unified diff and "
+        "exit 1 if any file would be reformatted.")] = False,
 ) -> None:
-    """Canonical layout for specs, comments kept (ruamel.yaml round trip)."""
+    """Canonical layout for specs, comments kept (ruamel.yaml round trip).
+
+    Exit 0 when every file is (now) formatted; 1 with --check or --diff when a file
+    would be reformatted (nothing is written); 2 for a file that cannot be read or parsed.
+    """
     from configspec_opt.vcs.fmt import format_file
 
+    dry_run = check or show_diff
     failed = 0
     changed: list[Path] = []
     for path in files:
         try:
-            result = format_file(path, write=not check)
+            result = format_file(path, write=not dry_run)
         except ConfigspecError as exc:
             _report_error(path, exc)
             failed = max(failed, exc.exit_code)
@@ -236,14 +248,14 @@ def fmt(
                     result.original.splitlines(keepends=True),
                     result.formatted.splitlines(keepends=True),
                     f"{path} (before)", f"{path} (formatted)"))
-            verb = "would reformat" if check else "reformatted"
-            (err if check else out).print(f"{verb} {path}", markup=False, soft_wrap=True)
+            verb = "would reformat" if dry_run else "reformatted"
+            (err if dry_run else out).print(f"{verb} {path}", markup=False, soft_wrap=True)
     if not changed and not failed:
         n = len(files)
         out.print(f"{n} file{'s' if n != 1 else ''} already formatted")
     if failed:
         raise typer.Exit(failed)
-    if check and changed:
+    if dry_run and changed:
         raise typer.Exit(1)
 
 

@@ -10,6 +10,12 @@ install.  `resolve=True` also solves the spec again and compares the
 decision with the lock (assignments exactly, numbers to 1e-9 relative),
 which catches locks edited by hand and decisions that a new solver or
 configspec version would make differently.
+
+Every spec is checked as `configspec validate --strict` checks it: a pool
+without candidates makes it invalid (no lock could be written for it).  A
+YAML spec with the line `# configspec: template` is a template to copy and
+profile (e.g. examples/smollm2/spec.yaml): it must validate, but needs no
+candidates and no lock, and is reported as skipped.
 """
 
 from __future__ import annotations
@@ -42,9 +48,11 @@ SKIP_DIRS = frozenset({"node_modules", "__pycache__", "venv", "site-packages"})
 _YAML_KEYS = (re.compile(r"^targets\s*:", re.M), re.compile(r"^devices\s*:", re.M))
 _JSON_KEYS = (re.compile(r'"targets"\s*:'), re.compile(r'"devices"\s*:'))
 _MODELINE = re.compile(r"^#\s*yaml-language-server:\s*\$schema=\S*configspec", re.M)
+TEMPLATE_MARK = "# configspec: template"
+_TEMPLATE = re.compile(r"^#\s*configspec:\s*template\s*$", re.M)
 
 Status = Literal["ok", "invalid", "missing_lock", "orphan_lock", "bad_lock", "stale",
-                 "unsolved", "differs", "not_found"]
+                 "unsolved", "differs", "not_found", "skipped"]
 
 
 @dataclass(frozen=True)
@@ -56,7 +64,7 @@ class CheckResult:
 
     @property
     def ok(self) -> bool:
-        return self.status == "ok"
+        return self.status in ("ok", "skipped")
 
     def line(self) -> str:
         """The one line a person or a log reads."""
@@ -128,6 +136,11 @@ def _spec_for(f: Path) -> Path:
     return spec_path_of(f) if f.name.endswith(LOCK_SUFFIX) else f
 
 
+def is_template(text: str) -> bool:
+    """A spec marked `# configspec: template` on a line of its own (YAML comments only)."""
+    return bool(_TEMPLATE.search(text))
+
+
 def _first_issue(exc: SpecError) -> str:
     if not exc.issues:
         return "invalid spec"
@@ -139,6 +152,7 @@ def _first_issue(exc: SpecError) -> str:
 def check_spec(spec: Path, *, resolve: bool = False) -> CheckResult:
     """Check one spec and its lock; never raises for a problem of the files."""
     from configspec_opt.loader import load_spec
+    from configspec_opt.usability import analyse, strict_error
 
     lock = lock_path(spec)
     if not spec.exists():
@@ -150,6 +164,12 @@ def check_spec(spec: Path, *, resolve: bool = False) -> CheckResult:
         loaded = load_spec(spec)
     except SpecError as exc:
         return CheckResult(spec, "invalid", _first_issue(exc))
+    if is_template(loaded.sources[0].text):
+        return CheckResult(spec, "skipped", f"skipped: a template (`{TEMPLATE_MARK}`), "
+                           "needs no lock")
+    error = strict_error(analyse(loaded))
+    if error is not None:
+        return CheckResult(spec, "invalid", _first_issue(error))
     if not lock.exists():
         return CheckResult(spec, "missing_lock", f"missing lock: run `configspec lock {spec}`")
     try:

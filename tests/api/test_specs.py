@@ -137,6 +137,8 @@ def test_energy_without_power_data(client: TestClient, spec_data: dict[str, Any]
         if p["device"] == "orin":
             del p["power_w"]
     del spec_data["constraints"]["per_device"]["max_energy_j_per_tok"]
+    for scope in ("per_device", "fleet"):  # a power cap over unknown power is an error too
+        spec_data["constraints"][scope].pop("max_power_w", None)
     r = client.post("/v1/solve?objective=min:energy", json=spec_data)
     assert "energy is not available for orin" in assert_problem(r, 422, "invalid-request")[
         "detail"]

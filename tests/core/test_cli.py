@@ -142,3 +142,23 @@ def test_large_front_is_sampled_across_its_range() -> None:
     full = json.loads(run("solve", str(EXAMPLE), "--json", "-o", "min:cost").stdout)
     # the sample reaches the cheap end of the front, not just the neighbourhood of the start
     assert ys[-1] == pytest.approx(full["fleet"]["cost_usd_per_hour"], rel=1e-6)
+
+
+def test_evaluate_json_has_the_warnings_the_table_shows(tmp_path: Path) -> None:
+    spec = tmp_path / "warned.yaml"
+    text = EXAMPLE.read_text()
+    assert "k: {min: 2, max: 10}" in text and "memory_gb: 8\n" in text
+    spec.write_text(text.replace("k: {min: 2, max: 10}", "k: {min: 2, max: 11}")
+                    .replace("memory_gb: 8\n", "memory_gb: 4\n"))
+    proc = run("evaluate", str(spec), "--json")
+    assert proc.returncode == 0, proc.stderr
+    warnings = json.loads(proc.stdout)["warnings"]
+    assert any("no acceptance for llama-3.1-70b at K=11" in w for w in warnings)
+    assert any("rpi5/llama-3.1-8b-instruct/Q4_K_M can never be a candidate: "
+               "llama-3.1-8b-instruct Q4_K_M needs 4.92 GB, device has 4 GB" in w
+               for w in warnings)
+    table = run("evaluate", str(spec))
+    assert table.returncode == 0
+    shown = [line.removeprefix("warning: ") for line in table.stdout.splitlines()
+             if line.startswith("warning: ")]
+    assert shown == warnings

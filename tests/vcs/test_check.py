@@ -149,3 +149,44 @@ def test_a_json_schema_is_not_mistaken_for_a_spec(cli: Callable[..., Run], tmp_p
     result = cli("check", tmp_path)
     assert result.exit_code == 1
     assert f"{tmp_path}: no specs found" in result.stderr
+
+
+def test_a_pool_without_candidates_is_an_invalid_spec_with_its_location(
+        cli: Callable[..., Run], spec_file: Path) -> None:
+    """As `validate --strict`: the reason, located, instead of 'missing lock'."""
+    text = spec_file.read_text()
+    assert "memory_gb: 64" in text
+    spec_file.write_text(text.replace("memory_gb: 64", "memory_gb: 0.1"))
+    result = cli("check", spec_file)
+    assert result.exit_code == 1
+    [line] = _failure_lines(result)
+    assert line.startswith(f"{spec_file}: invalid spec: {spec_file}:")
+    assert "devices[2]: pool 'jetson-orin' has no candidates" in line
+    assert "needs 0.81 GB, device has 0.1 GB (memory_gb)" in line
+    assert cli("validate", "--strict", spec_file).exit_code == 2
+
+
+def test_a_template_is_validated_and_skipped(cli: Callable[..., Run], tmp_path: Path) -> None:
+    template = tmp_path / "template.yaml"
+    example = (REPO / "examples" / "smollm2" / "spec.yaml").read_text()
+    template.write_text("# configspec: template\n"
+                        + example.replace("# configspec: template\n", ""))
+    result = cli("check", tmp_path)
+    assert result.exit_code == 0, result.stderr
+    assert f"{template}: skipped: a template" in result.stdout
+    assert "1 spec checked (hash), 1 template skipped" in result.stdout
+    data = json.loads(cli("check", "--json", template).stdout)
+    assert data["ok"] is True and data["results"][0]["status"] == "skipped"
+
+    replace_in(template, "memory_gb: 16", "memory_gb: lots")
+    broken = cli("check", template)
+    assert broken.exit_code == 1
+    assert "invalid spec" in broken.stderr and "memory_gb" in broken.stderr
+
+
+def test_the_repository_checks_clean_and_the_smollm2_example_is_a_template(
+        cli: Callable[..., Run]) -> None:
+    result = cli("check", REPO / "examples")
+    assert result.exit_code == 0, result.stderr
+    assert f"{REPO / 'examples' / 'smollm2' / 'spec.yaml'}: skipped: a template" \
+        in result.stdout

@@ -113,3 +113,19 @@ def test_fmt_reports_an_invalid_file_with_exit_2(cli: Callable[..., Run], tmp_pa
     assert result.exit_code == 2
     assert "invalid YAML" in result.stderr
     assert bad.read_text() == "a: [1, 2\n"
+
+
+def test_fmt_diff_prints_the_diff_and_writes_nothing(
+        cli: Callable[..., Run], tmp_path: Path) -> None:
+    spec = tmp_path / "lab.yaml"
+    spec.write_text(MESSY)
+    result = cli("fmt", "--diff", spec)
+    assert result.exit_code == 1  # like `ruff format --diff`: a difference fails
+    assert "-version:   1" in result.stdout and "+version: 1" in result.stdout
+    assert f"would reformat {spec}" in result.stderr
+    assert spec.read_text() == MESSY
+
+    spec.write_text(format_text(MESSY))
+    clean = cli("fmt", "--diff", spec)
+    assert clean.exit_code == 0
+    assert "---" not in clean.stdout and "already formatted" in clean.stdout

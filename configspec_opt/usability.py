@@ -1,0 +1,163 @@
+"""Pools that can never run anything, profiles that can never be used, and why.
+
+A spec can be valid and still unsolvable: a pool with no profile, or whose
+only draft does not fit its memory, has no candidate, so `solve` is
+infeasible whatever the constraints say.  `configspec validate` reports these
+as located warnings (`--strict`, `configspec check`: an invalid spec, exit 2).
+
+The reasons are not worked out a second time here: they are the exclusions
+`candidates.enumerate_candidates` records while it builds the candidates
+(one truth).  A profile can never be a candidate when its draft file does
+not fit memory_gb, its draft's family matches no target, it has no
+acceptance, or no alpha(K) for any K of search.k; a pool has no candidate
+when it has no profile, none of its profiles can be used, or its pins
+exclude every profiled configuration.  A profile left out by a pin while the
+pool has other candidates is what the pin asks for, not reported.
+Per-device SLOs are constraints, not structure: `solve` diagnoses them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from configspec_opt.candidates import PoolCandidates, enumerate_candidates
+from configspec_opt.errors import PathPart, SpecError, SpecIssue
+from configspec_opt.loader import LoadedSpec, Source, _locate
+
+PROFILE_KINDS = frozenset({"memory", "family", "no_acceptance", "k_range"})
+# Lines and columns come from ruamel's round-trip parse (the loader's locator),
+# about 8 s per MB: a file larger than this gets warnings with file and path only.
+LOCATE_MAX_CHARS = 256_000
+
+
+@dataclass(frozen=True)
+class UsabilityWarning:
+    """One pool without candidates (scope pool) or one unusable profile (scope profile)."""
+
+    scope: Literal["pool", "profile"]
+    kind: str  # "no_candidates" for a pool; the exclusion's kind for a profile
+    device: str
+    issue: SpecIssue
+    profile: int | None = None  # index in the spec's profiles (all files together)
+
+    def format(self) -> str:
+        return self.issue.format()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"scope": self.scope, "kind": self.kind, "device": self.device,
+                "profile": self.profile, **self.issue.to_dict()}
+
+
+def analyse(loaded: LoadedSpec,
+            structural: Sequence[PoolCandidates] | None = None) -> list[UsabilityWarning]:
+    """Warnings in pool order: a pool without candidates, then its unusable profiles.
+
+    `structural` is what `enumerate_candidates` (or `build_problem(...).structural`)
+    returned for this spec, so that a caller that has built it need not build it twice.
+    """
+    spec = loaded.spec
+    pools = enumerate_candidates(spec) if structural is None else structural
+    locator = _Locator(loaded)
+    device_index = {d.name: i for i, d in enumerate(spec.devices)}
+    out: list[UsabilityWarning] = []
+    for pc in pools:
+        name = pc.device.name
+        if not pc.candidates:
+            reasons = "; ".join(e.message for e in pc.exclusions) or "no candidate"
+            issue = locator.issue(("devices", device_index[name]),
+                                  f"pool '{name}' has no candidates, so no assignment exists: "
+                                  f"{reasons}", _pool_hint(pc))
+            out.append(UsabilityWarning("pool", "no_candidates", name, issue))
+        for e in pc.exclusions:
+            if e.kind not in PROFILE_KINDS or e.profile is None:
+                continue
+            p = spec.profiles[e.profile]
+            issue = locator.issue(("profiles", e.profile),
+                                  f"{p.device}/{p.draft}/{p.quant} can never be a candidate: "
+                                  f"{e.message}")
+            out.append(UsabilityWarning("profile", e.kind, name, issue, e.profile))
+    return out
+
+
+def _pool_hint(pc: PoolCandidates) -> str | None:
+    if any(e.kind == "no_profile" for e in pc.exclusions):
+        return f"measure one: configspec profile SPEC --device {pc.device.name}"
+    return None
+
+
+def strict_error(warnings: Sequence[UsabilityWarning]) -> SpecError | None:
+    """`--strict`: pools without candidates make the spec invalid (None when there are none)."""
+    issues = [w.issue for w in warnings if w.scope == "pool"]
+    return SpecError(issues) if issues else None
+
+
+class _Locator:
+    """The loader's locator (`loader._locate`) for paths into the merged spec.
+
+    The loader merges the main file's `profiles` with each `profiles_from` file's
+    entries, in that order; `("profiles", i)` is mapped back to its file and its
+    path there, as the loader does for its own errors.  An entry that cannot be
+    matched (profiles merged from elsewhere, e.g. the HTTP store) gets no line.
+    """
+
+    def __init__(self, loaded: LoadedSpec) -> None:
+        self.loaded = loaded
+        self._origins: list[tuple[Source, tuple[PathPart, ...]]] | None = None
+
+    def issue(self, loc: tuple[PathPart, ...], message: str,
+              hint: str | None = None) -> SpecIssue:
+        main = self.loaded.sources[0]
+        if loc[0] != "profiles" or not isinstance(loc[1], int):
+            return _at(main, loc, message, hint, loc)
+        origin = self._origin(loc[1])
+        if origin is None:
+            return SpecIssue(message, loc, hint=hint)
+        src, local = origin
+        return _at(src, local + loc[2:], message, hint, loc)
+
+    def _origin(self, i: int) -> tuple[Source, tuple[PathPart, ...]] | None:
+        sources = self.loaded.sources
+        if any(len(s.text) > LOCATE_MAX_CHARS for s in sources):
+            # counting entries would parse every file with positions: the file, no line
+            return (sources[0], ("profiles", i)) if len(sources) == 1 else None
+        if self._origins is None:
+            self._origins = _profile_origins(self.loaded)
+        if i >= len(self._origins):
+            return None
+        src, local = self._origins[i]
+        node: Any = src.round_trip()
+        for part in local:
+            node = node[part]
+        p = self.loaded.spec.profiles[i]
+        if not isinstance(node, Mapping) or any(
+                node.get(key) != getattr(p, key) for key in ("device", "draft", "quant")):
+            return None
+        return src, local
+
+
+def _at(src: Source, local: tuple[PathPart, ...], message: str, hint: str | None,
+        shown: tuple[PathPart, ...]) -> SpecIssue:
+    if len(src.text) > LOCATE_MAX_CHARS:
+        return SpecIssue(message, shown, src.name, hint=hint)
+    return _locate(src, local, message, hint, shown=shown)
+
+
+def _profile_origins(loaded: LoadedSpec) -> list[tuple[Source, tuple[PathPart, ...]]]:
+    """Where each merged profile is written: the main file's, then each included file's."""
+    main, *included = loaded.sources
+    out: list[tuple[Source, tuple[PathPart, ...]]] = []
+    rt = main.round_trip()
+    inline = rt.get("profiles") if isinstance(rt, Mapping) else None
+    if isinstance(inline, list):
+        out.extend((main, ("profiles", i)) for i in range(len(inline)))
+    for src in included:
+        node = src.round_trip()
+        prefix: tuple[PathPart, ...] = ()
+        if isinstance(node, Mapping) and set(node) == {"profiles"}:
+            node, prefix = node["profiles"], ("profiles",)
+        if not isinstance(node, list):
+            return []
+        out.extend((src, (*prefix, i)) for i in range(len(node)))
+    return out if len(out) == len(loaded.spec.profiles) else []

@@ -1,0 +1,177 @@
+"""Self-hosted batched verifiers in the optimisation problem: load levels and settling.
+
+The latency a device sees depends on the load the whole fleet puts on the
+verifier (`configspec_opt.verifier_load`), which the assignment itself
+decides.  The problem therefore splits each verifier's possible load
+b in (0, b_max] into levels (beta_{l-1}, beta_l]; the solver picks one
+level per target and the number of replicas, and a device's candidate is
+copied once per level with the latency taken at one end of it:
+
+- **conservative** copies take T at the level's upper end, and the level's row
+  keeps the implied load at most beta_l per replica.  The least fixed point
+  then lies at or below beta_l, so every number the solver assumed is a
+  lower bound of what the fleet really gets: its answer is truly feasible;
+- **optimistic** copies take T at the lower end: any assignment whose true
+  load lies in the level is feasible there and looks at least as good, so
+  the optimum of that model bounds the true optimum from above.
+
+`settle` evaluates an assignment at its true fixed point, which is what the
+reports print.  The grid is refined between the two models until they agree
+(see `solvers.solve`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from configspec_opt import verifier_load as vl
+from configspec_opt.candidates import Candidate, at_verify_latency
+from configspec_opt.metrics import SECONDS_PER_HOUR
+from configspec_opt.spec import Spec, Verifier
+
+Mode = Literal["conservative", "optimistic"]
+
+# Initial levels: T(b, K) rises by at most this much across one level.
+LEVEL_STEP = 0.02
+# A chosen level is split into this many when refined.
+SPLIT = 4
+
+
+@dataclass
+class VerifierPlan:
+    """One batched verifier target: its table, replica bounds, price and load levels."""
+
+    target: str
+    verifier: Verifier
+    levels: list[float] = field(default_factory=list)  # beta_1 < ... < beta_L (beta_0 = 0)
+
+    @property
+    def price_usd_per_hour(self) -> float:
+        return self.verifier.price_usd_per_replica_hour
+
+    @property
+    def b_max(self) -> float:
+        return vl.b_limit(self.verifier.latency_s, self.verifier.max_batch)
+
+    def interval(self, level: int) -> tuple[float, float]:
+        """The load interval of a level (1-based)."""
+        lo = 0.0 if level == 1 else self.levels[level - 2]
+        return lo, self.levels[level - 1]
+
+    def latency(self, b: float, k: int) -> float:
+        return vl.latency_at(self.verifier.latency_s, b, k)
+
+
+def plans_for(spec: Spec) -> list[VerifierPlan]:
+    """A plan per target with a batched verifier, with the initial load levels."""
+    out: list[VerifierPlan] = []
+    for t in spec.targets:
+        if t.verifier is None:
+            continue
+        plan = VerifierPlan(t.name, t.verifier)
+        plan.levels = initial_levels(plan)
+        out.append(plan)
+    return out
+
+
+def initial_levels(plan: VerifierPlan) -> list[float]:
+    """Load levels over which T(b, K) grows by at most `LEVEL_STEP` (relative) for every K.
+
+    T is linear between measured rows, so each row interval is split evenly
+    into as many levels as its steepest K needs; the first row holds below
+    itself, so (0, first row] is one level.
+    """
+    table = plan.verifier.latency_s
+    top = plan.b_max
+    bs = [float(b) for b in vl.rows(table) if b < top] + [top]
+    points = {bs[0]}
+    for lo, hi in zip(bs, bs[1:]):
+        rise = max((plan.latency(hi, k) - plan.latency(lo, k)) / plan.latency(lo, k)
+                   for k in vl.ks(table))
+        n = max(1, math.ceil(rise / LEVEL_STEP))
+        points.update(lo + (hi - lo) * i / n for i in range(1, n + 1))
+    return sorted(p for p in points if 0.0 < p <= top)
+
+
+def refine(plan: VerifierPlan, loads: Iterable[float], chosen: Iterable[int]) -> bool:
+    """Add the settled loads and split the chosen levels; True if anything changed."""
+    before = len(plan.levels)
+    points = set(plan.levels)
+    for b in loads:
+        if 0.0 < b < plan.b_max:
+            points.add(b)
+    for level in chosen:
+        if 1 <= level <= len(plan.levels):
+            lo, hi = plan.interval(level)
+            points.update(lo + (hi - lo) * i / SPLIT for i in range(1, SPLIT))
+    plan.levels = sorted(points)
+    return len(plan.levels) > before
+
+
+def expand(candidates: Sequence[Candidate], plans: Sequence[VerifierPlan],
+           mode: Mode) -> list[Candidate]:
+    """Copy each candidate on a batched verifier once per load level (see module doc)."""
+    by_target = {p.target: p for p in plans}
+    out: list[Candidate] = []
+    for c in candidates:
+        plan = by_target.get(c.target)
+        if plan is None:
+            out.append(c)
+            continue
+        for level in range(1, len(plan.levels) + 1):
+            lo, hi = plan.interval(level)
+            b = hi if mode == "conservative" else lo
+            out.append(at_verify_latency(c, plan.latency(b, c.k), level))
+    return out
+
+
+@dataclass(frozen=True)
+class VerifierState:
+    """What a batched verifier settles at under an assignment."""
+
+    target: str
+    replicas: int
+    in_flight_per_replica: float
+    latency_s_by_k: dict[int, float]
+    price_usd_per_hour: float
+
+    @property
+    def cost_usd_per_hour(self) -> float:
+        return self.replicas * self.price_usd_per_hour
+
+
+def replica_cost_usd_per_hour(states: Iterable[VerifierState]) -> float:
+    return sum(s.cost_usd_per_hour for s in states)
+
+
+def replica_cost_usd_per_s(states: Iterable[VerifierState]) -> float:
+    return replica_cost_usd_per_hour(states) / SECONDS_PER_HOUR
+
+
+def settle(assignment: Sequence[tuple[Candidate, int]], plans: Sequence[VerifierPlan],
+           replicas: Mapping[str, int]
+           ) -> tuple[list[tuple[Candidate, int]], list[VerifierState]] | None:
+    """The assignment at the load it really settles at; None if some verifier has none.
+
+    Every device on a batched verifier gets T at the least fixed point of
+    its target's load (`verifier_load.least_fixed_point`); others keep theirs.
+    """
+    settled: list[tuple[Candidate, int]] = [(c, n) for c, n in assignment
+                                            if n > 0 and c.level < 0]
+    states: list[VerifierState] = []
+    for plan in plans:
+        riders = [(c, n) for c, n in assignment if n > 0 and c.target == plan.target]
+        r = replicas.get(plan.target, 0)
+        b = vl.least_fixed_point(plan.verifier.latency_s, plan.verifier.max_batch,
+                                 [vl.Rider(n, c.k, c.busy_s) for c, n in riders], r)
+        if b is None:
+            return None
+        by_k = {c.k: plan.latency(b, c.k) for c, _ in riders}
+        settled.extend((at_verify_latency(c, by_k[c.k]), n) for c, n in riders)
+        states.append(VerifierState(plan.target, r, b, dict(sorted(by_k.items())),
+                                    plan.price_usd_per_hour))
+    settled.sort(key=lambda cn: (cn[0].pool, cn[0].config))
+    return settled, states
