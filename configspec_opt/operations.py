@@ -151,9 +151,13 @@ def solve_inputs(loaded: LoadedSpec, objective: str | None,
 def solve_report(
     loaded: LoadedSpec, *, objective: str | None = None, devices: list[str] | None = None,
     time_limit: float | None = None, gap: float = 1e-9, explain: bool | None = None,
-    tie_break: bool = True, prune: bool = True,
+    tie_break: bool = True, prune: bool = True, load_blind: bool = False,
 ) -> dict[str, Any]:
-    """`configspec solve --json`: the assignment, fleet metrics, solver facts, diagnosis."""
+    """`configspec solve --json`: the assignment, fleet metrics, solver facts, diagnosis.
+
+    Explanations swap one pool at a time with the rest fixed; under a batched
+    verifier that swap moves everyone's latency, so they are left out there.
+    """
     from configspec_opt.explain import explain as explain_pools
     from configspec_opt.report import solution_dict
     from solvers.adapter import SolverOptions, require_solver
@@ -163,7 +167,9 @@ def solve_report(
     obj, only = solve_inputs(loaded, objective, devices)
     sol = solve(loaded.spec, objective=obj, only=only,
                 options=SolverOptions(time_limit=time_limit, rel_gap=gap),
-                tie_break=tie_break, prune=prune)
+                tie_break=tie_break, prune=prune, load_blind=load_blind)
+    if sol.problem.verifiers:
+        explain = False
     if explain is None:
         explain = sum(len(pc.candidates) for pc in sol.problem.structural) \
             <= EXPLAIN_MAX_CANDIDATES

@@ -7,7 +7,7 @@ HTTP API can never disagree on a number.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
@@ -17,6 +17,7 @@ from rich.table import Table
 from configspec_opt.candidates import Candidate
 from configspec_opt.fleet import FleetMetrics
 from configspec_opt.spec import Objective
+from configspec_opt.verifiers import VerifierState
 
 if TYPE_CHECKING:
     from configspec_opt.explain import PoolExplanation
@@ -35,19 +36,29 @@ def candidate_dict(c: Candidate) -> dict[str, Any]:
         "device": c.device, "target": c.target, "draft": c.draft, "quant": c.quant, "k": c.k,
         "alpha": c.alpha, "draft_tok_s": c.draft_tok_s, "round_time_s": c.round_time_s,
         "goodput_tok_s": c.goodput_tok_s,
-        "cost_tok_per_usd": c.cost_efficiency_tok_per_usd,
+        "cost_tok_per_usd": _num(c.cost_efficiency_tok_per_usd),
         "energy_j_per_tok": _num(c.energy_j_per_tok),
         "verifier_load_tok_s": c.verifier_load_tok_s,
         "cost_usd_per_hour": c.cost_usd_per_hour,
         "power_w": _num(c.power_w),
         "mean_acceptance_length": c.k * c.alpha + 1.0,
+        **({"verify_latency_s": c.verify_latency_s} if c.replica_priced else {}),
     }
 
 
-def fleet_dict(fm: FleetMetrics | None) -> dict[str, Any] | None:
+def fleet_dict(fm: FleetMetrics | None, verifiers: Sequence[VerifierState] = ()
+               ) -> dict[str, Any] | None:
+    """Fleet figures; batched verifiers as they settle (replicas, load, latency per K)."""
     if fm is None:
         return None
-    return {k: (_num(v) if isinstance(v, float) else v) for k, v in fm.to_dict().items()}
+    out = {k: (_num(v) if isinstance(v, float) else v) for k, v in fm.to_dict().items()}
+    if verifiers:
+        out["verifiers"] = [
+            {"target": v.target, "replicas": v.replicas,
+             "in_flight_per_replica": v.in_flight_per_replica,
+             "latency_s_by_k": {str(k): t for k, t in v.latency_s_by_k.items()},
+             "cost_usd_per_hour": v.cost_usd_per_hour} for v in verifiers]
+    return out
 
 
 def objective_dict(objective: Objective, value: float | None) -> dict[str, Any]:
@@ -78,7 +89,7 @@ def solution_dict(
         "status": sol.status.value,
         "objective": objective_dict(sol.objective, sol.objective_value),
         "assignments": assignments,
-        "fleet": fleet_dict(sol.fleet),
+        "fleet": fleet_dict(sol.fleet, sol.verifiers),
         "solver": {
             "name": "highs",
             "time_s": sol.time_s,
@@ -89,6 +100,7 @@ def solution_dict(
             "candidates": len(sol.problem.candidates),
             "pruned_dominated": sol.problem.pruned,
             "stages": [s.__dict__ for s in sol.stages],
+            **({"load_levels": sol.load_levels} if sol.load_levels else {}),
         },
     }
     if sol.assignment:
@@ -115,14 +127,23 @@ def constraint_usage(sol: Solution) -> list[dict[str, Any]]:
     from configspec_opt.fleet import REL_TOL, row_activity
 
     out: list[dict[str, Any]] = []
+    replicas = {v.target: v.replicas for v in sol.verifiers}
+    plans = {p.target: p for p in sol.problem.verifiers}
     for row in sol.problem.rows:
+        if row.internal:
+            continue
         if row.ratio is not None:
-            assert row.ratio.den is not None
-            value = sum(n * row.ratio.num(c) for c, n in sol.assignment) / sum(
-                n * row.ratio.den(c) for c, n in sol.assignment)
+            form = row.ratio
+            assert form.den is not None
+            num = sum(n * form.num(c) for c, n in sol.assignment)
+            den = sum(n * form.den(c) for c, n in sol.assignment)
+            for t, r in replicas.items():
+                num += r * (form.num_per_replica(plans[t]) if form.num_per_replica else 0.0)
+                den += r * (form.den_per_replica(plans[t]) if form.den_per_replica else 0.0)
+            value = num / den
             limit = row.limit if row.limit is not None else row.rhs
         else:
-            value, limit = row_activity(row, sol.assignment), row.rhs
+            value, limit = row_activity(row, sol.assignment, replicas), row.rhs
         binding = abs(value - limit) <= 1e3 * REL_TOL * max(1.0, abs(limit))
         out.append({"constraint": row.key, "limit": limit, "value": value, "unit": row.unit,
                     "binding": binding})
@@ -197,6 +218,11 @@ def print_solution(console: Console, data: dict[str, Any]) -> None:
             f"edge power {_fmt(fleet['power_w'])} W, "
             f"{_fmt(fleet['cost_efficiency_tok_per_usd'])} tok/$, "
             f"{_fmt(fleet['energy_j_per_tok'])} J/tok")
+    for v in (fleet or {}).get("verifiers", []):
+        lat = ", ".join(f"K={k} {t * 1e3:.0f} ms" for k, t in v["latency_s_by_k"].items())
+        console.print(f"verifier {v['target']}: {v['replicas']} replicas, "
+                      f"{v['in_flight_per_replica']:.2f} requests in flight per replica, "
+                      f"{lat}, {_fmt(v['cost_usd_per_hour'])} $/h", markup=False)
     binding = [c["constraint"] for c in data.get("constraints", []) if c["binding"]]
     if binding:
         console.print("binding: " + ", ".join(binding), markup=False)

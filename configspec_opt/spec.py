@@ -8,6 +8,7 @@ deployment that nobody notices.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from enum import Enum
 from typing import Annotated, Any, Literal
@@ -159,6 +160,13 @@ class Verifier(StrictModel):
                     f"lists K {sorted(first)}: every row must list the same K")
         if not first:
             raise ValueError(f"latency_s row b={first_b} is empty")
+        for (b0, r0), (b1, r1) in itertools.pairwise(rows):
+            for k in sorted(r0):
+                if r1[k] < r0[k]:
+                    raise ValueError(
+                        f"latency_s at K={k} falls from {r0[k]:g} s (b={b0}) to {r1[k]:g} s "
+                        f"(b={b1}): a request is never faster under more load; write the "
+                        "running maximum (profile-verifier does)")
         return self
 
 

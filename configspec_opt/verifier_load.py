@@ -17,6 +17,7 @@ and the reports all read the same definition.
 from __future__ import annotations
 
 import bisect
+import itertools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -107,7 +108,7 @@ def least_fixed_point(table: LatencyTable, max_batch: int, riders: Sequence[Ride
 
     points = [0.0] + [float(b) for b in rows(table) if b < end] + [end]
     grid: list[float] = []
-    for lo, hi in zip(points, points[1:]):
+    for lo, hi in itertools.pairwise(points):
         if hi <= lo:
             continue
         grid.extend(lo + (hi - lo) * i / _SCAN_STEPS for i in range(_SCAN_STEPS))

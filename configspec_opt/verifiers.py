@@ -22,6 +22,7 @@ reports print.  The grid is refined between the two models until they agree
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -88,7 +89,7 @@ def initial_levels(plan: VerifierPlan) -> list[float]:
     top = plan.b_max
     bs = [float(b) for b in vl.rows(table) if b < top] + [top]
     points = {bs[0]}
-    for lo, hi in zip(bs, bs[1:]):
+    for lo, hi in itertools.pairwise(bs):
         rise = max((plan.latency(hi, k) - plan.latency(lo, k)) / plan.latency(lo, k)
                    for k in vl.ks(table))
         n = max(1, math.ceil(rise / LEVEL_STEP))

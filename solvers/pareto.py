@@ -14,11 +14,14 @@ import time
 from dataclasses import dataclass, field
 
 from configspec_opt.candidates import Candidate
+from configspec_opt.errors import UsageError
 from configspec_opt.fleet import FleetMetrics, fleet_metrics, metric_value
 from configspec_opt.problem import Problem, build_problem
-from configspec_opt.spec import Objective, Spec, Term
+from configspec_opt.spec import Metric, Objective, Spec, Term
+from configspec_opt.verifiers import plans_for
 from solvers.adapter import SolverOptions
-from solvers.solve import Optimizer, _Stop
+from solvers.solve import Optimizer, _Stop, solve
+from solvers.status import Status
 
 MIN_STEP = 1e-6
 
@@ -67,6 +70,10 @@ def pareto(
     """
     t0 = time.perf_counter()
     options = options or SolverOptions()
+    if plans_for(spec):
+        front = _pareto_under_load(spec, x, y, only, min(max_points, LOAD_MAX_POINTS), options)
+        front.time_s = time.perf_counter() - t0
+        return front
     x_first = Objective(lexicographic=[x, y])
     problem = build_problem(spec, only=only, objective=x_first)
     front = ParetoFront(x, y)
@@ -96,4 +103,63 @@ def pareto(
                                          for q in front.points):
                     front.points.append(p)
     front.time_s = time.perf_counter() - t0
+    return front
+
+
+# Batched verifiers: each point is a whole load-model solve (several MILPs).
+LOAD_MAX_POINTS = 12
+# The fleet constraint that bounds a metric from its better side.
+_BOUND_FIELD: dict[tuple[Metric, str], str] = {
+    (Metric.cost, "minimize"): "max_cost_usd_per_hour",
+    (Metric.goodput, "maximize"): "min_goodput_tok_s",
+    (Metric.power, "minimize"): "max_power_w",
+    (Metric.energy, "minimize"): "max_energy_j_per_tok",
+    (Metric.cost_efficiency, "maximize"): "min_cost_efficiency_tok_per_usd",
+}
+
+
+def _pareto_under_load(spec: Spec, x: Term, y: Term, only: set[str] | None,
+                       max_points: int, options: SolverOptions) -> ParetoFront:
+    """The front with replicas as decisions: y bounded through the spec's own fleet constraint.
+
+    Each point is `solve` of the load model with y held by a fleet
+    constraint, so every point is settled at its true load; the front is
+    sampled evenly between the best-x and the best-y ends (`complete` False).
+    """
+    key = (y.metric, y.sense)
+    if key not in _BOUND_FIELD:
+        raise UsageError(
+            f"under a batched verifier the y axis must be one of "
+            f"{', '.join(f'{s}:{m.value}' for m, s in _BOUND_FIELD)}")
+    field_name = _BOUND_FIELD[key]
+
+    def point(objective: Objective, bound: float | None) -> ParetoPoint | None:
+        s = spec
+        if bound is not None:
+            fleet = spec.constraints.fleet
+            old = getattr(fleet, field_name)
+            tighter = bound if old is None else (
+                min(old, bound) if field_name.startswith("max") else max(old, bound))
+            s = spec.model_copy(update={"constraints": spec.constraints.model_copy(
+                update={"fleet": fleet.model_copy(update={field_name: tighter})})})
+        sol = solve(s, objective=objective, only=only, options=options, diagnose=False)
+        if sol.fleet is None or sol.status not in (Status.optimal, Status.feasible):
+            return None
+        return ParetoPoint(metric_value(sol.fleet, x.metric), metric_value(sol.fleet, y.metric),
+                           sol.fleet, sol.assignment)
+
+    front = ParetoFront(x, y, complete=False)
+    first = point(Objective(lexicographic=[x, y]), None)
+    far = point(Objective(lexicographic=[y, x]), None)
+    if first is None:
+        return front
+    front.points.append(first)
+    if far is None or max_points < 2 or abs(far.y - first.y) <= 1e-9 * max(1.0, abs(first.y)):
+        return front
+    for i in range(1, max_points):
+        target = first.y + (far.y - first.y) * i / (max_points - 1)
+        p = point(Objective(lexicographic=[x, y]), target)
+        if p is not None and all(abs(p.y - q.y) > 1e-9 * max(1.0, abs(p.y))
+                                 for q in front.points):
+            front.points.append(p)
     return front

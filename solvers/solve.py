@@ -107,10 +107,7 @@ def _ratio_bound(lam: float, parametric_bound: float | None, d_lb: float,
     """The bound on a ratio certified by the last Dinkelbach MILP (see `dinkelbach`)."""
     if parametric_bound is None:
         return None
-    if sense == "maximize":
-        slack = max(0.0, parametric_bound)
-    else:
-        slack = max(0.0, -parametric_bound)
+    slack = max(0.0, parametric_bound) if sense == "maximize" else max(0.0, -parametric_bound)
     if slack == 0.0:
         return lam
     if d_lb <= 0.0:
@@ -527,7 +524,7 @@ def _solve_under_load(spec: Spec, objective: Objective, only: set[str] | None,
         chosen: dict[str, list[int]] = {p.target: [] for p in plans}
         for mode in ("conservative", "optimistic"):
             pb = build_problem(spec, only=only, objective=objective, prune=prune,
-                               plans=plans, mode=mode)  # type: ignore[arg-type]
+                               plans=plans, mode=mode)
             if not pb.pools:
                 raise UsageError("no device pool selected")
             problem = problem or pb

@@ -32,7 +32,8 @@ def check_solve(
 def solve(loaded: LoadedSpec, params: SolveParams, time_limit: float | None) -> dict[str, Any]:
     return ops.solve_report(loaded, objective=params.objective, devices=params.device,
                             time_limit=time_limit, gap=params.gap, explain=params.explain,
-                            tie_break=params.tie_break, prune=params.prune)
+                            tie_break=params.tie_break, prune=params.prune,
+                            load_blind=params.load_blind)
 
 
 def pareto(loaded: LoadedSpec, params: ParetoParams, time_limit: float | None) -> dict[str, Any]:

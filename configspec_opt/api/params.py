@@ -59,6 +59,9 @@ class SolveParams(SpecParams):
                                  "pool (default: on for small fleets).")
     tie_break: bool = Field(True, description="Resolve equal optima in the documented order.")
     prune: bool = Field(True, description="Remove provably dominated candidates first.")
+    load_blind: bool = Field(False, description="Ignore batched verifiers' load: fixed "
+                             "verify_latency_s and per-token price (what a load-blind model "
+                             "picks).")
 
 
 class ParetoParams(SpecParams):

@@ -104,12 +104,15 @@ def solve(
     = True,
     prune: Annotated[bool, typer.Option(
         "--prune/--no-prune", help="Remove provably dominated candidates first.")] = True,
+    load_blind: Annotated[bool, typer.Option(
+        "--load-blind", help="Ignore batched verifiers' load: fixed verify_latency_s and "
+        "per-token price, as a model without load would pick.")] = False,
 ) -> None:
     """Choose (draft, quant, K, target) for every pool. Exit 0 solved, 1 infeasible, 2 invalid."""
     with user_errors(as_json):
         data = solve_report(load_spec(spec), objective=objective, devices=device,
                             time_limit=time_limit, gap=gap, explain=explain,
-                            tie_break=tie_break, prune=prune)
+                            tie_break=tie_break, prune=prune, load_blind=load_blind)
         if as_json:
             emit_json(data)
         else:
