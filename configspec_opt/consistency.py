@@ -112,6 +112,7 @@ def check_consistency(spec: Spec) -> tuple[list[Problem], list[str]]:
             problems.append(((*where, "k"), f"k={pin.k} is outside search.k "
                              f"({spec.search.k.min}..{spec.search.k.max})", None))
 
+    problems.extend(_verifier_problems(spec, warnings))
     problems.extend(_objective_problems(spec))
     problems.extend(_power_problems(spec))
     return problems, warnings
@@ -164,4 +165,36 @@ def _power_problems(spec: Spec) -> list[Problem]:
             if d.name in missing and d.slo is not None and getattr(d.slo, field) is not None:
                 out.append((("devices", i, "slo", field),
                             f"no power data for device {d.name}", hint))
+    return out
+
+
+def _verifier_problems(spec: Spec, warnings: list[str]) -> list[Problem]:
+    """Batched verifiers: what per-device cost efficiency and the K range can mean there.
+
+    A replica-priced target bills replicas, not tokens, so one device's
+    tokens per dollar does not exist: an SLO on it is an error.  K values
+    the latency table never measured are not candidates (a warning).
+    """
+    out: list[Problem] = []
+    batched = [t for t in spec.targets if t.verifier is not None]
+    if not batched:
+        return out
+    names = ", ".join(t.name for t in batched)
+    plural = "s" if len(batched) > 1 else ""
+    why = (f"per-device cost efficiency is n/a on replica-priced target{plural} {names} "
+           "(billed per replica-hour)")
+    hint = "bound constraints.fleet.min_cost_efficiency_tok_per_usd instead"
+    if spec.constraints.per_device.min_cost_efficiency_tok_per_usd is not None:
+        out.append((("constraints", "per_device", "min_cost_efficiency_tok_per_usd"), why, hint))
+    for i, d in enumerate(spec.devices):
+        if d.slo is not None and d.slo.min_cost_efficiency_tok_per_usd is not None:
+            out.append((("devices", i, "slo", "min_cost_efficiency_tok_per_usd"), why, hint))
+    krange = set(spec.search.k.values())
+    for t in batched:
+        assert t.verifier is not None
+        measured = set(next(iter(t.verifier.latency_s.values())))
+        missing = sorted(krange - measured)
+        if missing:
+            warnings.append(f"targets[{t.name}].verifier.latency_s has no K="
+                            f"{','.join(map(str, missing))}: those K are not candidates there")
     return out
