@@ -519,6 +519,7 @@ def _solve_under_load(spec: Spec, objective: Objective, only: set[str] | None,
     build_s = 0.0
     problem: Problem | None = None
     first = objective.terms()[0]
+    relaxed_found = False  # the optimistic model had an answer: not proven infeasible
     for _ in range(LOAD_MAX_ROUNDS):
         loads: dict[str, list[float]] = {p.target: [] for p in plans}
         chosen: dict[str, list[int]] = {p.target: [] for p in plans}
@@ -552,6 +553,7 @@ def _solve_under_load(spec: Spec, objective: Objective, only: set[str] | None,
                 chosen[p.target].extend({c.level for c, n in opt.assignment(counts)
                                          if c.target == p.target})
             if mode == "optimistic":
+                relaxed_found = True
                 b = opt.bounds[0] if opt.bounds else None
                 if b is not None:
                     sign = 1.0 if objective.mode == "weighted" or first.sense == "maximize" \
@@ -573,7 +575,7 @@ def _solve_under_load(spec: Spec, objective: Objective, only: set[str] | None,
     sol = Solution(Status.error, objective, problem, stages=stages, build_s=build_s)
     sol.tie_break = "off"
     if best is None:
-        sol.status = Status.infeasible if complete else Status.error
+        sol.status = Status.infeasible if complete and not relaxed_found else Status.error
         sol.message = ("no assignment found that meets the constraints at its true load "
                        f"after {LOAD_MAX_ROUNDS} refinements of the load levels")
         return sol
