@@ -70,10 +70,45 @@ class SpecError(ConfigspecError):
         return {"status": "invalid", "errors": [i.to_dict() for i in self.issues]}
 
 
-class SolverUnavailableError(ConfigspecError):
-    """Pyomo or HiGHS are not installed (the edge-only install)."""
+def install_command(extra: str) -> str:
+    """The one command that adds an extra to an install of configspec-opt."""
+    return f"pip install 'configspec-opt[{extra}]'"
+
+
+class ExtraNotInstalledError(ConfigspecError):
+    """A part of configspec-opt whose extra this install lacks: exit 3 (README), never a
+    traceback, and the message always ends with the pip command that adds it."""
 
     exit_code = 3
+    extra = "all"
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        return text if "pip install" in text else f"{text}: {install_command(self.extra)}"
+
+
+class SolverUnavailableError(ExtraNotInstalledError):
+    """Pyomo or HiGHS are not installed (the edge-only install)."""
+
+    extra = "solver"
+
+
+class ProfilerUnavailableError(ExtraNotInstalledError):
+    """llama-cpp-python is not installed (profile, trial, quantize)."""
+
+    extra = "profiler"
+
+
+class ServerUnavailableError(ExtraNotInstalledError):
+    """FastAPI, uvicorn, SQLAlchemy, Alembic or platformdirs are not installed (serve)."""
+
+    extra = "server"
+
+
+class PlotUnavailableError(ExtraNotInstalledError):
+    """matplotlib is not installed (plot, trial --plot)."""
+
+    extra = "plot"
 
 
 class UsageError(ConfigspecError):

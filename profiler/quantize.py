@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from configspec_opt.errors import UsageError
+from configspec_opt.errors import ProfilerUnavailableError, UsageError
 from profiler.errors import ModelFileError
 from profiler.paths import require_model_file
 
@@ -19,7 +19,11 @@ FTYPES = ("Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K_S", "Q3_K_M", "Q
 
 
 def quantize(src: Path, dst: Path, ftype: str, threads: int = 0) -> Path:
-    import llama_cpp
+    try:
+        import llama_cpp
+    except ImportError as exc:
+        raise ProfilerUnavailableError(f"quantising needs llama-cpp-python ({exc.name} is not "
+                                       "installed)") from None
 
     name = ftype.upper()
     if name not in FTYPES:

@@ -64,10 +64,15 @@ class SolverOptions:
 
 
 def require_solver() -> None:
+    """Raise SolverUnavailableError (exit 3) unless Pyomo and a working HiGHS are installed."""
     if _IMPORT_ERROR is not None:
         raise SolverUnavailableError(
             "the optimiser is not installed: pip install 'configspec-opt[solver]' "
             f"({_IMPORT_ERROR})")
+    registered = SolverFactory("highs")
+    if registered is None or not registered.available():
+        raise SolverUnavailableError(
+            "HiGHS (highspy) is not available: pip install 'configspec-opt[solver]'")
 
 
 class HighsSession:

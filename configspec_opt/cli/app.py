@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 from collections.abc import Callable, Iterator
@@ -12,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from configspec_opt.errors import ConfigspecError, SpecError
+from configspec_opt.errors import ConfigspecError, ExtraNotInstalledError, SpecError
 
 app = typer.Typer(
     name="configspec",
@@ -51,6 +52,17 @@ def user_errors(as_json: bool = False) -> Iterator[None]:
         yield
     except ConfigspecError as exc:
         fail(exc, as_json)
+
+
+def require_extra(error: type[ExtraNotInstalledError], what: str, *modules: str) -> None:
+    """Import `modules` now, before any work; a missing one raises `error` (exit 3, the pip
+    command in its one-line message) instead of a ModuleNotFoundError traceback later."""
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise error(f"{what} needs the '{error.extra}' extra ({exc.name or name} is "
+                        "not installed)") from None
 
 
 Command = Callable[..., Any]

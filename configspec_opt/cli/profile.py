@@ -23,7 +23,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from configspec_opt.cli.app import app, emit_json, err, out, user_errors
+from configspec_opt.cli.app import app, emit_json, err, out, require_extra, user_errors
 from configspec_opt.cli.llama_options import (
     ChatOpt,
     NCtxOpt,
@@ -32,7 +32,7 @@ from configspec_opt.cli.llama_options import (
     SeedOpt,
     ThreadsOpt,
 )
-from configspec_opt.errors import UsageError
+from configspec_opt.errors import ProfilerUnavailableError, UsageError
 from configspec_opt.spec import Profile
 
 if TYPE_CHECKING:
@@ -178,11 +178,7 @@ def _profile(spec_path: Path, device: str, target: list[str] | None, drafts: lis
              repack: bool, chat: bool | None, power: str, idle_s: float, verify: bool,
              max_spread: float, force: bool, out_file: Path | None, push: str | None,
              timeout: float, retries: int, as_json: bool) -> None:
-    try:
-        import llama_cpp  # noqa: F401
-    except ImportError:
-        raise UsageError("the profiler needs llama-cpp-python: pip install "
-                         "'configspec-opt[profiler]'") from None
+    require_extra(ProfilerUnavailableError, "`configspec profile`", "llama_cpp")
     from configspec_opt.loader import load_spec
     from profiler.http import HttpPolicy
     from profiler.plan import (
@@ -300,6 +296,7 @@ def quantize(
 ) -> None:
     """Make a draft variant with llama.cpp's quantiser (re-quantising is allowed)."""
     with user_errors(False):
+        require_extra(ProfilerUnavailableError, "`configspec quantize`", "llama_cpp")
         from profiler.paths import resolve_model_path
         from profiler.quantize import quantize as run_quantize
 

@@ -17,10 +17,14 @@ from typing import Annotated
 
 import typer
 
-from configspec_opt.cli.app import app, err, user_errors
-from configspec_opt.errors import ConfigspecError, UsageError
+from configspec_opt.cli.app import app, err, require_extra, user_errors
+from configspec_opt.errors import ServerUnavailableError, UsageError
 
 DEFAULT_PORT = 8765
+SERVER_MODULES = ("uvicorn", "fastapi", "sqlalchemy", "alembic", "platformdirs", "pyomo",
+                  "highspy", "numpy")
+"""What `configspec serve` imports from the server extra, which includes the solver's (its
+worker processes refuse to start without it); httpx is for clients and tests."""
 SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmM]i?[bB]?|[bB])?\s*$")
 UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024 * 1024}
 
@@ -31,10 +35,6 @@ class LogLevel(str, Enum):
     warning = "warning"
     info = "info"
     debug = "debug"
-
-
-class ServerNotInstalledError(ConfigspecError):
-    exit_code = 3
 
 
 def parse_size(text: str) -> int:
@@ -112,16 +112,14 @@ def serve(
 ) -> None:
     """Serve validate / evaluate / solve / pareto, profiles and jobs over HTTP (docs at /docs)."""
     with user_errors():
-        try:
-            import uvicorn
+        # all of them now: FastAPI is imported by create_app, Alembic, Pyomo and HiGHS at the
+        # server's start-up, platformdirs for the default database: too late for a clean exit 3
+        require_extra(ServerUnavailableError, "`configspec serve`", *SERVER_MODULES)
+        import uvicorn
 
-            from configspec_opt.api import create_app
-            from configspec_opt.api.settings import Settings, token_from_env
-            from configspec_opt.store.engine import describe_url, resolve_db_url
-        except ModuleNotFoundError as exc:
-            raise ServerNotInstalledError(
-                f"the HTTP service is not installed: pip install 'configspec-opt[server]' "
-                f"({exc.name} is missing)") from None
+        from configspec_opt.api import create_app
+        from configspec_opt.api.settings import Settings, token_from_env
+        from configspec_opt.store.engine import describe_url, resolve_db_url
 
         token = token_from_env()
         check_exposure(host, token, allow_remote)

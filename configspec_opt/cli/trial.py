@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from configspec_opt.cli.app import app, emit_json, err, out, user_errors
+from configspec_opt.cli.app import app, emit_json, err, out, require_extra, user_errors
 from configspec_opt.cli.llama_options import (
     ChatOpt,
     NCtxOpt,
@@ -18,7 +18,7 @@ from configspec_opt.cli.llama_options import (
     ThreadsOpt,
 )
 from configspec_opt.cli.profile import choose_power, engine_settings
-from configspec_opt.errors import UsageError
+from configspec_opt.errors import PlotUnavailableError, ProfilerUnavailableError, UsageError
 from configspec_opt.spec import Profile, Spec, Target
 
 
@@ -70,6 +70,9 @@ def trial(
 ) -> None:
     """Run speculative decoding for real and compare it with Eq. 1-3's prediction."""
     with user_errors(as_json):
+        require_extra(ProfilerUnavailableError, "`configspec trial`", "llama_cpp")
+        if plot is not None:  # before the run, not after it
+            require_extra(PlotUnavailableError, "--plot", "matplotlib")
         report = _trial(spec, device, draft, quant, k, target, prompts, n_prompts,
                         max_new_tokens, temperature, seed, threads, n_ctx, repack, chat, power,
                         timeout)
@@ -85,11 +88,6 @@ def _trial(spec_path: Path, device: str, draft: str, quant: str, k: str | None,
            target_name: str | None, prompts_file: Path | None, n_prompts: int,
            max_new_tokens: int, temperature: float, seed: int, threads: int, n_ctx: int,
            repack: bool, chat: bool | None, power: str, timeout: float) -> dict[str, Any]:
-    try:
-        import llama_cpp  # noqa: F401
-    except ImportError:
-        raise UsageError("trials need llama-cpp-python: pip install "
-                         "'configspec-opt[profiler]'") from None
     from configspec_opt.loader import load_spec
     from profiler.chat import render
     from profiler.engine import Engine
@@ -202,14 +200,11 @@ def _print(report: dict[str, Any]) -> None:
 
 
 def _plot(report: dict[str, Any], path: Path) -> None:
-    try:
-        import matplotlib
+    require_extra(PlotUnavailableError, "--plot", "matplotlib")
+    import matplotlib
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        err.print("--plot needs matplotlib: pip install 'configspec-opt[plot]'")
-        raise typer.Exit(3) from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
     ks = [r["k"] for r in report["results"]]
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(ks, [r["measured"]["goodput_tok_s"] for r in report["results"]], "o-",

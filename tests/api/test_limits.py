@@ -70,8 +70,9 @@ def test_dead_worker_is_replaced(make_client: MakeClient, example_text: str) -> 
 
 def test_request_whose_worker_dies_gets_503(make_client: MakeClient, example_text: str) -> None:
     with make_client(workers=1, backlog=1) as c:
-        occupy(c, 3)
-        executor = service(c).pool._executor
+        pool = service(c).pool
+        occupy(c, 60)  # ended by the kill below, whenever that comes
+        executor = pool._executor
         assert executor is not None
         [pid] = list(executor._processes)
         answer: dict[str, Any] = {}
@@ -81,7 +82,11 @@ def test_request_whose_worker_dies_gets_503(make_client: MakeClient, example_tex
 
         t = threading.Thread(target=request)
         t.start()
-        time.sleep(0.3)
+        # kill only once the request waits for the process (a fixed sleep raced a loaded CPU)
+        deadline = time.monotonic() + 30
+        while pool.in_flight < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert pool.in_flight == 2, "the request never reached the solver pool"
         os.kill(pid, signal.SIGKILL)  # the OOM killer, say
         t.join(30)
         r = answer["r"]

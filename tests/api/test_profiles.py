@@ -135,6 +135,10 @@ def test_stored_profile_that_breaks_the_spec_is_named(c: TestClient,
     r = c.post("/v1/evaluate?profiles=stored&top=1", json=spec_data)
     assert r.status_code == 422
     del spec_data["constraints"]["per_device"]["max_energy_j_per_tok"]
+    r = c.post("/v1/evaluate?profiles=stored&top=1", json=spec_data)
+    assert "max_power_w" in str(assert_problem(r, 422, "invalid-spec")["errors"])
+    for scope in ("per_device", "fleet"):  # power caps need power data too
+        spec_data["constraints"][scope].pop("max_power_w", None)
     ok = c.post("/v1/evaluate?profiles=stored&top=1", json=spec_data).json()
     assert ok["stored_profiles"][0]["id"] == pid
 

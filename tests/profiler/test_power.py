@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -67,30 +68,89 @@ def test_rapl_sums_package_and_dram_only_and_handles_wrap(tmp_path: Path) -> Non
     assert src.read().energy_j == pytest.approx(0.007)
 
 
-def test_rapl_permission_error_says_how_to_fix(tmp_path: Path) -> None:
-    """Run the read as an unprivileged user (root reads anything, so drop privileges)."""
-    setpriv = shutil.which("setpriv")
-    if setpriv is None:
-        pytest.skip("setpriv (util-linux) not installed")
-    root = Path(tempfile.mkdtemp(prefix="rapl-"))
+def _enterable_by_anyone(path: Path) -> bool:
+    """Every directory from / down to `path` grants search (x) to other users."""
+    p = path.resolve()
+    return all(os.stat(d).st_mode & stat.S_IXOTH for d in (p, *p.parents))
+
+
+def _world_readable_tmpdir() -> Path:
+    """A fresh directory an unprivileged user can reach, wherever TMPDIR or the clone lives."""
+    for base in (tempfile.gettempdir(), "/tmp", "/var/tmp", "/dev/shm"):
+        if Path(base).is_dir() and _enterable_by_anyone(Path(base)):
+            root = Path(tempfile.mkdtemp(prefix="rapl-", dir=base))
+            os.chmod(root, 0o755)
+            return root
+    pytest.skip("no temporary directory that other users may enter (/tmp, /var/tmp, /dev/shm)")
+
+
+def _interpreter_for(prefix: list[str], cwd: Path) -> str | None:
+    """The first Python >= 3.10 that `prefix` (an unprivileged user) can start, if any.
+
+    The test's own interpreter may live where that user cannot go (a virtual environment
+    inside a clone in a 0700 directory or in root's home); the child needs only the standard
+    library and the copied packages, so the base or the system interpreter serves as well.
+    """
+    seen: list[str] = []
+    for cand in (sys.executable, os.path.realpath(sys.executable),
+                 getattr(sys, "_base_executable", None), shutil.which("python3"),
+                 "/usr/bin/python3", "/usr/local/bin/python3"):
+        if not cand or cand in seen:
+            continue
+        seen.append(cand)
+        try:
+            ok = subprocess.run([*prefix, cand, "-c",
+                                 "import sys; sys.exit(sys.version_info < (3, 10))"],
+                                capture_output=True, cwd=cwd, timeout=60, check=False)
+        except OSError:  # not executable by this (unprivileged) user
+            continue
+        if ok.returncode == 0:
+            return cand
+    return None
+
+
+def test_rapl_permission_error_says_how_to_fix() -> None:
+    """Run the read as an unprivileged user (root reads anything, so drop privileges).
+
+    Everything the child touches is copied into a directory any user can enter (the RAPL tree,
+    `profiler` and `configspec_opt`), because the clone, the temporary directory and the
+    interpreter may all be out of that user's reach.
+    """
+    import configspec_opt
+    import profiler
+
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            pytest.skip("setpriv (util-linux) not installed: cannot drop root's privileges")
+        prefix = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups"]
+    root = _world_readable_tmpdir()
     try:
-        os.chmod(root, 0o755)
         base = rapl_tree(root)
         for p in base.rglob("*"):
             os.chmod(p, 0o755 if p.is_dir() else 0o644)
-        os.chmod(base / "intel-rapl:0/energy_uj", 0o400)
+        # the kernel's mode for energy_uj is 0400 root; a non-root test user owns the file
+        os.chmod(base / "intel-rapl:0/energy_uj", 0o400 if prefix else 0o000)
+        lib = root / "lib"
+        for pkg in (profiler, configspec_opt):
+            src = Path(pkg.__file__ or "").parent
+            shutil.copytree(src, lib / src.name,
+                            ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        for p in (lib, *lib.rglob("*")):
+            os.chmod(p, 0o755 if p.is_dir() else 0o644)
+        python = _interpreter_for(prefix, root)
+        if python is None:
+            pytest.skip("no Python >= 3.10 that an unprivileged user may run on this machine")
         code = ("import sys; from pathlib import Path; from profiler.power.rapl import RaplSource\n"
                 "from profiler.errors import PowerSourceError\n"
+                "import profiler; assert profiler.__file__.startswith(sys.argv[1]), "
+                "profiler.__file__\n"
                 f"try:\n RaplSource(Path({str(root)!r})).read()\n"
                 "except PowerSourceError as e:\n print(e); sys.exit(3)\n")
-        cmd = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable,
-               "-c", code] if os.geteuid() == 0 else [sys.executable, "-c", code]
-        res = subprocess.run(cmd, capture_output=True, text=True, timeout=60,
-                             cwd=Path(__file__).resolve().parents[2],
-                             env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve()
-                                                                  .parents[2])})
-        if res.returncode not in (3,) and "Permission" in res.stderr and "python" in res.stderr:
-            pytest.skip(f"the unprivileged user cannot run this interpreter: {res.stderr[-200:]}")
+        res = subprocess.run([*prefix, python, "-B", "-c", code, str(lib)], capture_output=True,
+                             text=True, timeout=60, cwd=root,
+                             env={**os.environ, "PYTHONPATH": str(lib)})
         assert res.returncode == 3, res.stderr
         assert "permission denied" in res.stdout
         assert "chmod a+r /sys/class/powercap/intel-rapl:*/energy_uj" in res.stdout

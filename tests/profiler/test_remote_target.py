@@ -32,10 +32,14 @@ def _remote_spec(spec: Path, endpoint: str) -> None:
         f"    price_usd_per_mtok: 0.5\n    verify_latency_s: 0.01\n    endpoint: {endpoint}\n"))
 
 
-def test_remote_alpha_equals_local_alpha(tiny_spec: Path, server: str) -> None:
+def test_remote_alpha_equals_local_alpha(tiny_spec: Path, server: str,
+                                         tiny_robust_prompt_file: Path) -> None:
+    """Equal on prompts whose target decisions the server's batched prompt evaluation and the
+    local token-by-token decoding cannot round differently (see conftest.decision_margin)."""
     _remote_spec(tiny_spec, server)
     res = runner.invoke(app, ["profile", str(tiny_spec), "-d", "here", *FAST, "--drafts",
-                              "tiny-draft:close", "--verify-latency", "--json"])
+                              "tiny-draft:close", "--verify-latency", "--json",
+                              "--prompts", str(tiny_robust_prompt_file)])
     assert res.exit_code == 0, res.output
     prof = load_spec(tiny_spec).spec.profiles[0]
     assert prof.acceptance["tiny-remote"] == prof.acceptance["tiny-target"]

@@ -1,10 +1,14 @@
 """The single-pass alpha(K) against an explicit speculative loop run once per K.
 
-Float models: equal exactly (same accepted and drafted counts at every K).
-Quantised models: within QUANT_TOLERANCE, because the target verifies in
-batches whose kernels may round differently from its token-by-token pass.
-Every loop's output is also checked token for token against plain greedy
-decoding of the target (lossless).
+Equal exactly (same accepted and drafted counts at every K) on prompts whose
+target decisions have a margin far above the rounding by which llama.cpp's
+batched kernels (the loop verifies in batches) and its token-by-token kernels
+(the single pass follows the target's token-by-token output) differ; on a
+near-tie that rounding decides, differently on different CPUs, so exactness is
+asserted only where the conftest's `decision_margin` shows it is guaranteed.
+Quantised tiny models, on fixed prompts: within QUANT_TOLERANCE, an allowance
+for that rounding.  Where exactness is asserted, the loop's output is also
+checked token for token against plain greedy decoding of the target (lossless).
 """
 
 from __future__ import annotations
@@ -46,10 +50,11 @@ def _loop_counts(draft: Engine, target: Engine, seqs: list[TargetSequence], k: i
 
 
 @pytest.mark.parametrize("draft_file", ["tiny-draft-close.gguf", "tiny-draft-far.gguf"])
-def test_float_single_pass_equals_loop_exactly(tiny_dir: Path, draft_file: str) -> None:
+def test_float_single_pass_equals_loop_exactly(tiny_dir: Path, draft_file: str,
+                                               tiny_robust_prompts: list[str]) -> None:
     with open_engine(tiny_dir / "tiny-target.gguf") as target, \
             open_engine(tiny_dir / draft_file) as draft:
-        seqs = _sequences(target, draft, PROMPTS, 40)
+        seqs = _sequences(target, draft, tiny_robust_prompts, 40)
         est = greedy_alpha(KS, [draft_pass(draft, s, Sampling()).matches for s in seqs])
         assert 0.0 < est[3].alpha < 1.0  # the pair is informative
         for k in KS:
@@ -68,14 +73,14 @@ def test_quantised_single_pass_within_tolerance(tiny_dir: Path) -> None:
             assert abs(est[k].alpha - accepted / drafted) <= QUANT_TOLERANCE, f"K={k}"
 
 
-def test_smollm2_quantised_draft_within_tolerance(smollm2_path: Path,
-                                                  smollm2_q4_0: Path) -> None:
-    """The real model: Q4_0 draft against the shipped Q4_1 target, chat-templated prompts."""
+def test_smollm2_quantised_draft_within_tolerance(smollm2_path: Path, smollm2_q4_0: Path,
+                                                  smollm2_robust_prompts: list[str]) -> None:
+    """The real model: Q4_0 draft against the shipped Q4_1 target, chat-templated prompts
+    whose target decisions no kernel's rounding can flip (lossless is asserted)."""
     from profiler.chat import render
 
     with open_engine(smollm2_path) as target, open_engine(smollm2_q4_0) as draft:
-        prompts = [render(target, p) for p in ("Why does ice float on water?",
-                                               "Write a haiku about the sea.")]
+        prompts = [render(target, p) for p in smollm2_robust_prompts]
         seqs = _sequences(target, draft, prompts, 24)
         est = greedy_alpha([2, 5], [draft_pass(draft, s, Sampling()).matches for s in seqs])
         for k in (2, 5):

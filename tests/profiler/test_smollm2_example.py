@@ -16,7 +16,8 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "smollm2" / "spec.y
 runner = CliRunner()
 
 
-def test_smollm2_profile_solve_trial(tmp_path: Path, smollm2_path: Path) -> None:
+def test_smollm2_profile_solve_trial(tmp_path: Path, smollm2_path: Path,
+                                    smollm2_robust_prompts: list[str]) -> None:
     pytest.importorskip("pyomo")
     spec = tmp_path / "spec.yaml"
     shutil.copy(EXAMPLE, spec)
@@ -45,11 +46,14 @@ def test_smollm2_profile_solve_trial(tmp_path: Path, smollm2_path: Path) -> None
     assert res.exit_code == 0, res.output
     assert "Q4_0" in res.stdout
 
+    # lossless is asserted on prompts whose target decisions no kernel's rounding can flip
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("\n".join(smollm2_robust_prompts) + "\n", encoding="utf-8")
     res = runner.invoke(app, ["trial", str(spec), "-d", "laptop", "--draft", "smollm2-135m",
-                              "--quant", "Q4_0", "--k", "3", "--n-prompts", "2",
+                              "--quant", "Q4_0", "--k", "3", "--prompts", str(prompts),
                               "--max-new-tokens", "16", "--threads", "1", "--power", "none",
                               "--json"])
     assert res.exit_code == 0, res.output
     report = json.loads(res.stdout)
-    assert report["lossless"] is True
+    assert report["lossless"] is True, report["results"][0]["divergence"]
     assert report["results"][0]["predicted"]["goodput_tok_s"] > 0

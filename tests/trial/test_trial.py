@@ -29,10 +29,13 @@ def _json(res: Any) -> dict[str, Any]:
     return json.loads(res.stdout)  # type: ignore[no-any-return]
 
 
-def test_cli_trial_is_lossless_and_predictions_follow_eq1(tiny_spec: Path) -> None:
+def test_cli_trial_is_lossless_and_predictions_follow_eq1(tiny_spec: Path,
+                                                         tiny_robust_prompt_file: Path) -> None:
+    """Lossless is asserted on prompts whose target decisions no kernel's rounding can flip."""
     assert runner.invoke(app, ["profile", str(tiny_spec), "-d", "here", *PROFILE,
                                "--drafts", "tiny-draft:close"]).exit_code == 0
     report = _json(runner.invoke(app, ["trial", str(tiny_spec), "-d", "here", *TRIAL,
+                                       "--prompts", str(tiny_robust_prompt_file),
                                        "--k", "2..4", "--json"]))
     assert report["lossless"] is True
     assert [r["k"] for r in report["results"]] == [2, 3, 4]
@@ -76,9 +79,10 @@ def test_trial_energy_with_a_power_source(tiny_spec: Path) -> None:
                                        "--k", "3", "--power", "constant:5", "--json"]))
     (r,) = report["results"]
     m = r["measured"]
-    # drafting energy per token: P x drafting time / tokens (Eq. 3's accounting)
+    # drafting energy per token: P x drafting time / tokens (Eq. 3's accounting); abs: the
+    # report rounds J/tok to 6 decimals, which is more than 1 % of it on a fast enough CPU
     assert m["energy_j_per_tok"] == pytest.approx(5 * m["draft_s"] * m["rounds"] / m["tokens"],
-                                                  rel=1e-2)
+                                                  rel=1e-2, abs=5e-7)
     assert r["predicted"]["energy_j_per_tok"] is None  # the profile has no power: no guess
 
 
@@ -108,11 +112,21 @@ def test_divergence_is_reported_with_the_position() -> None:
     assert r.record()["lossless"] is False
 
 
-def test_remote_verifier_matches_the_local_target(tiny_dir: Path) -> None:
-    """One echo+logprobs request per round to a real llama-cpp-python server."""
+def test_remote_verifier_matches_the_local_target(tiny_dir: Path,
+                                                  tiny_robust_prompts: list[str]) -> None:
+    """One echo+logprobs request per round to a real llama-cpp-python server.
+
+    Each side is lossless against its own target's greedy output.  The accept counts are equal
+    because greedy acceptance depends only on the draft (the same engine, the same steps on both
+    sides) and on the target's decisions, and on these prompts every decision has a margin
+    far above the rounding by which llama.cpp's batched and token-by-token kernels differ
+    (measured on this machine by the fixture; the server runs the same kernels on other batch
+    shapes, which MARGIN_SAFETY covers).  On a near-tie that rounding decides, differently on
+    different CPUs, so exact equality would not be a property of the code there.
+    """
     with open_engine(tiny_dir / "tiny-target.gguf") as t, \
             open_engine(tiny_dir / "tiny-draft-close.gguf") as d:
-        setup = TrialSetup([2, 4], PROMPTS, 24, Sampling())
+        setup = TrialSetup([2, 4], tiny_robust_prompts[:3], 24, Sampling())
         local, _ = run_local(d, t, setup)
         from profiler.targets import RemoteTarget
 
@@ -120,6 +134,8 @@ def test_remote_verifier_matches_the_local_target(tiny_dir: Path) -> None:
             remote, info = run_remote(d, RemoteTarget("r", url), setup)
     assert info == {"kind": "remote", "endpoint": url}
     for lo, re_ in zip(local, remote, strict=True):
+        assert lo.lossless is True, lo.divergence
         assert re_.lossless is True, re_.divergence
-        assert (re_.measured.accepted, re_.measured.drafted) == \
-            (lo.measured.accepted, lo.measured.drafted)
+        assert lo.measured.drafted > lo.measured.accepted > 0  # informative: some rejections
+        assert (re_.measured.accepted, re_.measured.drafted, re_.measured.tokens) == \
+            (lo.measured.accepted, lo.measured.drafted, lo.measured.tokens)
