@@ -233,3 +233,165 @@ def write_profiles(spec_path: Path, profiles: Sequence[Mapping[str, Any]],
     new = upsert_profile_file_text(old, profiles)
     atomic_write_text(out, new)
     return out
+
+
+# --------------------------------------------------------------------------- targets[].verifier
+
+
+def _block_end(lines: list[str], start: int, col: int) -> int:
+    """One past the last non-comment line of the block whose key line is `start`.
+
+    The block is the key's line and every following line indented deeper than
+    `col`; comment lines at its end stay where they are (they head what follows).
+    """
+    last = start
+    for i in range(start + 1, len(lines)):
+        stripped = lines[i].strip()
+        if not stripped:
+            continue
+        indent = len(lines[i]) - len(lines[i].lstrip())
+        if indent <= col and not stripped.startswith("#"):
+            break
+        if not stripped.startswith("#"):
+            last = i
+    return last + 1
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal values of equal types (1 is not 1.0), mappings compared key by key."""
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return bool(a == b) and _kind(a) == _kind(b)
+
+
+def _kind(v: Any) -> type:
+    """bool, int, float or str for ruamel's scalar subclasses (ScalarFloat is a float)."""
+    for t in (bool, int, float, str):
+        if isinstance(v, t):
+            return t
+    return type(v)
+
+
+def _render_key(yaml: YAML, key: Any, node: Any, col: int) -> list[str]:
+    """`key: node` as the file's style writes it, indented to column `col`."""
+    buf = io.StringIO()
+    yaml.dump(CommentedMap([(key, node)]), buf)
+    lines = buf.getvalue().splitlines(keepends=True)
+    while lines and not _is_content(lines[-1], 10**6):
+        lines.pop()
+    return [(" " * col + ln) if ln.strip() else ln for ln in lines]
+
+
+def _find_target(doc: CommentedMap, name: str) -> tuple[CommentedSeq, int]:
+    targets = doc.get("targets")
+    if isinstance(targets, CommentedSeq):
+        for i, item in enumerate(targets):
+            if isinstance(item, Mapping) and item.get("name") == name:
+                return targets, i
+    raise SpecError([SpecIssue(f"no target named '{name}'", path=("targets",),
+                               file="<spec>")])
+
+
+def upsert_verifier_text(text: str, target: str, verifier: Mapping[str, Any]) -> str:
+    """The spec text with `targets[name=target].verifier` updated from `verifier`, minimally.
+
+    The keys of `verifier` are set (a mapping given replaces the old one whole, its
+    rows updated in place); keys it does not name are kept.  In an existing block
+    `verifier:` only the lines of values that changed are replaced, so comments on
+    unchanged lines survive byte for byte; a missing `verifier:` is appended to the
+    target's entry.  Flow-style targets fall back to a full round-trip dump.
+    """
+    yaml, doc = _rt(text)
+    if not isinstance(doc, CommentedMap):
+        raise SpecError([SpecIssue("a spec is a mapping of keys", file="<spec>")])
+    seq, idx = _find_target(doc, target)
+    item = seq[idx]
+    lines = text.splitlines(keepends=True)
+    if lines and not lines[-1].endswith("\n"):
+        lines[-1] += "\n"
+    if seq.fa.flow_style() or item.fa.flow_style():
+        old = item.get("verifier")
+        if isinstance(old, CommentedMap):
+            _update_in_place(old, {**old, **verifier}, 2)
+        else:
+            item["verifier"] = to_yaml_node(dict(verifier), 1)
+        buf = io.StringIO()
+        yaml.dump(doc, buf)
+        return buf.getvalue()
+    old = item.get("verifier")
+    if isinstance(old, CommentedMap) and not old.fa.flow_style() and len(old):
+        return _splice_mapping(yaml, lines, old, verifier, depth=2)
+    if isinstance(old, CommentedMap):
+        verifier = {**old, **verifier}
+    # no verifier (or a flow/empty one): (re)write the whole `verifier:` key
+    node = to_yaml_node(dict(verifier), 1)
+    if "verifier" in item:
+        line, col = item.lc.key("verifier")
+        end = _block_end(lines, line, col)
+        lines[line:end] = _render_key(yaml, "verifier", node, col)
+        return "".join(lines)
+    first = next(iter(item))
+    col = item.lc.key(first)[1]
+    start = seq.lc.item(idx)[0]
+    dash_col = len(lines[start]) - len(lines[start].lstrip())
+    end = _entry_end(lines, start, dash_col)
+    lines[end:end] = _render_key(yaml, "verifier", node, col)
+    return "".join(lines)
+
+
+def _splice_mapping(yaml: YAML, lines: list[str], node: CommentedMap,
+                    new: Mapping[str, Any], depth: int) -> str:
+    """Replace, remove or append the lines of `node`'s keys that differ from `new`."""
+    edits: list[tuple[int, int, int, list[str]]] = []  # (start, -depth, end, new lines)
+    _mapping_edits(yaml, lines, node, new, depth, edits, keep_missing=True)
+    # bottom up; at one line, outer edits first, so that an inner mapping's appended
+    # lines land before what its parent replaces or appends there
+    for start, _, end, repl in sorted(edits, key=lambda e: (e[0], e[1]), reverse=True):
+        lines[start:end] = repl
+    return "".join(lines)
+
+
+def _mapping_edits(yaml: YAML, lines: list[str], node: CommentedMap, new: Mapping[str, Any],
+                   depth: int, edits: list[tuple[int, int, int, list[str]]],
+                   keep_missing: bool = False) -> None:
+    """(start, end, new lines) edits of the original lines, recursing into block mappings
+    so that a key line whose value only changed below it stays byte for byte."""
+    col = node.lc.key(next(iter(node)))[1]
+    last_end = 0
+    for key in list(node):
+        line, _ = node.lc.key(key)
+        end = _block_end(lines, line, col)
+        last_end = max(last_end, end)
+        if key not in new:
+            if not keep_missing:
+                edits.append((line, -depth, end, []))
+            continue
+        value = new[key]
+        cur = node[key]
+        if _same(cur, value):
+            continue
+        if isinstance(cur, CommentedMap) and isinstance(value, Mapping) and len(cur) \
+                and not cur.fa.flow_style() and node.lc.value(key)[0] > line:
+            _mapping_edits(yaml, lines, cur, value, depth + 1, edits)
+            continue
+        if isinstance(cur, CommentedMap) and isinstance(value, Mapping) and not (
+                cur.fa.flow_style() and not _leafy(value.values())):
+            _update_in_place(cur, value, depth + 1)
+            rendered_node: Any = cur
+        else:
+            rendered_node = to_yaml_node(value, depth)
+        edits.append((line, -depth, end, _render_key(yaml, key, rendered_node, col)))
+    added = [ln for key, value in new.items() if key not in node
+             for ln in _render_key(yaml, key, to_yaml_node(value, depth), col)]
+    if added:
+        edits.append((last_end, -depth, last_end, added))
+
+
+def write_verifier(spec_path: Path, target: str, verifier: Mapping[str, Any]) -> Path:
+    """Set `targets[name=target].verifier` in the spec file: validate, replace atomically."""
+    new = upsert_verifier_text(spec_path.read_text(encoding="utf-8"), target, verifier)
+    parse_spec(new, name=str(spec_path), base_dir=spec_path.parent)
+    atomic_write_text(spec_path, new)
+    return spec_path

