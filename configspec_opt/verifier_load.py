@@ -1,14 +1,23 @@
 """A batched verifier under the fleet's own load: T(b, K) and the load it settles at.
 
 A continuous-batching server verifies the requests in flight together, so
-one request's latency T(b, K) grows with b, the mean number of requests in
-flight at one replica.  Devices in turn spend T(b, K) of every round R
-waiting for the verifier, so by Little's law the fleet keeps
-``b = sum_devices T(b, K_d) / R_d(b) / replicas`` requests in flight per
-replica.  The load a fleet settles at from idle is the least b solving that
-equation; T at fractional b interpolates linearly between measured rows, the
-first row holds below it, and beyond the last row (or ``max_batch``) there is
-no measurement, hence no feasible load.
+one request's latency grows with the batch it joins.  The table T(n, K) is
+measured with n requests in flight together.  Devices spend part of every
+round R waiting for the verifier, so by Little's law the fleet keeps
+``b = sum_devices s_d / replicas`` requests in flight per replica, with
+``s_d = T_d / R_d`` the share of its round a device has a request there.
+
+Which batch does a request join?  Not b: b averages over time, including
+the moments when this device has nothing in flight.  By the arrival theorem
+of closed queueing networks (the basis of mean value analysis), a device's
+request sees the others as they are on average, ``b - s_d``, and joins
+them: it is verified in a batch of ``n_d = 1 + max(0, b - s_d)``, so
+``T_d = T(n_d, K_d)`` (a one-dimensional fixed point per device, since s_d
+depends on T_d).  The fleet trial measured that this, not T(b), is the
+latency a fleet sees (docs/trial.md).  The load a fleet settles at from
+idle is the least b solving the equation; T at a fractional n interpolates
+linearly between measured rows, the first row holds below it, and a batch
+beyond the last row (or ``max_batch``) is not a feasible load.
 
 Pure functions on plain numbers: the optimiser, the brute force in the tests
 and the reports all read the same definition.
@@ -17,6 +26,7 @@ and the reports all read the same definition.
 from __future__ import annotations
 
 import bisect
+import math
 import itertools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -42,6 +52,37 @@ def ks(table: LatencyTable) -> list[int]:
 def b_limit(table: LatencyTable, max_batch: int) -> float:
     """The largest in-flight count the model knows: the last row, capped by max_batch."""
     return float(min(rows(table)[-1], max_batch))
+
+
+def batch_latency(table: LatencyTable, max_batch: int, b: float, k: int,
+                  busy_s: float) -> float | None:
+    """T_d: the latency of one device's request when b are in flight per replica.
+
+    Solves s = T(1 + max(0, b - s), K) / (busy_s + T(...)) for the device's own
+    share s (the right side falls as s grows, so the root is unique) and
+    returns T there; None when the batch it joins exceeds the table or
+    max_batch.
+    """
+    limit = b_limit(table, max_batch)
+
+    def t_at(share: float) -> float | None:
+        n = 1.0 + max(0.0, b - share)
+        return None if n > limit else latency_at(table, n, k)
+
+    if t_at(1.0) is None:
+        return None
+    lo, hi = 0.0, 1.0
+    while hi - lo > _B_TOL:
+        mid = 0.5 * (lo + hi)
+        t = t_at(mid)
+        if t is None or t / (busy_s + t) > mid:  # None: the batch is too big, s too small
+            lo = mid
+        else:
+            hi = mid
+    t = t_at(hi)
+    if t is None or abs(t / (busy_s + t) - hi) > 4 * _B_TOL:
+        return None  # the sign change is the table's edge: the root lies beyond it
+    return t
 
 
 def latency_at(table: LatencyTable, b: float, k: int) -> float:
@@ -79,11 +120,17 @@ class Rider:
     busy_s: float
 
 
-def in_flight(table: LatencyTable, riders: Sequence[Rider], b: float) -> float:
-    """sum_d n_d * T(b, K_d) / R_d(b): requests in flight fleet-wide if latency were T(b, .)."""
+def in_flight(table: LatencyTable, max_batch: int, riders: Sequence[Rider],
+              b: float) -> float | None:
+    """sum_d n_d * T_d / R_d: requests in flight fleet-wide if b were in flight per replica.
+
+    None when some device's request would join a batch beyond the table.
+    """
     total = 0.0
     for r in riders:
-        t = latency_at(table, b, r.k)
+        t = batch_latency(table, max_batch, b, r.k, r.busy_s)
+        if t is None:
+            return None
         total += r.n * t / (r.busy_s + t)
     return total
 
@@ -104,7 +151,8 @@ def least_fixed_point(table: LatencyTable, max_batch: int, riders: Sequence[Ride
     end = b_limit(table, max_batch)
 
     def h(b: float) -> float:
-        return in_flight(table, riders, b) / replicas - b
+        load = in_flight(table, max_batch, riders, b)
+        return math.inf if load is None else load / replicas - b
 
     points = [0.0] + [float(b) for b in rows(table) if b < end] + [end]
     grid: list[float] = []
@@ -116,6 +164,9 @@ def least_fixed_point(table: LatencyTable, max_batch: int, riders: Sequence[Ride
     prev_b, prev_h = grid[0], h(grid[0])
     for b in grid[1:]:
         hb = h(b)
+        if hb == math.inf:  # past the table: a root can only sit on its edge
+            edge = _edge(h, prev_b, b)
+            return edge if h(edge) <= 1e-9 * max(1.0, edge) else None
         if hb <= 0.0:
             return _bisect(h, prev_b, b) if prev_h > 0.0 else prev_b
         prev_b, prev_h = b, hb
@@ -131,3 +182,14 @@ def _bisect(h: Callable[[float], float], lo: float, hi: float) -> float:
         else:
             hi = mid
     return hi
+
+
+def _edge(h: Callable[[float], float], lo: float, hi: float) -> float:
+    """The last b in [lo, hi] where h is finite (h(lo) finite, h(hi) infinite)."""
+    while hi - lo > _B_TOL * max(1.0, hi):
+        mid = 0.5 * (lo + hi)
+        if h(mid) == math.inf:
+            hi = mid
+        else:
+            lo = mid
+    return lo

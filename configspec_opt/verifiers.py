@@ -63,7 +63,12 @@ class VerifierPlan:
         return lo, self.levels[level - 1]
 
     def latency(self, b: float, k: int) -> float:
+        """The table: T(n, K) with n requests in flight together."""
         return vl.latency_at(self.verifier.latency_s, b, k)
+
+    def seen_latency(self, b: float, k: int, busy_s: float) -> float | None:
+        """What one device's request takes when b are in flight per replica (arrival view)."""
+        return vl.batch_latency(self.verifier.latency_s, self.verifier.max_batch, b, k, busy_s)
 
 
 def plans_for(spec: Spec) -> list[VerifierPlan]:
@@ -124,8 +129,9 @@ def expand(candidates: Sequence[Candidate], plans: Sequence[VerifierPlan],
             continue
         for level in range(1, len(plan.levels) + 1):
             lo, hi = plan.interval(level)
-            b = hi if mode == "conservative" else lo
-            out.append(at_verify_latency(c, plan.latency(b, c.k), level))
+            t = plan.seen_latency(hi if mode == "conservative" else lo, c.k, c.busy_s)
+            if t is not None:  # None: its request would join a batch beyond the table
+                out.append(at_verify_latency(c, t, level))
     return out
 
 
@@ -136,6 +142,8 @@ class VerifierState:
     target: str
     replicas: int
     in_flight_per_replica: float
+    # per K, the mean (over the devices drafting that K) latency of a request; each
+    # device's own is its assignment row's verify_latency_s (it depends on its round)
     latency_s_by_k: dict[int, float]
     price_usd_per_hour: float
 
@@ -150,6 +158,13 @@ def replica_cost_usd_per_hour(states: Iterable[VerifierState]) -> float:
 
 def replica_cost_usd_per_s(states: Iterable[VerifierState]) -> float:
     return replica_cost_usd_per_hour(states) / SECONDS_PER_HOUR
+
+
+def _seen(plan: VerifierPlan, b: float, c: Candidate) -> float:
+    t = plan.seen_latency(b, c.k, c.busy_s)
+    if t is None:  # settle only returns loads whose batches the table covers
+        raise ValueError(f"{c.label()}: no latency at load {b:g}")
+    return t
 
 
 def settle(assignment: Sequence[tuple[Candidate, int]], plans: Sequence[VerifierPlan],
@@ -170,9 +185,13 @@ def settle(assignment: Sequence[tuple[Candidate, int]], plans: Sequence[Verifier
                                  [vl.Rider(n, c.k, c.busy_s) for c, n in riders], r)
         if b is None:
             return None
-        by_k = {c.k: plan.latency(b, c.k) for c, _ in riders}
-        settled.extend((at_verify_latency(c, by_k[c.k]), n) for c, n in riders)
-        states.append(VerifierState(plan.target, r, b, dict(sorted(by_k.items())),
-                                    plan.price_usd_per_hour))
+        ridden = [(at_verify_latency(c, _seen(plan, b, c)), n) for c, n in riders]
+        settled.extend(ridden)
+        by_k: dict[int, list[tuple[float, int]]] = {}
+        for c, n in ridden:
+            by_k.setdefault(c.k, []).append((c.verify_latency_s, n))
+        mean_by_k = {k: sum(t * n for t, n in v) / sum(n for _, n in v)
+                     for k, v in sorted(by_k.items())}
+        states.append(VerifierState(plan.target, r, b, mean_by_k, plan.price_usd_per_hour))
     settled.sort(key=lambda cn: (cn[0].pool, cn[0].config))
     return settled, states

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from configspec_opt.files import atomic_write_text
-from configspec_opt.verifier_load import Rider, latency_at, least_fixed_point
+from configspec_opt.verifier_load import Rider, batch_latency, latency_at, least_fixed_point
 from profiler.verifier_profile import (
     CellOptions,
     Client,
@@ -441,9 +441,10 @@ def predict(table: dict[int, dict[int, float]], rec: Recording, n: int, v_d: flo
     r_blind = draft + latency_at(table, 1, k) + rtt_s
     busy = draft + rtt_s + overhead_s
     b = least_fixed_point(table, max(table), [Rider(float(n), k, busy)], replicas)
-    if b is None:
+    t = None if b is None else batch_latency(table, max(table), b, k, busy)
+    if b is None or t is None:
         return Prediction(None, e / r_blind, None, r_blind, None)
-    r_aware = busy + latency_at(table, b, k)
+    r_aware = busy + t
     return Prediction(b, e / r_blind, e / r_aware, r_blind, r_aware)
 
 
@@ -569,5 +570,28 @@ def format_row(r: Row) -> str:
             f"{r.draft_ms:.0f} / {r.verify_ms:.1f} | {r.overhead_s * 1e3:.1f} |")
 
 
+def decisions(rows: Sequence[Row]) -> str:
+    """Per fleet size: the K each model would pick, and what each pick measured.
+
+    Every device of a cell runs the same K against one replica, so the
+    decision is K; the measured goodput of the two picks is the decision's
+    real consequence (the best K measured is shown for reference).
+    """
+    lines = ["| N | K load-blind | K load-aware | K best measured | G meas at blind's K "
+             "| G meas at aware's K | aware vs blind |",
+             "|---|---|---|---|---|---|---|"]
+    for n in sorted({r.n for r in rows}):
+        cells = {r.k: r for r in rows if r.n == n}
+        blind = max(cells.values(), key=lambda r: r.g_blind)
+        known = [r for r in cells.values() if r.g_aware is not None]
+        if not known:
+            continue
+        aware = max(known, key=lambda r: r.g_aware or 0.0)
+        best = max(cells.values(), key=lambda r: r.g_meas)
+        lines.append(f"| {n} | {blind.k} | {aware.k} | {best.k} | {blind.g_meas:.2f} | "
+                     f"{aware.g_meas:.2f} | {aware.g_meas / blind.g_meas - 1.0:+.1%} |")
+    return "\n".join(lines)
+
+
 def markdown(rows: Sequence[Row]) -> str:
-    return "\n".join([HEADER, *(format_row(r) for r in rows)])
+    return "\n".join([HEADER, *(format_row(r) for r in rows), "", decisions(rows)])

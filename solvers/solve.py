@@ -530,8 +530,9 @@ def _solve_under_load(spec: Spec, objective: Objective, only: set[str] | None,
                 raise UsageError("no device pool selected")
             problem = problem or pb
             if pb.empty_pools():
-                sol = Solution(Status.infeasible, objective, pb)
-                return sol
+                if mode == "optimistic":  # not even at the lightest load: proven infeasible
+                    return Solution(Status.infeasible, objective, pb, stages=stages)
+                continue  # no conservative copy fits yet: the refined levels may give one
             opt = Optimizer(pb, objective, options)
             build_s += opt.build_s
             try:

@@ -1,10 +1,13 @@
 """Reference optimiser for batched verifiers: every assignment x every replica count.
 
-Written apart from the code under test: T(b, K) is interpolated here, the load
-each verifier settles at is found by Kleene iteration (b_0 = 0,
-b_{n+1} = in_flight(b_n) / replicas, which rises monotonically to the least
-fixed point because in_flight is non-decreasing in b), and every figure of a
-device (round time, goodput, per-token cost) is recomputed from the spec.
+Written apart from the code under test: T(n, K) is interpolated here; a
+device's request, with b in flight per replica, joins a batch of
+n = 1 + max(0, b - s) where s = T/(busy + T) is its own share (the documented
+arrival view), found by regula falsi on s; the load each verifier settles at
+is found by Kleene iteration (b_0 = 0, b_{n+1} = in_flight(b_n) / replicas,
+which rises monotonically to the least fixed point because in_flight is
+non-decreasing in b); and every figure of a device (round time, goodput,
+per-token cost) is recomputed from the spec.
 Only the candidates' identities (pool, device, target, draft, quant, K) are
 read from `configspec_opt.candidates.enumerate_candidates`.
 """
@@ -42,20 +45,55 @@ def load_limit(verifier: Verifier) -> float:
     return float(min(max(verifier.latency_s), verifier.max_batch))
 
 
+def device_latency(verifier: Verifier, b: float, k: int, busy: float) -> float | None:
+    """T of one device's request with b in flight per replica; None past the table."""
+    table, end = verifier.latency_s, load_limit(verifier)
+
+    def f(share: float) -> float:  # falls as share grows; inf where the batch is too big
+        n = 1.0 + max(0.0, b - share)
+        if n > end:
+            return float("inf")
+        t = table_latency(table, n, k)
+        return t / (busy + t) - share
+
+    lo, hi = 0.0, 1.0
+    if f(hi) == float("inf"):
+        return None
+    for _ in range(200):  # regula falsi, bisection where f is infinite
+        f_lo, f_hi = f(lo), f(hi)
+        if f_hi >= 0.0:
+            lo = hi
+            break
+        mid = 0.5 * (lo + hi) if f_lo == float("inf") else lo - f_lo * (hi - lo) / (f_hi - f_lo)
+        mid = min(max(mid, lo), hi)
+        if f(mid) > 0.0:
+            lo = mid
+        else:
+            hi = mid
+        if hi - lo < 1e-13:
+            break
+    if abs(f(hi)) > 1e-9:  # the sign change is the table's edge, not a root
+        return None
+    n = 1.0 + max(0.0, b - hi)
+    return None if n > end else table_latency(table, n, k)
+
+
 def settled_load(verifier: Verifier, riders: Sequence[Rider], replicas: int) -> float | None:
-    """The least b >= 0 with b = sum n T(b,K)/(busy + T(b,K)) / replicas; None past the table."""
+    """The least b >= 0 with b = sum n T_d/(busy + T_d) / replicas; None past the table."""
     riders = [r for r in riders if r[0] > 0]
     if not riders:
         return 0.0
     if replicas <= 0:
         return None
-    table, end = verifier.latency_s, load_limit(verifier)
     b = 0.0
     for _ in range(_MAX_STEPS):
-        nxt = sum(n * (t := table_latency(table, b, k)) / (busy + t)
-                  for n, k, busy in riders) / replicas
-        if nxt > end:
-            return None
+        total = 0.0
+        for n, k, busy in riders:
+            t = device_latency(verifier, b, k, busy)
+            if t is None:
+                return None
+            total += n * t / (busy + t)
+        nxt = total / replicas
         if nxt - b <= _STEP_TOL * max(1.0, nxt):
             return nxt
         b = nxt
@@ -152,7 +190,10 @@ def evaluate(spec: Spec, assignment: Sequence[tuple[Candidate, int]],
     for c, n in used:
         target = targets[c.target]
         if target.verifier is not None:
-            t_v = table_latency(target.verifier.latency_s, settled[c.target], c.k)
+            t_dev = device_latency(target.verifier, settled[c.target], c.k, busy[id(c)])
+            if t_dev is None:
+                return None
+            t_v = t_dev
             cost = 0.0
         else:
             t_v = target.verify_latency_s + c.k * target.verify_latency_per_token_s
