@@ -26,8 +26,8 @@ and the reports all read the same definition.
 from __future__ import annotations
 
 import bisect
-import math
 import itertools
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
