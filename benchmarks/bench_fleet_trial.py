@@ -31,6 +31,8 @@ def main() -> None:
     ap.add_argument("--v-d", type=float, default=20.0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--recording", type=Path, default=None)
+    ap.add_argument("--draft-type", default="Q4_0",
+                    help="re-quantisation of the target used as the draft (Q4_0, Q8_0)")
     a = ap.parse_args()
     ns = [int(x) for x in a.n.split(",")]
     ks = [int(x) for x in a.k.split(",")]
@@ -40,7 +42,7 @@ def main() -> None:
     if rec_path.is_file():
         recs = [r for r in ft.load_recordings(rec_path) if r.k in ks]
     else:
-        drf = ft.requantised_draft(tgt, work)
+        drf = ft.requantised_draft(tgt, work, ftype=a.draft_type)
         texts = [p.text for p in bundled_prompts()[:4]]
         recs = ft.record(drf, tgt, texts, ks, 48, threads=os.cpu_count() or 1)
         ft.save_recordings(rec_path, recs)
