@@ -102,7 +102,8 @@ def test_the_blocker_makes_a_module_missing(blocker: Path, tmp_path: Path) -> No
     ["trial", "{spec}", "-d", "rpi5", "--draft", "llama-3.2-1b-instruct", "--quant", "Q4_K_M",
      "--plot", "{tmp}/trial.png"],
     ["quantize", "{tmp}/model.gguf", "Q4_0", "-o", "{tmp}/model-q4_0.gguf"],
-], ids=["profile", "trial", "trial-plot", "quantize"])
+    ["fleet-trial", "--recording", "{tmp}/rec.json", "--k", "2", "--n", "1"],
+], ids=["profile", "trial", "trial-plot", "quantize", "fleet-trial-record"])
 def test_profiler_commands_without_the_profiler(blocker: Path, spec: Path, tmp_path: Path,
                                                 command: list[str]) -> None:
     before = spec.read_bytes()
@@ -112,6 +113,7 @@ def test_profiler_commands_without_the_profiler(blocker: Path, spec: Path, tmp_p
     assert spec.read_bytes() == before
     assert not (tmp_path / "model-q4_0.gguf").exists()
     assert not (tmp_path / "trial.png").exists()
+    assert not (tmp_path / "rec.json").exists()
 
 
 def test_trial_plot_without_matplotlib_fails_before_the_run(blocker: Path, spec: Path,
