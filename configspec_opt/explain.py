@@ -9,6 +9,7 @@ constraint that binds.  Pure evaluation: no solver involved.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +17,7 @@ from configspec_opt.candidates import Candidate, slo_violations
 from configspec_opt.fleet import fleet_metrics, objective_key, violated_constraints
 from configspec_opt.problem import Problem
 from configspec_opt.spec import Objective
+from configspec_opt.verifiers import replica_cost_usd_per_hour, settle
 
 EPS = 1e-9
 
@@ -51,10 +53,21 @@ def _config(c: Candidate) -> dict[str, Any]:
 
 
 def explain(
-    problem: Problem, objective: Objective, assignment: list[tuple[Candidate, int]]
+    problem: Problem, objective: Objective, assignment: list[tuple[Candidate, int]],
+    replicas: Mapping[str, int] | None = None,
 ) -> list[PoolExplanation]:
+    """Per pool: the best alternative with the others fixed, and better ones a constraint blocks.
+
+    Under batched verifiers (`replicas` given) a swap moves every device's
+    latency, so each alternative is settled at its own load with the same
+    replicas before it is compared.
+    """
     spec = problem.spec
-    base = objective_key(fleet_metrics(assignment), objective)
+    evaluate = _settled_evaluator(problem, objective, replicas or {})
+    base_eval = evaluate(assignment)
+    if base_eval is None:
+        return []
+    base = base_eval[0]
     out: list[PoolExplanation] = []
     for pc in problem.structural:
         mine = [(c, n) for c, n in assignment if c.pool == pc.index]
@@ -67,13 +80,13 @@ def explain(
         for c in pc.candidates:
             if c.config in used:
                 continue
-            trial = [*others, (c, pc.device.count)]
-            try:
-                key = objective_key(fleet_metrics(trial), objective)
-            except ValueError:
+            got = evaluate([*others, (c, pc.device.count)])
+            if got is None:
                 continue
-            broken = [f"slo.{k}" for k in slo_violations(c, slo)]
-            broken += violated_constraints(problem, trial)
+            key, trial, broken = got
+            mine_now = [t for t, _ in trial if t.pool == pc.index]
+            broken = [f"slo.{k}" for k in slo_violations(mine_now[0] if mine_now else c, slo)] \
+                + broken
             if broken:
                 if key > tuple(b + EPS * max(1.0, abs(b)) for b in base):
                     blocked.append((key[0] - base[0], c, broken))
@@ -86,3 +99,27 @@ def explain(
                          for g, c, b in blocked[:3]]
         out.append(ex)
     return out
+
+
+Evaluated = tuple[tuple[float, ...], list[tuple[Candidate, int]], list[str]]
+
+
+def _settled_evaluator(problem: Problem, objective: Objective, replicas: Mapping[str, int]
+                       ) -> Callable[[list[tuple[Candidate, int]]], Evaluated | None]:
+    """(objective key, the assignment as evaluated, fleet constraints it breaks), or None."""
+
+    def evaluate(assignment: list[tuple[Candidate, int]]) -> Evaluated | None:
+        cost = 0.0
+        if problem.verifiers:
+            out = settle(assignment, problem.verifiers, replicas)
+            if out is None:
+                return None
+            assignment, states = out
+            cost = replica_cost_usd_per_hour(states)
+        try:
+            key = objective_key(fleet_metrics(assignment, cost), objective)
+        except ValueError:
+            return None
+        return key, assignment, violated_constraints(problem, assignment, replicas=replicas)
+
+    return evaluate

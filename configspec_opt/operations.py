@@ -156,7 +156,7 @@ def solve_report(
     """`configspec solve --json`: the assignment, fleet metrics, solver facts, diagnosis.
 
     Explanations swap one pool at a time with the rest fixed; under a batched
-    verifier that swap moves everyone's latency, so they are left out there.
+    verifier each swap is settled at its own load with the solution's replicas.
     """
     from configspec_opt.explain import explain as explain_pools
     from configspec_opt.report import solution_dict
@@ -168,12 +168,11 @@ def solve_report(
     sol = solve(loaded.spec, objective=obj, only=only,
                 options=SolverOptions(time_limit=time_limit, rel_gap=gap),
                 tie_break=tie_break, prune=prune, load_blind=load_blind)
-    if sol.problem.verifiers:
-        explain = False
     if explain is None:
         explain = sum(len(pc.candidates) for pc in sol.problem.structural) \
             <= EXPLAIN_MAX_CANDIDATES
-    explanations = explain_pools(sol.problem, sol.objective, sol.assignment) \
+    explanations = explain_pools(sol.problem, sol.objective, sol.assignment,
+                                 {v.target: v.replicas for v in sol.verifiers}) \
         if explain and sol.assignment else None
     return solution_dict(sol, spec_sha256=loaded.sha256, explanations=explanations,
                          warnings=loaded.warnings)

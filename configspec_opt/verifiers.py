@@ -175,8 +175,9 @@ def settle(assignment: Sequence[tuple[Candidate, int]], plans: Sequence[Verifier
     Every device on a batched verifier gets T at the least fixed point of
     its target's load (`verifier_load.least_fixed_point`); others keep theirs.
     """
+    planned = {p.target for p in plans}
     settled: list[tuple[Candidate, int]] = [(c, n) for c, n in assignment
-                                            if n > 0 and c.level < 0]
+                                            if n > 0 and c.target not in planned]
     states: list[VerifierState] = []
     for plan in plans:
         riders = [(c, n) for c, n in assignment if n > 0 and c.target == plan.target]

@@ -586,3 +586,36 @@ def test_search_size_counts_the_enumeration() -> None:
     assert len(pc.candidates) == 2 * 3  # two quants, K in {2, 4, 8}
     assert search_size(spec) == comb(6 + 1, 2) * 3
 
+
+
+def test_explanations_under_load_settle_each_swap() -> None:
+    """The runner-up's loss is the objective of the swapped fleet, settled at its own load."""
+    from configspec_opt.explain import explain
+
+    data = copy.deepcopy(SMOKE)
+    data["devices"][0]["count"], data["devices"][1]["count"] = 3, 2
+    data["constraints"]["fleet"]["max_cost_usd_per_hour"] = 8.3  # two replicas
+    spec = Spec.model_validate(data)
+    sol = solve(spec, diagnose=False)
+    assert sol.assignment and sol.verifiers
+    replicas = {v.target: v.replicas for v in sol.verifiers}
+    explanations = explain(sol.problem, sol.objective, sol.assignment, replicas)
+    assert len(explanations) == len(spec.devices)
+    checked = 0
+    for ex in explanations:
+        if ex.runner_up is None:
+            continue
+        pool = next(p for p in enumerate_candidates(spec) if p.device.name == ex.device)
+        [alt] = [c for c in pool.candidates
+                 if (c.target, c.draft, c.quant, c.k) == (ex.runner_up["target"],
+                                                          ex.runner_up["draft"],
+                                                          ex.runner_up["quant"],
+                                                          ex.runner_up["k"])]
+        others = [(_structural(spec, c), n) for c, n in sol.assignment if c.pool != pool.index]
+        ev = evaluate(spec, [*others, (alt, pool.device.count)], replicas)
+        assert ev is not None
+        assert sol.objective_value is not None
+        assert _close(ex.runner_up["loss"], sol.objective_value - ev.goodput_tok_s, 1e-6), (
+            ex, ev.goodput_tok_s)
+        checked += 1
+    assert checked >= 1
