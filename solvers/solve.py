@@ -416,15 +416,31 @@ def solve(
         sol = _solve_fixed(spec, objective, only, options, prune, tie_break)
     if sol.status is Status.infeasible and diagnose:
         if plans:
-            sol.message = (sol.message + "; " if sol.message else "") + (
-                "the relaxation diagnosis does not cover batched verifiers yet: "
-                "try --load-blind to diagnose the constraints without load")
+            sol.message = "; ".join(m for m in (sol.message, *_load_hints(spec, plans)) if m)
         else:
             from solvers.diagnose import diagnose_infeasible
 
             sol.diagnosis = diagnose_infeasible(spec, only=only, options=options)
     sol.time_s = time.perf_counter() - t0
     return sol
+
+
+def _load_hints(spec: Spec, plans: list[VerifierPlan]) -> list[str]:
+    """What can be said exactly about an infeasible spec with batched verifiers.
+
+    The full relaxation diagnosis does not cover them yet; the replicas'
+    minimum cost against the budget is a certain conflict, so it is named.
+    """
+    out: list[str] = []
+    budget = spec.constraints.fleet.max_cost_usd_per_hour
+    floor = sum(p.verifier.replicas.min * p.price_usd_per_hour for p in plans)
+    if budget is not None and floor > budget:
+        out.append(f"constraints.fleet.max_cost_usd_per_hour ({budget:g} $/h) is below the "
+                   f"cost of the minimum replicas ({floor:g} $/h): relax it to at least "
+                   f"{floor:g} or lower replicas.min")
+    out.append("the relaxation diagnosis does not cover batched verifiers yet: "
+               "--load-blind diagnoses the other constraints without load")
+    return out
 
 
 def _solve_fixed(spec: Spec, objective: Objective, only: set[str] | None,

@@ -619,3 +619,12 @@ def test_explanations_under_load_settle_each_swap() -> None:
             ex, ev.goodput_tok_s)
         checked += 1
     assert checked >= 1
+
+
+def test_a_budget_below_the_minimum_replicas_is_named() -> None:
+    """An infeasible spec under load says which constraint conflicts with the replicas."""
+    data = copy.deepcopy(SMOKE)
+    data["constraints"]["fleet"]["max_cost_usd_per_hour"] = 2.0  # one replica costs 4.10
+    sol = solve(Spec.model_validate(data))
+    assert sol.status is Status.infeasible and not sol.assignment
+    assert "max_cost_usd_per_hour" in sol.message and "4.1" in sol.message
