@@ -30,6 +30,7 @@ No llama_cpp import at module level (recording imports it), no Pyomo, no FastAPI
 from __future__ import annotations
 
 import json
+import random
 import statistics
 import threading
 import time
@@ -250,10 +251,22 @@ def in_flight_mean(intervals: Sequence[tuple[float, float]], t0: float, t1: floa
     return total / (t1 - t0)
 
 
+# Drafting time varies from round to round on a real device; +-JITTER, uniform.
+JITTER = 0.2
+
+
 def replay(endpoint: str, rec: Recording, n: int, v_d: float, rtt_s: float = 0.0,
            passes: int = 1, timeout_s: float = 60.0,
-           sleep: Callable[[float], None] = time.sleep) -> RunResult:
-    """N emulated devices (device i replays prompt i mod P on slot i); see the module doc."""
+           sleep: Callable[[float], None] = time.sleep, jitter: float = JITTER,
+           seed: int = 0) -> RunResult:
+    """N emulated devices (device i replays prompt i mod P on slot i); see the module doc.
+
+    Devices are independent, as a fleet's are: each starts at a random phase of its
+    first drafting period, and each drafting sleep is K/v_d times a factor drawn
+    uniformly from [1 - jitter, 1 + jitter] (mean K/v_d, what the model uses).
+    Identical devices started together would stay in lock-step, and evenly
+    staggered ones would never meet: neither is a fleet. Seeded: runs repeat.
+    """
     ep = Endpoint.parse(endpoint)
     info = probe(ep, timeout_s, "llama")
     if info.slots is not None and info.slots < n:
@@ -275,6 +288,8 @@ def replay(endpoint: str, rec: Recording, n: int, v_d: float, rtt_s: float = 0.0
         barrier.wait()
         if errors:
             return
+        rng = random.Random(seed * 1_000_003 + i)
+        sleep((draft_s + rtt_s) * rng.random())
         intervals: list[tuple[float, float]] = []
         processed: list[int] = []
         slept = verify = 0.0
@@ -286,7 +301,7 @@ def replay(endpoint: str, rec: Recording, n: int, v_d: float, rtt_s: float = 0.0
                 ctx = list(p.prompt)
                 for r in p.rounds:
                     s0 = time.perf_counter()
-                    sleep(draft_s + rtt_s)
+                    sleep(draft_s * rng.uniform(1.0 - jitter, 1.0 + jitter) + rtt_s)
                     s1 = time.perf_counter()
                     t: Timed = cl.send(ctx + r.drafted)
                     slept += s1 - s0
@@ -326,7 +341,8 @@ def replay(endpoint: str, rec: Recording, n: int, v_d: float, rtt_s: float = 0.0
     devs = [d for d in results if d is not None]
     ivs = [iv for d in devs for iv in d.intervals]
     ends = [max(e for _, e in d.intervals) for d in devs]
-    return RunResult(n, rec.k, devs, in_flight_mean(ivs, t_start, min(ends)),
+    steady = t_start + draft_s + rtt_s  # every device has started
+    return RunResult(n, rec.k, devs, in_flight_mean(ivs, steady, min(ends)),
                      in_flight_mean(ivs, t_start, max(ends)), server_batch)
 
 
