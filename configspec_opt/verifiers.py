@@ -30,7 +30,6 @@ from typing import Literal
 
 from configspec_opt import verifier_load as vl
 from configspec_opt.candidates import Candidate, at_verify_latency
-from configspec_opt.metrics import SECONDS_PER_HOUR
 from configspec_opt.spec import Spec, Verifier
 
 Mode = Literal["conservative", "optimistic"]
@@ -154,10 +153,6 @@ class VerifierState:
 
 def replica_cost_usd_per_hour(states: Iterable[VerifierState]) -> float:
     return sum(s.cost_usd_per_hour for s in states)
-
-
-def replica_cost_usd_per_s(states: Iterable[VerifierState]) -> float:
-    return replica_cost_usd_per_hour(states) / SECONDS_PER_HOUR
 
 
 def _seen(plan: VerifierPlan, b: float, c: Candidate) -> float:

@@ -610,6 +610,6 @@ def _solve_under_load(spec: Spec, objective: Objective, only: set[str] | None,
     if not sol.proven_optimal:
         sol.message = _not_proven_message(
             gap, None if complete else Termination.unknown, options,
-            None if not complete else f"the load levels were refined {LOAD_MAX_ROUNDS} times "
-            f"and the bound is still {LOAD_REL_GAP:g} away")
+            None if not complete else "refining the load levels (at most "
+            f"{LOAD_MAX_ROUNDS} rounds) left the bound more than {LOAD_REL_GAP:g} away")
     return sol
