@@ -188,6 +188,9 @@ def pareto_report(
 
     require_solver()
     tx, ty = parse_term(x), parse_term(y)
+    if tx.metric is ty.metric:
+        raise UsageError(f"--x and --y both name {tx.metric.value}: a front needs two "
+                         "different metrics")
     only = select_pools(loaded.spec, devices)
     check_energy_available(loaded.spec, Objective.model_validate({"lexicographic": [tx, ty]}),
                            only)

@@ -182,3 +182,11 @@ def test_responses_are_json_whatever_the_request(client: TestClient,
     r = client.post("/v1/validate", content=example_text, headers=YAML_CT)
     assert r.headers["content-type"] == "application/json"
     assert YAML(typ="safe").load(r.text) == r.json()
+
+
+@pytest.mark.parametrize("query", ["x=min:cost&y=max:cost", "x=goodput&y=goodput"])
+def test_pareto_of_one_metric_against_itself_is_refused(client: TestClient, example_text: str,
+                                                        query: str) -> None:
+    r = client.post(f"/v1/pareto?{query}", content=example_text, headers=YAML_CT)
+    body = assert_problem(r, 422, "invalid-request")
+    assert "two different metrics" in body["detail"]

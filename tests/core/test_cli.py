@@ -162,3 +162,13 @@ def test_evaluate_json_has_the_warnings_the_table_shows(tmp_path: Path) -> None:
     shown = [line.removeprefix("warning: ") for line in table.stdout.splitlines()
              if line.startswith("warning: ")]
     assert shown == warnings
+
+
+def test_pareto_of_one_metric_against_itself_is_a_usage_error() -> None:
+    from typer.testing import CliRunner
+
+    from configspec_opt.cli import app
+
+    res = CliRunner().invoke(app, ["pareto", "examples/llama70b-edge.yaml", "--x", "goodput",
+                                   "--y", "max:goodput"])
+    assert res.exit_code == 2 and "two different metrics" in res.output
