@@ -169,6 +169,6 @@ def test_pareto_of_one_metric_against_itself_is_a_usage_error() -> None:
 
     from configspec_opt.cli import app
 
-    res = CliRunner().invoke(app, ["pareto", "examples/llama70b-edge.yaml", "--x", "goodput",
+    res = CliRunner().invoke(app, ["pareto", str(EXAMPLE), "--x", "goodput",
                                    "--y", "max:goodput"])
     assert res.exit_code == 2 and "two different metrics" in res.output
