@@ -6,7 +6,10 @@ commands only, so `configspec validate` works where they are not installed.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -227,8 +230,9 @@ def _profile(spec_path: Path, device: str, target: list[str] | None, drafts: lis
                 prior = next((p for p in existing if (p.device, p.draft, p.quant)
                               == (dev.name, v.draft, v.quant)), None)
                 entry = _merge(session.measure(v, targets), prior)
-                where = write_profiles(spec_path, [entry], out_file)
-                measured.append(entry)
+                with _sigint_deferred():  # written and counted together, or neither
+                    where = write_profiles(spec_path, [entry], out_file)
+                    measured.append(entry)
                 if not as_json:
                     rep.progress.console.print(f"wrote {v.label} -> {where}")
         except KeyboardInterrupt:
@@ -303,3 +307,16 @@ def quantize(
         src = resolve_model_path(source, Path(os.getcwd()))
         dst = run_quantize(src, output, ftype, threads)
         out.print(f"wrote {dst} ({dst.stat().st_size / 1e6:.1f} MB)")
+
+
+@contextlib.contextmanager
+def _sigint_deferred() -> Iterator[None]:
+    """Hold Ctrl-C until the block ends, so "N profile(s) written" counts what is on disk."""
+    if not hasattr(signal, "pthread_sigmask"):  # pragma: no cover - not POSIX
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
