@@ -12,6 +12,9 @@ from typing import Any
 PathPart = str | int
 
 
+MAX_KEY_SHOWN = 80  # a key longer than this is cut in a path: messages stay small
+
+
 def format_path(path: tuple[PathPart, ...]) -> str:
     """`devices[0].count` style, as a user would point at it in the YAML."""
     out = ""
@@ -19,7 +22,10 @@ def format_path(path: tuple[PathPart, ...]) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += ("." if out else "") + str(part)
+            key = str(part)
+            if len(key) > MAX_KEY_SHOWN:
+                key = f"{key[:MAX_KEY_SHOWN]}...({len(key):,} characters)"
+            out += ("." if out else "") + key
     return out or "(top level)"
 
 

@@ -29,6 +29,12 @@ from configspec_opt.spec import Profile, Spec
 
 MAX_NODES = 2_000_000
 MAX_DEPTH = 64
+# Text a document may expand to (aliases counted by what they expand to), the
+# length of a value echoed back in a message, and the problems listed in one error:
+# an error message must never be what exhausts memory.
+MAX_CHARS = 20_000_000
+MAX_ECHO = 80
+MAX_ISSUES = 50
 _profiles_adapter: TypeAdapter[list[Profile]] = TypeAdapter(list[Profile])
 
 
@@ -113,13 +119,18 @@ def parse_spec(text: str, *, name: str = "<spec>", base_dir: Path | None = None)
     problems, warnings = check_consistency(spec)
     if problems:
         issues = []
-        for loc, msg, hint in problems:
+        for loc, msg, hint in problems[:MAX_ISSUES + 1]:  # locating costs a parse each
             src, local = main, loc
             if len(loc) >= 2 and loc[0] == "profiles" and isinstance(loc[1], int):
                 src, idx = origins[loc[1]]
                 local = (("profiles", idx) if src is main else (idx,)) + loc[2:]
             issues.append(_locate(src, local, msg, hint, shown=loc))
-        raise SpecError(issues)
+        more = capped(issues)
+        if len(problems) > len(issues):
+            n_more = len(problems) - MAX_ISSUES
+            more[-1] = SpecIssue(f"... and {n_more:,} more problems (fix these first)",
+                                 file=main.name)
+        raise SpecError(more)
     return LoadedSpec(spec, sources, warnings)
 
 
@@ -160,14 +171,19 @@ def _reject_constant(name: str) -> float:
 
 def _check_size(data: Any, src: Source) -> None:
     """Refuse alias bombs and absurd nesting before anything walks the data."""
-    budget = MAX_NODES
+    budget, chars = MAX_NODES, MAX_CHARS
     stack: list[tuple[Any, int]] = [(data, 0)]
     while stack:
         node, depth = stack.pop()
         budget -= 1
-        if budget < 0:
+        if isinstance(node, str):
+            chars -= len(node)
+        elif isinstance(node, dict):
+            chars -= sum(len(k) for k in node if isinstance(k, str))
+        if budget < 0 or chars < 0:
+            what = f"{MAX_NODES:,} values" if budget < 0 else f"{MAX_CHARS:,} characters"
             raise SpecError([SpecIssue(
-                f"the document expands to more than {MAX_NODES:,} values "
+                f"the document expands to more than {what} "
                 "(YAML aliases that multiply?)", file=src.name)])
         if depth > MAX_DEPTH:
             raise SpecError([SpecIssue(f"nested deeper than {MAX_DEPTH} levels", file=src.name)])
@@ -214,7 +230,8 @@ def validation_issues(
             close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.6)
             hint = f"did you mean '{close[0]}'?" if close else (
                 f"allowed: {', '.join(allowed)}" if allowed else None)
-            issues.append(_locate(src, loc, f"unknown key '{key}'", hint, at_key=True))
+            issues.append(_locate(src, loc, f"unknown key '{echo(key, quote=False)}'", hint,
+                                  at_key=True))
         elif kind == "missing":
             issues.append(_locate(src, loc[:-1], f"missing required key '{loc[-1]}'",
                                   shown=loc[:-1]))
@@ -222,9 +239,27 @@ def validation_issues(
             got = err.get("input")
             msg = err["msg"]
             if not isinstance(got, (dict, list)) and kind not in ("value_error",):
-                msg += f" (got {got!r})"
+                msg += f" (got {echo(got)})"
             issues.append(_locate(src, loc, msg))
-    return issues
+    return capped(issues)
+
+
+def echo(value: Any, quote: bool = True) -> str:
+    """A value as a message shows it: its repr, cut to MAX_ECHO characters."""
+    text = repr(value) if quote else str(value)
+    if len(text) <= MAX_ECHO:
+        return text
+    return f"{text[:MAX_ECHO]}... ({len(text):,} characters)"
+
+
+def capped(issues: list[SpecIssue]) -> list[SpecIssue]:
+    """At most MAX_ISSUES problems, and how many more there were."""
+    if len(issues) <= MAX_ISSUES:
+        return issues
+    more = len(issues) - MAX_ISSUES
+    return [*issues[:MAX_ISSUES],
+            SpecIssue(f"... and {more:,} more problem{'s' if more > 1 else ''} "
+                      "(fix these first)", file=issues[0].file)]
 
 
 def _profile_fields(loc: tuple[PathPart, ...]) -> list[str]:
