@@ -9,15 +9,14 @@ constraint that binds.  Pure evaluation: no solver involved.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from configspec_opt.candidates import Candidate, slo_violations
-from configspec_opt.fleet import fleet_metrics, objective_key, violated_constraints
+from configspec_opt.fleet import evaluate_settled
 from configspec_opt.problem import Problem
 from configspec_opt.spec import Objective
-from configspec_opt.verifiers import replica_cost_usd_per_hour, settle
 
 EPS = 1e-9
 
@@ -63,11 +62,11 @@ def explain(
     replicas before it is compared.
     """
     spec = problem.spec
-    evaluate = _settled_evaluator(problem, objective, replicas or {})
-    base_eval = evaluate(assignment)
+    replicas = replicas or {}
+    base_eval = evaluate_settled(problem, objective, assignment, replicas)
     if base_eval is None:
         return []
-    base = base_eval[0]
+    base = base_eval.key
     out: list[PoolExplanation] = []
     for pc in problem.structural:
         mine = [(c, n) for c, n in assignment if c.pool == pc.index]
@@ -80,13 +79,14 @@ def explain(
         for c in pc.candidates:
             if c.config in used:
                 continue
-            got = evaluate([*others, (c, pc.device.count)])
+            got = evaluate_settled(problem, objective, [*others, (c, pc.device.count)],
+                                   replicas)
             if got is None:
                 continue
-            key, trial, broken = got
-            mine_now = [t for t, _ in trial if t.pool == pc.index]
+            key = got.key
+            mine_now = [t for t, _ in got.assignment if t.pool == pc.index]
             broken = [f"slo.{k}" for k in slo_violations(mine_now[0] if mine_now else c, slo)] \
-                + broken
+                + got.broken
             if broken:
                 if key > tuple(b + EPS * max(1.0, abs(b)) for b in base):
                     blocked.append((key[0] - base[0], c, broken))
@@ -100,26 +100,3 @@ def explain(
         out.append(ex)
     return out
 
-
-Evaluated = tuple[tuple[float, ...], list[tuple[Candidate, int]], list[str]]
-
-
-def _settled_evaluator(problem: Problem, objective: Objective, replicas: Mapping[str, int]
-                       ) -> Callable[[list[tuple[Candidate, int]]], Evaluated | None]:
-    """(objective key, the assignment as evaluated, fleet constraints it breaks), or None."""
-
-    def evaluate(assignment: list[tuple[Candidate, int]]) -> Evaluated | None:
-        cost = 0.0
-        if problem.verifiers:
-            out = settle(assignment, problem.verifiers, replicas)
-            if out is None:
-                return None
-            assignment, states = out
-            cost = replica_cost_usd_per_hour(states)
-        try:
-            key = objective_key(fleet_metrics(assignment, cost), objective)
-        except ValueError:
-            return None
-        return key, assignment, violated_constraints(problem, assignment, replicas=replicas)
-
-    return evaluate

@@ -13,6 +13,7 @@ from configspec_opt.candidates import Candidate
 from configspec_opt.metrics import SECONDS_PER_HOUR
 from configspec_opt.problem import METRICS, Problem, Row
 from configspec_opt.spec import Metric, Objective
+from configspec_opt.verifiers import VerifierState, replica_cost_usd_per_hour, settle
 
 Assignment = Sequence[tuple[Candidate, int]]
 
@@ -144,5 +145,39 @@ def violated_constraints(
     return out
 
 
-__all__ = ["METRICS", "Assignment", "FleetMetrics", "fleet_metrics", "metric_value",
+@dataclass
+class Settled:
+    """An assignment as the fleet really runs it (batched verifiers at their true load)."""
+
+    key: tuple[float, ...]  # objective_key: larger is better
+    assignment: list[tuple[Candidate, int]]
+    states: list[VerifierState]
+    fleet: FleetMetrics
+    broken: list[str]  # fleet constraints it breaks
+
+
+def evaluate_settled(problem: Problem, objective: Objective, assignment: Assignment,
+                     replicas: Mapping[str, int]) -> Settled | None:
+    """Settle batched verifiers (if any) with these replicas, then evaluate; None if no load.
+
+    One evaluation for the solver's answers and for the explanations' what-ifs.
+    """
+    used = [(c, n) for c, n in assignment if n > 0]
+    states: list[VerifierState] = []
+    if problem.verifiers:
+        out = settle(used, problem.verifiers, replicas)
+        if out is None:
+            return None
+        used, states = out
+    fm = fleet_metrics(used, replica_cost_usd_per_hour(states))
+    try:
+        key = objective_key(fm, objective)
+    except ValueError:
+        return None
+    return Settled(key, used, states, fm,
+                   violated_constraints(problem, used, replicas=replicas))
+
+
+__all__ = ["METRICS", "Assignment", "FleetMetrics", "Settled", "evaluate_settled",
+           "fleet_metrics", "metric_value",
            "objective_key", "row_activity", "row_violation", "violated_constraints"]

