@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from configspec_opt.candidates import Candidate
 from configspec_opt.fleet import fleet_metrics, objective_key, violated_constraints
@@ -11,7 +11,8 @@ from configspec_opt.problem import build_problem
 from configspec_opt.spec import Objective, Spec
 
 
-def _compositions(cands: list[Candidate], n: int) -> Iterator[list[tuple[Candidate, int]]]:
+def compositions(cands: Sequence[Candidate], n: int) -> Iterator[list[tuple[Candidate, int]]]:
+    """Every way to run n identical devices on the candidates (a pool may be split)."""
     for combo in itertools.combinations_with_replacement(range(len(cands)), n):
         counts: dict[int, int] = {}
         for i in combo:
@@ -34,7 +35,7 @@ def brute_force(spec: Spec, objective: Objective | None = None, rel_tol: float =
         return None
     feasible: list[tuple[tuple[float, ...], list[tuple[Candidate, int]]]] = []
     for parts in itertools.product(*[
-            list(_compositions(cands, problem.pools[d].count))
+            list(compositions(cands, problem.pools[d].count))
             for d, cands in enumerate(per_pool)]):
         assignment = [x for part in parts for x in part]
         if violated_constraints(problem, assignment, rel_tol):

@@ -15,11 +15,12 @@ read from `configspec_opt.candidates.enumerate_candidates`.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from configspec_opt.candidates import Candidate, enumerate_candidates
 from configspec_opt.spec import Metric, PerTokenAcceptance, Profile, Spec, Target, Verifier
+from tests.core.brute import compositions
 
 SECONDS_PER_HOUR = 3600.0
 # Kleene iteration stops when a step is below this (relative), or after this many steps.
@@ -237,15 +238,6 @@ def violations(spec: Spec, ev: Evaluation, rel_tol: float = 0.0) -> list[str]:
             t.capacity_tok_s is not None for t in spec.targets):
         raise ValueError("the reference checks budget, goodput floor and variants only")
     return out
-
-
-def compositions(cands: Sequence[Candidate], n: int) -> Iterator[list[tuple[Candidate, int]]]:
-    """Every way to run n identical devices on the candidates (a pool may be split)."""
-    for combo in itertools.combinations_with_replacement(range(len(cands)), n):
-        counts: dict[int, int] = {}
-        for i in combo:
-            counts[i] = counts.get(i, 0) + 1
-        yield [(cands[i], k) for i, k in counts.items()]
 
 
 def replica_choices(spec: Spec) -> list[dict[str, int]]:
