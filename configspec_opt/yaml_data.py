@@ -16,7 +16,9 @@ generated ones), and wherever they could differ this module defers to ruamel:
   with an underscore in a word that starts like a number (yaml-rs reads `_3`
   as the integer 3).
   ruamel's round-trip parser locates our errors and rewrites specs, so the two
-  must agree on every document the fast path reads;
+  must agree on every document the fast path reads.  The comment lines a spec
+  starts with (a schema line, a template marker, a description) are not looked
+  at: no scalar can begin before them;
 - anything yaml-rs refuses, and any document that is not a single mapping
   (several documents, a list, a scalar): ruamel parses it again, so the error a
   user sees (and its line and column) is ruamel's, as before.
@@ -44,11 +46,17 @@ _DEFER_TO_RUAMEL = re.compile(
     r"|\d{4}-\d\d?-\d\d?"                            # a date
     r"""|(?:^|[\s\[{,:'"])[-+.]?[0-9_][0-9A-Za-z_.+-]*_""",  # 1_000, _3: number-like
     re.MULTILINE)
+_HEADER_COMMENTS = re.compile(r"(?:[ \t]*(?:#[^\n]*)?(?:\n|$))*")
+
+
+def _fast_path_safe(text: str) -> bool:
+    body_start = _HEADER_COMMENTS.match(text)
+    return _DEFER_TO_RUAMEL.search(text, body_start.end() if body_start else 0) is None
 
 
 def load_yaml(text: str) -> Any:
     """Parse one YAML document; raises ruamel's (located) errors on bad YAML."""
-    if yaml_rs is not None and not _DEFER_TO_RUAMEL.search(text):
+    if yaml_rs is not None and _fast_path_safe(text):
         try:
             data = yaml_rs.loads(text, parse_datetime=False,
                                  duplicate_key_policy=yaml_rs.DuplicateKeyPolicy.Error)
