@@ -5,8 +5,9 @@ verifier capacity and a max-distinct-variants limit that both bind, then times,
 each in a fresh process (so peak memory is its own):
 
   * parse     - loading the spec (JSON with compact per-token acceptance; YAML too)
-  * configspec - `solvers.solve.solve` end to end: candidates, pruning, Pyomo build,
-                 HiGHS, tie-break (and the same without pruning / without tie-break)
+  * configspec - `solvers.solve.solve` end to end: candidates, pruning, model build,
+                 HiGHS, tie-break (and the same without pruning / without tie-break /
+                 through the Pyomo backend instead of the direct highspy one)
   * cli       - `configspec solve --json` as a user runs it
   * direct    - the identical model built with highspy's array API, no Pyomo, no pruning
 
@@ -67,10 +68,10 @@ def make_spec(pools: int, seed: int = 7) -> dict[str, Any]:
     }
 
 
-def write_instance(pools: int) -> tuple[Path, Path]:
+def write_instance(pools: int, seed: int = 7) -> tuple[Path, Path]:
     OUT.mkdir(exist_ok=True)
-    spec = make_spec(pools)
-    jpath, ypath = OUT / f"fleet-{pools}.json", OUT / f"fleet-{pools}.yaml"
+    spec = make_spec(pools, seed)
+    jpath, ypath = OUT / f"fleet-{pools}-{seed}.json", OUT / f"fleet-{pools}-{seed}.yaml"
     jpath.write_text(json.dumps(spec))
     from ruamel.yaml import YAML
 
@@ -95,14 +96,16 @@ def run_parse(path: str) -> dict[str, Any]:
             "peak_mib": peak_mib()}
 
 
-def run_configspec(path: str, prune: str, tie: str) -> dict[str, Any]:
+def run_configspec(path: str, prune: str, tie: str, backend: str = "highs") -> dict[str, Any]:
     from configspec_opt.loader import load_spec
+    from solvers.adapter import SolverOptions
     from solvers.solve import solve
 
     t0 = time.perf_counter()
     spec = load_spec(path).spec
     t1 = time.perf_counter()
-    sol = solve(spec, prune=prune == "1", tie_break=tie == "1")
+    sol = solve(spec, prune=prune == "1", tie_break=tie == "1",
+                options=SolverOptions(backend="pyomo" if backend == "pyomo" else "highs"))
     t2 = time.perf_counter()
     solve_s = sum(s.time_s for s in sol.stages)
     return {"parse_s": t1 - t0, "total_s": t2 - t0, "build_s": sol.build_s,
@@ -213,27 +216,30 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--pools", type=int, default=1000)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--worker", nargs="+")
     args = ap.parse_args()
     if args.worker:
         print(json.dumps(WORKERS[args.worker[0]](*args.worker[1:])))
         return
 
-    jpath, ypath = write_instance(args.pools)
+    jpath, ypath = write_instance(args.pools, args.seed)
     print(f"instance: {args.pools} pools, {jpath.stat().st_size / 1e6:.1f} MB JSON, "
           f"{ypath.stat().st_size / 1e6:.1f} MB YAML")
     yaml_parse = measure("parse", str(ypath))
     print(f"YAML spec load: {yaml_parse['parse_s']:.2f} s ({yaml_parse['profiles']} profiles)")
     rows: dict[str, list[dict[str, Any]]] = {k: [] for k in
                                              ("parse", "direct", "ours", "ours-noprune",
-                                              "ours-notie", "cli")}
+                                              "ours-notie", "ours-pyomo", "cli", "cli-yaml")}
     for rep in range(args.repeats):
         rows["parse"].append(measure("parse", str(jpath)))
         rows["direct"].append(measure("direct", str(jpath)))
         rows["ours"].append(measure("configspec", str(jpath), "1", "1"))
         rows["ours-notie"].append(measure("configspec", str(jpath), "1", "0"))
         rows["ours-noprune"].append(measure("configspec", str(jpath), "0", "1"))
+        rows["ours-pyomo"].append(measure("configspec", str(jpath), "1", "1", "pyomo"))
         rows["cli"].append(measure("cli", str(jpath)))
+        rows["cli-yaml"].append(measure("cli", str(ypath)))
         print(f"repeat {rep + 1}/{args.repeats} done", flush=True)
 
     d = rows["direct"]
@@ -246,19 +252,23 @@ def main() -> None:
           f"{d[0]['candidates']} candidates, {d[0]['status']}, obj {d[0]['objective']:.4f}")
     for key, label in (("ours", "configspec solve (prune, tie-break)"),
                        ("ours-notie", "configspec solve (prune, no tie)"),
-                       ("ours-noprune", "configspec solve (no prune)")):
+                       ("ours-noprune", "configspec solve (no prune)"),
+                       ("ours-pyomo", "configspec solve (pyomo backend)")):
         r = rows[key]
         tot = median(r, "total_s")
         print(f"{label:<34}{tot:>10.2f}{tot / base:>10.2f}{median(r, 'peak_mib'):>10.0f}  "
               f"parse {median(r, 'parse_s'):.2f}, build {median(r, 'build_s'):.2f}, "
               f"highs {median(r, 'highs_s'):.2f} s, {r[0]['candidates']} candidates "
               f"({r[0]['pruned']} pruned), {r[0]['status']}, obj {r[0]['objective']:.4f}")
-    c = rows["cli"]
-    tot = median(c, "total_s")
-    print(f"{'configspec solve --json (process)':<34}{tot:>10.2f}{tot / base:>10.2f}{'':>10}  "
-          f"exit {c[0]['exit']}, obj {c[0]['objective']:.4f}")
+    for key, label in (("cli", "configspec solve --json (JSON)"),
+                       ("cli-yaml", "configspec solve --json (YAML)")):
+        c = rows[key]
+        tot = median(c, "total_s")
+        print(f"{label:<34}{tot:>10.2f}{tot / base:>10.2f}{'':>10}  "
+              f"exit {c[0]['exit']}, obj {c[0]['objective']:.4f}")
     objs = {round(r[0]["objective"], 4) for r in (rows["direct"], rows["ours"], rows["cli"],
-                                                   rows["ours-noprune"])}
+                                                   rows["ours-noprune"], rows["cli-yaml"],
+                                                   rows["ours-pyomo"])}
     print("same optimum everywhere:", len(objs) == 1, objs)
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from configspec_opt import metrics as m
+from configspec_opt.errors import NumericError, SpecError, SpecIssue
 from configspec_opt.spec import (
     Device,
     DeviceSLO,
@@ -210,11 +211,18 @@ def enumerate_candidates(spec: Spec, only: set[str] | None = None) -> list[PoolC
                     t_verify = _verify_latency(target, k)
                     if t_verify is None:
                         continue
-                    pc.candidates.append(make_candidate(
-                        pc.index, device, tname, target.price_usd_per_mtok,
-                        t_verify, prof.draft, prof.quant, k, alpha,
-                        prof.draft_tok_s, power, prof.full_accept.get(tname, {}).get(k, 0.0),
-                        replica_priced=target.verifier is not None))
+                    try:
+                        pc.candidates.append(make_candidate(
+                            pc.index, device, tname, target.price_usd_per_mtok,
+                            t_verify, prof.draft, prof.quant, k, alpha,
+                            prof.draft_tok_s, power,
+                            prof.full_accept.get(tname, {}).get(k, 0.0),
+                            replica_priced=target.verifier is not None))
+                    except NumericError as exc:
+                        raise SpecError([SpecIssue(
+                            f"{exc} for {tname} at K={k}: a number of this profile, its "
+                            f"device or target {tname} is out of range",
+                            path=("profiles", pi))]) from None
             if prof.acceptance and len(pc.candidates) == found:
                 pc.exclusions.append(
                     Exclusion("pins", f"{prof.draft} {prof.quant}: excluded by the pins on "

@@ -76,6 +76,23 @@ class SpecError(ConfigspecError):
         return {"status": "invalid", "errors": [i.to_dict() for i in self.issues]}
 
 
+class NumericError(ConfigspecError, ArithmeticError):
+    """A computed figure that would not be a finite number (exit 2, like an invalid spec).
+
+    The spec's ranges prevent it; `candidates` turns it into a SpecError located at
+    the profile whose numbers caused it, so it never reaches JSON as inf or NaN.
+    """
+
+    exit_code = 2
+
+
+class OutputError(ConfigspecError):
+    """A file configspec must write (a lock, a formatted spec, a schema, a plot) cannot be
+    written: a read-only directory, a full disk.  Exit 4 (README), never a traceback."""
+
+    exit_code = 4
+
+
 def install_command(extra: str) -> str:
     """The one command that adds an extra to an install of configspec-opt."""
     return f"pip install 'configspec-opt[{extra}]'"

@@ -6,6 +6,7 @@ switched?) and by brute force in the tests: one definition of every number.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -50,6 +51,21 @@ class FleetMetrics:
         }
 
 
+def _per(num: float, den: float) -> float | None:
+    """num/den, or None where den is zero or the quotient would not be finite.
+
+    A fleet that costs nothing has infinite tokens per dollar (report.fleet_dict
+    shows it as null); no quotient here raises or leaks a NaN.
+    """
+    if not den > 0.0:
+        return None
+    try:
+        value = num / den
+    except OverflowError:
+        return None
+    return value if math.isfinite(value) else None
+
+
 def fleet_metrics(assignment: Assignment, replica_cost_usd_per_hour: float = 0.0
                   ) -> FleetMetrics:
     """Fleet figures; batched verifiers add their replicas' cost (they bill per replica)."""
@@ -63,14 +79,15 @@ def fleet_metrics(assignment: Assignment, replica_cost_usd_per_hour: float = 0.0
     has_power = all(c.power_w is not None for c, _ in used)
     power = sum(n * (c.power_w or 0.0) for c, n in used) if has_power else None
     dpow = sum(n * (c.drafting_power_w or 0.0) for c, n in used) if has_power else None
+    per_usd = _per(g, cost / SECONDS_PER_HOUR)
     return FleetMetrics(
         goodput_tok_s=g,
         cost_usd_per_hour=cost,
         verifier_load_tok_s=load,
         power_w=power,
         drafting_power_w=dpow,
-        cost_efficiency_tok_per_usd=g / (cost / SECONDS_PER_HOUR) if cost > 0 else float("inf"),
-        energy_j_per_tok=(dpow / g) if dpow is not None and g > 0 else None,
+        cost_efficiency_tok_per_usd=math.inf if per_usd is None else per_usd,
+        energy_j_per_tok=None if dpow is None else _per(dpow, g),
         min_goodput_tok_s=min((c.goodput_tok_s for c, _ in used), default=0.0),
         devices=sum(n for _, n in used),
         verifier_load_by_target=by_target,

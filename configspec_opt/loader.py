@@ -1,7 +1,8 @@
 """Reading a spec: text -> plain data -> validated `Spec`, or a located error.
 
-Valid specs take the fast path (JSON, or ruamel's C safe loader): a fleet
-spec with 100,000 candidates must load in well under a second.  Only when
+Valid specs take the fast path (JSON, or yaml-rs with ruamel as the
+reference, see `yaml_data`): a fleet spec with 100,000 candidates must load in
+well under a second.  Only when
 something is wrong is the text parsed again with ruamel's round-trip
 loader, whose `.lc` positions turn pydantic's error locations into
 file:line:column (the rendercv habit).
@@ -12,10 +13,12 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import os
+import re
 import types
 import typing
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +29,17 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from configspec_opt.consistency import check_consistency
 from configspec_opt.errors import PathPart, SpecError, SpecIssue
 from configspec_opt.spec import Profile, Spec
+from configspec_opt.spec_files import (
+    PROFILES_ROOT_ENV,
+    FileRefused,
+    allowed_roots,
+    confined,
+    first_duplicate_key,
+    line_column,
+    read_text_file,
+    repository_root,
+)
+from configspec_opt.yaml_data import load_yaml
 
 MAX_NODES = 2_000_000
 MAX_DEPTH = 64
@@ -78,19 +92,23 @@ class LoadedSpec:
 
 
 def load_spec(path: str | Path, *, allow_includes: bool = True) -> LoadedSpec:
-    """Load and validate a spec file (YAML or JSON)."""
+    """Load and validate a spec file (YAML or JSON): a regular file of bounded size."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SpecError([SpecIssue(f"no such file: {p}", file=str(p))]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError([SpecIssue(f"cannot read: {exc}", file=str(p))]) from None
+        text = read_text_file(p)
+    except FileRefused as exc:
+        raise SpecError([SpecIssue(f"{exc}: {p}" if str(exc) == "no such file" else str(exc),
+                                   file=str(p))]) from None
     return parse_spec(text, name=str(p), base_dir=p.parent if allow_includes else None)
 
 
-def parse_spec(text: str, *, name: str = "<spec>", base_dir: Path | None = None) -> LoadedSpec:
-    """Validate spec text.  `base_dir=None` refuses `profiles_from` (HTTP bodies)."""
+def parse_spec(text: str, *, name: str = "<spec>", base_dir: Path | None = None,
+               root: Path | None = None) -> LoadedSpec:
+    """Validate spec text.  `base_dir=None` refuses `profiles_from` (HTTP bodies).
+
+    `profiles_from` files must lie under `root` (default: the git work tree holding
+    base_dir, else base_dir itself) or a directory of CONFIGSPEC_PROFILES_ROOT.
+    """
     main = Source(name, text)
     data = parse_data(main)
     if not isinstance(data, dict):
@@ -109,8 +127,9 @@ def parse_spec(text: str, *, name: str = "<spec>", base_dir: Path | None = None)
                                      "profiles_from names files; it is not allowed here "
                                      "(send the profiles inline)")])
         extra: list[Profile] = list(spec.profiles)
+        roots = allowed_roots(root if root is not None else repository_root(base_dir))
         for j, rel in enumerate(spec.profiles_from):
-            src, profiles = _load_profile_file(base_dir / rel, main, j)
+            src, profiles = _load_profile_file(base_dir / rel, main, j, roots)
             sources.append(src)
             origins.extend((src, i) for i in range(len(profiles)))
             extra.extend(profiles)
@@ -138,7 +157,10 @@ def parse_data(src: Source) -> Any:
     """Text to plain Python data (dicts, lists, floats), with a located syntax error."""
     if src.is_json:
         try:
-            data = json.loads(src.text, parse_constant=_reject_constant)
+            data = json.loads(src.text, parse_constant=_reject_constant,
+                              object_pairs_hook=_unique_keys)
+        except _DuplicateKeyError:
+            raise SpecError([_duplicate_key_issue(src)]) from None
         except json.JSONDecodeError as exc:
             raise SpecError([SpecIssue(f"invalid JSON: {exc.msg}", file=src.name,
                                        line=exc.lineno, column=exc.colno)]) from None
@@ -150,7 +172,7 @@ def parse_data(src: Source) -> Any:
         _check_size(data, src)
         return data
     try:
-        data = YAML(typ="safe", pure=False).load(src.text)
+        data = load_yaml(src.text)
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         msg = " ".join(x for x in (exc.context, exc.problem) if x)
@@ -167,6 +189,30 @@ def parse_data(src: Source) -> Any:
 
 def _reject_constant(name: str) -> float:
     raise ValueError(f"{name} is not a number a spec may hold")
+
+
+class _DuplicateKeyError(Exception):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object, refusing a repeated key (json.loads would keep the last silently;
+    YAML's loaders refuse it, and a spec must not mean two things)."""
+    data = dict(pairs)
+    if len(data) != len(pairs):
+        raise _DuplicateKeyError
+    return data
+
+
+def _duplicate_key_issue(src: Source) -> SpecIssue:
+    found = first_duplicate_key(src.text)
+    if found is None:  # cannot happen for text json.loads parsed; keep a message anyway
+        return SpecIssue("invalid JSON: a key appears twice in one object", file=src.name)
+    key, at, first = found
+    line, column = line_column(src.text, at)
+    first_line, first_column = line_column(src.text, first)
+    return SpecIssue(f"invalid JSON: duplicate key {echo(key)} (first at line {first_line}, "
+                     f"column {first_column})", file=src.name, line=line, column=column)
 
 
 def _check_size(data: Any, src: Source) -> None:
@@ -193,21 +239,56 @@ def _check_size(data: Any, src: Source) -> None:
             stack.extend((v, depth + 1) for v in node)
 
 
-def _load_profile_file(path: Path, main: Source, j: int) -> tuple[Source, list[Profile]]:
+def _load_profile_file(path: Path, main: Source, j: int,
+                       roots: list[Path]) -> tuple[Source, list[Profile]]:
+    """A `profiles_from` file, confined to `roots`; its content is never echoed.
+
+    The file may be anything the spec names (a .env, a key), so its errors give
+    positions and types, not values.
+    """
+    where = ("profiles_from", j)
+    if confined(path, roots) is None:
+        shown = ", ".join(str(r) for r in roots)
+        raise SpecError([_locate(main, where, f"{echo(os.path.normpath(path))} is outside {shown} "
+                                 "(the spec's git work tree, else its directory)",
+                                 f"move the file there, or allow its directory with "
+                                 f"{PROFILES_ROOT_ENV}=DIR")])
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SpecError([_locate(main, ("profiles_from", j), f"cannot read {path}: "
-                                 f"{exc.strerror or exc}")]) from None
+        text = read_text_file(path)
+    except FileRefused as exc:
+        issue = _locate(main, where, f"cannot read {echo(str(path))}: {exc}")
+        raise SpecError([issue]) from None
     src = Source(str(path), text)
-    data = parse_data(src)
+    try:
+        data = parse_data(src)
+    except SpecError as exc:
+        raise SpecError([replace(i, message=_redact(i.message)) for i in exc.issues]) from None
     prefix: tuple[PathPart, ...] = ()
     if isinstance(data, dict) and set(data) == {"profiles"}:
         data, prefix = data["profiles"], ("profiles",)
+    if not isinstance(data, list):
+        raise SpecError([SpecIssue(
+            f"not a profiles file: expected a list of profiles, or a mapping whose only "
+            f"key is 'profiles' (found {_kind(data)})", file=src.name, line=1, column=1)])
     try:
         return src, _profiles_adapter.validate_python(data)
     except ValidationError as exc:
-        raise SpecError(validation_issues(exc, src, None, prefix)) from None
+        issues = validation_issues(exc, src, None, prefix, echo_values=False)
+        raise SpecError(issues) from None
+
+
+_QUOTED = re.compile(r"\"[^\"\n]*\"|'[^'\n]*'")
+
+
+def _redact(message: str) -> str:
+    """A parser's message without what it quotes from the file (ruamel quotes values)."""
+    return _QUOTED.sub("'...'", message)
+
+
+def _kind(data: Any) -> str:
+    names = {dict: "a mapping", str: "a string", type(None): "an empty document",
+             bool: "a boolean", int: "a number", float: "a number"}
+    return names.get(type(data), type(data).__name__)
 
 
 # --- error locations -------------------------------------------------------
@@ -218,8 +299,12 @@ def validation_issues(
     src: Source,
     model: type[BaseModel] | None,
     prefix: tuple[PathPart, ...] = (),
+    *,
+    echo_values: bool = True,
 ) -> list[SpecIssue]:
-    """Pydantic errors as located issues, with 'did you mean' for unknown keys."""
+    """Pydantic errors as located issues, with 'did you mean' for unknown keys.
+
+    `echo_values=False` leaves out the offending values (files a spec merely names)."""
     issues = []
     for err in exc.errors(include_url=False):
         loc = prefix + tuple(p for p in err["loc"] if p not in ("table", "per_token"))
@@ -238,7 +323,7 @@ def validation_issues(
         else:
             got = err.get("input")
             msg = err["msg"]
-            if not isinstance(got, (dict, list)) and kind not in ("value_error",):
+            if echo_values and not isinstance(got, (dict, list)) and kind != "value_error":
                 msg += f" (got {echo(got)})"
             issues.append(_locate(src, loc, msg))
     return capped(issues)

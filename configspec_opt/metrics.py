@@ -7,18 +7,45 @@ drafted tokens plus the target's bonus token.
 
 from __future__ import annotations
 
+import math
+
+from configspec_opt.errors import NumericError
+
 SECONDS_PER_HOUR = 3600.0
+
+
+def _ratio(num: float, den: float, what: str) -> float:
+    """num/den as a finite float, or a NumericError naming the quantity.
+
+    The spec's ranges keep every input where this cannot fail; the check is the
+    backstop that turns a zero, subnormal or overflowing input into an error a
+    user can read instead of a ZeroDivisionError or an inf in a JSON answer.
+    """
+    if not den > 0.0:
+        raise NumericError(f"{what}: division by {den!r}")
+    try:
+        value = num / den
+    except OverflowError:
+        value = math.inf
+    return _finite(value, what)
+
+
+def _finite(value: float, what: str) -> float:
+    if not math.isfinite(value):
+        raise NumericError(f"{what} is not a finite number ({value!r})")
+    return value
 
 
 def drafting_time_s(k: int, draft_tok_s: float, full_accept: float = 0.0) -> float:
     """(K + f_K)/v_d: K drafted tokens, plus the catch-up step after a fully accepted round."""
-    return (k + full_accept) / draft_tok_s
+    return _ratio(k + full_accept, draft_tok_s, "drafting time (K/draft_tok_s)")
 
 
 def round_time_s(k: int, draft_tok_s: float, verify_latency_s: float, rtt_s: float = 0.0,
                  full_accept: float = 0.0, overhead_s: float = 0.0) -> float:
     """R = K/v_d + T_verify + rtt (Eq. 1's denominator), plus the measured extras if given."""
-    return drafting_time_s(k, draft_tok_s, full_accept) + verify_latency_s + rtt_s + overhead_s
+    return _finite(drafting_time_s(k, draft_tok_s, full_accept) + verify_latency_s + rtt_s
+                   + overhead_s, "round time")
 
 
 def tokens_per_round(k: int, alpha: float) -> float:
@@ -28,33 +55,36 @@ def tokens_per_round(k: int, alpha: float) -> float:
 
 def goodput_tok_s(k: int, alpha: float, round_s: float) -> float:
     """Eq. 1: G = (K*alpha + 1) / R."""
-    return tokens_per_round(k, alpha) / round_s
+    return _ratio(tokens_per_round(k, alpha), round_s, "goodput")
 
 
 def verifier_load_tok_s(k: int, round_s: float) -> float:
     """Tokens per second the verifier processes (and bills) for one device."""
-    return k / round_s
+    return _ratio(k, round_s, "verifier load")
 
 
 def cost_usd_per_hour(k: int, round_s: float, price_usd_per_mtok: float) -> float:
-    return price_usd_per_mtok * 1e-6 * verifier_load_tok_s(k, round_s) * SECONDS_PER_HOUR
+    return _finite(price_usd_per_mtok * 1e-6 * verifier_load_tok_s(k, round_s)
+                   * SECONDS_PER_HOUR, "cost per hour")
 
 
 def cost_efficiency_tok_per_usd(k: int, alpha: float, price_usd_per_mtok: float) -> float:
     """Eq. 2: eta = (alpha + 1/K) / p, accepted tokens per dollar."""
-    return (alpha + 1.0 / k) / (price_usd_per_mtok * 1e-6)
+    return _ratio(alpha + 1.0 / k, price_usd_per_mtok * 1e-6, "cost efficiency")
 
 
 def drafting_power_w(power_w: float, k: int, draft_tok_s: float, round_s: float,
                      full_accept: float = 0.0) -> float:
     """Average power spent drafting over a round: P * (K/v_d) / R (J/s)."""
-    return power_w * drafting_time_s(k, draft_tok_s, full_accept) / round_s
+    return _ratio(power_w * drafting_time_s(k, draft_tok_s, full_accept), round_s,
+                  "drafting power")
 
 
 def energy_j_per_tok(power_w: float, k: int, draft_tok_s: float, alpha: float,
                      full_accept: float = 0.0) -> float:
     """Eq. 3: E = P * (K/v_d) / (K*alpha + 1), drafting energy per accepted token."""
-    return power_w * drafting_time_s(k, draft_tok_s, full_accept) / tokens_per_round(k, alpha)
+    return _ratio(power_w * drafting_time_s(k, draft_tok_s, full_accept),
+                  tokens_per_round(k, alpha), "energy per token")
 
 
 def mean_acceptance_length(k: int, alpha: float) -> float:

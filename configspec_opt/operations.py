@@ -161,13 +161,15 @@ def solve_report(
     from configspec_opt.explain import explain as explain_pools
     from configspec_opt.report import solution_dict
     from solvers.adapter import SolverOptions, require_solver
+    from solvers.deadline import limited
     from solvers.solve import solve
 
     require_solver()
     obj, only = solve_inputs(loaded, objective, devices)
-    sol = solve(loaded.spec, objective=obj, only=only,
-                options=SolverOptions(time_limit=time_limit, rel_gap=gap),
-                tie_break=tie_break, prune=prune, load_blind=load_blind)
+    with limited(time_limit):  # one deadline for every stage, round and diagnosis
+        sol = solve(loaded.spec, objective=obj, only=only,
+                    options=SolverOptions(time_limit=time_limit, rel_gap=gap),
+                    tie_break=tie_break, prune=prune, load_blind=load_blind)
     if explain is None:
         explain = sum(len(pc.candidates) for pc in sol.problem.structural) \
             <= EXPLAIN_MAX_CANDIDATES
@@ -184,6 +186,7 @@ def pareto_report(
 ) -> dict[str, Any]:
     from configspec_opt.report import pareto_dict
     from solvers.adapter import SolverOptions, require_solver
+    from solvers.deadline import limited
     from solvers.pareto import pareto
 
     require_solver()
@@ -194,6 +197,7 @@ def pareto_report(
     only = select_pools(loaded.spec, devices)
     check_energy_available(loaded.spec, Objective.model_validate({"lexicographic": [tx, ty]}),
                            only)
-    front = pareto(loaded.spec, tx, ty, only=only, max_points=points,
-                   options=SolverOptions(time_limit=time_limit))
+    with limited(time_limit):  # the whole front, not each point
+        front = pareto(loaded.spec, tx, ty, only=only, max_points=points,
+                       options=SolverOptions(time_limit=time_limit))
     return pareto_dict(front)

@@ -166,6 +166,7 @@ def pareto_dict(front: ParetoFront) -> dict[str, Any]:
                                      "draft": c.draft, "quant": c.quant, "k": c.k}
                                     for c, n in p.assignment]}
                    for p in front.points],
+        **({"message": front.message} if front.message else {}),
     }
 
 
@@ -187,7 +188,7 @@ def print_solution(console: Console, data: dict[str, Any]) -> None:
     head = f"[bold]{status}[/bold]  " + (f"{obj['mode']}: " if "mode" in obj else "") + what
     if obj.get("value") is not None:
         head += f" = {_fmt(obj['value'], 6)}"
-    console.print(head)
+    console.print(head, markup=True)
     if data["assignments"]:
         multi_target = len({a["target"] for a in data["assignments"]}) > 1
         t = Table()
@@ -228,14 +229,14 @@ def print_solution(console: Console, data: dict[str, Any]) -> None:
         console.print("binding: " + ", ".join(binding), markup=False)
     if data.get("split_pools"):
         console.print("[yellow]pools split across configurations:[/yellow] "
-                      + escape(", ".join(data["split_pools"])))
+                      + escape(", ".join(data["split_pools"])), markup=True)
     s = data["solver"]
     console.print(f"solver: highs, {s['time_s']:.3f} s, gap {_fmt(s['gap'])}, "
                   f"proven optimal: {s['proven_optimal']}, candidates {s['candidates']} "
                   f"({s['pruned_dominated']} dominated removed)")
     diag = data.get("diagnosis")
     if diag:
-        console.print(f"[red]{escape(diag['message'])}[/red]")
+        console.print(f"[red]{escape(diag['message'])}[/red]", markup=True)
         for st in diag["structural"]:
             console.print(f"  pool {st['device']}: " + "; ".join(st["reasons"]), markup=False)
         for r in diag["relaxations"]:
@@ -244,7 +245,7 @@ def print_solution(console: Console, data: dict[str, Any]) -> None:
     if data.get("message"):
         console.print(data["message"], markup=False)
     for w in data.get("warnings", []):
-        console.print(f"[yellow]warning:[/yellow] {escape(w)}")
+        console.print(f"[yellow]warning:[/yellow] {escape(w)}", markup=True)
 
 
 def print_candidates(console: Console, rows: list[dict[str, Any]], title: str) -> None:
@@ -272,6 +273,8 @@ def print_pareto(console: Console, data: dict[str, Any]) -> None:
             f"{a['device']}x{a['count']}: {a['draft']} {a['quant']} K={a['k']}"
             for a in p["assignments"]))
     console.print(t)
-    if not data["complete"]:
+    if data.get("message"):
+        console.print(data["message"], style="yellow", markup=False)
+    elif not data["complete"]:
         console.print("[yellow]the front has more points than --points: "
-                      "sampled evenly between its two ends[/yellow]")
+                      "sampled evenly between its two ends[/yellow]", markup=True)

@@ -15,20 +15,47 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Discriminator,
     Field,
     GetJsonSchemaHandler,
+    Strict,
     Tag,
     model_validator,
 )
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
-NonNeg = Annotated[float, Field(ge=0)]
-Positive = Annotated[float, Field(gt=0)]
-Fraction = Annotated[float, Field(ge=0, le=1)]
+# Every number is strict (a bool or a string is not a number; an int is a float) and
+# bounded by what it can physically mean: a value outside these ranges is a typo or
+# an attack, and one inside them keeps every metric a finite float (round times,
+# goodput, $/hour of 10 million devices), so no division or overflow can reach a
+# result.  The bounds are in the JSON Schema (minimum/maximum), for editors.
+Int = Annotated[int, Strict()]
+Fraction = Annotated[float, Strict(), Field(ge=0, le=1)]
+Seconds = Annotated[float, Strict(), Field(ge=0, le=86_400)]
+PositiveSeconds = Annotated[float, Strict(), Field(ge=1e-6, le=86_400)]
+TokPerS = Annotated[float, Strict(), Field(ge=1e-3, le=1e7)]
+Watts = Annotated[float, Strict(), Field(ge=1e-3, le=1e6)]
+Gigabytes = Annotated[float, Strict(), Field(ge=1e-6, le=1e6)]
+UsdPerMtok = Annotated[float, Strict(), Field(ge=1e-6, le=1e6)]
+UsdPerHour = Annotated[float, Strict(), Field(ge=1e-6, le=1e6)]
+Weight = Annotated[float, Strict(), Field(ge=1e-6, le=1e6)]
+# Requirements (SLOs, fleet bounds) range wider than any one device can reach.
+GoodputBound = Annotated[float, Strict(), Field(ge=0, le=1e16)]
+EnergyBound = Annotated[float, Strict(), Field(ge=1e-12, le=1e12)]
+EfficiencyBound = Annotated[float, Strict(), Field(ge=1e-6, le=1e15)]
+FleetWatts = Annotated[float, Strict(), Field(ge=1e-3, le=1e13)]
+FleetUsdPerHour = Annotated[float, Strict(), Field(ge=1e-9, le=1e18)]
 Name = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+def _not_a_bool(value: Any) -> Any:
+    """Mapping keys stay lax (JSON spells K as "2") but `true` is not the integer 1."""
+    if isinstance(value, bool):
+        raise ValueError("a boolean is not an integer here")
+    return value
 
 
 def int_range_pattern(lo: int, hi: int) -> str:
@@ -88,6 +115,8 @@ class IntKeys:
     ) -> JsonSchemaValue:
         json_schema = handler(core_schema)
         keys: Any = core_schema.get("keys_schema", {})
+        if keys.get("type") == "function-before":  # _not_a_bool around the int
+            keys = keys["schema"]
         if core_schema["type"] != "dict" or keys.get("type") != "int":
             raise TypeError(f"IntKeys() annotates a dict with int keys, not {core_schema}")
         lo = keys["ge"] if "ge" in keys else keys["gt"] + 1
@@ -108,9 +137,12 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, populate_by_name=True)
 
 
-ReplicaCount = Annotated[int, Field(ge=0, le=100_000)]
-BatchSize = Annotated[int, Field(ge=1, le=4096)]
-SpecK = Annotated[int, Field(ge=1, le=64)]
+ReplicaCount = Annotated[int, Strict(), Field(ge=0, le=100_000)]
+BatchSize = Annotated[int, Strict(), Field(ge=1, le=4096)]
+SpecK = Annotated[int, Strict(), Field(ge=1, le=64)]
+# The same ranges as mapping keys: lax, as JSON and YAML write keys, but never a bool.
+BatchKey = Annotated[int, Field(ge=1, le=4096), BeforeValidator(_not_a_bool)]
+KKey = Annotated[int, Field(ge=1, le=64), BeforeValidator(_not_a_bool)]
 
 
 class Replicas(StrictModel):
@@ -137,12 +169,12 @@ class Verifier(StrictModel):
     """
 
     replicas: Replicas
-    price_usd_per_replica_hour: Positive = Field(
+    price_usd_per_replica_hour: UsdPerHour = Field(
         description="$ per replica-hour; a replica-priced target is billed per replica, "
         "not per token.")
     max_batch: BatchSize = Field(
         description="Verification requests one replica serves concurrently.")
-    latency_s: Annotated[dict[BatchSize, Annotated[dict[SpecK, Positive], IntKeys()]],
+    latency_s: Annotated[dict[BatchKey, Annotated[dict[KKey, PositiveSeconds], IntKeys()]],
                          IntKeys()] = Field(
         min_length=1, description="Measured T_verify(b, K), seconds: "
         "b concurrent requests -> K drafted tokens -> latency.")
@@ -175,16 +207,16 @@ class Target(StrictModel):
 
     name: Name
     family: Name
-    price_usd_per_mtok: Positive = Field(
+    price_usd_per_mtok: UsdPerMtok = Field(
         description="Verifier price, $ per 1M tokens it processes.")
-    verify_latency_s: NonNeg = Field(
+    verify_latency_s: Seconds = Field(
         description="T_verify: latency of one verification request.")
-    verify_latency_per_token_s: NonNeg = Field(
+    verify_latency_per_token_s: Seconds = Field(
         0.0,
         description="Optional growth of T_verify with K: "
         "T_verify(K) = verify_latency_s + K * this.",
     )
-    capacity_tok_s: Positive | None = Field(
+    capacity_tok_s: Annotated[float, Strict(), Field(ge=1e-3, le=1e12)] | None = Field(
         None, description="Verifier throughput (tokens/s) shared by the whole fleet."
     )
     gguf: str | None = Field(None, description="Local GGUF of the target, for the profiler.")
@@ -202,7 +234,7 @@ class Target(StrictModel):
 class Quant(StrictModel):
     """One quantisation of a draft model: a file to ship."""
 
-    size_gb: Positive
+    size_gb: Gigabytes
     gguf: str | None = Field(None, description="Path of the GGUF file, for the profiler.")
 
 
@@ -215,10 +247,10 @@ class Draft(StrictModel):
 class DeviceSLO(StrictModel):
     """Per-device service levels; every device of a pool must meet them."""
 
-    min_goodput_tok_s: NonNeg | None = None
-    max_energy_j_per_tok: Positive | None = None
-    min_cost_efficiency_tok_per_usd: Positive | None = None
-    max_power_w: Positive | None = None
+    min_goodput_tok_s: GoodputBound | None = None
+    max_energy_j_per_tok: EnergyBound | None = None
+    min_cost_efficiency_tok_per_usd: EfficiencyBound | None = None
+    max_power_w: Watts | None = None
 
 
 class Device(StrictModel):
@@ -226,13 +258,13 @@ class Device(StrictModel):
 
     name: Name
     platform: str | None = None
-    count: int = Field(ge=1, le=10_000_000)
-    memory_gb: Positive
-    rtt_s: NonNeg = Field(0.0, description="Network round trip added to every round.")
-    power_w: Positive | None = Field(
+    count: Int = Field(ge=1, le=10_000_000)
+    memory_gb: Gigabytes
+    rtt_s: Seconds = Field(0.0, description="Network round trip added to every round.")
+    power_w: Watts | None = Field(
         None, description="Declared drafting power, used where a profile has none."
     )
-    round_overhead_s: NonNeg = Field(
+    round_overhead_s: Seconds = Field(
         0.0, description="Measured per-round overhead outside drafting and verification "
         "(client code, tokenisation); added to every round. `configspec trial` reports it.")
     slo: DeviceSLO | None = Field(
@@ -256,7 +288,7 @@ class PerTokenAcceptance(StrictModel):
         return a * (1.0 - a**k) / (k * (1.0 - a))
 
 
-AcceptanceTable = Annotated[dict[Annotated[int, Field(ge=1, le=64)], Fraction], IntKeys()]
+AcceptanceTable = Annotated[dict[KKey, Fraction], IntKeys()]
 
 
 def _acceptance_kind(value: Any) -> str:
@@ -286,9 +318,9 @@ class Profile(StrictModel):
     device: Name
     draft: Name
     quant: Name
-    draft_tok_s: Positive = Field(description="v_d: drafting throughput, tokens/s.")
-    power_w: Positive | None = Field(None, description="P: device power while drafting, W.")
-    idle_power_w: Positive | None = None
+    draft_tok_s: TokPerS = Field(description="v_d: drafting throughput, tokens/s.")
+    power_w: Watts | None = Field(None, description="P: device power while drafting, W.")
+    idle_power_w: Watts | None = None
     acceptance: dict[Name, Acceptance] = Field(
         default_factory=dict, description="alpha(K) per target name."
     )
@@ -304,8 +336,8 @@ class Profile(StrictModel):
 
 
 class KRange(StrictModel):
-    min: int = Field(ge=1, le=64)
-    max: int = Field(ge=1, le=64)
+    min: Int = Field(ge=1, le=64)
+    max: Int = Field(ge=1, le=64)
 
     @model_validator(mode="after")
     def _ordered(self) -> KRange:
@@ -340,7 +372,7 @@ class Term(StrictModel):
 
     maximize: Metric | None = None
     minimize: Metric | None = None
-    weight: Positive = Field(1.0, description="Weighted objectives: the term's weight.")
+    weight: Weight = Field(1.0, description="Weighted objectives: the term's weight.")
     tolerance: Fraction = Field(
         0.0,
         description="Lexicographic objectives: relative loss of this term allowed "
@@ -416,12 +448,12 @@ class Objective(StrictModel):
 
 
 class FleetConstraints(StrictModel):
-    max_cost_usd_per_hour: Positive | None = None
-    max_power_w: Positive | None = None
-    max_distinct_variants: int | None = Field(None, ge=1)
-    min_goodput_tok_s: NonNeg | None = None
-    max_energy_j_per_tok: Positive | None = None
-    min_cost_efficiency_tok_per_usd: Positive | None = None
+    max_cost_usd_per_hour: FleetUsdPerHour | None = None
+    max_power_w: FleetWatts | None = None
+    max_distinct_variants: Int | None = Field(None, ge=1, le=1_000_000)
+    min_goodput_tok_s: GoodputBound | None = None
+    max_energy_j_per_tok: EnergyBound | None = None
+    min_cost_efficiency_tok_per_usd: EfficiencyBound | None = None
 
 
 class Pin(StrictModel):
@@ -431,7 +463,7 @@ class Pin(StrictModel):
     target: Name | None = None
     draft: Name | None = None
     quant: Name | None = None
-    k: int | None = Field(None, ge=1, le=64)
+    k: Int | None = Field(None, ge=1, le=64)
 
 
 class Constraints(StrictModel):
@@ -443,7 +475,7 @@ class Constraints(StrictModel):
 class Spec(StrictModel):
     """A whole deployment: what exists, what was measured, what is wanted."""
 
-    version: Literal[1] = 1
+    version: Annotated[Literal[1], BeforeValidator(_not_a_bool)] = 1
     name: Name
     description: str | None = None
     targets: list[Target] = Field(min_length=1)

@@ -1,50 +1,30 @@
-"""Our one door to HiGHS: Pyomo's contrib.solver persistent interface.
+"""Our doors to HiGHS, and the options a user may set for them.
 
-The model stays loaded between calls so that Dinkelbach iterations,
-lexicographic stages and the tie-break only change an objective or add a
-row instead of rebuilding.
+Two backends solve the fleet MILP, both keeping the model loaded between
+calls so that Dinkelbach iterations, lexicographic stages and the tie-break
+only change an objective or add a row instead of rebuilding:
+
+* ``highs`` (default): `solvers.highs_model`, the model built directly with
+  highspy's public array API;
+* ``pyomo``: `solvers.formulation` through Pyomo's contrib.solver persistent
+  HiGHS (`HighsSession` below), also the door of the diagnosis.  Pyomo's
+  interface has no public MIP start for HiGHS, so this backend runs the
+  tie-break without one.
+
+Pyomo is imported only when a Pyomo model is solved: the default path never
+pays for it.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from configspec_opt.errors import SolverUnavailableError
+from solvers import deadline
 from solvers.status import TERMINATION_FROM_PYOMO, RunResult, Termination
-
-try:  # the edge-only install has no Pyomo
-    import numpy as np
-    import pyomo.environ as pyo
-    from pyomo.contrib.solver.common.factory import SolverFactory
-    from pyomo.contrib.solver.common.results import SolutionStatus
-    from pyomo.contrib.solver.solvers.highs import Highs
-except ImportError as _exc:  # pragma: no cover - exercised only without the extra
-    pyo = None
-    _IMPORT_ERROR: ImportError | None = _exc
-else:
-    _IMPORT_ERROR = None
-
-    class _HighsWithStart(Highs):  # type: ignore[misc]
-        """Pyomo's persistent HiGHS, plus a MIP start handed to highspy before each run.
-
-        Pyomo's interface has no warm start for HiGHS; a feasible start turns
-        the tie-break stage from a search for any feasible point into an
-        improvement of a known one.
-        """
-
-        start: list[tuple[Any, float]] | None = None
-
-        def _solve(self) -> Any:
-            if self.start:
-                cols = self._pyomo_var_to_solver_var_map
-                pairs = [(cols[id(v)], x) for v, x in self.start if id(v) in cols]
-                self._solver_model.setSolution(
-                    len(pairs), np.array([c for c, _ in pairs], dtype=np.int32),
-                    np.array([x for _, x in pairs], dtype=np.float64))
-                self.start = None
-            return super()._solve()
 
 DEFAULT_REL_GAP = 1e-9
 DEFAULT_ABS_GAP = 1e-9
@@ -61,43 +41,75 @@ class SolverOptions:
     abs_gap: float = DEFAULT_ABS_GAP
     threads: int | None = 1
     tee: bool = False
+    backend: Literal["highs", "pyomo"] = "highs"
+
+
+def time_limit_left(options: SolverOptions, started: float) -> float | None:
+    """The limit of the next HiGHS run: what is left of `options.time_limit` since
+    `started` (at least 10 ms), shortened to the request's deadline; None: no limit."""
+    own = None if options.time_limit is None else \
+        max(0.01, options.time_limit - (time.perf_counter() - started))
+    return deadline.clamp(own)
+
+
+def _missing(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is None
+    except (ImportError, ValueError):
+        return True
 
 
 def require_solver() -> None:
-    """Raise SolverUnavailableError (exit 3) unless Pyomo and a working HiGHS are installed."""
-    if _IMPORT_ERROR is not None:
+    """Raise SolverUnavailableError (exit 3) unless Pyomo and a working HiGHS are installed.
+
+    Both are checked although the default backend needs only highspy: the
+    diagnosis of an infeasible spec uses Pyomo, and the extra installs both.
+    Pyomo is found, not imported (its import alone costs most of a second).
+    """
+    try:
+        import highspy  # noqa: F401
+        import numpy  # noqa: F401
+    except ImportError as exc:
+        raise SolverUnavailableError(
+            f"the optimiser is not installed: pip install 'configspec-opt[solver]' ({exc})"
+        ) from None
+    if _missing("pyomo"):
         raise SolverUnavailableError(
             "the optimiser is not installed: pip install 'configspec-opt[solver]' "
-            f"({_IMPORT_ERROR})")
-    registered = SolverFactory("highs")
-    if registered is None or not registered.available():
+            "(No module named 'pyomo')")
+
+
+def _pyomo_highs() -> Any:
+    """Pyomo's persistent HiGHS interface, imported on first use."""
+    try:
+        from pyomo.contrib.solver.solvers.highs import Highs
+    except ImportError as exc:
+        raise SolverUnavailableError(
+            f"the optimiser is not installed: pip install 'configspec-opt[solver]' ({exc})"
+        ) from None
+    solver = Highs()
+    if not solver.available():
         raise SolverUnavailableError(
             "HiGHS (highspy) is not available: pip install 'configspec-opt[solver]'")
+    return solver
 
 
 class HighsSession:
-    """A Pyomo model bound to one persistent HiGHS instance."""
+    """A Pyomo model bound to one persistent HiGHS instance (the `pyomo` backend)."""
 
     def __init__(self, model: Any, options: SolverOptions) -> None:
         require_solver()
         self.model = model
         self.options = options
-        registered = SolverFactory("highs")
-        if registered is None or not registered.available():
-            raise SolverUnavailableError("HiGHS (highspy) is not available")
-        self.solver = _HighsWithStart()
+        self.solver = _pyomo_highs()
         self.started = time.perf_counter()
 
     def remaining(self) -> float | None:
-        if self.options.time_limit is None:
-            return None
-        return max(0.01, self.options.time_limit - (time.perf_counter() - self.started))
+        return time_limit_left(self.options, self.started)
 
     def warm_start(self) -> None:
-        """Offer the values now loaded in the model as the next run's MIP start."""
-        self.solver.start = [(v, float(v.value))
-                             for v in self.model.component_data_objects(pyo.Var)
-                             if v.value is not None]
+        """Nothing: Pyomo's HiGHS interface offers no public MIP start (the tie-break,
+        capped by nodes, then searches without one)."""
 
     def solve(self, **highs_options: float | int | bool) -> RunResult:
         """One HiGHS run; `highs_options` apply to this run only."""
@@ -116,14 +128,14 @@ class HighsSession:
         )
         elapsed = time.perf_counter() - t0
         term = TERMINATION_FROM_PYOMO.get(res.termination_condition.name, Termination.unknown)
-        has_solution = res.solution_status in (SolutionStatus.optimal, SolutionStatus.feasible)
+        status = res.solution_status.name
+        has_solution = status in ("optimal", "feasible")
         if has_solution:
             res.solution_loader.load_vars()
         return RunResult(
             termination=term,
             has_solution=has_solution,
-            proven_optimal=res.solution_status == SolutionStatus.optimal
-            and term is Termination.optimal,
+            proven_optimal=status == "optimal" and term is Termination.optimal,
             objective=res.incumbent_objective,
             bound=res.objective_bound,
             time_s=elapsed,

@@ -21,8 +21,10 @@ from configspec_opt.candidates import SLO_FIELDS, slo_violations
 from configspec_opt.fleet import row_activity
 from configspec_opt.problem import Row, build_problem
 from configspec_opt.spec import Spec
+from solvers import deadline
 from solvers.adapter import HighsSession, SolverOptions
 from solvers.formulation import Formulation, define_assignment, define_variables
+from solvers.status import Termination
 
 SLO_UNITS = {"min_goodput_tok_s": "tok/s", "max_energy_j_per_tok": "J/tok",
              "min_cost_efficiency_tok_per_usd": "tok/$", "max_power_w": "W"}
@@ -71,9 +73,17 @@ def _slo_source(spec: Spec, device_name: str, fld: str) -> tuple[str, float] | N
     return (f"constraints.per_device.{fld}", float(v)) if v is not None else None
 
 
+OUT_OF_TIME = "not diagnosed: the time limit was reached first (raise time_limit for a diagnosis)"
+
+
 def diagnose_infeasible(
     spec: Spec, *, only: set[str] | None = None, options: SolverOptions | None = None
 ) -> Diagnosis:
+    """Within the request's deadline (`solvers.deadline`): past it, a diagnosis says it was
+    not made, or that the relaxation it names is not proven the smallest."""
+    if deadline.expired():
+        return Diagnosis(message=OUT_OF_TIME)
+    deadline.step("diagnosing the infeasible spec")
     problem = build_problem(spec, only=only, prune=False, apply_slo=False)
     structural = [
         {"device": pc.device.name, "reasons": pc.excluded or ["no candidate"]}
@@ -162,17 +172,24 @@ def diagnose_infeasible(
         m.elastic.add(sum(m.z[j] for j in range(len(variants)))
                       <= problem.max_variants + relax[jv].scale * m.s[jv])
 
+    if deadline.expired():
+        return Diagnosis(message=OUT_OF_TIME)
     session = HighsSession(m, options or SolverOptions())
     m.obj = pyo.Objective(expr=sum(m.r[j] for j in range(n_r)), sense=pyo.minimize)
-    first = session.solve()
+    with deadline.protected():
+        first = session.solve()
     if not first.has_solution:
+        if first.termination is Termination.time_limit:
+            return Diagnosis(message=OUT_OF_TIME)
         return Diagnosis(message="even with every constraint relaxed no assignment exists "
                          f"(solver: {first.termination.value})")
     fewest = round(sum(pyo.value(m.r[j]) for j in range(n_r)))
     m.fewest = pyo.Constraint(expr=sum(m.r[j] for j in range(n_r)) <= fewest)
     m.del_component("obj")
     m.obj = pyo.Objective(expr=sum(m.s[j] for j in range(n_r)), sense=pyo.minimize)
-    session.solve()
+    with deadline.protected():
+        second = session.solve()
+    minimal = Termination.time_limit not in (first.termination, second.termination)
 
     out = Diagnosis()
     relaxed = set()
@@ -204,7 +221,9 @@ def diagnose_infeasible(
             relaxed and len({c.variant for c, _ in assignment}) >= problem.max_variants:
         out.conflicts_with.append("constraints.fleet.max_distinct_variants")
     parts = [f"{r.constraint} from {r.limit:g} to {r.relax_to:.6g}" for r in out.relaxations]
-    out.message = "infeasible; smallest fix: relax " + " and ".join(parts)
+    out.message = ("infeasible; smallest fix: relax " if minimal else
+                   "infeasible; a fix (the time limit stopped the search for the smallest): "
+                   "relax ") + " and ".join(parts)
     if out.conflicts_with:
         out.message += f" (it conflicts with {', '.join(out.conflicts_with)})"
     return out

@@ -1,5 +1,8 @@
 """The fleet MILP in Pyomo, as an ordered list of small `define_*` steps.
 
+This is the `pyomo` backend (and the base of the diagnosis); the default
+backend, `solvers.highs_model`, builds the same model directly in HiGHS.
+
 Variables: x[i] = how many devices of candidate i's pool run candidate i
 (integer, so a pool may be split); z[v] = variant v (a (draft, quant) file)
 is shipped; t = the smallest per-device goodput in use, with u[i] = candidate
@@ -16,24 +19,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import pyomo.environ as pyo
 from pyomo.core.expr.numeric_expr import LinearExpression
 
 from configspec_opt.problem import Problem, Row
+from solvers.backend import LinearObjective, Sense
 
-Sense = Literal["maximize", "minimize"]
-
-
-@dataclass
-class LinearObjective:
-    """sum_i coef[i] * x_i + t_coef * t."""
-
-    coef: Sequence[float]
-    sense: Sense
-    t_coef: float = 0.0
-    replica_coef: dict[str, float] = field(default_factory=dict)
+__all__ = ["STEPS", "Formulation", "LinearObjective", "Sense", "build"]
 
 
 @dataclass

@@ -11,6 +11,7 @@ than asked for, it is sampled evenly between its two ends instead, and says so.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from configspec_opt.candidates import Candidate
@@ -19,9 +20,10 @@ from configspec_opt.fleet import FleetMetrics, fleet_metrics, metric_value
 from configspec_opt.problem import Problem, build_problem
 from configspec_opt.spec import Metric, Objective, Spec, Term
 from configspec_opt.verifiers import plans_for
+from solvers import deadline
 from solvers.adapter import SolverOptions
 from solvers.solve import Optimizer, _Stop, solve
-from solvers.status import Status
+from solvers.status import Status, Termination
 
 MIN_STEP = 1e-6
 
@@ -41,18 +43,40 @@ class ParetoFront:
     points: list[ParetoPoint] = field(default_factory=list)
     complete: bool = True
     time_s: float = 0.0
+    message: str = ""  # why the front is incomplete, when it stopped early
+
+
+class _OutOfTime(Exception):
+    """A point's MILPs stopped at the time limit: it is not proven non-dominated."""
+
+
+def _stopped_early(front: ParetoFront) -> None:
+    front.complete = False
+    front.message = (f"stopped at the time limit after {len(front.points)} point"
+                     f"{'s' if len(front.points) != 1 else ''}: the front is incomplete "
+                     "(every point listed is non-dominated)")
 
 
 def _point(problem: Problem, objective: Objective, x: Term, y: Term,
            options: SolverOptions, y_bound: float | None = None) -> ParetoPoint | None:
-    """Optimise `objective` (x then y, or y then x), y at least as good as `y_bound`."""
+    """Optimise `objective` (x then y, or y then x), y at least as good as `y_bound`.
+
+    None when no assignment reaches `y_bound` (the front ends there); raises
+    `_OutOfTime` when the time limit cut the search short.
+    """
+    if deadline.expired():
+        raise _OutOfTime()
     opt = Optimizer(problem, objective, options)
     if y_bound is not None:
         opt.f.add_row(opt.bound_row(y, y_bound, 0.0))
     try:
         counts = opt.solve(tie_break=False)
-    except _Stop:
+    except _Stop as stop:
+        if stop.result.termination is Termination.time_limit:
+            raise _OutOfTime() from None
         return None
+    if not opt.complete and opt.stopped is Termination.time_limit:
+        raise _OutOfTime()
     assignment = opt.assignment(counts)
     fm = fleet_metrics(assignment)
     return ParetoPoint(metric_value(fm, x.metric), metric_value(fm, y.metric), fm, assignment)
@@ -75,6 +99,7 @@ def pareto(
         front.time_s = time.perf_counter() - t0
         return front
     x_first = Objective(lexicographic=[x, y])
+    deadline.step("building the candidates")
     problem = build_problem(spec, only=only, objective=x_first)
     front = ParetoFront(x, y)
     if problem.empty_pools():
@@ -84,6 +109,19 @@ def pareto(
     def better(v: float, delta: float) -> float:
         return v + delta if y.sense == "maximize" else v - delta
 
+    try:
+        _walk(front, problem, spec, only, x, y, x_first, max_points, options, step, better)
+    except _OutOfTime:
+        _stopped_early(front)
+    front.time_s = time.perf_counter() - t0
+    return front
+
+
+def _walk(front: ParetoFront, problem: Problem, spec: Spec, only: set[str] | None,
+          x: Term, y: Term, x_first: Objective, max_points: int, options: SolverOptions,
+          step: float, better: Callable[[float, float], float]) -> None:
+    """The epsilon-constraint walk of `pareto`, adding points to `front` as they are proven."""
+    deadline.step("computing the Pareto front")
     last = _point(problem, x_first, x, y, options)
     while last is not None and len(front.points) < max_points:
         front.points.append(last)
@@ -102,8 +140,6 @@ def pareto(
                 if p is not None and all(abs(p.y - q.y) > 1e-12 * max(1.0, abs(p.y))
                                          for q in front.points):
                     front.points.append(p)
-    front.time_s = time.perf_counter() - t0
-    return front
 
 
 # Batched verifiers: each point is a whole load-model solve (several MILPs).
@@ -149,14 +185,22 @@ def _pareto_under_load(spec: Spec, x: Term, y: Term, only: set[str] | None,
                            sol.fleet, sol.assignment)
 
     front = ParetoFront(x, y, complete=False)
+    deadline.step("computing the Pareto front")
     first = point(Objective(lexicographic=[x, y]), None)
-    far = point(Objective(lexicographic=[y, x]), None)
-    if first is None:
+    if first is None or deadline.expired():
+        if deadline.expired():
+            _stopped_early(front)
+        if first is not None:
+            front.points.append(first)
         return front
+    far = point(Objective(lexicographic=[y, x]), None)
     front.points.append(first)
     if far is None or max_points < 2 or abs(far.y - first.y) <= 1e-9 * max(1.0, abs(first.y)):
         return front
     for i in range(1, max_points):
+        if deadline.expired():
+            _stopped_early(front)
+            break
         target = first.y + (far.y - first.y) * i / (max_points - 1)
         p = point(Objective(lexicographic=[x, y]), target)
         if p is not None and all(abs(p.y - q.y) > 1e-9 * max(1.0, abs(p.y))

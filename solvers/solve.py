@@ -44,7 +44,9 @@ from configspec_opt.verifiers import (
     plans_for,
     refine,
 )
+from solvers import deadline
 from solvers.adapter import HighsSession, SolverOptions, require_solver
+from solvers.backend import FleetModel, Session
 from solvers.status import RunResult, Status, Termination
 
 DINKELBACH_MAX_ITER = 100
@@ -136,14 +138,21 @@ class Optimizer:
     """Runs the stages of one solve on one persistent model."""
 
     def __init__(self, problem: Problem, objective: Objective, options: SolverOptions) -> None:
-        from solvers.formulation import build
-
         self.problem = problem
         self.objective = objective
         fairness = any(t.metric is Metric.min_goodput for t in objective.terms())
         t0 = time.perf_counter()
-        self.f = build(problem, fairness=fairness)
-        self.session = HighsSession(self.f.model, options)
+        self.f: FleetModel
+        self.session: Session
+        if options.backend == "pyomo":
+            from solvers.formulation import build
+
+            formulation = build(problem, fairness=fairness)
+            self.f, self.session = formulation, HighsSession(formulation.model, options)
+        else:
+            from solvers.highs_model import HighsModel
+
+            self.f = self.session = HighsModel(problem, fairness=fairness, options=options)
         self.build_s = time.perf_counter() - t0
         self.stages: list[StageInfo] = []
         self.complete = True  # every stage of the user's objective ran to its own end
@@ -157,7 +166,8 @@ class Optimizer:
     # -- one MILP ---------------------------------------------------------
     def run(self, what: str) -> list[int]:
         """One MILP of the user's objective; its dual bound is kept in `_bound`."""
-        r = self.session.solve()
+        with deadline.protected():
+            r = self.session.solve()
         self.stages.append(StageInfo(what, r.termination.value, r.time_s, r.gap))
         if not r.has_solution:
             raise _Stop(r)
@@ -177,7 +187,7 @@ class Optimizer:
         count (never by time, which would make the answer depend on the
         machine's load) and only ever moves to an assignment of smaller rank.
         """
-        from solvers.formulation import LinearObjective
+        from solvers.backend import LinearObjective
 
         ranks = self.ranks()
         best = list(self.last)
@@ -190,7 +200,8 @@ class Optimizer:
                            best_rank))
         self.f.set_objective(LinearObjective(ranks, "minimize"))
         self.session.warm_start()
-        r = self.session.solve(mip_max_nodes=TIE_BREAK_NODES)
+        with deadline.protected():
+            r = self.session.solve(mip_max_nodes=TIE_BREAK_NODES)
         self.stages.append(StageInfo("tie-break", r.termination.value, r.time_s, r.gap))
         self.tie = ("exact" if r.proven_optimal else
                     "time_limit" if r.termination is Termination.time_limit else "node_limit")
@@ -222,7 +233,7 @@ class Optimizer:
         return sum(a * counts.get(t, 0) for t, a in coef.items())
 
     def optimize_term(self, term: Term) -> float:
-        from solvers.formulation import LinearObjective
+        from solvers.backend import LinearObjective
 
         form = METRICS[term.metric]
         if form.kind == "min" and term.sense == "minimize":
@@ -244,7 +255,7 @@ class Optimizer:
         lower bound on D over all assignments (every device runs some
         candidate, so each pool contributes at least count * its least D).
         """
-        from solvers.formulation import LinearObjective
+        from solvers.backend import LinearObjective
 
         form = METRICS[term.metric]
         assert form.den is not None
@@ -256,8 +267,14 @@ class Optimizer:
                    for pool, idx in zip(self.problem.pools, self.problem.by_pool))
         d_lb += sum(den_r[p.target] * p.verifier.replicas.min for p in self.problem.verifiers
                     if p.target in den_r)
-        lam = 0.0
+        lam = run_lam = 0.0
         for it in range(DINKELBACH_MAX_ITER):
+            if it > 0 and deadline.expired():  # the last MILP (at `run_lam`) certifies a bound
+                self.complete = False
+                self.stopped = Termination.time_limit
+                self.bounds.append(_ratio_bound(run_lam, self._bound, d_lb, term.sense))
+                return lam
+            run_lam = lam
             coef = [a - lam * b for a, b in zip(nums, dens)]
             rcoef = {t: num_r.get(t, 0.0) - lam * den_r.get(t, 0.0)
                      for t in {*num_r, *den_r}}
@@ -318,7 +335,7 @@ class Optimizer:
 
     # -- whole objective ----------------------------------------------------
     def solve(self, tie_break: bool) -> list[int]:
-        from solvers.formulation import LinearObjective
+        from solvers.backend import LinearObjective
 
         obj = self.objective
         if obj.mode == "weighted":
@@ -335,15 +352,30 @@ class Optimizer:
                                lambda c: weights[id(c)], ">=", best - slack, t_coef=t_coef,
                                replica_coef=r_coef))
         else:
-            for term in obj.terms():
+            terms = obj.terms()
+            for i, term in enumerate(terms):
+                if i > 0 and deadline.expired():
+                    self.out_of_time(terms[i:])
+                    break
                 value = self.optimize_term(term)
                 self.stage_values.append(value)
                 self.f.add_row(self.bound_row(term, value, term.tolerance))
         if tie_break and len(self.problem.candidates) > TIE_BREAK_MAX_CANDIDATES:
             self.tie = "skipped"
+        elif tie_break and deadline.expired():
+            self.tie = "time_limit"
         elif tie_break:
             self.tie_break()
         return self.last
+
+    def out_of_time(self, terms: list[Term]) -> None:
+        """The deadline passed between lexicographic stages: the later terms keep the
+        assignment found so far (feasible, held to the earlier terms), without a bound."""
+        self.complete = False
+        self.stopped = Termination.time_limit
+        for term in terms:
+            self.bounds.append(None)
+            self.stage_values.append(self.value(term, self.last))
 
     def term_gaps(self, values: list[float]) -> list[float | None]:
         """Per objective term (one for a weighted sum): relative distance to its bound.
@@ -445,6 +477,7 @@ def _load_hints(spec: Spec, plans: list[VerifierPlan]) -> list[str]:
 def _solve_fixed(spec: Spec, objective: Objective, only: set[str] | None,
                  options: SolverOptions, prune: bool, tie_break: bool) -> Solution:
     """Every latency fixed: one model, solved exactly."""
+    deadline.step("building the candidates")
     problem = build_problem(spec, only=only, objective=objective, prune=prune)
     sol = Solution(Status.error, objective, problem)
     if not problem.pools:
@@ -453,8 +486,14 @@ def _solve_fixed(spec: Spec, objective: Objective, only: set[str] | None,
     if problem.empty_pools():
         sol.status = Status.infeasible
         return sol
+    if deadline.expired():
+        return _timed_out(sol, "building the candidates")
+    deadline.step("building the model")
     opt = Optimizer(problem, objective, options)
     sol.build_s = opt.build_s
+    if deadline.expired():
+        return _timed_out(sol, "building the model")
+    deadline.step("solving")
     try:
         counts = opt.solve(tie_break)
     except _Stop as stop:
@@ -480,6 +519,15 @@ def _solve_fixed(spec: Spec, objective: Objective, only: set[str] | None,
             sol.message = "solver returned an assignment that breaks " + ", ".join(broken)
     sol.stages = opt.stages
     sol.tie_break = opt.tie
+    return sol
+
+
+def _timed_out(sol: Solution, during: str) -> Solution:
+    """No MILP ran: the request's deadline passed while `during`."""
+    sol.status = Status.time_limit
+    sol.message = (f"the time limit of {deadline.limit() or 0:g} s was reached while {during} "
+                   f"({len(sol.problem.candidates):,} candidates); no assignment was searched "
+                   "for: raise time_limit")
     return sol
 
 
@@ -516,10 +564,15 @@ def _solve_under_load(spec: Spec, objective: Objective, only: set[str] | None,
     problem: Problem | None = None
     first = objective.terms()[0]
     relaxed_found = False  # the optimistic model had an answer: not proven infeasible
+    timed_out = False  # the request's deadline ended the refinement
     for _ in range(LOAD_MAX_ROUNDS):
         loads: dict[str, list[float]] = {p.target: [] for p in plans}
         chosen: dict[str, list[int]] = {p.target: [] for p in plans}
         for mode in ("conservative", "optimistic"):
+            if problem is not None and deadline.expired():
+                timed_out = True
+                break
+            deadline.step(f"building the {mode} load model")
             pb = build_problem(spec, only=only, objective=objective, prune=prune,
                                plans=plans, mode=mode)
             if not pb.pools:
@@ -529,7 +582,11 @@ def _solve_under_load(spec: Spec, objective: Objective, only: set[str] | None,
                 if mode == "optimistic":  # not even at the lightest load: proven infeasible
                     return Solution(Status.infeasible, objective, pb, stages=stages)
                 continue  # no conservative copy fits yet: the refined levels may give one
+            if deadline.expired():
+                timed_out = True
+                break
             opt = Optimizer(pb, objective, options)
+            deadline.step(f"solving the {mode} load model")
             build_s += opt.build_s
             try:
                 counts = opt.solve(tie_break=False)
@@ -563,6 +620,9 @@ def _solve_under_load(spec: Spec, objective: Objective, only: set[str] | None,
                 loads[st.target].append(st.in_flight_per_replica)
             if best is None or got.key > best.key:
                 best = got
+        if timed_out:
+            complete = False
+            break
         gap = None if best is None else _rel_gap(best.key[0], bound, "maximize")
         if gap is not None and gap <= LOAD_REL_GAP:
             break
@@ -571,6 +631,8 @@ def _solve_under_load(spec: Spec, objective: Objective, only: set[str] | None,
     assert problem is not None
     sol = Solution(Status.error, objective, problem, stages=stages, build_s=build_s)
     sol.tie_break = "off"
+    if best is None and timed_out:
+        return _timed_out(sol, "refining the load levels")
     if best is None:
         sol.status = Status.infeasible if complete and not relaxed_found else Status.error
         sol.message = ("no assignment found that meets the constraints at its true load "
@@ -589,7 +651,8 @@ def _solve_under_load(spec: Spec, objective: Objective, only: set[str] | None,
     sol.status = Status.optimal if sol.proven_optimal else Status.feasible
     if not sol.proven_optimal:
         sol.message = _not_proven_message(
-            gap, None if complete else Termination.unknown, options,
+            gap, None if complete else Termination.time_limit if timed_out
+            else Termination.unknown, options,
             None if not complete else "refining the load levels (at most "
             f"{LOAD_MAX_ROUNDS} rounds) left the bound more than {LOAD_REL_GAP:g} away")
     return sol

@@ -1,4 +1,4 @@
-"""Solver outcomes as small enums, mapped from Pyomo's codes by a table.
+"""Solver outcomes as small enums, mapped from the solvers' own codes by tables.
 
 Termination (why the solver stopped) and whether a solution exists are kept
 apart: a time limit can still leave a feasible assignment.
@@ -45,6 +45,30 @@ TERMINATION_FROM_PYOMO: dict[str, Termination] = {
     "licensingProblems": Termination.error,
     "emptyModel": Termination.optimal,
     "unknown": Termination.unknown,
+}
+
+# highspy HighsModelStatus names -> ours (names, so that this module needs no highspy).
+TERMINATION_FROM_HIGHS: dict[str, Termination] = {
+    "kNotset": Termination.unknown,
+    "kLoadError": Termination.error,
+    "kModelError": Termination.error,
+    "kPresolveError": Termination.error,
+    "kSolveError": Termination.error,
+    "kPostsolveError": Termination.error,
+    "kModelEmpty": Termination.optimal,
+    "kOptimal": Termination.optimal,
+    "kInfeasible": Termination.infeasible,
+    "kUnboundedOrInfeasible": Termination.infeasible,
+    "kUnbounded": Termination.unbounded,
+    "kObjectiveBound": Termination.iteration_limit,
+    "kObjectiveTarget": Termination.iteration_limit,
+    "kTimeLimit": Termination.time_limit,
+    "kIterationLimit": Termination.iteration_limit,
+    "kSolutionLimit": Termination.iteration_limit,  # mip_max_nodes and other MIP limits
+    "kInterrupt": Termination.interrupted,
+    "kHighsInterrupt": Termination.interrupted,
+    "kMemoryLimit": Termination.error,
+    "kUnknown": Termination.unknown,
 }
 
 

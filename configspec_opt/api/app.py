@@ -1,9 +1,12 @@
 """The FastAPI application factory and its lifespan.
 
-Start-up order matters: migrate the database, re-queue jobs a previous
-process left running, start the solver processes, then the job runner;
-only then does the app answer.  Shut-down reverses it; a job cut off stays
-`running` in the database and is re-queued next time.
+Start-up order matters: migrate the database (under a lock: replicas may
+start together), start the solver processes, then the job runner (unless
+jobs are left to `configspec worker`s) and the retention pruner
+(api/pruner.py); only then does the app answer.  Nothing is re-queued at
+start-up: jobs whose worker died are claimed again when their lease runs
+out (api/job_runner.py), so a restart never touches jobs alive elsewhere.
+Shut-down reverses it and hands this server's running jobs back.
 """
 
 from __future__ import annotations
@@ -15,13 +18,23 @@ from contextlib import asynccontextmanager
 import anyio.to_thread
 from fastapi import Depends, FastAPI
 
-from configspec_opt.api import handlers, openapi
-from configspec_opt.api.deps import Service, require_token
+from configspec_opt.api import guard, handlers, openapi
+from configspec_opt.api.deps import Service, require_token, single_valued_query
 from configspec_opt.api.job_runner import JobRunner
 from configspec_opt.api.pool import SolverPool
-from configspec_opt.api.routes import health, jobs, profiles, results, specs
+from configspec_opt.api.pruner import Pruner
+from configspec_opt.api.routes import (
+    health,
+    jobs,
+    metrics,
+    profiles,
+    results,
+    specs,
+    stored_specs,
+    web,
+)
 from configspec_opt.api.settings import Settings
-from configspec_opt.store import repo
+from configspec_opt.api.telemetry import TelemetryMiddleware
 from configspec_opt.store.database import Database
 
 log = logging.getLogger("configspec.api")
@@ -39,18 +52,20 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     db = Database(settings.db_url)
     await anyio.to_thread.run_sync(db.migrate)
-    requeued, failed = await db.run(lambda s: repo.recover_jobs(s, settings.max_job_attempts))
-    if requeued or failed:
-        log.info("jobs from before the restart: %d queued, %d given up", requeued, failed)
-    pool = SolverPool(settings.workers, settings.backlog, settings.max_tasks_per_child)
+    pool = SolverPool(settings.workers, settings.backlog, settings.max_tasks_per_child,
+                      default_limit=settings.default_time_limit)
     await pool.start()
-    runner = JobRunner(db, pool, settings)
+    runner = JobRunner(db, pool, settings, enabled=settings.embedded_workers)
     app.state.service = Service(settings, db, pool, runner)
     runner.start()
-    log.info("database %s, %d solver processes", db.display_url, settings.workers)
+    pruner = Pruner(db, settings)
+    pruner.start()
+    log.info("database %s, %d solver processes, %s", db.display_url, settings.workers,
+             "solving jobs" if settings.embedded_workers else "jobs left to workers")
     try:
         yield
     finally:
+        await pruner.stop()
         await runner.stop()
         pool.shutdown()
         db.close()
@@ -60,12 +75,17 @@ def create_app(settings: Settings) -> FastAPI:
     from configspec_opt.api.routes.health import package_version
 
     app = FastAPI(title="configspec-opt", version=package_version(), description=DESCRIPTION,
-                  lifespan=lifespan, redoc_url=None)
+                  lifespan=lifespan, docs_url=None, redoc_url=None,
+                  dependencies=[Depends(single_valued_query)])
     app.state.settings = settings
     handlers.install(app)
     auth = [Depends(require_token)] if settings.token else []
     app.include_router(health.router)
-    for module in (specs, profiles, jobs, results):
+    app.include_router(metrics.router)
+    for module in (specs, profiles, jobs, results, stored_specs):
         app.include_router(module.router, dependencies=auth)
+    web.install(app)  # /, /static, /docs, /redoc: local assets, no CDN
     openapi.install(app)
+    guard.install(app, settings)  # Host, Origin, nosniff / no-store (inside telemetry)
+    app.add_middleware(TelemetryMiddleware)  # added last: outermost, sees every answer
     return app

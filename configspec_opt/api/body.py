@@ -4,8 +4,10 @@ The body is read as a stream and refused as soon as it passes the size
 limit (413), before anything parses it.  Content types: JSON
 (`application/json`) or YAML (`application/yaml`, `application/x-yaml`,
 `text/yaml`, `text/x-yaml`); anything else is a 415 that says how to send
-it.  A request without a Content-Type is accepted and sniffed the way the
-CLI sniffs files ( `{` or `[` first means JSON).  Text must be UTF-8.
+it.  A body without a Content-Type is a 415 too: a web page can send one
+without a CORS preflight (`fetch` with an untyped Blob), so sniffing it
+would let any site a user visits write here; and a client that says what it
+sends is never misread.  Text must be UTF-8.
 """
 
 from __future__ import annotations
@@ -52,9 +54,19 @@ def too_large(limit: int) -> ApiProblem:
                       "(configspec serve --max-body)", limit_bytes=limit)
 
 
+def no_media_type() -> ApiProblem:
+    return ApiProblem(415, "unsupported-media-type", "Content-Type required",
+                      "the request has a body but no Content-Type: send the spec as "
+                      "application/yaml or application/json (with curl: "
+                      "-H 'Content-Type: application/yaml' --data-binary @spec.yaml)")
+
+
 async def read_text(request: Request, limit: int) -> TextBody:
     kind = media_type(request.headers.get("content-type"))
     declared = request.headers.get("content-length")
+    if kind is None and (declared not in (None, "0")
+                         or "transfer-encoding" in request.headers):
+        raise no_media_type()
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise too_large(limit)
     chunks: list[bytes] = []
@@ -65,6 +77,8 @@ async def read_text(request: Request, limit: int) -> TextBody:
             raise too_large(limit)
         chunks.append(chunk)
     raw = b"".join(chunks)
+    if kind is None and raw:
+        raise no_media_type()
     if not raw.strip():
         raise ApiProblem(400, "empty-body", "Empty request body",
                          "the request has no body: send a spec as YAML or JSON")

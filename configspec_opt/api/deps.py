@@ -7,6 +7,7 @@ many apps as they like.
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated
@@ -60,6 +61,47 @@ async def get_body(request: Request, settings: SettingsDep) -> TextBody:
 BodyDep = Annotated[TextBody, Depends(get_body)]
 
 bearer = HTTPBearer(auto_error=False, description="The server's CONFIGSPEC_API_TOKEN.")
+
+
+REPEATABLE_QUERY = frozenset({"device"})
+
+
+def single_valued_query(request: Request) -> None:
+    """A query parameter that takes one value, given twice, is a 422.
+
+    FastAPI would keep the last value silently: `?draft=a&draft=b` would
+    filter by `b` alone, an answer to a question nobody asked.
+    """
+    counts: dict[str, int] = {}
+    for name, _ in request.query_params.multi_items():
+        counts[name] = counts.get(name, 0) + 1
+    repeated = sorted(n for n, c in counts.items() if c > 1 and n not in REPEATABLE_QUERY)
+    if repeated:
+        errors = [{"message": f"given {counts[n]} times; it takes one value",
+                   "path": f"query.{n[:80]}"} for n in repeated[:20]]
+        raise ApiProblem(422, "invalid-request", "Invalid request",
+                         "; ".join(f"{e['path']}: {e['message']}" for e in errors)
+                         + " (only device repeats)", errors=errors)
+
+
+def token_fingerprint(token: str) -> str:
+    """First 12 hex digits of SHA-256: tells tokens apart in the store without keeping one."""
+    return hashlib.sha256(token.encode()).hexdigest()[:12]
+
+
+def get_writer(request: Request, settings: SettingsDep) -> str | None:
+    """Fingerprint of the token that authorised this request (None when none is set).
+
+    Read from the header, not through `bearer`: that would put a security
+    scheme into the OpenAPI document of a server that has no token.
+    """
+    if settings.token is None:
+        return None
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    return token_fingerprint(given.strip()) if scheme.lower() == "bearer" and given else None
+
+
+WriterDep = Annotated[str | None, Depends(get_writer)]
 
 
 def require_token(

@@ -14,6 +14,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from configspec_opt.api.pool import PoolFull, WorkerCrashed
@@ -73,6 +74,17 @@ async def on_worker_crash(request: Request, exc: Exception) -> JSONResponse:
         "restarted, retry", headers={"Retry-After": "1"}))
 
 
+async def on_storage(request: Request, exc: Exception) -> JSONResponse:
+    """The database refused a write (full disk, lost connection): the answer was not kept."""
+    log.error("storage error on %s %s: %s", request.method, request.url.path,
+              str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+    return problem_response(request, ApiProblem(
+        503, "storage-unavailable", "Storage unavailable",
+        "the database refused to record this request (full disk? lost connection?); "
+        "nothing was stored, retry later (GET /readyz says when the store is back)",
+        headers={"Retry-After": "5"}))
+
+
 async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
     error_id = uuid.uuid4().hex[:12]
     log.error("unexpected error %s on %s %s", error_id, request.method, request.url.path,
@@ -89,4 +101,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(PoolFull, on_pool_full)
     app.add_exception_handler(WorkerCrashed, on_worker_crash)
+    app.add_exception_handler(OperationalError, on_storage)
     app.add_exception_handler(Exception, on_unexpected)

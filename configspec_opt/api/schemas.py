@@ -78,6 +78,10 @@ class ProfileOut(Out):
     id: int
     received_at: UtcDatetime
     profile: Profile
+    token_fingerprint: str | None = Field(
+        None, description="Who wrote it: the first 12 hex digits of SHA-256 of the bearer "
+        "token sent (null when the server has no token, or for uploads before this was "
+        "recorded).")
 
     @field_serializer("profile")
     def _as_sent(self, profile: Profile) -> dict[str, Any]:
@@ -107,7 +111,7 @@ class JobOut(Out):
 
 
 class ResultOut(Out):
-    id: int
+    id: str = Field(description="32 random hex digits (results cannot be found by counting).")
     kind: Literal["solve", "pareto"]
     spec_sha256: str
     params: dict[str, Any]

@@ -12,12 +12,13 @@ server serves many specs).  Pure: runs in the solver workers.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-from configspec_opt.consistency import check_consistency
+from configspec_opt.consistency import Problem, check_consistency
 from configspec_opt.errors import SpecError, SpecIssue
 from configspec_opt.loader import LoadedSpec
-from configspec_opt.spec import Profile
+from configspec_opt.spec import Profile, Spec
 
 Key = tuple[str, str, str]
 
@@ -66,7 +67,9 @@ def apply_stored(
     merged = spec.model_copy(update={"profiles": profiles})
     problems, warnings = check_consistency(merged)
     if problems:
-        raise SpecError([_issue(loc, msg, hint, origin) for loc, msg, hint in problems])
+        blame = _culprits(spec, profiles, origin, problems)
+        raise SpecError([_issue(loc, msg, hint, origin, blame)
+                         for loc, msg, hint in problems])
     if not used:
         warnings.insert(0, "profiles=stored: no stored profile matches this spec's devices, "
                         "drafts and quants; the inline profiles were used")
@@ -78,8 +81,53 @@ def apply_stored(
         for pid, sp in sorted(used, key=lambda t: t[0])]
 
 
-def _issue(loc: tuple[Any, ...], msg: str, hint: str | None, origin: list[str]) -> SpecIssue:
-    if len(loc) >= 2 and loc[0] == "profiles" and isinstance(loc[1], int) \
-            and loc[1] < len(origin):
+MAX_BLAME_CHECKS = 200  # consistency checks spent finding the stored entries behind a problem
+
+
+def _culprits(spec: Spec, profiles: list[Profile], origin: list[str],
+              problems: list[Problem]) -> dict[Problem, list[str]]:
+    """For problems located outside `profiles` (an energy cap, say), the stored entries
+    without which the problem goes away, found by taking each back out in turn.
+
+    The spec alone was consistent (loading checked it), so every problem comes
+    from some stored entry.  A problem no single entry explains (two entries
+    lacking power for one pool) is blamed on every stored entry of the pools
+    its message names, or, failing that, on all of them.
+    """
+    inline = {(p.device, p.draft, p.quant): p for p in spec.profiles}
+    stored = [i for i, o in enumerate(origin) if o.startswith("stored profile")]
+    wanted = [p for p in problems if not _in_profiles(p[0])]
+    blame: dict[Problem, list[str]] = {p: [] for p in wanted}
+    if not wanted:
+        return blame
+    for i in stored[:MAX_BLAME_CHECKS]:
+        p = profiles[i]
+        back = inline.get((p.device, p.draft, p.quant))
+        trial = profiles[:i] + ([back] if back is not None else []) + profiles[i + 1:]
+        remaining = set(check_consistency(spec.model_copy(update={"profiles": trial}))[0])
+        for problem in wanted:
+            if problem not in remaining:
+                blame[problem].append(origin[i])
+    for problem, names in blame.items():
+        if not names:
+            named = [origin[i] for i in stored
+                     if re.search(rf"\b{re.escape(profiles[i].device)}\b", problem[1])]
+            names.extend(named or [origin[i] for i in stored])
+    return blame
+
+
+def _in_profiles(loc: tuple[Any, ...]) -> bool:
+    return len(loc) >= 2 and loc[0] == "profiles" and isinstance(loc[1], int)
+
+
+def _issue(loc: tuple[Any, ...], msg: str, hint: str | None, origin: list[str],
+           blame: dict[Problem, list[str]]) -> SpecIssue:
+    if _in_profiles(loc) and loc[1] < len(origin):
         return SpecIssue(msg, loc, file=origin[loc[1]], hint=hint)
-    return SpecIssue(msg, loc, hint=hint)
+    names = blame.get((loc, msg, hint), [])
+    if not names:
+        return SpecIssue(msg, loc, hint=hint)
+    ids = [n.removeprefix("stored profile ") for n in names]
+    file = names[0] if len(names) == 1 else f"stored profiles {', '.join(ids[:20])}" + (
+        f" (and {len(ids) - 20} more)" if len(ids) > 20 else "")
+    return SpecIssue(msg, loc, file=file, hint=hint)

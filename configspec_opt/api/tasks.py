@@ -8,7 +8,14 @@ exceptions, so the server can answer them as 4xx.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import os
 import signal
+import sys
+import threading
+import time
+from multiprocessing.connection import Connection
 from typing import Any
 
 from configspec_opt.api import operations
@@ -28,9 +35,39 @@ from configspec_opt.loader import LoadedSpec, parse_spec
 REQUEST_NAME = "<request>"
 
 
-def init_worker() -> None:
-    """Ctrl-C is the server's to handle; import the solver stack once per process."""
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+WATCHDOG_POLL_S = 1.0
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Make sure this process ends when the server does, even by SIGKILL.
+
+    Linux delivers SIGKILL to us when the parent dies (`PR_SET_PDEATHSIG`);
+    a thread polling `os.getppid()` covers other systems and the rare case
+    the parent died before the request took effect.
+    """
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent_pid:  # the parent is already gone
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(WATCHDOG_POLL_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
+
+
+def init_worker(parent_pid: int | None = None) -> None:
+    """Die with the server; Ctrl-C and SIGTERM are the server's to handle (it stops us);
+    import the solver stack once per process."""
+    if parent_pid is not None:
+        die_with_parent(parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     import solvers.solve  # noqa: F401
     from solvers.adapter import require_solver
 
@@ -39,6 +76,49 @@ def init_worker() -> None:
 
 def warm() -> bool:
     return True
+
+
+def serve_tasks(conn: Connection, parent_pid: int) -> None:
+    """A solver process: run `(fn, args, limit)` messages one at a time until told to stop.
+
+    Replies are `("ok", value)`, `("error", exception)` or, when the hard
+    deadline cut the task short, `("deadline", what, limit, elapsed)`, after
+    which the process exits: the interrupted code may have left shared state
+    half-updated, and the server starts a fresh one.  `None` (or the server
+    closing its end) stops the process.
+    """
+    from solvers import deadline
+
+    try:
+        init_worker(parent_pid)
+    except Exception as exc:  # e.g. the solver extra is missing: the server says so
+        conn.send(("failed", f"{type(exc).__name__}: {exc}"))
+        return
+    conn.send(("ready", os.getpid()))
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            return
+        if message is None:
+            return
+        fn, args, limit = message
+        retire = False
+        reply: tuple[Any, ...]
+        try:
+            with deadline.limited(limit, hard=True):
+                reply = ("ok", fn(*args))
+        except deadline.DeadlineExceeded as exc:
+            reply, retire = ("deadline", exc.what, exc.limit, exc.elapsed), True
+        except Exception as exc:
+            reply = ("error", exc)
+        try:
+            conn.send(reply)
+        except Exception as exc:  # an unpicklable result or exception
+            conn.send(("error", RuntimeError(f"the solver process could not send its answer "
+                                             f"({type(exc).__name__})")))
+        if retire:
+            return
 
 
 def check_json(text: str, media_type: str | None) -> None:

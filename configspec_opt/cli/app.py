@@ -24,9 +24,14 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-# Wide tables when piped (CI logs), the terminal's width otherwise.
-out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+# Wide tables when piped (CI logs), the terminal's width otherwise.  Most of what is
+# printed is the user's text (names, paths, messages quoting values): no markup, no
+# emoji codes, so `[red]` or `:x:` in a device name prints as written and `[/b]`
+# cannot raise a MarkupError.  A print that wants colour says markup=True and
+# escapes what it interpolates.
+out = Console(highlight=False, markup=False, emoji=False,
+              width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, highlight=False, markup=False, emoji=False, soft_wrap=True)
 
 
 def emit_json(data: Any) -> None:
@@ -41,7 +46,7 @@ def fail(exc: ConfigspecError, as_json: bool) -> NoReturn:
             "status": "error", "error": str(exc)}
         emit_json(payload)
     else:
-        err.print(f"[red]error:[/red] {escape(str(exc))}")
+        err.print(f"[red]error:[/red] {escape(str(exc))}", markup=True)
     raise typer.Exit(exc.exit_code)
 
 

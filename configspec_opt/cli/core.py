@@ -13,7 +13,6 @@ from typing import Annotated
 import typer
 
 from configspec_opt.cli.app import app, emit_json, out, user_errors
-from configspec_opt.files import atomic_write_text
 from configspec_opt.loader import load_spec
 from configspec_opt.operations import (
     SortKey,
@@ -24,9 +23,11 @@ from configspec_opt.operations import (
     validate_report,
 )
 from configspec_opt.report import print_candidates, print_pareto, print_solution
+from configspec_opt.spec_files import PROFILES_ROOT_HELP, write_through
 
-SpecArg = Annotated[Path, typer.Argument(help="Deployment spec (YAML or JSON).",
-                                         show_default=False)]
+SpecArg = Annotated[Path, typer.Argument(
+    help=f"Deployment spec (YAML or JSON, a regular file). {PROFILES_ROOT_HELP}",
+    show_default=False)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
 DeviceOpt = Annotated[list[str] | None, typer.Option(
     "--device", "-d", help="Only these pools (repeatable).")]
@@ -169,4 +170,5 @@ def schema(
     if output is None:
         sys.stdout.write(text)
     else:
-        atomic_write_text(output, text)
+        with user_errors():
+            write_through(output, text)

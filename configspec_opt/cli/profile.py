@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from pydantic import TypeAdapter, ValidationError
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -49,7 +50,7 @@ class RichReporter:
 
     def __init__(self, quiet: bool = False) -> None:
         self.progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
             TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
             console=err, transient=False, disable=quiet)
         self._task: TaskID | None = None
@@ -74,7 +75,7 @@ class RichReporter:
 
     def warn(self, message: str) -> None:
         self.warnings.append(message)
-        self.progress.console.print(f"[yellow]warning:[/yellow] {message}", markup=True,
+        self.progress.console.print(f"[yellow]warning:[/yellow] {escape(message)}", markup=True,
                                     highlight=False)
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -209,7 +210,7 @@ def _run(spec_path: Path, target_name: str, endpoint: str | None, batch: str, k:
 def _warn(msg: str, warnings: list[str], as_json: bool) -> None:
     warnings.append(msg)
     if not as_json:
-        err.print(f"[yellow]warning:[/yellow] {msg}", highlight=False)
+        err.print(f"[yellow]warning:[/yellow] {escape(msg)}", highlight=False, markup=True)
 
 
 def _measure(spec_path: Path, target: str, session: VerifierSession, plan: Plan,
@@ -239,8 +240,8 @@ def _measure(spec_path: Path, target: str, session: VerifierSession, plan: Plan,
                     for w in session.warnings_for(cell):
                         warnings.append(w)
                         if not as_json:
-                            progress.console.print(f"[yellow]warning:[/yellow] {w}",
-                                                   highlight=False)
+                            progress.console.print(f"[yellow]warning:[/yellow] {escape(w)}",
+                                                   highlight=False, markup=True)
                     progress.advance(task)
                 if _rectangular(table):
                     verifier = dict(fields)

@@ -68,7 +68,7 @@ def check_exposure(host: str, token: str | None, allow_remote: bool) -> None:
             "to serve anyone who can reach this address")
 
 
-def _log_to_stderr(level: str) -> None:
+def log_to_stderr(level: str) -> None:
     """The service's own loggers (jobs, errors with their ids) beside uvicorn's."""
     import logging
 
@@ -85,8 +85,9 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535)] = DEFAULT_PORT,
     db: Annotated[str | None, typer.Option(
-        "--db", help="SQLAlchemy URL (sqlite:///path, postgresql+psycopg://...) or a SQLite "
-        "file path. Default: a file in the user data directory.")] = None,
+        "--db", envvar="CONFIGSPEC_DB", help="SQLAlchemy URL (sqlite:///path, "
+        "postgresql+psycopg://...) or a SQLite file path. Default: a file in the user data "
+        "directory.")] = None,
     workers: Annotated[int, typer.Option(min=1, help="Solver processes.")]
     = min(2, os.cpu_count() or 1),
     backlog: Annotated[int, typer.Option(
@@ -102,9 +103,46 @@ def serve(
         min=0.01, help="Largest time_limit a job may ask for.")] = 3600.0,
     max_jobs: Annotated[int, typer.Option(
         min=1, help="Unfinished jobs before POST /v1/jobs answers 429.")] = 100,
+    embedded_workers: Annotated[bool, typer.Option(
+        "--embedded-workers/--no-embedded-workers", envvar="CONFIGSPEC_EMBEDDED_WORKERS",
+        help="Solve jobs in this server too (one machine); off: HTTP only, jobs are solved "
+        "by `configspec worker`s.")] = True,
+    job_lease: Annotated[float, typer.Option(
+        min=0.3, envvar="CONFIGSPEC_JOB_LEASE", help="Seconds a job claimed by this server "
+        "stays its own without a heartbeat (renewed every third of it).")] = 30.0,
+    job_attempts: Annotated[int, typer.Option(
+        min=1, envvar="CONFIGSPEC_JOB_ATTEMPTS", help="Claims of one job (workers lost "
+        "under it) before it is failed.")] = 3,
     allow_remote: Annotated[bool, typer.Option(
         "--allow-remote", help="Listen beyond loopback even without CONFIGSPEC_API_TOKEN.")]
     = False,
+    allowed_host: Annotated[list[str] | None, typer.Option(
+        "--allowed-host", envvar="CONFIGSPEC_ALLOWED_HOSTS", help="A Host name clients may "
+        "use besides loopback names, the bind address and this machine's name (repeatable; "
+        "*.example.com for subdomains); others get 421.")] = None,
+    allow_origin: Annotated[list[str] | None, typer.Option(
+        "--allow-origin", envvar="CONFIGSPEC_ALLOW_ORIGINS", help="A browser origin "
+        "(https://host[:port]) allowed to write and to read answers (CORS; repeatable). "
+        "Default: none, cross-origin writes get 403.")] = None,
+    keep_days: Annotated[float, typer.Option(
+        min=0, help="Delete finished jobs and results older than this many days (0: never).")]
+    = 30.0,
+    keep_results: Annotated[int, typer.Option(
+        min=0, help="Keep at most this many results and finished jobs (0: no limit).")]
+    = 100_000,
+    header_timeout: Annotated[float, typer.Option(
+        min=0.1, help="Seconds a client may take to send a request's line and headers "
+        "(from connecting, or from the previous answer); then 408.")] = 10.0,
+    body_timeout: Annotated[float, typer.Option(
+        min=0.1, help="Seconds a client may take to send a request's body; then 408.")] = 60.0,
+    max_client_connections: Annotated[int, typer.Option(
+        min=1, help="Connections one client address may hold while still sending a request "
+        "(or idle); a new one closes its oldest (408).")] = 32,
+    max_pending_connections: Annotated[int, typer.Option(
+        min=1, help="The same, all addresses together.")] = 512,
+    max_requests: Annotated[int, typer.Option(
+        min=1, help="Requests in progress before new ones get 503 (/healthz and /readyz "
+        "always answer).")] = 256,
     ssl_certfile: Annotated[Path | None, typer.Option(help="TLS certificate (PEM).")] = None,
     ssl_keyfile: Annotated[Path | None, typer.Option(help="TLS private key (PEM).")] = None,
     log_level: Annotated[LogLevel, typer.Option(help="Server log verbosity.")]
@@ -118,6 +156,8 @@ def serve(
         import uvicorn
 
         from configspec_opt.api import create_app
+        from configspec_opt.api.connections import guarded_protocol
+        from configspec_opt.api.guard import parse_origins, split_list
         from configspec_opt.api.settings import Settings, token_from_env
         from configspec_opt.store.engine import describe_url, resolve_db_url
 
@@ -129,7 +169,15 @@ def serve(
                 db_url=url, token=token, workers=workers, backlog=backlog,
                 max_body_bytes=parse_size(max_body), default_time_limit=time_limit,
                 max_time_limit=max_time_limit, job_time_limit=job_time_limit,
-                max_job_time_limit=max_job_time_limit, max_pending_jobs=max_jobs)
+                max_job_time_limit=max_job_time_limit, max_pending_jobs=max_jobs,
+                embedded_workers=embedded_workers, job_lease_s=job_lease,
+                max_job_attempts=job_attempts,
+                bind_host=host, allowed_hosts=split_list(" ".join(allowed_host or [])),
+                allow_origins=parse_origins(split_list(" ".join(allow_origin or []))),
+                keep_days=keep_days or None, keep_results=keep_results or None,
+                header_timeout=header_timeout, body_timeout=body_timeout,
+                max_client_connections=max_client_connections,
+                max_pending_connections=max_pending_connections, max_requests=max_requests)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
         scheme = "https" if ssl_certfile else "http"
@@ -137,11 +185,15 @@ def serve(
         err.print(f"configspec serve: {scheme}://{host}:{port} (API docs at /docs), "
                   f"database {describe_url(url)}, {workers} solver process"
                   f"{'es' if workers > 1 else ''}, auth: {auth}", markup=False)
-        _log_to_stderr(log_level.value)
+        log_to_stderr(log_level.value)
         if token and not ssl_certfile and not is_loopback(host):
             err.print("warning: the bearer token crosses the network in clear text; use "
                       "--ssl-certfile/--ssl-keyfile or a TLS proxy", markup=False)
+        # slow clients and request counts: our h11 protocol (api/connections.py), which
+        # unlike limit_concurrency spares the probes and never counts a slow client's
+        # connection against everyone else's requests
         uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level.value,
-                    limit_concurrency=256, timeout_graceful_shutdown=10, server_header=False,
+                    http=guarded_protocol(settings.connection_limits()),
+                    limit_concurrency=None, timeout_graceful_shutdown=10, server_header=False,
                     ssl_certfile=str(ssl_certfile) if ssl_certfile else None,
                     ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None)

@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from configspec_opt.cli.app import app, emit_json, err, out, user_errors
-from configspec_opt.errors import ConfigspecError, SpecError, UsageError
+from configspec_opt.errors import ConfigspecError, OutputError, SpecError, UsageError
 from configspec_opt.plots.data import Kind
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
@@ -20,7 +20,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on 
 
 def _report_error(path: Path, exc: ConfigspecError) -> None:
     text = str(exc) if isinstance(exc, SpecError) else f"{path}: {exc}"
-    err.print(f"[red]error:[/red] {escape(text)}")
+    err.print(f"[red]error:[/red] {escape(text)}", markup=True)
 
 
 @app.command()
@@ -32,7 +32,11 @@ def lock(
 
     The lock holds the assignments with their metrics, the objective, the solver
     status and the SHA-256 of the spec's files: the same spec always gives the
-    same bytes. Exit 0 locked, 1 not solvable (no lock written), 2 invalid spec.
+    same bytes. Exit 0 locked, 1 not solvable (no lock written), 2 invalid spec,
+    4 the lock cannot be written (read-only directory, full disk).
+
+    profiles_from files must lie in the spec's git work tree (or its directory);
+    CONFIGSPEC_PROFILES_ROOT=DIR[:DIR...] allows more directories.
     """
     from configspec_opt.loader import load_spec
     from configspec_opt.vcs.lock import SOLVED, write_lock
@@ -59,7 +63,7 @@ def lock(
             code = max(code, 1)
             if not as_json:
                 err.print(f"[red]error:[/red] {escape(str(spec))}: {status}, no lock written "
-                          f"(`configspec solve {escape(str(spec))}` says why)")
+                          f"(`configspec solve {escape(str(spec))}` says why)", markup=True)
         elif not as_json:
             pools = len({a["device"] for a in written.data["assignments"]})
             what = "wrote" if written.changed else "unchanged:"
@@ -89,6 +93,10 @@ def check(
     SHA-256 of the spec and of its profiles_from files equals the one in the lock (no
     solver needed). A YAML spec with the line `# configspec: template` is validated,
     needs no lock or candidates, and is reported as skipped.
+
+    Only regular files are read (a FIFO or a device in a directory is not a spec), and
+    profiles_from files must lie in the spec's git work tree (or its directory):
+    CONFIGSPEC_PROFILES_ROOT=DIR[:DIR...] allows more directories.
     """
     from configspec_opt.vcs.check import check_spec, discover
 
@@ -149,6 +157,9 @@ def diff(
     exit_code: Annotated[bool, typer.Option(
         "--exit-code", help="Exit 1 when any pool's assignment changed (like git diff).")]
     = False,
+    as_html: Annotated[bool, typer.Option(
+        "--html", help="A self-contained HTML page on stdout, the two sides side by side.")]
+    = False,
 ) -> None:
     """What changes in the assignments and fleet metrics between two specs or revisions.
 
@@ -157,6 +168,8 @@ def diff(
     from configspec_opt.vcs.diff import diff_decisions, load_side
 
     with user_errors(as_json):
+        if as_json and as_html:
+            raise UsageError("--json and --html both choose the output: give one")
         from solvers.adapter import require_solver
 
         sides = []
@@ -167,6 +180,10 @@ def diff(
         result = diff_decisions(*sides)
     if as_json:
         emit_json(result.to_dict())
+    elif as_html:
+        from configspec_opt.report_html import diff_html
+
+        sys.stdout.write(diff_html(result))
     else:
         _print_diff(result)
     if exit_code and result.assignments_changed:
@@ -187,12 +204,12 @@ def _print_diff(d: Any) -> None:
                   f"{obj.get('metric')}" + (f" = {_fmt_num(value)}" if value is not None
                                              else ""), markup=False, soft_wrap=True)
     if d.objective_changed:
-        out.print("[yellow]the objective changed[/yellow]")
+        out.print("[yellow]the objective changed[/yellow]", markup=True)
     shown = [p for p in d.pools if p.change != "unchanged"]
     colour = {"configuration": "yellow", "metrics": "cyan", "added": "green", "removed": "red"}
     for p in shown:
         out.print(f"[{colour[p.change]}]{p.change:>13}[/]  {escape(describe_change(p))}",
-                  soft_wrap=True)
+                  soft_wrap=True, markup=True)
         numbers = [f"{label} {_pair(p.old, key)} -> {_pair(p.new, key)} {unit}"
                    for key, label, unit in (("goodput_tok_s", "goodput", "tok/s"),
                                             ("energy_j_per_tok", "energy", "J/tok"))]
@@ -207,7 +224,7 @@ def _print_diff(d: Any) -> None:
             t.add_column(col, justify="left" if col == "metric" else "right")
         for m in changed_metrics:
             label = m.label + (f" ({m.unit})" if m.unit else "")
-            t.add_row(escape(label), _fmt_num(m.old), _fmt_num(m.new),
+            t.add_row(label, _fmt_num(m.old), _fmt_num(m.new),
                       _fmt_delta(m.delta, m.relative))
         out.print(t)
     if not d.changed:
@@ -227,7 +244,9 @@ def fmt(
     """Canonical layout for specs, comments kept (ruamel.yaml round trip).
 
     Exit 0 when every file is (now) formatted; 1 with --check or --diff when a file
-    would be reformatted (nothing is written); 2 for a file that cannot be read or parsed.
+    would be reformatted (nothing is written); 2 for a file that cannot be read or parsed;
+    4 for one that cannot be written. A symlinked spec stays a link: its target is
+    rewritten (atomically).
     """
     from configspec_opt.vcs.fmt import format_file
 
@@ -326,7 +345,11 @@ def plot(
             objectives = [Objective.model_validate({t.sense: t.metric}) for t in terms]
         outputs = output or [Path(f"{spec.stem}-{kind.value}.png")]
         data = collect(loaded.spec, objectives, only=only)
-        rendered = render(data, kind, outputs, k=k, iso_power=levels)
+        try:
+            rendered = render(data, kind, outputs, k=k, iso_power=levels)
+        except OSError as exc:
+            raise OutputError(f"cannot write {', '.join(map(str, outputs))}: "
+                              f"{exc.strerror or type(exc).__name__}") from None
         for choice in data.choices:
             if not choice.candidates:
                 err.print(f"note: nothing marked for {choice.label}: {choice.note}",

@@ -11,6 +11,7 @@ up-to-date database is a no-op, so every start may call `upgrade`.
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
 
 from alembic import command
@@ -18,6 +19,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -28,11 +30,64 @@ def alembic_config() -> Config:
     return cfg
 
 
+MIGRATION_LOCK = 0x636F6E66  # PostgreSQL advisory lock key ("conf")
+LOCKED_RETRY_S = 60.0
+
+
 def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Migrate in one transaction, one process at a time.
+
+    Replicas starting together queue on a lock taken before Alembic reads
+    the current revision, so the first migrates and the others find the
+    database at head: PostgreSQL's `pg_advisory_xact_lock` (released with
+    the transaction), SQLite's write lock (`BEGIN IMMEDIATE`, engine.py,
+    waiting up to its busy timeout).
+
+    On SQLite, foreign keys are off while it runs (batch mode rebuilds a table
+    by dropping it, which they would refuse while other rows point at it) and
+    checked before the commit: a migration that broke a reference rolls back.
+    The pragma only works outside a transaction, hence on the raw connection.
+
+    SQLite can answer "database is locked" at once, without waiting, while
+    several connections open a new file together (setting WAL mode, or a
+    read lock that cannot become a write lock); those are retried for up to
+    `LOCKED_RETRY_S`.
+    """
+    deadline = time.monotonic() + LOCKED_RETRY_S
+    pause = 0.05
+    while True:
+        try:
+            _upgrade(engine, revision)
+            return
+        except OperationalError as exc:
+            if engine.dialect.name != "sqlite" or "locked" not in str(exc) or \
+                    time.monotonic() > deadline:
+                raise
+            time.sleep(pause)
+            pause = min(1.0, pause * 2)
+
+
+def _upgrade(engine: Engine, revision: str) -> None:
     cfg = alembic_config()
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, revision)
+    with engine.connect() as conn:
+        sqlite = conn.dialect.name == "sqlite"
+        raw = conn.connection.dbapi_connection
+        if sqlite and raw is not None:
+            raw.execute("PRAGMA foreign_keys=OFF")
+        try:
+            with conn.begin():
+                if conn.dialect.name == "postgresql":
+                    conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, revision)
+                if sqlite:
+                    broken = conn.exec_driver_sql("PRAGMA foreign_key_check").all()
+                    if broken:
+                        raise RuntimeError(f"migration left {len(broken)} broken references "
+                                           f"(first: {tuple(broken[0])}); rolled back")
+        finally:
+            if sqlite and raw is not None:
+                raw.execute("PRAGMA foreign_keys=ON")
 
 
 def current_revision(engine: Engine) -> str | None:

@@ -7,6 +7,7 @@ back never needs the solver or the code version that produced it.
 
 from __future__ import annotations
 
+import secrets
 from datetime import datetime, timezone
 from typing import Any, ClassVar
 
@@ -19,6 +20,11 @@ UNFINISHED = ("queued", "running")
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def new_public_id() -> str:
+    """128 random bits as 32 hex digits: an id in a URL that cannot be guessed or counted."""
+    return secrets.token_hex(16)
 
 
 class Base(DeclarativeBase):
@@ -48,24 +54,44 @@ class ProfileRecord(Base):
     quant: Mapped[str] = mapped_column(String(200))
     data: Mapped[dict[str, Any]]
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # who wrote it: the first 12 hex digits of SHA-256 of the bearer token, never the token
+    token_fingerprint: Mapped[str | None] = mapped_column(String(12), nullable=True)
 
 
 class ResultRecord(Base):
-    """The JSON answer of one solve or Pareto run, with what produced it."""
+    """The JSON answer of one solve or Pareto run, with what produced it.
+
+    `id` stays internal (jobs refer to it); clients see `public_id`, random,
+    so one client cannot read another's results by counting.
+    """
 
     __tablename__ = "results"
+    __table_args__ = (Index("ix_results_job_id", "job_id", unique=True),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    public_id: Mapped[str] = mapped_column(String(32), unique=True, index=True,
+                                           default=new_public_id)
     kind: Mapped[str] = mapped_column(String(16))
     spec_sha256: Mapped[str] = mapped_column(ForeignKey("specs.sha256"), index=True)
     params: Mapped[dict[str, Any]]
     status: Mapped[str] = mapped_column(String(32))
     body: Mapped[dict[str, Any]]
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # the job that produced it (None for synchronous solves); unique: a job's result is
+    # written once, even by a late second finisher
+    job_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
 
 
 class JobRecord(Base):
-    """A queued solve.  Committed before the 202 goes out; re-queued after a crash."""
+    """A queued solve.  Committed before the 202 goes out.
+
+    A worker that claims it holds a lease (`lease_until`, renewed by its
+    heartbeat); when the lease runs out (the worker died), any worker may
+    claim the job again.  `attempts` counts claims and is the fencing token:
+    a worker may renew or finish the job only while `attempts` is still the
+    value its claim set, so a worker presumed dead cannot write over its
+    successor.
+    """
 
     __tablename__ = "jobs"
     __table_args__ = (Index("ix_jobs_state_created", "state", "created_at"),)
@@ -81,3 +107,23 @@ class JobRecord(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    worker: Mapped[str | None] = mapped_column(String(100), nullable=True)  # who holds it
+
+
+class IdempotencyRecord(Base):
+    """The first answer to a request sent with an `Idempotency-Key` header.
+
+    Keyed by the writer (token fingerprint, "" without a token) and the key,
+    so two clients cannot collide; `request_sha256` tells a retry (same
+    body: the stored answer again) from a reuse of the key (another body: 422).
+    """
+
+    __tablename__ = "idempotency_keys"
+
+    scope: Mapped[str] = mapped_column(String(12), primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    request_sha256: Mapped[str] = mapped_column(String(64))
+    status: Mapped[int] = mapped_column(Integer)
+    response: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

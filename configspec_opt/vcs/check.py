@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from configspec_opt.errors import ConfigspecError, SpecError
+from configspec_opt.spec_files import FileRefused, read_text_file
 from configspec_opt.vcs.lock import (
     LOCK_SUFFIX,
     SOLVED,
@@ -77,9 +78,9 @@ class CheckResult:
 
 
 def looks_like_spec(path: Path) -> bool:
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
+    try:  # a FIFO, a device or a huge file under the directory is not a spec
+        text = read_text_file(path, errors="replace")
+    except FileRefused:
         return False
     if path.suffix == ".json":
         try:

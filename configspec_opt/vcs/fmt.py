@@ -24,6 +24,7 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from configspec_opt.errors import ConfigspecError, SpecError, SpecIssue
 from configspec_opt.loader import Source, parse_data
+from configspec_opt.spec_files import FileRefused, read_text_file, write_through
 
 MAX_PASSES = 3
 
@@ -99,14 +100,13 @@ class FormatResult:
 
 
 def format_file(path: Path, *, write: bool) -> FormatResult:
+    """Format one spec; written (atomically, through a symlink to its target) only when
+    `write` and the text changes."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SpecError([SpecIssue(f"cannot read: {exc.strerror or exc}", file=str(path))]) \
-            from None
+        text = read_text_file(path)
+    except FileRefused as exc:
+        raise SpecError([SpecIssue(str(exc), file=str(path))]) from None
     result = FormatResult(path, text, format_text(text, str(path)))
     if write and result.changed:
-        from configspec_opt.files import atomic_write_text
-
-        atomic_write_text(path, result.formatted)
+        write_through(path, result.formatted)
     return result

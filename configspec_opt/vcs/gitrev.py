@@ -16,6 +16,7 @@ from pathlib import Path
 
 from configspec_opt.errors import ConfigspecError, SpecError, UsageError
 from configspec_opt.loader import LoadedSpec, Source, parse_data, parse_spec
+from configspec_opt.spec_files import MAX_FILE_BYTES, FileRefused, read_text_file
 
 
 class GitError(ConfigspecError):
@@ -82,6 +83,12 @@ class Checkout:
         return self.commit[:10]
 
     def read(self, repo_path: str, shown: str) -> str:
+        """The file's text at this revision, refused past MAX_FILE_BYTES as on disk."""
+        size = _git(self.root, "cat-file", "-s", f"{self.commit}:{repo_path}")
+        if size.returncode != 0:
+            raise GitError(f"{shown} does not exist at {self.rev} ({self.short})")
+        if int(size.stdout.decode().strip() or 0) > MAX_FILE_BYTES:
+            raise GitError(f"{shown} at {self.rev} is larger than {MAX_FILE_BYTES:,} bytes")
         r = _git(self.root, "show", "--no-textconv", f"{self.commit}:{repo_path}")
         if r.returncode != 0:
             raise GitError(f"{shown} does not exist at {self.rev} ({self.short})")
@@ -126,12 +133,12 @@ def worktree_files(directory: Path) -> list[Path] | None:
 
 
 def read_text(ref: Ref) -> str:
-    """The file's text at its revision (or in the working tree)."""
+    """The file's text at its revision (or in the working tree: a bounded regular file)."""
     if ref.rev is None:
         try:
-            return ref.path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise UsageError(f"cannot read {ref.path}: {exc.strerror or exc}") from None
+            return read_text_file(ref.path)
+        except FileRefused as exc:
+            raise UsageError(f"cannot read {ref.path}: {exc}") from None
     checkout, repo_path = locate(ref)
     return checkout.read(repo_path, str(ref.path))
 
@@ -152,7 +159,7 @@ def load_spec_at(ref: Ref) -> LoadedSpec:
                 if not isinstance(rel, str):
                     continue  # validation will say so
                 inner = posixpath.normpath(posixpath.join(spec_dir, rel))
-                if inner.startswith("../") or posixpath.isabs(rel):
+                if inner == ".." or inner.startswith("../") or posixpath.isabs(rel):
                     raise GitError(f"{name}: profiles_from '{rel}' is outside the repository")
                 shown = str(ref.path.parent / rel)
                 target = base / inner
@@ -160,7 +167,7 @@ def load_spec_at(ref: Ref) -> LoadedSpec:
                 target.write_text(checkout.read(inner, shown), encoding="utf-8")
         (base / spec_dir).mkdir(parents=True, exist_ok=True)
         try:
-            return parse_spec(text, name=name, base_dir=base / spec_dir)
+            return parse_spec(text, name=name, base_dir=base / spec_dir, root=base)
         except SpecError as exc:  # name files as the user knows them, not by the temp dir
             raise SpecError([replace(i, file=_shown_name(i.file, base, checkout.rev))
                              for i in exc.issues]) from None

@@ -18,12 +18,13 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from configspec_opt.errors import ConfigspecError
 from configspec_opt.loader import LoadedSpec
+from configspec_opt.spec_files import FileRefused, read_text_file, write_through
 from configspec_opt.vcs.yamldump import dump_yaml
+from configspec_opt.yaml_data import load_yaml
 
 LOCK_VERSION = 1
 LOCK_SUFFIX = ".lock"
@@ -121,20 +122,18 @@ def write_lock(loaded: LoadedSpec, spec_path: Path) -> LockWrite:
         return LockWrite(path, data, changed=False)
     text = render_lock(data)
     try:
-        old = path.read_text(encoding="utf-8")
-    except OSError:
+        old: str | None = read_text_file(path)
+    except FileRefused:
         old = None
     if old != text:
-        from configspec_opt.files import atomic_write_text
-
-        atomic_write_text(path, text)
+        write_through(path, text)
     return LockWrite(path, data, changed=old != text)
 
 
 def parse_lock(text: str, name: str) -> dict[str, Any]:
     """A lock's data, or a LockError saying why it is not a lock this version reads."""
     try:
-        data = YAML(typ="safe", pure=True).load(text)
+        data = load_yaml(text)
     except YAMLError as exc:
         raise LockError(f"unreadable lock {name}: {exc}".splitlines()[0]) from None
     if not isinstance(data, dict) or "lock_version" not in data:
@@ -150,9 +149,9 @@ def parse_lock(text: str, name: str) -> dict[str, Any]:
 
 def read_lock(path: Path) -> dict[str, Any]:
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise LockError(f"cannot read {path}: {exc.strerror or exc}") from None
+        text = read_text_file(path)
+    except FileRefused as exc:
+        raise LockError(f"cannot read {path}: {exc}") from None
     return parse_lock(text, str(path))
 
 

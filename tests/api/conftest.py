@@ -33,8 +33,10 @@ def service(client: TestClient) -> Service:
     return svc
 
 
-def settings_for(db: Path, **overrides: Any) -> Settings:
-    base: dict[str, Any] = {"db_url": f"sqlite:///{db}", "workers": 1, "backlog": 2}
+def settings_for(db: Path | str, **overrides: Any) -> Settings:
+    """`db`: a SQLite file, or a database URL (the PostgreSQL fixture's)."""
+    url = db if isinstance(db, str) and "://" in db else f"sqlite:///{db}"
+    base: dict[str, Any] = {"db_url": url, "workers": 1, "backlog": 2}
     base.update(overrides)
     return Settings(**base)
 
@@ -61,7 +63,7 @@ def make_client(tmp_path: Path) -> MakeClient:
     """`with make_client(token=..., workers=...) as client:` -- a fresh app and database."""
 
     @contextmanager
-    def _make(db: Path | None = None, raise_server_exceptions: bool = True,
+    def _make(db: Path | str | None = None, raise_server_exceptions: bool = True,
               **overrides: Any) -> Iterator[TestClient]:
         app = create_app(settings_for(db or tmp_path / "api.sqlite3", **overrides))
         with TestClient(app, raise_server_exceptions=raise_server_exceptions) as client:

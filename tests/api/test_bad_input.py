@@ -122,9 +122,10 @@ def test_wrong_charset(small: TestClient, example_text: str) -> None:
     assert "UTF-8" in assert_problem(r, 415, "unsupported-media-type")["detail"]
 
 
-def test_missing_content_type_is_sniffed(small: TestClient, example_text: str) -> None:
+def test_missing_content_type_is_refused(small: TestClient, example_text: str) -> None:
+    """Not sniffed: a page in a browser can send an untyped body without a preflight."""
     r = small.post("/v1/validate", content=example_text.encode())
-    assert r.status_code == 200
+    assert "no Content-Type" in assert_problem(r, 415, "unsupported-media-type")["detail"]
 
 
 def test_json_declared_but_yaml_sent(small: TestClient, example_text: str) -> None:

@@ -1,18 +1,25 @@
-"""Jobs: persisted before 202, run in the background, survive restarts."""
+"""Jobs: persisted before 202, run in the background, survive restarts.
+
+Every test here runs against SQLite and PostgreSQL (tests/conftest.py).
+"""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
+from configspec_opt.api import create_app
 from configspec_opt.store import repo
 from configspec_opt.store.database import Database
-from tests.api.conftest import YAML_CT, MakeClient, service
+from tests.api.conftest import YAML_CT, MakeClient, service, settings_for
 from tests.api.helpers import assert_problem, without_timing
+from tests.api.live import fleet_spec_json
 
 
 def wait_done(c: TestClient, location: str, timeout: float = 60) -> dict[str, Any]:
@@ -25,12 +32,33 @@ def wait_done(c: TestClient, location: str, timeout: float = 60) -> dict[str, An
     raise AssertionError(f"job {location} not finished after {timeout} s")
 
 
+def wait_until(check: Callable[[], bool], timeout: float = 60) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.05)
+    return False
+
+
 def pause_jobs(c: TestClient) -> None:
     c.portal.call(service(c).jobs.stop)  # type: ignore[union-attr]
 
 
 def resume_jobs(c: TestClient) -> None:
     c.portal.call(service(c).jobs.start)  # type: ignore[union-attr]
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def client(request: pytest.FixtureRequest,
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    """This module's shared app, on each kind of database."""
+    if request.param == "sqlite":
+        db: Path | str = tmp_path_factory.mktemp("api") / "jobs.sqlite3"
+    else:
+        db = request.getfixturevalue("postgres").new_database()
+    with TestClient(create_app(settings_for(db, workers=2, backlog=4))) as c:
+        yield c
 
 
 def test_job_lifecycle(client: TestClient, example_text: str) -> None:
@@ -86,8 +114,8 @@ def test_unknown_job(client: TestClient) -> None:
     assert_problem(client.get("/v1/jobs/not-an-id"), 422, "invalid-request")
 
 
-def test_full_queue_is_429(make_client: MakeClient, example_text: str) -> None:
-    with make_client(max_pending_jobs=2) as c:
+def test_full_queue_is_429(make_client: MakeClient, db_url: str, example_text: str) -> None:
+    with make_client(db=db_url, max_pending_jobs=2) as c:
         pause_jobs(c)
         ids = [c.post("/v1/jobs", content=example_text, headers=YAML_CT).json()["id"]
                for _ in range(2)]
@@ -101,11 +129,11 @@ def test_full_queue_is_429(make_client: MakeClient, example_text: str) -> None:
         assert c.post("/v1/jobs", content=example_text, headers=YAML_CT).status_code == 202
 
 
-def test_stored_profiles_are_a_snapshot_at_submission(make_client: MakeClient,
+def test_stored_profiles_are_a_snapshot_at_submission(make_client: MakeClient, db_url: str,
                                                       example_text: str) -> None:
     from tests.api.test_profiles import FAST_ORIN
 
-    with make_client() as c:
+    with make_client(db=db_url) as c:
         pause_jobs(c)
         first = c.post("/v1/profiles", json={"profiles": [FAST_ORIN]}).json()
         r = c.post("/v1/jobs?profiles=stored", content=example_text, headers=YAML_CT)
@@ -119,40 +147,56 @@ def test_stored_profiles_are_a_snapshot_at_submission(make_client: MakeClient,
         assert orin["draft_tok_s"] == 400.0
 
 
-def test_restart_requeues_interrupted_jobs(make_client: MakeClient, tmp_path: Path,
-                                           example_text: str) -> None:
-    db_path = tmp_path / "restart.sqlite3"
-    with make_client(db=db_path) as c:
+def test_restart_leaves_live_leases_alone(make_client: MakeClient, db_url: str,
+                                          example_text: str) -> None:
+    """A server starting (another replica, or this one again) re-queues nothing: a job
+    whose lease is alive stays its holder's; one whose lease ran out is claimed again;
+    one that lost its worker at every attempt is failed."""
+    with make_client(db=db_url) as c:
         pause_jobs(c)
         queued = c.post("/v1/jobs", content=example_text, headers=YAML_CT).json()["id"]
-        running = c.post("/v1/jobs?objective=min:cost", content=example_text,
+        alive = c.post("/v1/jobs?objective=min:cost", content=example_text,
+                       headers=YAML_CT).json()["id"]
+        expired = c.post("/v1/jobs?objective=min:cost", content=example_text,
                          headers=YAML_CT).json()["id"]
         dying = c.post("/v1/jobs?objective=min:power", content=example_text,
                        headers=YAML_CT).json()["id"]
-    db = Database(f"sqlite:///{db_path}")
-    with db.transaction() as s:  # as if the process had died while solving these two
-        for job_id, attempts in ((running, 1), (dying, 3)):
+    db = Database(db_url)
+    now = datetime.now(timezone.utc)
+    with db.transaction() as s:  # as if other workers held these (one alive, two dead)
+        for job_id, attempts, lease in ((alive, 1, now + timedelta(hours=1)),
+                                        (expired, 1, now - timedelta(seconds=1)),
+                                        (dying, 3, None)):
             job = repo.get_job(s, job_id)
             assert job is not None
-            job.state, job.attempts = "running", attempts
+            job.state, job.attempts, job.lease_until, job.worker = \
+                "running", attempts, lease, "elsewhere:1"
     db.close()
-    with make_client(db=db_path) as c:
+    with make_client(db=db_url) as c:
         assert wait_done(c, f"/v1/jobs/{queued}")["attempts"] == 1
-        again = wait_done(c, f"/v1/jobs/{running}")
+        again = wait_done(c, f"/v1/jobs/{expired}")
         assert again["status"] == "succeeded"
         assert again["attempts"] == 2
         assert again["result"]["objective"]["metric"] == "cost"
-        gave_up = c.get(f"/v1/jobs/{dying}").json()
+        gave_up = wait_done(c, f"/v1/jobs/{dying}")
         assert gave_up["status"] == "failed"
         assert "stopped 3 times" in gave_up["error"]["detail"]
+        untouched = c.get(f"/v1/jobs/{alive}").json()
+        assert (untouched["status"], untouched["attempts"]) == ("running", 1)
 
 
-@pytest.mark.parametrize("endpoint", ["/v1/jobs"])
-def test_job_body_limits_apply(make_client: MakeClient, endpoint: str,
-                               example_text: str) -> None:
-    with make_client(max_body_bytes=1024) as c:
-        assert_problem(c.post(endpoint, content=example_text, headers=YAML_CT), 413,
-                       "body-too-large")
-        assert_problem(c.post(endpoint, content=example_text,
-                              headers={"Content-Type": "text/csv"}), 415,
-                       "unsupported-media-type")
+def test_a_stopping_server_hands_its_job_back(make_client: MakeClient, db_url: str) -> None:
+    """A clean stop re-queues the job in hand at once (no wait for the lease) and the
+    next claim solves it; the late outcome of the stopped run is never written."""
+    slow = fleet_spec_json(20, 10)
+    with make_client(db=db_url, job_lease_s=60.0) as c:
+        r = c.post("/v1/jobs?time_limit=30", content=slow,
+                   headers={"Content-Type": "application/json"})
+        job_id = r.json()["id"]
+        assert wait_until(lambda: c.get(f"/v1/jobs/{job_id}").json()["status"] == "running")
+    with Database(db_url).transaction() as s:
+        job = repo.get_job(s, job_id)
+        assert job is not None and (job.state, job.lease_until) == ("queued", None)
+        assert job.attempts == 1
+
+

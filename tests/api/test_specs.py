@@ -62,8 +62,9 @@ def test_validate_and_evaluate_are_not_recorded(client: TestClient, example_text
 
 
 def test_unknown_result(client: TestClient) -> None:
-    assert_problem(client.get("/v1/results/987654"), 404, "not-found")
+    assert_problem(client.get("/v1/results/" + "0" * 32), 404, "not-found")
     assert_problem(client.get("/v1/results/abc"), 422, "invalid-request")
+    assert_problem(client.get("/v1/results/1"), 422, "invalid-request")  # ids are random
 
 
 def test_pareto_is_recorded(client: TestClient, example_text: str) -> None:

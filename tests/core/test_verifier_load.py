@@ -628,3 +628,20 @@ def test_a_budget_below_the_minimum_replicas_is_named() -> None:
     sol = solve(Spec.model_validate(data))
     assert sol.status is Status.infeasible and not sol.assignment
     assert "max_cost_usd_per_hour" in sol.message and "4.1" in sol.message
+
+
+def test_a_steep_table_gives_few_levels_and_still_settles() -> None:
+    """1e-6 s at b = 1 and 0.26 s at b = 4: a 2 % step would need millions of levels."""
+    from configspec_opt.verifiers import MAX_ROW_SPLIT, initial_levels, plans_for
+
+    data = copy.deepcopy(SMOKE)
+    data["targets"][0]["verifier"]["latency_s"] = {
+        1: {k: 1e-6 for k in range(2, 9)}, 4: {k: 0.26 for k in range(2, 9)},
+        16: {k: 0.6 for k in range(2, 9)}}
+    data["constraints"] = {}
+    spec = Spec.model_validate(data)
+    plan = plans_for(spec)[0]
+    assert len(initial_levels(plan)) <= 1 + 2 * MAX_ROW_SPLIT
+    sol = solve(spec, diagnose=False)
+    assert sol.status in (Status.optimal, Status.feasible)
+    _check_fixed_points(spec, sol, _resettle(spec, sol, LOAD_REL_GAP))

@@ -1,5 +1,7 @@
 """POST /v1/jobs queues a solve; GET /v1/jobs/{id} reports it, with the result when done.
 
+GET /v1/jobs lists them, newest first, without their results (which can be large).
+
 For fleets whose solve outlasts an HTTP request.  The spec and options are
 checked before the job is accepted (an invalid spec is a 422 now, not a
 failed job later), and the job row is committed before the 202, so an
@@ -10,15 +12,22 @@ the stored profiles at submission.
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import anyio.to_thread
 from fastapi import APIRouter, Path, Query, Response
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from configspec_opt.api import tasks
 from configspec_opt.api.deps import BodyDep, DbDep, ServiceDep
-from configspec_opt.api.dispatch import recorded_params, stored_profiles, time_limit_for
+from configspec_opt.api.dispatch import (
+    recorded_params,
+    storage_unavailable,
+    stored_profiles,
+    time_limit_for,
+)
 from configspec_opt.api.openapi import errors, request_body
 from configspec_opt.api.params import SolveParams
 from configspec_opt.api.problem import ApiProblem
@@ -31,14 +40,16 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 JobId = Annotated[str, Path(min_length=32, max_length=32, pattern="^[0-9a-f]{32}$")]
 
 
-def job_out(s: Session, job: JobRecord) -> JobOut:
-    result = repo.get_result(s, job.result_id) if job.result_id is not None else None
+def job_out(s: Session, job: JobRecord, *, with_result: bool = True) -> JobOut:
+    result = repo.get_result(s, job.result_id) \
+        if job.result_id is not None and with_result else None
     return JobOut.model_validate({
         "id": job.id, "status": job.state, "spec_sha256": job.spec_sha256,
         "params": job.params, "stored_profiles": job.stored_profiles,
         "attempts": job.attempts, "created_at": job.created_at,
         "started_at": job.started_at, "finished_at": job.finished_at,
-        "result_url": f"/v1/results/{job.result_id}" if job.result_id is not None else None,
+        "result_url": f"/v1/results/{repo.result_public_id(s, job.result_id)}"
+        if job.result_id is not None else None,
         "result": result.body if result is not None else None, "error": job.error})
 
 
@@ -57,7 +68,7 @@ def _check_room(s: Session, service: ServiceDep) -> None:
 
 @router.post("", status_code=202, openapi_extra=request_body(
     Spec, "A deployment spec; the options are those of POST /v1/solve."),
-    responses=errors(400, 401, 413, 415, 422, 429))
+    responses=errors(400, 401, 413, 415, 422, 429, 503))
 async def submit_job(service: ServiceDep, body: BodyDep, response: Response,
                      params: Annotated[SolveParams, Query()]) -> JobOut:
     """Queue a solve. The answer's `Location` is the job to poll."""
@@ -80,10 +91,37 @@ async def submit_job(service: ServiceDep, body: BodyDep, response: Response,
                               checked["stored"])
         return job_out(s, job)
 
-    out = await service.db.run(create)
+    try:
+        out = await service.db.run(create)
+    except DBAPIError as exc:  # nothing was acknowledged: the client may simply retry
+        raise storage_unavailable(exc) from None
     service.jobs.wake()
     response.headers["Location"] = f"/v1/jobs/{out.id}"
     return out
+
+
+class JobsQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: Literal["queued", "running", "succeeded", "failed"] | None = None
+    limit: int = Field(50, ge=1, le=1000)
+    offset: int = Field(0, ge=0, le=1_000_000_000)
+
+
+class JobsOut(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    jobs: list[JobOut] = Field(description="Newest first; `result` is left out (follow "
+                               "`result_url` or GET the job).")
+    total: int = Field(description="Jobs matching the filter in all (for paging).")
+
+
+@router.get("", responses=errors(401, 422))
+def list_jobs(db: DbDep, q: Annotated[JobsQuery, Query()]) -> JobsOut:
+    """Jobs, newest first, optionally only those in one `status`."""
+    with db.transaction() as s:
+        rows, total = repo.list_jobs(s, state=q.status, limit=q.limit, offset=q.offset)
+        return JobsOut(jobs=[job_out(s, j, with_result=False) for j in rows], total=total)
 
 
 @router.get("/{job_id}", responses=errors(401, 404, 422))

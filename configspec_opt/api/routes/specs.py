@@ -34,13 +34,14 @@ from configspec_opt.api.params import (
 )
 from configspec_opt.api.schemas import EvaluateOut, ParetoOut, SolveOut, ValidateOut
 from configspec_opt.spec import Spec
+from configspec_opt.store import repo
 
 router = APIRouter(prefix="/v1", tags=["specs"])
 
 SPEC_BODY = request_body(Spec, "A deployment spec, as `configspec validate` reads it. "
                          "`profiles_from` is refused: send profiles inline, or use "
                          "`profiles=stored`.")
-SPEC_ERRORS = errors(400, 401, 413, 415, 422, 503)
+SPEC_ERRORS = errors(400, 401, 413, 415, 422, 503, 504)
 
 
 async def _answer(service: ServiceDep, op: Op, body: BodyDep, params: OpParams,
@@ -51,8 +52,9 @@ async def _answer(service: ServiceDep, op: Op, body: BodyDep, params: OpParams,
     headers: dict[str, str] = {}
     if op in RECORDED:
         data = recorded_params(params, time_limit)
-        result_id = await service.db.run(lambda s: record(s, op, body.text, outcome, data))
-        headers["Content-Location"] = f"/v1/results/{result_id}"
+        public_id = await service.db.run(
+            lambda s: repo.result_public_id(s, record(s, op, body.text, outcome, data)))
+        headers["Content-Location"] = f"/v1/results/{public_id}"
     return JSONResponse(outcome["body"], headers=headers)
 
 
@@ -92,7 +94,7 @@ async def pareto(service: ServiceDep, body: BodyDep,
                  params: Annotated[ParetoParams, Query()]) -> JSONResponse:
     """Non-dominated trade-offs between two fleet metrics (`configspec pareto --json`).
 
-    `time_limit` applies to each point's solve.
+    `time_limit` covers the whole front; a front cut short says so (`complete: false`).
     """
     return await _answer(service, Op.pareto, body, params, _limit(service, params.time_limit))
 

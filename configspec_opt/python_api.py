@@ -1,0 +1,113 @@
+"""The Python API for notebooks and scripts: `from configspec_opt import load_spec, solve`.
+
+`solve` runs exactly what `configspec solve` runs (the same objective
+override, pool selection, solver options and explanations from
+`configspec_opt.operations`, the same `report.solution_dict`), so
+`solve(...).report` is, key for key, what `configspec solve --json` prints.
+It also keeps the typed objects behind that dict: the solver's `Solution`
+(assignment as `(Candidate, count)` pairs, `FleetMetrics`, status, gap) and the
+`LoadedSpec`.  The solver is imported only when `solve` is called, so
+`import configspec_opt` stays light (an edge install has no Pyomo).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from configspec_opt.loader import LoadedSpec, load_spec, parse_spec
+from configspec_opt.spec import Spec
+
+if TYPE_CHECKING:
+    from configspec_opt.fleet import FleetMetrics
+    from solvers.solve import Solution
+
+__all__ = ["SolveResult", "load_spec", "solve"]
+
+
+@dataclass(frozen=True)
+class SolveResult:
+    """One solve: `report` is `configspec solve --json`; `solution` the typed solver result."""
+
+    report: dict[str, Any]
+    solution: Solution
+    loaded: LoadedSpec
+
+    @property
+    def status(self) -> str:
+        return str(self.report["status"])
+
+    @property
+    def solved(self) -> bool:
+        return self.status in ("optimal", "feasible")
+
+    @property
+    def assignments(self) -> list[dict[str, Any]]:
+        """One row per (pool, configuration), as `solve --json` lists them."""
+        return list(self.report["assignments"])
+
+    @property
+    def fleet(self) -> FleetMetrics | None:
+        return self.solution.fleet
+
+    @property
+    def objective_value(self) -> float | None:
+        value = self.report["objective"].get("value")
+        return None if value is None else float(value)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.report)
+
+    def _repr_html_(self) -> str:
+        """Jupyter's rich display: the tables of `configspec report`, without the front."""
+        from configspec_opt.report_html import CSS, solution_fragment
+
+        return f"<div><style>{CSS}</style>{solution_fragment(self.report, self.loaded.spec)}</div>"
+
+
+def _loaded(spec: LoadedSpec | Spec | str | Path) -> LoadedSpec:
+    if isinstance(spec, LoadedSpec):
+        return spec
+    if isinstance(spec, Spec):
+        # validated again as text, so a spec built in Python gets the loader's checks
+        data = spec.model_copy(update={"profiles_from": []})
+        return parse_spec(data.model_dump_json(exclude_none=True), name="<Spec object>")
+    return load_spec(spec)
+
+
+def solve(
+    spec: LoadedSpec | Spec | str | Path, *, objective: str | None = None,
+    devices: list[str] | None = None, time_limit: float | None = None, gap: float = 1e-9,
+    explain: bool | None = None, tie_break: bool = True, prune: bool = True,
+    load_blind: bool = False,
+) -> SolveResult:
+    """Solve a spec (a path, a `load_spec` result or a `Spec`) as `configspec solve` does.
+
+    The keyword arguments are the CLI's options (`objective="min:energy"`,
+    `devices=["rpi5"]`, ...).  Invalid specs and options raise the CLI's errors
+    (`SpecError`, `UsageError`; a missing solver `SolverUnavailableError`); an
+    infeasible spec returns a result whose `status` says so, with its diagnosis in
+    `report["diagnosis"]`.
+    """
+    from configspec_opt.explain import explain as explain_pools
+    from configspec_opt.operations import EXPLAIN_MAX_CANDIDATES, solve_inputs
+    from configspec_opt.report import solution_dict
+    from solvers.adapter import SolverOptions, require_solver
+    from solvers.solve import solve as run_solve
+
+    require_solver()
+    loaded = _loaded(spec)
+    obj, only = solve_inputs(loaded, objective, devices)
+    sol = run_solve(loaded.spec, objective=obj, only=only,
+                    options=SolverOptions(time_limit=time_limit, rel_gap=gap),
+                    tie_break=tie_break, prune=prune, load_blind=load_blind)
+    if explain is None:
+        explain = sum(len(pc.candidates) for pc in sol.problem.structural) \
+            <= EXPLAIN_MAX_CANDIDATES
+    explanations = explain_pools(sol.problem, sol.objective, sol.assignment,
+                                 {v.target: v.replicas for v in sol.verifiers}) \
+        if explain and sol.assignment else None
+    report = solution_dict(sol, spec_sha256=loaded.sha256, explanations=explanations,
+                           warnings=loaded.warnings)
+    return SolveResult(report, sol, loaded)

@@ -1,0 +1,438 @@
+"""The answer as one self-contained HTML file, to attach to a pull request or a CI run.
+
+`configspec report` writes the assignment per pool, the fleet metrics with
+the limits that bind, the per-pool "why", the Pareto front of fleet goodput
+against verifier $/hour with the chosen point marked, and where it all came
+from (the spec's SHA-256, the tool version, the solver's status and gap).
+`configspec diff --html` sets two decisions side by side.
+
+Self-contained means readable offline and years later: CSS inline, the plot
+inline SVG (matplotlib's SVG backend, when the `plot` extra is installed; the
+report says so when it is not, and still carries the front as a table), no
+script, no external URL.  Every piece of user text (names from the spec, file
+names, messages) goes through `html.escape`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import io
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from configspec_opt.spec import Spec
+from configspec_opt.vcs.diff import FLEET_METRICS
+
+if TYPE_CHECKING:
+    from configspec_opt.loader import LoadedSpec
+    from configspec_opt.vcs.diff import DecisionDiff
+
+PARETO_X = "max:goodput"
+PARETO_Y = "min:cost"
+PARETO_X_LABEL = "fleet goodput (tok/s)"
+PARETO_Y_LABEL = "verifier cost ($/h)"
+SLO_BINDING_REL = 1e-6
+
+CSS = """
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2rem auto;
+max-width:70rem;padding:0 1rem;color:#1d2430;background:#fff}
+h1{font-size:1.5rem;margin:0 0 .2rem}h2{font-size:1.15rem;margin:1.8rem 0 .5rem;
+border-bottom:1px solid #d8dee8;padding-bottom:.2rem}
+table{border-collapse:collapse;margin:.3rem 0 1rem;font-size:13px}
+th,td{border:1px solid #d8dee8;padding:.25rem .55rem;text-align:left;vertical-align:top}
+th{background:#f2f5f9;font-weight:600}td.n{text-align:right;font-variant-numeric:tabular-nums}
+tr.bind td{background:#fff4e0}tr.chosen td{background:#e6f4ea;font-weight:600}
+.meta{color:#4a5568;font-size:13px}.meta code{font-size:12px}
+.ok{color:#1e7b34;font-weight:600}.bad{color:#b42318;font-weight:600}
+.note{background:#f7f7f2;border-left:3px solid #c9b458;padding:.4rem .7rem;margin:.5rem 0}
+figure{margin:.5rem 0}figure svg{max-width:100%;height:auto}
+.cols{display:grid;grid-template-columns:1fr 1fr;gap:1rem}
+ul.why{padding-left:1.2rem}code{font-family:ui-monospace,Menlo,Consolas,monospace}
+"""
+
+
+def esc(value: Any) -> str:
+    return html.escape("" if value is None else str(value), quote=True)
+
+
+def fmt_num(x: Any, digits: int = 4) -> str:
+    """A number as a person reads it: n/a when unknown, thousands separated when large."""
+    if x is None:
+        return "n/a"
+    if isinstance(x, bool):
+        return "yes" if x else "no"
+    if isinstance(x, int):
+        return f"{x:,}"
+    if isinstance(x, float):
+        if math.isnan(x) or math.isinf(x):
+            return "n/a"
+        if abs(x) >= 10 ** digits:
+            return f"{x:,.0f}"
+        return f"{x:.{digits}g}"
+    return esc(x)
+
+
+def _table(head: Sequence[str], rows: Iterable[Sequence[tuple[str, bool]]],
+           row_classes: Iterable[str] | None = None) -> str:
+    """`rows` hold (already escaped html, numeric?) cells."""
+    out = ["<table><thead><tr>", *(f"<th>{esc(h)}</th>" for h in head), "</tr></thead><tbody>"]
+    classes = iter(row_classes or [])
+    for row in rows:
+        cls = next(classes, "")
+        out.append(f'<tr class="{esc(cls)}">' if cls else "<tr>")
+        out.extend(f'<td class="n">{c}</td>' if num else f"<td>{c}</td>" for c, num in row)
+        out.append("</tr>")
+    out.append("</tbody></table>")
+    return "".join(out)
+
+
+def page(title: str, body: str) -> str:
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+            f"<title>{esc(title)}</title><style>{CSS}</style></head><body>\n{body}\n"
+            "</body></html>\n")
+
+
+def now_utc() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+# --------------------------------------------------------------------------- solution parts
+
+
+def objective_text(obj: Mapping[str, Any]) -> str:
+    terms = obj.get("terms") or [obj]
+    what = ", ".join(f"{t.get('sense')} {t.get('metric')}" for t in terms)
+    return (f"{obj['mode']}: " if "mode" in obj else "") + what
+
+
+def assignment_table(data: Mapping[str, Any]) -> str:
+    rows = data.get("assignments") or []
+    if not rows:
+        return "<p>No assignment.</p>"
+    head = ["pool", "devices", "draft", "quant", "K", "target", "goodput tok/s",
+            "round time s", "tok/$", "J/tok", "α(K)"]
+    body = [[(esc(a["device"]) + (" <em>(split)</em>" if a.get("split") else ""), False),
+             (fmt_num(a["count"]), True), (esc(a["draft"]), False), (esc(a["quant"]), False),
+             (fmt_num(a["k"]), True), (esc(a["target"]), False),
+             (fmt_num(a.get("goodput_tok_s")), True), (fmt_num(a.get("round_time_s")), True),
+             (fmt_num(a.get("cost_tok_per_usd")), True),
+             (fmt_num(a.get("energy_j_per_tok")), True), (fmt_num(a.get("alpha")), True)]
+            for a in rows]
+    return _table(head, body)
+
+
+def fleet_table(data: Mapping[str, Any]) -> str:
+    fleet = data.get("fleet") or {}
+    if not fleet:
+        return "<p>No fleet metrics (nothing assigned).</p>"
+    body = []
+    for key, (label, unit) in FLEET_METRICS.items():
+        if key in fleet:
+            body.append([(esc(label), False), (fmt_num(fleet[key], 6), True),
+                         (esc(unit), False)])
+    for target, load in (fleet.get("verifier_load_by_target") or {}).items():
+        body.append([(f"verifier load of {esc(target)}", False), (fmt_num(load), True),
+                     ("tok/s", False)])
+    out = _table(["metric", "value", "unit"], body)
+    for v in fleet.get("verifiers") or []:
+        lat = ", ".join(f"K={esc(k)}: {fmt_num(t * 1e3, 3)} ms"
+                        for k, t in (v.get("latency_s_by_k") or {}).items())
+        out += (f"<p>verifier {esc(v['target'])}: {fmt_num(v['replicas'])} replicas, "
+                f"{fmt_num(v['in_flight_per_replica'])} requests in flight per replica, "
+                f"{lat}, {fmt_num(v['cost_usd_per_hour'])} $/h</p>")
+    return out
+
+
+def slo_usage(spec: Spec | None, data: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Per-device SLOs (constraints.per_device and each pool's own) against each pool's
+    assigned value: the rows `solve --json` leaves out because they act per candidate."""
+    if spec is None:
+        return []
+    checks = (("min_goodput_tok_s", "goodput_tok_s", "tok/s"),
+              ("max_energy_j_per_tok", "energy_j_per_tok", "J/tok"),
+              ("min_cost_efficiency_tok_per_usd", "cost_tok_per_usd", "tok/$"),
+              ("max_power_w", "power_w", "W"))
+    devices = {d.name: d for d in spec.devices}
+    out = []
+    for a in data.get("assignments") or []:
+        device = devices.get(a["device"])
+        if device is None:
+            continue
+        slo = spec.slo_for(device)
+        for field, key, unit in checks:
+            limit = getattr(slo, field)
+            value = a.get(key)
+            if limit is None or value is None:
+                continue
+            where = "devices[].slo" if device.slo and getattr(device.slo, field) is not None \
+                else "constraints.per_device"
+            out.append({"constraint": f"{where}.{field} (pool {a['device']}, "
+                                      f"{a['draft']} {a['quant']} K={a['k']})",
+                        "limit": limit, "value": value, "unit": unit,
+                        "binding": abs(value - limit) <= SLO_BINDING_REL * max(1.0, abs(limit))})
+    return out
+
+
+def constraints_table(data: Mapping[str, Any], spec: Spec | None = None) -> str:
+    rows = [*(data.get("constraints") or []), *slo_usage(spec, data)]
+    if not rows:
+        return "<p>No constraints declared.</p>"
+    body = [[(f"<code>{esc(c['constraint'])}</code>", False), (fmt_num(c["limit"]), True),
+             (fmt_num(c["value"]), True), (esc(c.get("unit") or ""), False),
+             ('<span class="bad">binds</span>' if c["binding"] else "slack", False)]
+            for c in rows]
+    return _table(["constraint", "limit", "value", "unit", "binding"], body,
+                  ["bind" if c["binding"] else "" for c in rows])
+
+
+def why_list(data: Mapping[str, Any]) -> str:
+    from configspec_opt.explain import PoolExplanation
+
+    items = data.get("explain")
+    if items is None:
+        return "<p>Explanations were not computed (large fleet; <code>--explain</code>).</p>"
+    lines = []
+    for e in items:
+        summary = PoolExplanation(e["device"], e["split"], e["runner_up"],
+                                  e["blocked_by"]).summary()
+        lines.append(f"<li><strong>{esc(e['device'])}</strong>: {esc(summary)}</li>")
+    return '<ul class="why">' + "".join(lines) + "</ul>"
+
+
+def diagnosis_block(data: Mapping[str, Any]) -> str:
+    diag = data.get("diagnosis")
+    if not diag:
+        return ""
+    parts = [f'<p class="bad">{esc(diag.get("message"))}</p><ul>']
+    for st in diag.get("structural") or []:
+        parts.append(f"<li>pool {esc(st['device'])}: {esc('; '.join(st['reasons']))}</li>")
+    for r in diag.get("relaxations") or []:
+        parts.append(f"<li>relax <code>{esc(r['constraint'])}</code> from "
+                     f"{fmt_num(r['limit'])} to {fmt_num(r['relax_to'], 6)} "
+                     f"{esc(r.get('unit', ''))}</li>")
+    parts.append("</ul>")
+    return "".join(parts)
+
+
+def solver_line(data: Mapping[str, Any]) -> str:
+    s = data.get("solver") or {}
+    status = data.get("status", "?")
+    cls = "ok" if status == "optimal" else "bad" if status not in ("feasible",) else ""
+    gap = s.get("gap")
+    return (f'<span class="{cls}">{esc(status)}</span>, gap {fmt_num(gap)}, proven optimal: '
+            f"{fmt_num(s.get('proven_optimal'))}, {fmt_num(s.get('time_s'), 3)} s, "
+            f"{fmt_num(s.get('candidates'))} candidates "
+            f"({fmt_num(s.get('pruned_dominated'))} dominated removed)")
+
+
+def solution_fragment(data: Mapping[str, Any], spec: Spec | None = None) -> str:
+    """The assignment, fleet metrics, constraint usage and why: the report's core, also a
+    notebook's rich display of a `configspec_opt.solve` result."""
+    obj = data.get("objective") or {}
+    value = obj.get("value")
+    parts = [f"<p><strong>{esc(objective_text(obj))}</strong>"
+             + (f" = {fmt_num(value, 6)}" if value is not None else "")
+             + f" &mdash; solver: {solver_line(data)}</p>",
+             diagnosis_block(data),
+             "<h2>Assignment per pool</h2>", assignment_table(data),
+             "<h2>Fleet metrics</h2>", fleet_table(data),
+             "<h2>Constraints: limits and which bind</h2>", constraints_table(data, spec),
+             "<h2>Why each pool got its configuration</h2>", why_list(data)]
+    if data.get("message"):
+        parts.append(f'<p class="note">{esc(data["message"])}</p>')
+    for w in data.get("warnings") or []:
+        parts.append(f'<p class="note">warning: {esc(w)}</p>')
+    return "\n".join(p for p in parts if p)
+
+
+# --------------------------------------------------------------------------- Pareto
+
+
+def _assignment_text(assignments: Sequence[Mapping[str, Any]]) -> str:
+    return "; ".join(f"{a['device']} ×{a['count']}: {a['draft']} {a['quant']} K={a['k']}"
+                     for a in assignments)
+
+
+def _same_point(p: Mapping[str, Any], chosen: tuple[float, float] | None) -> bool:
+    if chosen is None:
+        return False
+    return all(math.isclose(a, b, rel_tol=1e-7, abs_tol=1e-9)
+               for a, b in ((p["x"], chosen[0]), (p["y"], chosen[1])))
+
+
+def pareto_svg(points: Sequence[Mapping[str, Any]], chosen: tuple[float, float] | None,
+               chosen_label: str) -> str | None:
+    """The front as inline SVG, or None when matplotlib is not installed."""
+    try:
+        import matplotlib
+        from matplotlib.figure import Figure
+    except ImportError:
+        return None
+    pts = sorted((p["x"], p["y"]) for p in points)
+    with matplotlib.rc_context({"svg.hashsalt": "configspec-report", "svg.fonttype": "none",
+                                "font.size": 10}):
+        fig = Figure(figsize=(7.5, 4.2))
+        ax = fig.add_subplot()
+        if pts:
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", color="#3565a8",
+                    markersize=5, linewidth=1.4, label="Pareto front (non-dominated fleets)")
+        if chosen is not None:
+            ax.plot([chosen[0]], [chosen[1]], marker="*", markersize=16, color="#c2410c",
+                    linestyle="none", label=f"chosen ({chosen_label})")
+        ax.set_xlabel(PARETO_X_LABEL)
+        ax.set_ylabel(PARETO_Y_LABEL)
+        ax.grid(True, color="#e3e8ef", linewidth=0.8)
+        ax.legend(loc="upper left", frameon=False)
+        ax.set_title("More goodput costs more verifier time: the trade-off")
+        fig.tight_layout()
+        buf = io.StringIO()
+        fig.savefig(buf, format="svg", metadata={"Date": None})
+    svg = buf.getvalue()
+    svg = svg[svg.index("<svg"):]
+    return re.sub(r"<metadata>.*?</metadata>", "", svg, flags=re.DOTALL)
+
+
+def pareto_section(front: Mapping[str, Any] | None, data: Mapping[str, Any],
+                   note: str | None = None) -> str:
+    parts = ["<h2>Pareto front: fleet goodput vs verifier $/hour</h2>"]
+    if note:
+        parts.append(f'<p class="note">{esc(note)}</p>')
+    if front is None:
+        return "\n".join(parts)
+    fleet = data.get("fleet") or {}
+    chosen = None
+    if fleet.get("goodput_tok_s") is not None and fleet.get("cost_usd_per_hour") is not None:
+        chosen = (float(fleet["goodput_tok_s"]), float(fleet["cost_usd_per_hour"]))
+    points = front.get("points") or []
+    svg = pareto_svg(points, chosen, objective_text(data.get("objective") or {}))
+    if svg is None:
+        parts.append('<p class="note">The plot is omitted: matplotlib is not installed '
+                     "(<code>pip install 'configspec-opt[plot]'</code>). The front is in the "
+                     "table below.</p>")
+    else:
+        parts.append(f"<figure>{svg}<figcaption>Each point is a whole-fleet assignment no "
+                     "other beats on both axes; the star is the assignment above.</figcaption>"
+                     "</figure>")
+    if not front.get("complete", True):
+        parts.append('<p class="note">The front has more points than were asked for: these '
+                     "are sampled evenly between its two ends.</p>")
+    on_front = any(_same_point(p, chosen) for p in points)
+    if chosen is not None and not on_front:
+        parts.append(f'<p class="note">The chosen assignment ({fmt_num(chosen[0])} tok/s, '
+                     f"{fmt_num(chosen[1])} $/h) is not on this front: the objective "
+                     f"({esc(objective_text(data.get('objective') or {}))}) trades other "
+                     "metrics.</p>")
+    body = [[(fmt_num(p["x"], 6), True), (fmt_num(p["y"], 6), True),
+             (esc(_assignment_text(p.get("assignments") or [])), False)] for p in points]
+    parts.append(_table([PARETO_X_LABEL, PARETO_Y_LABEL, "assignment"], body,
+                        ["chosen" if _same_point(p, chosen) else "" for p in points]))
+    return "\n".join(parts)
+
+
+# --------------------------------------------------------------------------- the report
+
+
+def render_report(data: Mapping[str, Any], *, spec: Spec | None, spec_file: str,
+                  tool: str, front: Mapping[str, Any] | None, pareto_note: str | None,
+                  generated: str | None = None) -> str:
+    """The whole report from `solve --json` data and `pareto --json` data (pure)."""
+    name = spec.name if spec is not None else spec_file
+    meta = (f'<p class="meta">spec <code>{esc(spec_file)}</code> &middot; sha256 '
+            f"<code>{esc(data.get('spec_sha256', 'n/a'))}</code><br>{esc(tool)} &middot; "
+            f"generated {esc(generated or now_utc())}</p>")
+    body = [f"<h1>configspec report: {esc(name)}</h1>", meta, solution_fragment(data, spec),
+            pareto_section(front, data, pareto_note)]
+    return page(f"configspec report: {name}", "\n".join(body))
+
+
+def build_report(loaded: LoadedSpec, spec_file: str, *, pareto: bool = True,
+                 points: int = 20, time_limit: float | None = None) -> tuple[str, dict[str, Any]]:
+    """Solve (with explanations), compute the goodput/cost front, render; returns the HTML
+    and the solve data (the caller decides the exit code from its status)."""
+    from configspec_opt.errors import ConfigspecError
+    from configspec_opt.operations import pareto_report, solve_report
+    from configspec_opt.vcs.lock import tool_version
+
+    data = solve_report(loaded, explain=True, time_limit=time_limit)
+    front: dict[str, Any] | None = None
+    note: str | None = None
+    if not pareto:
+        note = "Not computed (--no-pareto)."
+    elif data["status"] not in ("optimal", "feasible"):
+        note = "Not computed: the spec has no feasible assignment."
+    else:
+        try:
+            front = pareto_report(loaded, x=PARETO_X, y=PARETO_Y, points=points,
+                                  time_limit=time_limit)
+        except ConfigspecError as exc:
+            note = f"Not computed: {exc}"
+    html_text = render_report(data, spec=loaded.spec, spec_file=spec_file,
+                              tool=f"configspec-opt {tool_version()}", front=front,
+                              pareto_note=note)
+    return html_text, data
+
+
+# --------------------------------------------------------------------------- diff
+
+
+def _config_cell(entries: Sequence[Mapping[str, Any]]) -> str:
+    if not entries:
+        return "<em>(none)</em>"
+    from configspec_opt.vcs.diff import config_text
+
+    targets = len({e.get("target") for e in entries}) > 1
+    return "<br>".join(esc(config_text(dict(e), target=targets)) for e in entries)
+
+
+def _numbers(entries: Sequence[Mapping[str, Any]], key: str) -> str:
+    return " + ".join(fmt_num(e.get(key)) for e in entries) or "&ndash;"
+
+
+def diff_html(d: DecisionDiff, generated: str | None = None) -> str:
+    """Two decisions side by side: per pool, then the fleet metrics with their change."""
+    from configspec_opt.vcs.lock import tool_version
+
+    sides = []
+    for tag, side in (("before", d.old), ("after", d.new)):
+        obj = side.data.get("objective") or {}
+        value = obj.get("value")
+        sha = (side.data.get("spec") or {}).get("sha256", "n/a")
+        sides.append(f"<div><h2>{tag}: <code>{esc(side.label)}</code></h2><p>"
+                     f"{esc(side.data.get('status'))}, {esc(objective_text(obj))}"
+                     + (f" = {fmt_num(value, 6)}" if value is not None else "")
+                     + f'</p><p class="meta">sha256 <code>{esc(sha)}</code></p></div>')
+    parts = [f"<h1>configspec diff</h1><p class=\"meta\">configspec-opt {esc(tool_version())}"
+             f" &middot; generated {esc(generated or now_utc())}</p>",
+             f'<div class="cols">{"".join(sides)}</div>']
+    if d.objective_changed:
+        parts.append('<p class="note">The objective changed.</p>')
+    parts.append("<h2>Pools</h2>")
+    body, classes = [], []
+    for p in d.pools:
+        body.append([(esc(p.device), False), (esc(p.change), False),
+                     (_config_cell(p.old), False), (_config_cell(p.new), False),
+                     (f"{_numbers(p.old, 'goodput_tok_s')} &rarr; "
+                      f"{_numbers(p.new, 'goodput_tok_s')}", True),
+                     (f"{_numbers(p.old, 'energy_j_per_tok')} &rarr; "
+                      f"{_numbers(p.new, 'energy_j_per_tok')}", True)])
+        classes.append("bind" if p.change != "unchanged" else "")
+    parts.append(_table(["pool", "change", "before", "after", "goodput tok/s", "J/tok"],
+                        body, classes))
+    parts.append("<h2>Fleet metrics</h2>")
+    fbody, fclasses = [], []
+    for m in d.fleet:
+        rel = m.relative
+        change = "" if m.delta is None else (("+" if m.delta >= 0 else "&minus;")
+                                             + fmt_num(abs(m.delta))
+                                             + (f" ({rel:+.1%})" if rel is not None else ""))
+        fbody.append([(esc(m.label) + (f" ({esc(m.unit)})" if m.unit else ""), False),
+                      (fmt_num(m.old), True), (fmt_num(m.new), True), (change, True)])
+        fclasses.append("bind" if m.changed else "")
+    parts.append(_table(["metric", "before", "after", "change"], fbody, fclasses))
+    if not d.changed:
+        parts.append("<p>No change in assignments or fleet metrics.</p>")
+    return page("configspec diff", "\n".join(parts))
