@@ -10,13 +10,15 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from configspec_opt.candidates import Candidate
 from configspec_opt.fleet import FleetMetrics
-from configspec_opt.spec import Objective
+from configspec_opt.problem import METRICS
+from configspec_opt.spec import Metric, Objective
 from configspec_opt.verifiers import VerifierState
 
 if TYPE_CHECKING:
@@ -194,8 +196,10 @@ def print_solution(console: Console, data: dict[str, Any]) -> None:
         t = Table()
         cols = ["device", "count", "draft", "quant", "K"] + (["target"] if multi_target else [])
         for col in [*cols, "tok/s", "tok/$", "J/tok"]:
-            t.add_column(col, justify="left" if col in cols[:4] or col == "target" else "right",
-                         overflow="fold")
+            text = col in cols[:4] or col == "target"
+            # names fold at 80 columns; numbers never wrap or lose digits
+            t.add_column(col, justify="left" if text else "right", overflow="fold",
+                         no_wrap=not text)
         for a in data["assignments"]:
             t.add_row(a["device"] + (" (split)" if a["split"] else ""), str(a["count"]),
                       a["draft"], a["quant"], str(a["k"]),
@@ -249,28 +253,40 @@ def print_solution(console: Console, data: dict[str, Any]) -> None:
 
 
 def print_candidates(console: Console, rows: list[dict[str, Any]], title: str) -> None:
-    t = Table(title=title)
+    """Readable at 80 columns: light borders, short headers, one target column only if
+    there are several targets; names fold, numbers never lose a digit."""
+    multi_target = len({r["target"] for r in rows}) > 1
+    t = Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False,
+              collapse_padding=True)
     cols = [("device", "device"), ("target", "target"), ("draft", "draft"), ("quant", "quant"),
-            ("K", "k"), ("alpha", "alpha"), ("goodput tok/s", "goodput_tok_s"),
+            ("K", "k"), ("α", "alpha"), ("tok/s", "goodput_tok_s"),
             ("tok/$", "cost_tok_per_usd"), ("J/tok", "energy_j_per_tok"),
             ("$/h", "cost_usd_per_hour"), ("SLO", "slo")]
-    for name, _ in cols:
-        t.add_column(name)
+    if not multi_target:
+        cols.remove(("target", "target"))
+    numeric = {"k", "alpha", "goodput_tok_s", "cost_tok_per_usd", "energy_j_per_tok",
+               "cost_usd_per_hour"}
+    for name, key in cols:
+        t.add_column(name, justify="right" if key in numeric else "left",
+                     no_wrap=key in numeric, overflow="fold")
     for r in rows:
         t.add_row(*[(_fmt(r[k]) if isinstance(r[k], float) or r[k] is None else str(r[k]))
                     for _, k in cols])
     console.print(t)
+    if rows and not multi_target:
+        console.print(f"target: {rows[0]['target']}", markup=False)
 
 
 def print_pareto(console: Console, data: dict[str, Any]) -> None:
     t = Table(title=f"Pareto front: {data['x']['sense']} {data['x']['metric']} vs "
                     f"{data['y']['sense']} {data['y']['metric']}")
-    t.add_column(data["x"]["metric"], justify="right")
-    t.add_column(data["y"]["metric"], justify="right")
-    t.add_column("assignment")
+    for axis in ("x", "y"):
+        name = data[axis]["metric"]
+        t.add_column(f"{name} {METRICS[Metric(name)].unit}", justify="right", no_wrap=True)
+    t.add_column("assignment (pool x devices: draft quant K)", overflow="fold")
     for p in data["points"]:
         t.add_row(_fmt(p["x"], 6), _fmt(p["y"], 6), "; ".join(
-            f"{a['device']}x{a['count']}: {a['draft']} {a['quant']} K={a['k']}"
+            f"{a['device']} x {a['count']}: {a['draft']} {a['quant']} K={a['k']}"
             for a in p["assignments"]))
     console.print(t)
     if data.get("message"):

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import importlib
 import json
+import logging
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -20,18 +21,47 @@ app = typer.Typer(
     help="Choose draft model, quantisation and speculative length K for every device of an "
     "edge-cloud speculative-decoding fleet.",
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
 )
 
-# Wide tables when piped (CI logs), the terminal's width otherwise.  Most of what is
-# printed is the user's text (names, paths, messages quoting values): no markup, no
-# emoji codes, so `[red]` or `:x:` in a device name prints as written and `[/b]`
-# cannot raise a MarkupError.  A print that wants colour says markup=True and
-# escapes what it interpolates.
-out = Console(highlight=False, markup=False, emoji=False,
-              width=None if sys.stdout.isatty() else 160)
+# The terminal's width, or $COLUMNS, or 80 when piped: tables are laid out for 80
+# columns (names wrap, numbers stay whole); `COLUMNS=160 configspec ...` widens them.
+# Most of what is printed is the user's text (names, paths, messages quoting values):
+# no markup, no emoji codes, so `[red]` or `:x:` in a device name prints as written
+# and `[/b]` cannot raise a MarkupError.  A print that wants colour says markup=True
+# and escapes what it interpolates.
+out = Console(highlight=False, markup=False, emoji=False)
 err = Console(stderr=True, highlight=False, markup=False, emoji=False, soft_wrap=True)
+progress = Console(stderr=True, highlight=False, markup=False, emoji=False)
+"""Spinners for anything slow (stderr; silent with -q and when stderr is not a terminal)."""
+
+
+def _version(value: bool) -> None:
+    if value:
+        from configspec_opt.vcs.lock import tool_version
+
+        sys.stdout.write(f"configspec {tool_version()}\n")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _global_options(
+    version: Annotated[bool, typer.Option(
+        "--version", callback=_version, is_eager=True, help="Print the version and exit.")]
+    = False,
+    verbose: Annotated[int, typer.Option(
+        "--verbose", "-v", count=True, envvar="CONFIGSPEC_VERBOSE",
+        help="More log output on stderr (-v: info, -vv: debug).")] = 0,
+    quiet: Annotated[bool, typer.Option(
+        "--quiet", "-q", envvar="CONFIGSPEC_QUIET",
+        help="Quiet stderr: no progress spinners, no log messages (errors still print).")] = False,
+) -> None:
+    """Choose draft model, quantisation and speculative length K for every device of an
+    edge-cloud speculative-decoding fleet."""
+    level = logging.ERROR if quiet else (logging.DEBUG if verbose >= 2 else
+                                         logging.INFO if verbose == 1 else logging.WARNING)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    progress.quiet = quiet
 
 
 def emit_json(data: Any) -> None:

@@ -12,7 +12,8 @@ from typing import Annotated
 
 import typer
 
-from configspec_opt.cli.app import app, emit_json, out, user_errors
+from configspec_opt.cli.app import app, emit_json, out, progress, user_errors
+from configspec_opt.errors import UsageError
 from configspec_opt.loader import load_spec
 from configspec_opt.operations import (
     SortKey,
@@ -88,13 +89,14 @@ def solve(
     spec: SpecArg,
     as_json: JsonOpt = False,
     objective: Annotated[str | None, typer.Option(
-        "--objective", "-o",
+        "--objective",
         help="Override the spec's objective, e.g. max:goodput, min:energy, cost_efficiency.")]
     = None,
     device: DeviceOpt = None,
-    time_limit: Annotated[float | None, typer.Option(help="Seconds for the whole solve.")]
-    = None,
-    gap: Annotated[float, typer.Option(help="Relative MIP gap (default proves optimality).")]
+    time_limit: Annotated[float | None, typer.Option(
+        help="Seconds for the whole solve.", envvar="CONFIGSPEC_TIME_LIMIT")] = None,
+    gap: Annotated[float, typer.Option(
+        help="Relative MIP gap (default proves optimality).", envvar="CONFIGSPEC_GAP")]
     = 1e-9,
     explain: Annotated[bool | None, typer.Option(
         "--explain/--no-explain",
@@ -136,16 +138,24 @@ def pareto(
     y: Annotated[str, typer.Option(help="Second metric, e.g. energy or min:energy.")]
     = "energy",
     device: DeviceOpt = None,
-    points: Annotated[int, typer.Option(help="At most this many points.")] = 50,
-    fmt: Annotated[Format, typer.Option("--format", help="table, json or csv.")]
-    = Format.table,
+    points: Annotated[int, typer.Option(help="At most this many points.",
+                                        envvar="CONFIGSPEC_PARETO_POINTS")] = 50,
+    fmt: Annotated[Format | None, typer.Option("--format", help="table (default), json or csv.")]
+    = None,
     as_json: JsonOpt = False,
+    time_limit: Annotated[float | None, typer.Option(
+        help="Seconds for the whole front (a front cut short says so).",
+        envvar="CONFIGSPEC_TIME_LIMIT")] = None,
 ) -> None:
     """Non-dominated trade-offs between two fleet metrics (epsilon-constraint)."""
-    if as_json:
-        fmt = Format.json
+    if as_json and fmt not in (None, Format.json):
+        with user_errors():
+            raise UsageError(f"--json and --format {fmt.value} ask for two outputs: give one")
+    fmt = Format.json if as_json else (fmt or Format.table)
     with user_errors(fmt is Format.json):
-        data = pareto_report(load_spec(spec), x=x, y=y, devices=device, points=points)
+        with progress.status(f"computing the {x} / {y} front ..."):
+            data = pareto_report(load_spec(spec), x=x, y=y, devices=device, points=points,
+                                 time_limit=time_limit)
         if fmt is Format.json:
             emit_json(data)
         elif fmt is Format.csv:

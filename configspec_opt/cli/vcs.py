@@ -233,8 +233,9 @@ def _print_diff(d: Any) -> None:
 
 @app.command()
 def fmt(
-    files: Annotated[list[Path], typer.Argument(help="Specs to format in place.",
-                                                show_default=False)],
+    files: Annotated[list[Path], typer.Argument(
+        help="Specs to format in place, or directories (searched recursively, as `check` "
+        "does).", show_default=False)],
     check: Annotated[bool, typer.Option(
         "--check", help="Change nothing; exit 1 if any file would be reformatted.")] = False,
     show_diff: Annotated[bool, typer.Option(
@@ -248,8 +249,15 @@ def fmt(
     4 for one that cannot be written. A symlinked spec stays a link: its target is
     rewritten (atomically).
     """
+    from configspec_opt.vcs.check import discover
     from configspec_opt.vcs.fmt import format_file
 
+    if any(f.is_dir() for f in files):
+        found, empty = discover(files)
+        for d in empty:
+            err.print(f"{d}: no specs found", markup=False)
+        files = [f for f in files if not f.is_dir()] + [
+            f for f in found if not any(f == g for g in files)]
     dry_run = check or show_diff
     failed = 0
     changed: list[Path] = []
@@ -309,14 +317,15 @@ def plot(
                                          show_default=False)],
     kind: Annotated[Kind, typer.Option("--kind", help=KIND_HELP, show_default=False)],
     output: Annotated[list[Path] | None, typer.Option(
-        "--out", "-O", help="Image to write, .png or .svg (repeatable). "
+        "--output", "-o", help="Image to write, .png or .svg (repeatable). "
         "Default: SPEC-KIND.png in the current directory.")] = None,
     k: Annotated[int | None, typer.Option(
         "--at-k", help="Bars (goodput, cost, energy) at this K, as the paper's K=5; "
         "default: each bar at its best K.")] = None,
     objective: Annotated[list[str] | None, typer.Option(
-        "--objective", "-o", help="Mark the solver's choice for this objective "
-        "(repeatable, e.g. -o max:goodput -o min:energy). Default: the spec's objective.")]
+        "--objective", help="Mark the solver's choice for this objective "
+        "(repeatable, e.g. --objective max:goodput --objective min:energy). "
+        "Default: the spec's objective.")]
     = None,
     device: Annotated[list[str] | None, typer.Option(
         "--device", "-d", help="Only these pools (repeatable).")] = None,

@@ -79,11 +79,11 @@ def test_missing_file_is_a_clear_error() -> None:
 
 def test_objective_override_and_device_filter() -> None:
     proc = run("solve", str(ROOT / "examples/paper/llama70b.yaml"), "-d", "rpi5",
-               "-o", "min:energy", "--json")
+               "--objective", "min:energy", "--json")
     data = json.loads(proc.stdout)
     [a] = data["assignments"]
     assert (a["device"], a["k"], a["draft"]) == ("rpi5", 2, "llama-3.2-1b-instruct")
-    proc = run("solve", str(ROOT / "examples/paper/llama70b.yaml"), "-o", "min:energy")
+    proc = run("solve", str(ROOT / "examples/paper/llama70b.yaml"), "--objective", "min:energy")
     assert proc.returncode == 2 and "rpi4" in proc.stderr and "no power data" in proc.stderr
 
 
@@ -139,7 +139,7 @@ def test_large_front_is_sampled_across_its_range() -> None:
     xs = [p["x"] for p in data["points"]]
     ys = [p["y"] for p in data["points"]]
     assert xs == sorted(xs, reverse=True) and ys == sorted(ys, reverse=True)
-    full = json.loads(run("solve", str(EXAMPLE), "--json", "-o", "min:cost").stdout)
+    full = json.loads(run("solve", str(EXAMPLE), "--json", "--objective", "min:cost").stdout)
     # the sample reaches the cheap end of the front, not just the neighbourhood of the start
     assert ys[-1] == pytest.approx(full["fleet"]["cost_usd_per_hour"], rel=1e-6)
 
@@ -172,3 +172,24 @@ def test_pareto_of_one_metric_against_itself_is_a_usage_error() -> None:
     res = CliRunner().invoke(app, ["pareto", str(EXAMPLE), "--x", "goodput",
                                    "--y", "max:goodput"])
     assert res.exit_code == 2 and "two different metrics" in res.output
+
+
+def test_cli_conventions() -> None:
+    """--version, -q/-v, -o always an output file, --json never contradicts --format."""
+    version = run("--version")
+    assert version.returncode == 0 and version.stdout.startswith("configspec ")
+    quiet = run("-q", "solve", str(ROOT / "examples/llama70b-edge.yaml"), "--json")
+    assert quiet.returncode == 0 and json.loads(quiet.stdout)["status"] == "optimal"
+    both = run("pareto", str(ROOT / "examples/llama70b-edge.yaml"), "--json", "--format", "csv")
+    assert both.returncode == 2 and "two outputs" in both.stderr + both.stdout
+    legacy = run("solve", str(ROOT / "examples/llama70b-edge.yaml"), "-o", "min:energy")
+    assert legacy.returncode == 2  # -o is not the objective any more
+
+
+def test_fmt_accepts_a_directory(tmp_path: Path) -> None:
+    import shutil
+
+    shutil.copy(ROOT / "examples/llama70b-edge.yaml", tmp_path / "a.yaml")
+    proc = run("fmt", "--check", str(tmp_path))
+    assert proc.returncode in (0, 1), proc.stderr
+    assert "a.yaml" in proc.stdout + proc.stderr or "already formatted" in proc.stdout

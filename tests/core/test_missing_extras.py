@@ -172,7 +172,7 @@ def test_solve_json_without_the_solver_is_a_json_error(blocker: Path, spec: Path
 
 def test_plot_without_matplotlib(blocker: Path, spec: Path, tmp_path: Path) -> None:
     out = tmp_path / "figure.png"
-    res = configspec(blocker, PLOT, "plot", spec, "--kind", "goodput-k", "-O", out, cwd=tmp_path)
+    res = configspec(blocker, PLOT, "plot", spec, "--kind", "goodput-k", "-o", out, cwd=tmp_path)
     assert_missing_extra(res, "plot")
     assert not out.exists()
 

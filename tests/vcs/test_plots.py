@@ -101,16 +101,16 @@ def test_plot_cli_writes_both_formats_and_rejects_bad_input(
         cli: Callable[..., Run], tmp_path: Path) -> None:
     png, svg = tmp_path / "f.png", tmp_path / "f.svg"
     ok = cli("plot", PAPER / "qwen32b.yaml", "--kind", "goodput", "--at-k", "5",
-             "-O", png, "-O", svg, "-o", "max:cost_efficiency")
+             "-o", png, "-o", svg, "--objective", "max:cost_efficiency")
     assert ok.exit_code == 0, ok.stderr
     assert png.stat().st_size > 10_000 and svg.stat().st_size > 10_000
     assert "chosen for maximize cost_efficiency" in _svg_text(svg)
 
     assert cli("plot", PAPER / "qwen32b.yaml", "--kind", "pie").exit_code == 2
-    bad_ext = cli("plot", PAPER / "qwen32b.yaml", "--kind", "cost", "-O", tmp_path / "f.gif")
+    bad_ext = cli("plot", PAPER / "qwen32b.yaml", "--kind", "cost", "-o", tmp_path / "f.gif")
     assert bad_ext.exit_code == 2 and "unknown image format" in bad_ext.stderr
     bad_k = cli("plot", PAPER / "qwen32b.yaml", "--kind", "cost", "--at-k", "40",
-                "-O", png)
+                "-o", png)
     assert bad_k.exit_code == 2 and "outside the spec's search range" in bad_k.stderr
 
 
