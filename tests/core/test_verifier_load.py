@@ -134,8 +134,13 @@ def _check_fixed_point(table: dict[int, dict[int, float]], max_batch: int,
                        riders: list[vl.Rider], replicas: int) -> float | None:
     got = vl.least_fixed_point(table, max_batch, riders, replicas)
     scan = _fine_scan(table, max_batch, riders, replicas)
+    if scan is None and got is not None:
+        # An isolated fixed point between grid points (a one-row table ending at b = 1:
+        # b = T/(busy + T) exactly, and nothing nearby): it must be a fixed point indeed.
+        load = vl.in_flight(table, max_batch, riders, got)
+        assert load is not None and abs(load / replicas - got) <= 1e-9 * max(got, 1.0)
+        return got
     if scan is None:
-        assert got is None
         return None
     assert got is not None, scan
     assert scan - 1e-4 - 1e-9 <= got <= scan + 1e-9, (got, scan)
@@ -144,6 +149,12 @@ def _check_fixed_point(table: dict[int, dict[int, float]], max_batch: int,
     residual = load / replicas - got
     assert abs(residual) <= 1e-9 * got, (got, residual)
     return got
+
+
+def test_an_isolated_fixed_point_off_the_grid_is_found() -> None:
+    """Table ending at b = 1: one device, busy 1 s, T = 0.5 s: b = 1/3 and no other."""
+    got = vl.least_fixed_point({1: {2: 0.5}}, 1, [vl.Rider(1.0, 2, 1.0)], 1)
+    assert got is not None and abs(got - 1 / 3) <= 1e-9
 
 
 def test_fixed_point_of_a_constant_latency_is_closed_form() -> None:
