@@ -11,7 +11,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from configspec_opt.cli.app import app, emit_json, err, out, user_errors
+from configspec_opt.cli.app import app, emit_json, err, out, progress, user_errors
 from configspec_opt.errors import ConfigspecError, OutputError, SpecError, UsageError
 from configspec_opt.plots.data import Kind
 
@@ -294,8 +294,9 @@ class PlotUnavailableError(ConfigspecError):
 
 KIND_HELP = ("goodput-k: goodput vs K per device and draft (paper Fig. 2); goodput: goodput "
              "per draft and device (Fig. 3); cost: cost efficiency per draft (Fig. 4); energy: "
-             "energy per token (Fig. 5); pareto: speed-energy trade-off with iso-power curves "
-             "(Fig. 6).")
+             "energy per token (Fig. 5); pareto: speed-energy trade-off of single configurations "
+             "with iso-power curves (Fig. 6); front: the fleet front of `configspec pareto` "
+             "(--x, --y), each point a whole fleet assignment.")
 
 
 def _iso_levels(text: str | None) -> list[float] | None:
@@ -309,6 +310,20 @@ def _iso_levels(text: str | None) -> list[float] | None:
     if not levels or any(not v > 0 for v in levels):
         raise UsageError("--iso-power levels must be positive watts")
     return levels
+
+
+def _render_front(loaded: Any, x: str, y: str, device: list[str] | None, points: int,
+                  outputs: list[Path]) -> Any:
+    from configspec_opt.operations import pareto_report
+    from configspec_opt.plots.draw import render_front
+    from configspec_opt.problem import METRICS
+    from configspec_opt.spec import Metric
+
+    with progress.status(f"computing the {x} / {y} front ..."):
+        front = pareto_report(loaded, x=x, y=y, devices=device, points=points)
+    units = (METRICS[Metric(front["x"]["metric"])].unit,
+             METRICS[Metric(front["y"]["metric"])].unit)
+    return render_front(front, units, outputs)
 
 
 @app.command()
@@ -332,6 +347,11 @@ def plot(
     iso_power: Annotated[str | None, typer.Option(
         help="pareto: iso-power curves at these watts, e.g. 15,20,40,60 "
         "(default: 1-2-5 steps across the data).")] = None,
+    x: Annotated[str, typer.Option(help="front: first metric, as `configspec pareto --x`.")]
+    = "goodput",
+    y: Annotated[str, typer.Option(help="front: second metric, as `configspec pareto --y`.")]
+    = "cost",
+    points: Annotated[int, typer.Option(help="front: at most this many points.")] = 20,
 ) -> None:
     """Draw one of the ConfigSpec paper's figures for a spec, the solver's choices marked."""
     with user_errors():
@@ -353,13 +373,16 @@ def plot(
             terms = [parse_term(o) for o in objective]
             objectives = [Objective.model_validate({t.sense: t.metric}) for t in terms]
         outputs = output or [Path(f"{spec.stem}-{kind.value}.png")]
-        data = collect(loaded.spec, objectives, only=only)
+        data = None if kind is Kind.front else collect(loaded.spec, objectives, only=only)
         try:
-            rendered = render(data, kind, outputs, k=k, iso_power=levels)
+            if data is None:
+                rendered = _render_front(loaded, x, y, device, points, outputs)
+            else:
+                rendered = render(data, kind, outputs, k=k, iso_power=levels)
         except OSError as exc:
             raise OutputError(f"cannot write {', '.join(map(str, outputs))}: "
                               f"{exc.strerror or type(exc).__name__}") from None
-        for choice in data.choices:
+        for choice in data.choices if data is not None else []:
             if not choice.candidates:
                 err.print(f"note: nothing marked for {choice.label}: {choice.note}",
                           markup=False, soft_wrap=True)

@@ -29,6 +29,7 @@ class Kind(str, Enum):
     cost = "cost"  # Fig. 4
     energy = "energy"  # Fig. 5
     pareto = "pareto"  # Fig. 6
+    front = "front"  # the fleet front of `configspec pareto`
 
 
 PAPER_FIGURE = {Kind.goodput_k: 2, Kind.goodput: 3, Kind.cost: 4, Kind.energy: 5,

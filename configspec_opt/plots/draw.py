@@ -406,3 +406,43 @@ def _iso_power(ax: Axes, levels: Sequence[float], xlim: tuple[float, float],
 
 
 __all__ = ["DPI", "Rendered", "Variant", "render"]
+
+
+def render_front(front: dict[str, Any], units: tuple[str, str],
+                 outputs: Sequence[Path]) -> Rendered:
+    """The fleet front of `configspec pareto` (its JSON), not single configurations.
+
+    Each point is a whole fleet assignment; the first is the best in x (what
+    `solve` with x then y as objective picks), marked.  Axis labels carry units
+    and which direction is better.
+    """
+    for p in outputs:
+        if p.suffix.lower() not in FORMATS:
+            raise UsageError(f"{p}: unknown image format (use .png or .svg)")
+    pts = front["points"]
+    if not pts:
+        raise UsageError("the front is empty (no feasible assignment): nothing to plot")
+    with matplotlib.rc_context(STYLE):
+        fig = _new_figure(6.4, 4.4)
+        ax = fig.add_subplot()
+        xs, ys = [p["x"] for p in pts], [p["y"] for p in pts]
+        order = sorted(range(len(pts)), key=lambda i: xs[i])
+        ax.plot([xs[i] for i in order], [ys[i] for i in order], ls="--", lw=1,
+                color=PALETTE[0], marker="o", ms=5, label="non-dominated fleet assignments")
+        ax.plot([xs[0]], [ys[0]], ls="none", marker="*", ms=15, mfc="white", mec="black",
+                mew=1.4, label=f"best {front['x']['metric']} (what solve picks, "
+                f"{front['y']['metric']} second)")
+        for axis, unit, setter in (("x", units[0], ax.set_xlabel),
+                                   ("y", units[1], ax.set_ylabel)):
+            better = "higher" if front[axis]["sense"] == "maximize" else "lower"
+            setter(f"{front[axis]['metric']}, {unit} ({better} is better)")
+        title = f"fleet Pareto front: {len(pts)} points"
+        if not front.get("complete", True):
+            title += " (sampled: more exist between them)"
+        ax.set_title(title)
+        ax.legend(loc="best")
+        FigureCanvasAgg(fig)
+        for p in outputs:
+            fig.savefig(p, dpi=DPI, metadata=_metadata(p))
+    w, h = fig.get_size_inches()
+    return Rendered(list(outputs), (round(w * DPI), round(h * DPI)))

@@ -30,7 +30,7 @@ def _svg_text(path: Path) -> str:
     return " ".join(t.text or "" for t in root.iter(f"{SVG}text"))
 
 
-@pytest.mark.parametrize("kind", list(Kind))
+@pytest.mark.parametrize("kind", [k for k in Kind if k is not Kind.front])
 def test_every_kind_renders_to_png_and_svg(paper_data: PlotData, kind: Kind,
                                            tmp_path: Path) -> None:
     png, svg = tmp_path / f"{kind.value}.png", tmp_path / f"{kind.value}.svg"
@@ -121,3 +121,17 @@ def test_the_paper_figures_are_committed() -> None:
             for ext in ("png", "svg"):
                 path = figures / f"fig{number}-{kind.value}-{spec}.{ext}"
                 assert path.stat().st_size > 10_000, path
+
+
+def test_the_fleet_front_is_plotted_as_configspec_pareto_computes_it(
+        cli: Callable[..., Run], tmp_path: Path) -> None:
+    svg = tmp_path / "front.svg"
+    ok = cli("plot", PAPER / "qwen32b.yaml", "--kind", "front", "--x", "goodput", "--y",
+             "cost", "--points", "6", "-o", svg)
+    assert ok.exit_code == 0, ok.stderr
+    text = _svg_text(svg)
+    assert "fleet Pareto front" in text and "tok/s" in text and "$/h" in text
+    assert "higher is better" in text and "lower is better" in text
+    same = cli("plot", PAPER / "qwen32b.yaml", "--kind", "front", "--x", "goodput", "--y",
+               "goodput", "-o", svg)
+    assert same.exit_code == 2
