@@ -113,9 +113,10 @@ def solve(
 ) -> None:
     """Choose (draft, quant, K, target) for every pool. Exit 0 solved, 1 infeasible, 2 invalid."""
     with user_errors(as_json):
-        data = solve_report(load_spec(spec), objective=objective, devices=device,
-                            time_limit=time_limit, gap=gap, explain=explain,
-                            tie_break=tie_break, prune=prune, load_blind=load_blind)
+        with progress.status("solving ..."):
+            data = solve_report(load_spec(spec), objective=objective, devices=device,
+                                time_limit=time_limit, gap=gap, explain=explain,
+                                tie_break=tie_break, prune=prune, load_blind=load_blind)
         if as_json:
             emit_json(data)
         else:

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from configspec_opt.cli.app import app, emit_json, out, user_errors
+from configspec_opt.cli.app import app, emit_json, out, progress, user_errors
 from configspec_opt.errors import OutputError, UsageError
 from configspec_opt.export import ExportFormat
 from configspec_opt.spec import Spec
@@ -54,8 +54,9 @@ def report(
 
         require_solver()
         loaded = load_spec(spec)
-        text, data = build_report(loaded, str(spec), pareto=pareto, points=points,
-                                  time_limit=time_limit)
+        with progress.status("solving and computing the front for the report ..."):
+            text, data = build_report(loaded, str(spec), pareto=pareto, points=points,
+                                      time_limit=time_limit)
         if output is not None and str(output) == "-":
             sys.stdout.write(text)
         else:
@@ -96,7 +97,8 @@ def export(
     from configspec_opt.export import load_decision, write_export
 
     with user_errors(as_json):
-        decision = load_decision(source)
+        with progress.status("solving for the export ..."):
+            decision = load_decision(source)
         result = write_export(decision, fmt, output)
     if as_json:
         emit_json({"status": "written", "directory": str(result.directory),
