@@ -9,7 +9,7 @@ modules are imported only when a solve needs them.
 from __future__ import annotations
 
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from configspec_opt.candidates import slo_violations
 from configspec_opt.consistency import POWER_METRICS, devices_without_power
@@ -28,6 +28,9 @@ DEFAULT_SENSE = {Metric.goodput: "maximize", Metric.cost_efficiency: "maximize",
                  Metric.verifier_load: "minimize"}
 SENSE_ALIASES = {"max": "maximize", "maximize": "maximize", "maximise": "maximize",
                  "min": "minimize", "minimize": "minimize", "minimise": "minimize"}
+
+if TYPE_CHECKING:
+    from solvers.solve import Solution
 
 
 class SortKey(str, Enum):
@@ -153,7 +156,18 @@ def solve_report(
     time_limit: float | None = None, gap: float = 1e-9, explain: bool | None = None,
     tie_break: bool = True, prune: bool = True, load_blind: bool = False,
 ) -> dict[str, Any]:
-    """`configspec solve --json`: the assignment, fleet metrics, solver facts, diagnosis.
+    """`configspec solve --json`: the assignment, fleet metrics, solver facts, diagnosis."""
+    return solve_with_report(loaded, objective=objective, devices=devices,
+                             time_limit=time_limit, gap=gap, explain=explain,
+                             tie_break=tie_break, prune=prune, load_blind=load_blind)[1]
+
+
+def solve_with_report(
+    loaded: LoadedSpec, *, objective: str | None = None, devices: list[str] | None = None,
+    time_limit: float | None = None, gap: float = 1e-9, explain: bool | None = None,
+    tie_break: bool = True, prune: bool = True, load_blind: bool = False,
+) -> tuple[Solution, dict[str, Any]]:
+    """The typed solver result and its `solve --json` report (the CLI and the Python API).
 
     Explanations swap one pool at a time with the rest fixed; under a batched
     verifier each swap is settled at its own load with the solution's replicas.
@@ -176,8 +190,8 @@ def solve_report(
     explanations = explain_pools(sol.problem, sol.objective, sol.assignment,
                                  {v.target: v.replicas for v in sol.verifiers}) \
         if explain and sol.assignment else None
-    return solution_dict(sol, spec_sha256=loaded.sha256, explanations=explanations,
-                         warnings=loaded.warnings)
+    return sol, solution_dict(sol, spec_sha256=loaded.sha256, explanations=explanations,
+                              warnings=loaded.warnings)
 
 
 def pareto_report(

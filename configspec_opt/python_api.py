@@ -90,24 +90,10 @@ def solve(
     infeasible spec returns a result whose `status` says so, with its diagnosis in
     `report["diagnosis"]`.
     """
-    from configspec_opt.explain import explain as explain_pools
-    from configspec_opt.operations import EXPLAIN_MAX_CANDIDATES, solve_inputs
-    from configspec_opt.report import solution_dict
-    from solvers.adapter import SolverOptions, require_solver
-    from solvers.solve import solve as run_solve
+    from configspec_opt.operations import solve_with_report
 
-    require_solver()
     loaded = _loaded(spec)
-    obj, only = solve_inputs(loaded, objective, devices)
-    sol = run_solve(loaded.spec, objective=obj, only=only,
-                    options=SolverOptions(time_limit=time_limit, rel_gap=gap),
-                    tie_break=tie_break, prune=prune, load_blind=load_blind)
-    if explain is None:
-        explain = sum(len(pc.candidates) for pc in sol.problem.structural) \
-            <= EXPLAIN_MAX_CANDIDATES
-    explanations = explain_pools(sol.problem, sol.objective, sol.assignment,
-                                 {v.target: v.replicas for v in sol.verifiers}) \
-        if explain and sol.assignment else None
-    report = solution_dict(sol, spec_sha256=loaded.sha256, explanations=explanations,
-                           warnings=loaded.warnings)
+    sol, report = solve_with_report(
+        loaded, objective=objective, devices=devices, time_limit=time_limit, gap=gap,
+        explain=explain, tie_break=tie_break, prune=prune, load_blind=load_blind)
     return SolveResult(report, sol, loaded)

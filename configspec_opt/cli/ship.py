@@ -293,6 +293,16 @@ def import_llama_bench(
             "lines": [f"{device} {draft} {quant}: draft_tok_s {v_d} from {r.describe()}"]})
 
 
+# What the acceptance imports share: which profiles of the draft receive alpha(K).
+QuantsOpt = Annotated[list[str] | None, typer.Option(
+    help="Only profiles of this quant (repeatable; default: every quant).")]
+PoolsOpt = Annotated[list[str] | None, typer.Option(
+    "--device", "-d", help="Only these pools (repeatable; default: every pool with a "
+    "profile of the draft).")]
+TargetOpt = Annotated[str | None, typer.Option(
+    help="Target name in the spec (default: the one target of the draft's family).")]
+
+
 @import_app.command("vllm-metrics")
 def import_vllm_metrics(
     source: Annotated[str, typer.Argument(
@@ -301,14 +311,9 @@ def import_vllm_metrics(
         show_default=False)],
     spec: SpecArg,
     draft: Annotated[str, typer.Option(help="The draft model vLLM ran.", show_default=False)],
-    quant: Annotated[list[str] | None, typer.Option(
-        help="Only profiles of this quant (repeatable; default: every quant).")] = None,
-    device: Annotated[list[str] | None, typer.Option(
-        "--device", "-d", help="Only these pools (repeatable; default: every pool with a "
-        "profile of the draft).")] = None,
-    target: Annotated[str | None, typer.Option(
-        help="Target name in the spec (default: the one target of the draft's family).")]
-    = None,
+    quant: QuantsOpt = None,
+    device: PoolsOpt = None,
+    target: TargetOpt = None,
     model_name: Annotated[str | None, typer.Option(
         help="The model_name label to read, when the server counts several.")] = None,
     baseline: Annotated[str | None, typer.Option(
@@ -369,14 +374,9 @@ def import_llama_spec(
         show_default=False)],
     spec: SpecArg,
     draft: Annotated[str, typer.Option(help="The draft model it ran.", show_default=False)],
-    quant: Annotated[list[str] | None, typer.Option(
-        help="Only profiles of this quant (repeatable; default: every quant).")] = None,
-    device: Annotated[list[str] | None, typer.Option(
-        "--device", "-d", help="Only these pools (repeatable; default: every pool with a "
-        "profile of the draft).")] = None,
-    target: Annotated[str | None, typer.Option(
-        help="Target name in the spec (default: the one target of the draft's family).")]
-    = None,
+    quant: QuantsOpt = None,
+    device: PoolsOpt = None,
+    target: TargetOpt = None,
     k: Annotated[int | None, typer.Option(
         "--k", help="K it drafted (required for a llama-server log; checked against "
         "n_draft otherwise).", min=1, max=64)] = None,
