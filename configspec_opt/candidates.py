@@ -3,8 +3,8 @@
 A configuration is a candidate for a pool only if it was profiled on that
 device, the draft file fits the device's memory, the draft and target share a
 family, alpha(K) is known, and any pin on the pool allows it.  Per-device
-SLOs are kept apart (`slo_violations`) so that an infeasible spec can say
-which SLO removed what.
+SLOs are kept apart (`constraint_families.DeviceSlos`) so that an infeasible
+spec can say which SLO removed what.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from configspec_opt import metrics as m
 from configspec_opt.errors import NumericError, SpecError, SpecIssue
 from configspec_opt.spec import (
     Device,
-    DeviceSLO,
     KRange,
     PerTokenAcceptance,
     Pin,
@@ -29,6 +28,13 @@ from configspec_opt.spec import (
 
 @dataclass(frozen=True, slots=True)
 class Candidate:
+    """One configuration a pool could run, with its per-device metrics precomputed.
+
+    Figures are per device: the solver scales them by the number of devices
+    assigned.  Units are in the field names (s, tok/s, USD/h, W, J/tok); a power
+    or energy figure is None when the profile did not measure power.
+    """
+
     pool: int
     device: str
     target: str
@@ -69,9 +75,11 @@ class Candidate:
 
     @property
     def config(self) -> tuple[str, str, str, int]:
+        """The key that identifies the configuration across pools: (target, draft, quant, K)."""
         return (self.target, self.draft, self.quant, self.k)
 
     def label(self) -> str:
+        """The configuration as messages and tables show it to a person."""
         return f"{self.draft} {self.quant} K={self.k} -> {self.target}"
 
 
@@ -248,26 +256,3 @@ def _k_range_text(prof: Profile, k: KRange) -> str:
                       if not isinstance(acc, PerTokenAcceptance))
     return (f"{prof.draft} {prof.quant}: acceptance is given for {given}, none in search.k "
             f"({k.min}..{k.max})")
-
-
-SLO_FIELDS: dict[str, tuple[str, str]] = {
-    # SLO field -> (candidate attribute, direction of the bound)
-    "min_goodput_tok_s": ("goodput_tok_s", ">="),
-    "max_energy_j_per_tok": ("energy_j_per_tok", "<="),
-    "min_cost_efficiency_tok_per_usd": ("cost_efficiency_tok_per_usd", ">="),
-    "max_power_w": ("power_w", "<="),
-}
-
-
-def slo_violations(c: Candidate, slo: DeviceSLO) -> dict[str, float]:
-    """How far a candidate misses each SLO it misses (0 < amount, in the SLO's unit)."""
-    out: dict[str, float] = {}
-    for name, (attr, sense) in SLO_FIELDS.items():
-        bound = getattr(slo, name)
-        value = getattr(c, attr)
-        if bound is None or value is None:
-            continue
-        miss = bound - value if sense == ">=" else value - bound
-        if miss > 1e-12 * max(1.0, abs(bound)):
-            out[name] = miss
-    return out

@@ -11,11 +11,11 @@ import difflib
 from collections.abc import Iterable
 
 from configspec_opt.errors import PathPart
-from configspec_opt.spec import Metric, PerTokenAcceptance, Spec
+from configspec_opt.metric_registry import POWER_METRICS, RATIO_METRICS
+from configspec_opt.spec import PerTokenAcceptance, Spec
 
-Problem = tuple[tuple[PathPart, ...], str, str | None]
-
-RATIO_METRICS = frozenset({Metric.cost_efficiency, Metric.energy})
+Inconsistency = tuple[tuple[PathPart, ...], str, str | None]
+"""One problem found: where (a path into the spec), what, and a hint (or None)."""
 
 
 def _did_you_mean(name: str, known: Iterable[str]) -> str | None:
@@ -38,9 +38,9 @@ def devices_without_power(spec: Spec, only: set[str] | None = None) -> list[str]
     return out
 
 
-def check_consistency(spec: Spec) -> tuple[list[Problem], list[str]]:
+def check_consistency(spec: Spec) -> tuple[list[Inconsistency], list[str]]:
     """Return (errors, warnings); errors carry the path of the offending value."""
-    problems: list[Problem] = []
+    problems: list[Inconsistency] = []
     warnings: list[str] = []
 
     for section in ("targets", "drafts", "devices"):
@@ -118,8 +118,8 @@ def check_consistency(spec: Spec) -> tuple[list[Problem], list[str]]:
     return problems, warnings
 
 
-def _objective_problems(spec: Spec) -> list[Problem]:
-    out: list[Problem] = []
+def _objective_problems(spec: Spec) -> list[Inconsistency]:
+    out: list[Inconsistency] = []
     if spec.objective.weighted is not None:
         for i, term in enumerate(spec.objective.weighted):
             if term.metric in RATIO_METRICS:
@@ -131,10 +131,7 @@ def _objective_problems(spec: Spec) -> list[Problem]:
     return out
 
 
-POWER_METRICS = frozenset({Metric.energy, Metric.power})
-
-
-def _power_problems(spec: Spec) -> list[Problem]:
+def _power_problems(spec: Spec) -> list[Inconsistency]:
     """Energy and power requirements over pools whose power is unknown.
 
     Counting an unknown power as 0 W would hold a cap against a sum that
@@ -150,7 +147,7 @@ def _power_problems(spec: Spec) -> list[Problem]:
                     "requirement cannot be checked"}
     hint = "profile with a power source, set power_w in the profile or on the device, " \
            "or drop the requirement"
-    out: list[Problem] = []
+    out: list[Inconsistency] = []
     for i, term in enumerate(spec.objective.terms()):
         if term.metric in POWER_METRICS:
             loc: tuple[PathPart, ...] = ("objective", term.sense) if spec.objective.mode == \
@@ -168,14 +165,14 @@ def _power_problems(spec: Spec) -> list[Problem]:
     return out
 
 
-def _verifier_problems(spec: Spec, warnings: list[str]) -> list[Problem]:
+def _verifier_problems(spec: Spec, warnings: list[str]) -> list[Inconsistency]:
     """Batched verifiers: what per-device cost efficiency and the K range can mean there.
 
     A replica-priced target bills replicas, not tokens, so one device's
     tokens per dollar does not exist: an SLO on it is an error.  K values
     the latency table never measured are not candidates (a warning).
     """
-    out: list[Problem] = []
+    out: list[Inconsistency] = []
     batched = [t for t in spec.targets if t.verifier is not None]
     if not batched:
         return out

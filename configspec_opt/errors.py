@@ -41,6 +41,11 @@ class SpecIssue:
     hint: str | None = None
 
     def format(self) -> str:
+        """The issue as one `file:line:column: path: message (hint)` line.
+
+        The location parts that are unknown are left out (`<spec>` stands in for
+        no file), so editors and CI logs can still jump to what is known.
+        """
         where = self.file or "<spec>"
         if self.line is not None:
             where += f":{self.line}:{self.column or 1}"
@@ -50,6 +55,7 @@ class SpecIssue:
         return text
 
     def to_dict(self) -> dict[str, Any]:
+        """The issue as JSON data, with `path` as the dotted text a user reads."""
         d = asdict(self)
         d["path"] = format_path(self.path)
         return d
@@ -73,6 +79,7 @@ class SpecError(ConfigspecError):
         return head + ":\n" + "\n".join("  " + i.format() for i in self.issues)
 
     def to_dict(self) -> dict[str, Any]:
+        """The `{"status": "invalid", "errors": [...]}` body of `--json` and the HTTP API."""
         return {"status": "invalid", "errors": [i.to_dict() for i in self.issues]}
 
 

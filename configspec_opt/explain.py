@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
-from configspec_opt.candidates import Candidate, slo_violations
+from configspec_opt.candidates import Candidate
+from configspec_opt.constraint_families import slo_violations
 from configspec_opt.fleet import evaluate_settled
 from configspec_opt.problem import Problem
+from configspec_opt.results import AlternativeJSON, ExplanationJSON, explanation_summary
 from configspec_opt.spec import Objective
 
 EPS = 1e-9
@@ -23,30 +24,28 @@ EPS = 1e-9
 
 @dataclass
 class PoolExplanation:
+    """Why one pool runs what it runs: its runner-up and the better moves a constraint blocks.
+
+    `runner_up` is None when no other candidate keeps the fleet feasible;
+    `split` is true when the pool's devices run more than one configuration.
+    """
+
     device: str
     split: bool
-    runner_up: dict[str, Any] | None = None
-    blocked_by: list[dict[str, Any]] = field(default_factory=list)
+    runner_up: AlternativeJSON | None = None
+    blocked_by: list[AlternativeJSON] = field(default_factory=list)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> ExplanationJSON:
+        """The explanation as `solve --json` and the HTTP API report it."""
         return {"device": self.device, "split": self.split, "runner_up": self.runner_up,
                 "blocked_by": self.blocked_by}
 
     def summary(self) -> str:
-        parts = []
-        if self.runner_up:
-            loss = self.runner_up["loss"]
-            parts.append(f"runner-up {self.runner_up['config']} " + (
-                f"(-{loss:.4g})" if loss >= 0 else
-                f"(+{-loss:.4g}: better than this assignment, which is not proven optimal)"))
-        if self.blocked_by:
-            b = self.blocked_by[0]
-            parts.append(f"{b['config']} would gain {b['gain']:.4g} but breaks "
-                         + ", ".join(b["constraints"]))
-        return "; ".join(parts) or "no alternative"
+        """One sentence for the text report, worded as for the JSON form."""
+        return explanation_summary(self.to_dict())
 
 
-def _config(c: Candidate) -> dict[str, Any]:
+def _config(c: Candidate) -> AlternativeJSON:
     return {"config": f"{c.draft} {c.quant} K={c.k}", "target": c.target, "draft": c.draft,
             "quant": c.quant, "k": c.k}
 

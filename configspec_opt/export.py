@@ -56,6 +56,8 @@ _ENV_BARE = re.compile(r"^[A-Za-z0-9._:/@+,=-]*$")
 
 
 class ExportFormat(str, Enum):
+    """The file format `configspec export` writes; each format keeps its own manifest."""
+
     json = "json"
     env = "env"
     yaml = "yaml"
@@ -85,6 +87,12 @@ class Decision:
 
 @dataclass
 class ExportResult:
+    """What an export wrote: pool files, the manifest, and stale files it removed.
+
+    `removed` lists files an earlier export in the same format listed and this
+    one no longer writes; other files in the directory are never touched.
+    """
+
     directory: Path
     manifest: Path
     files: list[Path] = field(default_factory=list)
@@ -93,12 +101,13 @@ class ExportResult:
 
 
 def is_lock(path: Path) -> bool:
+    """Whether `path` is a lock file (decided by its suffix, not its content)."""
     return path.name.endswith(LOCK_SUFFIX)
 
 
 def decision_from_spec(path: Path) -> Decision:
     """Solve the spec for its own objective, exactly as `configspec lock` would."""
-    from solvers.adapter import require_solver
+    from solvers.adapter import require_solver  # lazy: start-up
 
     require_solver()
     loaded = load_spec(path)
@@ -122,6 +131,15 @@ def decision_from_lock(path: Path) -> Decision:
 
 
 def load_decision(path: Path) -> Decision:
+    """The decision to export from a spec (solved) or a lock (read as written).
+
+    Raises
+    ------
+    ExportError
+        The lock is stale or its spec is missing.
+    NothingToDeployError
+        The spec has no feasible assignment (exit 1, as `solve`).
+    """
     decision = decision_from_lock(path) if is_lock(path) else decision_from_spec(path)
     status = decision.data.get("status")
     if status not in ("optimal", "feasible"):
@@ -203,6 +221,9 @@ def generated_at() -> str:
 
 
 def manifest_document(decision: Decision, pools: list[dict[str, Any]]) -> dict[str, Any]:
+    """The fleet manifest: where the decision came from, its status and objective, and
+    which files each pool got (`pools`, as `render` lists them).
+    """
     data = decision.data
     return {
         "kind": FLEET_KIND, "format_version": FORMAT_VERSION,

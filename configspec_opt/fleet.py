@@ -11,44 +11,64 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from configspec_opt.candidates import Candidate
-from configspec_opt.metrics import SECONDS_PER_HOUR
-from configspec_opt.problem import METRICS, Problem, Row
+from configspec_opt.constraint_families import REL_TOL, row_activity, row_violation
+from configspec_opt.metric_registry import REGISTRY, MetricDef
+from configspec_opt.problem import METRICS, Problem
 from configspec_opt.spec import Metric, Objective
 from configspec_opt.verifiers import VerifierState, replica_cost_usd_per_hour, settle
 
 Assignment = Sequence[tuple[Candidate, int]]
 
-# Constraints hold to HiGHS's MIP feasibility tolerance (1e-6) on rows that
-# solvers.formulation scales to unit size when their numbers are small; checks
-# here allow a little more so that no solver answer is rejected.
-REL_TOL = 1.5e-6
-
 
 @dataclass
 class FleetMetrics:
-    goodput_tok_s: float
-    cost_usd_per_hour: float
-    verifier_load_tok_s: float
-    power_w: float | None
-    drafting_power_w: float | None
-    cost_efficiency_tok_per_usd: float
-    energy_j_per_tok: float | None
-    min_goodput_tok_s: float
+    """Every registered metric of one assignment (None: not available, e.g. no power data)."""
+
+    values: dict[Metric, float | None]
     devices: int
     verifier_load_by_target: dict[str, float] = field(default_factory=dict)
 
+    def get(self, metric: Metric) -> float | None:
+        """The value, or None where it cannot be computed (unknown power)."""
+        return self.values[metric]
+
+    @property
+    def goodput_tok_s(self) -> float:
+        """Accepted tokens per second over the fleet."""
+        return self.value(Metric.goodput)
+
+    @property
+    def cost_usd_per_hour(self) -> float:
+        """Verifier cost: per-token price plus batched verifiers' replicas."""
+        return self.value(Metric.cost)
+
+    @property
+    def min_goodput_tok_s(self) -> float:
+        """The slowest device in use."""
+        return self.value(Metric.min_goodput)
+
+    @property
+    def energy_j_per_tok(self) -> float | None:
+        """Drafting energy per accepted token (None: unknown power)."""
+        return self.values[Metric.energy]
+
+    @property
+    def power_w(self) -> float | None:
+        """Edge power of every device (None: unknown power)."""
+        return self.values[Metric.power]
+
+    def value(self, metric: Metric) -> float:
+        """The metric's value; an error where it cannot be computed (never a silent 0)."""
+        value = self.values[metric]
+        if value is None:
+            raise ValueError(f"{metric.value} is not available (no power data)")
+        return value
+
     def to_dict(self) -> dict[str, object]:
-        return {
-            "goodput_tok_s": self.goodput_tok_s,
-            "cost_usd_per_hour": self.cost_usd_per_hour,
-            "verifier_load_tok_s": self.verifier_load_tok_s,
-            "power_w": self.power_w,
-            "cost_efficiency_tok_per_usd": self.cost_efficiency_tok_per_usd,
-            "energy_j_per_tok": self.energy_j_per_tok,
-            "min_goodput_tok_s": self.min_goodput_tok_s,
-            "devices": self.devices,
-            "verifier_load_by_target": dict(self.verifier_load_by_target),
-        }
+        """The JSON answer's `fleet`: every metric under its registered key, in order."""
+        return {**{d.key: self.values[d.metric] for d in REGISTRY},
+                "devices": self.devices,
+                "verifier_load_by_target": dict(self.verifier_load_by_target)}
 
 
 def _per(num: float, den: float) -> float | None:
@@ -66,47 +86,43 @@ def _per(num: float, den: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def _aggregate(d: MetricDef, used: Assignment, has_power: bool,
+               replica_cost: float) -> float | None:
+    """One metric over the fleet, as `metric_registry` declares its aggregation."""
+    if d.needs_power and not has_power:
+        return None
+    num = METRICS[d.metric].num
+    if d.aggregation == "min":
+        return min((num(c) for c, _ in used), default=0.0)
+    total = sum(n * num(c) for c, n in used)
+    if d.replica_price == "num":
+        total += replica_cost
+    if d.aggregation == "sum":
+        return total
+    den = sum(n * (1.0 if d.den is None else getattr(c, d.den)) for c, n in used)
+    if d.replica_price == "den":
+        den += replica_cost
+    value = _per(total, den / d.den_divisor if d.den_divisor != 1.0 else den)
+    return d.zero_den if value is None else value
+
+
 def fleet_metrics(assignment: Assignment, replica_cost_usd_per_hour: float = 0.0
                   ) -> FleetMetrics:
     """Fleet figures; batched verifiers add their replicas' cost (they bill per replica)."""
     used = [(c, n) for c, n in assignment if n > 0]
-    g = sum(n * c.goodput_tok_s for c, n in used)
-    cost = sum(n * c.cost_usd_per_hour for c, n in used) + replica_cost_usd_per_hour
-    load = sum(n * c.verifier_load_tok_s for c, n in used)
     by_target: dict[str, float] = {}
     for c, n in used:
         by_target[c.target] = by_target.get(c.target, 0.0) + n * c.verifier_load_tok_s
     has_power = all(c.power_w is not None for c, _ in used)
-    power = sum(n * (c.power_w or 0.0) for c, n in used) if has_power else None
-    dpow = sum(n * (c.drafting_power_w or 0.0) for c, n in used) if has_power else None
-    per_usd = _per(g, cost / SECONDS_PER_HOUR)
     return FleetMetrics(
-        goodput_tok_s=g,
-        cost_usd_per_hour=cost,
-        verifier_load_tok_s=load,
-        power_w=power,
-        drafting_power_w=dpow,
-        cost_efficiency_tok_per_usd=math.inf if per_usd is None else per_usd,
-        energy_j_per_tok=None if dpow is None else _per(dpow, g),
-        min_goodput_tok_s=min((c.goodput_tok_s for c, _ in used), default=0.0),
-        devices=sum(n for _, n in used),
-        verifier_load_by_target=by_target,
-    )
+        {d.metric: _aggregate(d, used, has_power, replica_cost_usd_per_hour)
+         for d in REGISTRY},
+        devices=sum(n for _, n in used), verifier_load_by_target=by_target)
 
 
 def metric_value(fm: FleetMetrics, metric: Metric) -> float:
-    value = {
-        Metric.goodput: fm.goodput_tok_s,
-        Metric.cost: fm.cost_usd_per_hour,
-        Metric.power: fm.power_w,
-        Metric.verifier_load: fm.verifier_load_tok_s,
-        Metric.min_goodput: fm.min_goodput_tok_s,
-        Metric.cost_efficiency: fm.cost_efficiency_tok_per_usd,
-        Metric.energy: fm.energy_j_per_tok,
-    }[metric]
-    if value is None:
-        raise ValueError(f"{metric.value} is not available (no power data)")
-    return value
+    """`fm.value(metric)`: kept as a function for the solvers' and tests' call sites."""
+    return fm.value(metric)
 
 
 def objective_key(fm: FleetMetrics, objective: Objective) -> tuple[float, ...]:
@@ -119,30 +135,6 @@ def objective_key(fm: FleetMetrics, objective: Objective) -> tuple[float, ...]:
     return tuple(signed)
 
 
-def row_activity(row: Row, assignment: Assignment,
-                 replicas: Mapping[str, int] | None = None) -> float:
-    act = sum(n * row.coef(c) for c, n in assignment if n > 0)
-    if row.replica_coef:
-        act += sum(a * (replicas or {}).get(t, 0) for t, a in row.replica_coef.items())
-    if row.t_coef:
-        act += row.t_coef * min((c.goodput_tok_s for c, n in assignment if n > 0), default=0.0)
-    return act
-
-
-def row_violation(row: Row, activity: float, rel_tol: float = REL_TOL,
-                  size: float | None = None) -> float:
-    """How far `activity` is on the wrong side of the row (0 when satisfied).
-
-    Mirrors the solver: rows whose numbers are below 1 are scaled to unit size
-    (so the tolerance is relative to their size), larger rows keep an absolute
-    tolerance.  A ratio bound is checked on its linear form N - v*D, like HiGHS.
-    """
-    size = abs(row.rhs) if size is None else size
-    tol = rel_tol * (size if 0.0 < size < 1.0 else 1.0)
-    miss = activity - row.rhs if row.sense == "<=" else row.rhs - activity
-    return miss if miss > tol else 0.0
-
-
 def violated_constraints(
     problem: Problem, assignment: Assignment, rel_tol: float = REL_TOL,
     replicas: Mapping[str, int] | None = None,
@@ -152,14 +144,8 @@ def violated_constraints(
     Load-level rows are the model's, not the user's: a settled assignment is
     checked at its true load instead (`configspec_opt.verifiers.settle`).
     """
-    out = [r.key for r in problem.rows if not r.internal
-           and row_violation(r, row_activity(r, assignment, replicas), rel_tol,
-                             problem.row_size(r)) > 0]
-    if problem.max_variants is not None:
-        variants = {c.variant for c, n in assignment if n > 0}
-        if len(variants) > problem.max_variants:
-            out.append("constraints.fleet.max_distinct_variants")
-    return out
+    return [k for f in problem.families for k in f.broken(problem, assignment, replicas,
+                                                            rel_tol)]
 
 
 @dataclass
@@ -195,6 +181,6 @@ def evaluate_settled(problem: Problem, objective: Objective, assignment: Assignm
                    violated_constraints(problem, used, replicas=replicas))
 
 
-__all__ = ["METRICS", "Assignment", "FleetMetrics", "Settled", "evaluate_settled",
+__all__ = ["METRICS", "REL_TOL", "Assignment", "FleetMetrics", "Settled", "evaluate_settled",
            "fleet_metrics", "metric_value",
            "objective_key", "row_activity", "row_violation", "violated_constraints"]

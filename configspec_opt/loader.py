@@ -17,7 +17,7 @@ import os
 import re
 import types
 import typing
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
-from configspec_opt.consistency import check_consistency
+from configspec_opt.consistency import Inconsistency, check_consistency
 from configspec_opt.errors import PathPart, SpecError, SpecIssue
 from configspec_opt.spec import Profile, Spec
 from configspec_opt.spec_files import (
@@ -63,6 +63,7 @@ class Source:
 
     @property
     def is_json(self) -> bool:
+        """Parse as JSON? By the `.json` suffix, or a text that opens with `{` or `[`."""
         return self.name.endswith(".json") or self.text.lstrip()[:1] in ("{", "[")
 
     def round_trip(self) -> Any:
@@ -77,6 +78,13 @@ class Source:
 
 @dataclass
 class LoadedSpec:
+    """A validated spec with the texts it was built from.
+
+    The sources (the spec, then its includes, in order) are kept so that a later
+    error can still be located in them and so that `sha256` ties a result to
+    exactly these texts; `warnings` are non-fatal remarks to show the user.
+    """
+
     spec: Spec
     sources: list[Source]
     warnings: list[str]
@@ -89,6 +97,11 @@ class LoadedSpec:
             h.update(s.text.encode())
             h.update(b"\0")
         return h.hexdigest()
+
+
+ProfileOrigin = tuple[Source, int] | str
+"""Where a merged profile came from: entry i of a source's profiles, or only a name (a
+profile the HTTP store holds, with no text to point into)."""
 
 
 def load_spec(path: str | Path, *, allow_includes: bool = True) -> LoadedSpec:
@@ -120,7 +133,7 @@ def parse_spec(text: str, *, name: str = "<spec>", base_dir: Path | None = None,
         raise SpecError(validation_issues(exc, main, Spec)) from None
 
     sources = [main]
-    origins: list[tuple[Source, int]] = [(main, i) for i in range(len(spec.profiles))]
+    origins: list[ProfileOrigin] = [(main, i) for i in range(len(spec.profiles))]
     if spec.profiles_from:
         if base_dir is None:
             raise SpecError([_locate(main, ("profiles_from",),
@@ -134,23 +147,50 @@ def parse_spec(text: str, *, name: str = "<spec>", base_dir: Path | None = None,
             origins.extend((src, i) for i in range(len(profiles)))
             extra.extend(profiles)
         spec = spec.model_copy(update={"profiles": extra})
+    return check_merged(spec, sources, origins)
 
+
+def check_merged(spec: Spec, sources: list[Source], origins: Sequence[ProfileOrigin], *,
+                 blame: Callable[[list[Inconsistency]], Mapping[Inconsistency, str]] | None
+                 = None) -> LoadedSpec:
+    """A spec whose profiles were merged from several places, checked as one spec.
+
+    Names, pools and power data are only complete once merged, so the
+    consistency checks run here, not per source; a problem is then reported
+    where the user can fix it: a profile's in the file (or store entry) it
+    came from, any other at its place in the main source (`sources[0]`), or,
+    for the problems `blame` names a culprit for, in that culprit.
+    """
     problems, warnings = check_consistency(spec)
-    if problems:
-        issues = []
-        for loc, msg, hint in problems[:MAX_ISSUES + 1]:  # locating costs a parse each
-            src, local = main, loc
-            if len(loc) >= 2 and loc[0] == "profiles" and isinstance(loc[1], int):
-                src, idx = origins[loc[1]]
-                local = (("profiles", idx) if src is main else (idx,)) + loc[2:]
-            issues.append(_locate(src, local, msg, hint, shown=loc))
-        more = capped(issues)
-        if len(problems) > len(issues):
-            n_more = len(problems) - MAX_ISSUES
-            more[-1] = SpecIssue(f"... and {n_more:,} more problems (fix these first)",
-                                 file=main.name)
-        raise SpecError(more)
-    return LoadedSpec(spec, sources, warnings)
+    if not problems:
+        return LoadedSpec(spec, sources, warnings)
+    main = sources[0]
+    culprits = blame(problems) if blame is not None else {}
+    issues = []
+    for problem in problems[:MAX_ISSUES + 1]:  # locating costs a parse each
+        loc, msg, hint = problem
+        if len(loc) >= 2 and loc[0] == "profiles" and isinstance(loc[1], int):
+            issues.append(_at_origin(origins[loc[1]], main, loc, msg, hint))
+        elif problem in culprits:
+            issues.append(SpecIssue(msg, loc, culprits[problem], hint=hint))
+        else:
+            issues.append(_locate(main, loc, msg, hint, shown=loc))
+    more = capped(issues)
+    if len(problems) > len(issues):
+        n_more = len(problems) - MAX_ISSUES
+        more[-1] = SpecIssue(f"... and {n_more:,} more problems (fix these first)",
+                             file=main.name)
+    raise SpecError(more)
+
+
+def _at_origin(origin: ProfileOrigin, main: Source, loc: tuple[PathPart, ...], message: str,
+               hint: str | None) -> SpecIssue:
+    """A problem in merged profile `loc[1]`, placed in the source that profile came from."""
+    if isinstance(origin, str):
+        return SpecIssue(message, loc, origin, hint=hint)
+    src, idx = origin
+    local = (("profiles", idx) if src is main else (idx,)) + loc[2:]
+    return _locate(src, local, message, hint, shown=loc)
 
 
 def parse_data(src: Source) -> Any:

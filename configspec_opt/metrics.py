@@ -64,6 +64,13 @@ def verifier_load_tok_s(k: int, round_s: float) -> float:
 
 
 def cost_usd_per_hour(k: int, round_s: float, price_usd_per_mtok: float) -> float:
+    """Verifier cost of one device in USD per hour, at `price_usd_per_mtok` USD per million tokens.
+
+    Raises
+    ------
+    NumericError
+        The figure would not be finite.
+    """
     return _finite(price_usd_per_mtok * 1e-6 * verifier_load_tok_s(k, round_s)
                    * SECONDS_PER_HOUR, "cost per hour")
 

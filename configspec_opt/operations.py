@@ -11,21 +11,19 @@ from __future__ import annotations
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
-from configspec_opt.candidates import slo_violations
-from configspec_opt.consistency import POWER_METRICS, devices_without_power
+from configspec_opt.consistency import devices_without_power
+from configspec_opt.constraint_families import slo_violations
 from configspec_opt.errors import UsageError
 from configspec_opt.loader import LoadedSpec
+from configspec_opt.metric_registry import POWER_METRICS, metric_def
 from configspec_opt.problem import build_problem
 from configspec_opt.report import candidate_dict
+from configspec_opt.results import ParetoJSON, SolveJSON
 from configspec_opt.spec import Metric, Objective, Spec, Term
 from configspec_opt.usability import analyse, strict_error
 
 EXPLAIN_MAX_CANDIDATES = 5000
 
-DEFAULT_SENSE = {Metric.goodput: "maximize", Metric.cost_efficiency: "maximize",
-                 Metric.min_goodput: "maximize", Metric.energy: "minimize",
-                 Metric.cost: "minimize", Metric.power: "minimize",
-                 Metric.verifier_load: "minimize"}
 SENSE_ALIASES = {"max": "maximize", "maximize": "maximize", "maximise": "maximize",
                  "min": "minimize", "minimize": "minimize", "minimise": "minimize"}
 
@@ -34,6 +32,8 @@ if TYPE_CHECKING:
 
 
 class SortKey(str, Enum):
+    """What `configspec evaluate --sort` orders candidates by."""
+
     goodput = "goodput"
     cost_efficiency = "cost_efficiency"
     energy = "energy"
@@ -58,7 +58,7 @@ def parse_term(text: str) -> Term:
             raise UsageError(f"unknown direction '{sense}' (max or min)")
         direction = SENSE_ALIASES[sense.strip().lower()]
     else:
-        direction = DEFAULT_SENSE[metric]
+        direction = metric_def(metric).better
     return Term.model_validate({direction: metric})
 
 
@@ -155,7 +155,7 @@ def solve_report(
     loaded: LoadedSpec, *, objective: str | None = None, devices: list[str] | None = None,
     time_limit: float | None = None, gap: float = 1e-9, explain: bool | None = None,
     tie_break: bool = True, prune: bool = True, load_blind: bool = False,
-) -> dict[str, Any]:
+) -> SolveJSON:
     """`configspec solve --json`: the assignment, fleet metrics, solver facts, diagnosis."""
     return solve_with_report(loaded, objective=objective, devices=devices,
                              time_limit=time_limit, gap=gap, explain=explain,
@@ -166,7 +166,7 @@ def solve_with_report(
     loaded: LoadedSpec, *, objective: str | None = None, devices: list[str] | None = None,
     time_limit: float | None = None, gap: float = 1e-9, explain: bool | None = None,
     tie_break: bool = True, prune: bool = True, load_blind: bool = False,
-) -> tuple[Solution, dict[str, Any]]:
+) -> tuple[Solution, SolveJSON]:
     """The typed solver result and its `solve --json` report (the CLI and the Python API).
 
     Explanations swap one pool at a time with the rest fixed; under a batched
@@ -197,7 +197,8 @@ def solve_with_report(
 def pareto_report(
     loaded: LoadedSpec, *, x: str = "goodput", y: str = "energy",
     devices: list[str] | None = None, points: int = 50, time_limit: float | None = None,
-) -> dict[str, Any]:
+) -> ParetoJSON:
+    """The `pareto --json` answer of a loaded spec; the time limit bounds the whole front."""
     from configspec_opt.report import pareto_dict
     from solvers.adapter import SolverOptions, require_solver
     from solvers.deadline import limited

@@ -11,100 +11,46 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
 
-from configspec_opt.candidates import (
-    Candidate,
-    PoolCandidates,
-    enumerate_candidates,
+from configspec_opt.candidates import Candidate, PoolCandidates, enumerate_candidates
+from configspec_opt.constraint_families import (
+    Family,
+    VariantLimit,
+    families_for,
+    row_size,
     slo_violations,
 )
-from configspec_opt.metrics import SECONDS_PER_HOUR
-from configspec_opt.spec import Metric, Objective, Spec
+from configspec_opt.rows import METRICS, MetricForm, Row, Sense, ratio_row
+from configspec_opt.spec import Objective, Spec
 from configspec_opt.verifiers import Mode, VerifierPlan, expand
 
-Sense = Literal["<=", ">="]
+__all__ = ["METRICS", "MetricForm", "Pool", "Problem", "Row", "Sense", "build_problem",
+           "level_rows", "objective_directions", "ratio_row"]
 
 
 @dataclass(frozen=True)
 class Pool:
+    """A pool of identical devices: the unit the assignment splits over candidates."""
+
     index: int
     name: str
     count: int
 
 
 @dataclass
-class Row:
-    """sum_i coef[i] * x_i (+ t_coef * t)  sense  rhs, over the problem's candidates."""
-
-    key: str  # where it comes from in the spec, e.g. constraints.fleet.max_power_w
-    label: str  # what a person reads
-    coef: Callable[[Candidate], float]
-    sense: Sense
-    rhs: float
-    t_coef: float = 0.0
-    unit: str = ""
-    ratio: MetricForm | None = None  # set when the row linearises a bound on a ratio
-    limit: float | None = None  # the bound as the user wrote it (ratio rows: the ratio)
-    replica_coef: dict[str, float] = field(default_factory=dict)  # per replica of a target
-    internal: bool = False  # a modelling row (verifier load levels), not a user's constraint
-
-
-@dataclass(frozen=True)
-class MetricForm:
-    """How a fleet metric is computed from per-candidate coefficients."""
-
-    kind: Literal["sum", "ratio", "min"]
-    num: Callable[[Candidate], float]
-    den: Callable[[Candidate], float] | None = None
-    unit: str = ""
-    # What one replica of a batched verifier adds to num (or den): $/h, $/s.
-    num_per_replica: Callable[[VerifierPlan], float] | None = None
-    den_per_replica: Callable[[VerifierPlan], float] | None = None
-
-
-def _g(c: Candidate) -> float:
-    return c.goodput_tok_s
-
-
-def _cost_per_s(c: Candidate) -> float:
-    return c.cost_usd_per_hour / SECONDS_PER_HOUR
-
-
-def _drafting_power(c: Candidate) -> float:
-    if c.drafting_power_w is None:
-        raise ValueError(f"no power data for {c.device}")
-    return c.drafting_power_w
-
-
-def _power(c: Candidate) -> float:
-    if c.power_w is None:
-        raise ValueError(f"no power data for {c.device}")
-    return c.power_w
-
-
-METRICS: dict[Metric, MetricForm] = {
-    Metric.goodput: MetricForm("sum", _g, unit="tok/s"),
-    Metric.cost: MetricForm("sum", lambda c: c.cost_usd_per_hour, unit="$/h",
-                            num_per_replica=lambda p: p.price_usd_per_hour),
-    Metric.power: MetricForm("sum", _power, unit="W"),
-    Metric.verifier_load: MetricForm("sum", lambda c: c.verifier_load_tok_s, unit="tok/s"),
-    Metric.min_goodput: MetricForm("min", _g, unit="tok/s"),
-    Metric.cost_efficiency: MetricForm(
-        "ratio", _g, _cost_per_s, unit="tok/$",
-        den_per_replica=lambda p: p.price_usd_per_hour / SECONDS_PER_HOUR),
-    Metric.energy: MetricForm("ratio", _drafting_power, _g, unit="J/tok"),
-}
-
-
-@dataclass
 class Problem:
+    """One solve's input for any backend.
+
+    Candidates by pool, fleet rows and the families they come from, plus what
+    was filtered (structural) for diagnoses and explanations.
+    """
+
     spec: Spec
     pools: list[Pool]
     candidates: list[Candidate]  # after SLO filtering (and pruning, if asked)
     by_pool: list[list[int]]
     rows: list[Row]
-    max_variants: int | None
+    families: list[Family]
     structural: list[PoolCandidates]  # before SLOs: for diagnosis and explanations
     pruned: int = 0
     notes: list[str] = field(default_factory=list)
@@ -112,41 +58,21 @@ class Problem:
 
     @property
     def variants(self) -> list[tuple[str, str]]:
+        """Every (draft, quant) some candidate uses, sorted (the variant binaries' order)."""
         return sorted({c.variant for c in self.candidates})
 
-    def row_size(self, row: Row) -> float:
-        """The size of a row's numbers: what its feasibility tolerance is relative to.
+    @property
+    def max_variants(self) -> int | None:
+        """The variant limit, which the solvers model with binaries (None: no limit)."""
+        return next((f.limit for f in self.families if isinstance(f, VariantLimit)), None)
 
-        For a linearised ratio N - v*D it is the size of the terms, not of their
-        cancelling difference.
-        """
-        cands = self.candidates
-        if row.ratio is not None and row.ratio.den is not None and row.limit is not None:
-            num, den, v = row.ratio.num, row.ratio.den, row.limit
-            return max((max(abs(num(c)), abs(v * den(c))) for c in cands), default=0.0)
-        return max([abs(row.rhs), abs(row.t_coef), *map(abs, row.replica_coef.values())]
-                   + [abs(row.coef(c)) for c in cands])
+    def row_size(self, row: Row) -> float:
+        """The size of a row's numbers (`constraint_families.row_size`) over the candidates."""
+        return row_size(row, self.candidates)
 
     def empty_pools(self) -> list[int]:
+        """Pools whose every candidate was filtered out (by SLOs or pruning)."""
         return [p.index for p in self.pools if not self.by_pool[p.index]]
-
-
-def _load_on(target: str) -> Callable[[Candidate], float]:
-    return lambda c: c.verifier_load_tok_s if c.target == target else 0.0
-
-
-def ratio_row(num: Callable[[Candidate], float], den: Callable[[Candidate], float],
-               bound: float) -> Callable[[Candidate], float]:
-    """N/D vs bound, linearised as N - bound*D (D > 0)."""
-    return lambda c: num(c) - bound * den(c)
-
-
-def _per_replica(plans: Sequence[VerifierPlan],
-                 what: Callable[[VerifierPlan], float] | None,
-                 scale: float = 1.0) -> dict[str, float]:
-    if what is None:
-        return {}
-    return {p.target: scale * what(p) for p in plans}
 
 
 def level_rows(plans: Sequence[VerifierPlan]) -> list[Row]:
@@ -166,40 +92,9 @@ def _in_flight_at(target: str, level: int) -> Callable[[Candidate], float]:
     return lambda c: c.in_flight if c.target == target and c.level == level else 0.0
 
 
-def fleet_rows(spec: Spec, plans: Sequence[VerifierPlan] = ()) -> list[Row]:
-    """The spec's fleet-wide constraints as linear rows."""
-    rows: list[Row] = []
-    for t in spec.targets:
-        if t.capacity_tok_s is not None:
-            name = t.name
-            rows.append(Row(
-                f"targets[{name}].capacity_tok_s", f"verifier capacity of {name}",
-                _load_on(name),
-                "<=", t.capacity_tok_s, unit="tok/s"))
-    f = spec.constraints.fleet
-    if f.max_cost_usd_per_hour is not None:
-        rows.append(Row("constraints.fleet.max_cost_usd_per_hour", "fleet verifier cost",
-                        METRICS[Metric.cost].num, "<=", f.max_cost_usd_per_hour, unit="$/h",
-                        replica_coef=_per_replica(plans, METRICS[Metric.cost].num_per_replica)))
-    if f.max_power_w is not None:
-        rows.append(Row("constraints.fleet.max_power_w", "fleet edge power", _power,
-                        "<=", f.max_power_w, unit="W"))
-    if f.min_goodput_tok_s is not None:
-        rows.append(Row("constraints.fleet.min_goodput_tok_s", "fleet goodput", _g,
-                        ">=", f.min_goodput_tok_s, unit="tok/s"))
-    if f.max_energy_j_per_tok is not None:
-        v = f.max_energy_j_per_tok
-        rows.append(Row("constraints.fleet.max_energy_j_per_tok", "fleet energy per token",
-                        ratio_row(_drafting_power, _g, v), "<=", 0.0,
-                        unit="J/tok", ratio=METRICS[Metric.energy], limit=v))
-    if f.min_cost_efficiency_tok_per_usd is not None:
-        v = f.min_cost_efficiency_tok_per_usd
-        rows.append(Row("constraints.fleet.min_cost_efficiency_tok_per_usd",
-                        "fleet cost efficiency", ratio_row(_g, _cost_per_s, v),
-                        ">=", 0.0, unit="tok/$", ratio=METRICS[Metric.cost_efficiency],
-                        limit=v, replica_coef=_per_replica(
-                            plans, METRICS[Metric.cost_efficiency].den_per_replica, -v)))
-    return rows + level_rows(plans)
+def fleet_rows(families: Sequence[Family], plans: Sequence[VerifierPlan] = ()) -> list[Row]:
+    """The fleet constraints' rows in family order, then the verifiers' load levels."""
+    return [r for f in families for r in f.rows()] + level_rows(plans)
 
 
 def objective_directions(objective: Objective) -> list[tuple[Callable[[Candidate], float], int]]:
@@ -240,7 +135,8 @@ def build_problem(
     objective = objective or spec.objective
     structural = enumerate_candidates(spec, only)
     pools = [Pool(pc.index, pc.device.name, pc.device.count) for pc in structural]
-    rows = fleet_rows(spec, plans)
+    families = families_for(spec, plans)
+    rows = fleet_rows(families, plans)
     dirs = [(r.coef, 1 if r.sense == ">=" else -1) for r in rows]
     dirs += objective_directions(objective)
 
@@ -256,8 +152,7 @@ def build_problem(
         start = len(candidates)
         candidates.extend(kept)
         by_pool.append(list(range(start, len(candidates))))
-    return Problem(spec, pools, candidates, by_pool, rows,
-                   spec.constraints.fleet.max_distinct_variants, structural, pruned,
+    return Problem(spec, pools, candidates, by_pool, rows, families, structural, pruned,
                    verifiers=list(plans))
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from configspec_opt.loader import LoadedSpec, load_spec, parse_spec
+from configspec_opt.results import SolveJSON
 from configspec_opt.spec import Spec
 
 if TYPE_CHECKING:
@@ -30,16 +31,18 @@ __all__ = ["SolveResult", "load_spec", "solve"]
 class SolveResult:
     """One solve: `report` is `configspec solve --json`; `solution` the typed solver result."""
 
-    report: dict[str, Any]
+    report: SolveJSON
     solution: Solution
     loaded: LoadedSpec
 
     @property
     def status(self) -> str:
+        """The outcome as in `solve --json`: optimal, feasible, infeasible, time_limit, error."""
         return str(self.report["status"])
 
     @property
     def solved(self) -> bool:
+        """Whether there is an assignment to use (optimal, or feasible within the time limit)."""
         return self.status in ("optimal", "feasible")
 
     @property
@@ -49,14 +52,17 @@ class SolveResult:
 
     @property
     def fleet(self) -> FleetMetrics | None:
+        """Typed fleet totals of the assignment; None when nothing was solved."""
         return self.solution.fleet
 
     @property
     def objective_value(self) -> float | None:
+        """The objective's value (weighted: the weighted sum); None without an assignment."""
         value = self.report["objective"].get("value")
         return None if value is None else float(value)
 
     def to_dict(self) -> dict[str, Any]:
+        """A shallow copy of `report`, the `configspec solve --json` document."""
         return dict(self.report)
 
     def _repr_html_(self) -> str:

@@ -17,8 +17,18 @@ from rich.table import Table
 
 from configspec_opt.candidates import Candidate
 from configspec_opt.fleet import FleetMetrics
-from configspec_opt.problem import METRICS
-from configspec_opt.spec import Metric, Objective
+from configspec_opt.metric_registry import REGISTRY, metric_def
+from configspec_opt.metrics import mean_acceptance_length
+from configspec_opt.results import (
+    ConstraintJSON,
+    ObjectiveJSON,
+    ParetoJSON,
+    SolveJSON,
+    SolverJSON,
+    TermJSON,
+    explanation_summary,
+)
+from configspec_opt.spec import Metric, Objective, Term
 from configspec_opt.verifiers import VerifierState
 
 if TYPE_CHECKING:
@@ -34,6 +44,7 @@ def _num(x: float | None) -> float | None:
 
 
 def candidate_dict(c: Candidate) -> dict[str, Any]:
+    """One configuration of one pool as a JSON row (ratios that cannot be computed are null)."""
     return {
         "device": c.device, "target": c.target, "draft": c.draft, "quant": c.quant, "k": c.k,
         "alpha": c.alpha, "draft_tok_s": c.draft_tok_s, "round_time_s": c.round_time_s,
@@ -43,7 +54,7 @@ def candidate_dict(c: Candidate) -> dict[str, Any]:
         "verifier_load_tok_s": c.verifier_load_tok_s,
         "cost_usd_per_hour": c.cost_usd_per_hour,
         "power_w": _num(c.power_w),
-        "mean_acceptance_length": c.k * c.alpha + 1.0,
+        "mean_acceptance_length": mean_acceptance_length(c.k, c.alpha),
         **({"verify_latency_s": c.verify_latency_s} if c.replica_priced else {}),
     }
 
@@ -63,15 +74,23 @@ def fleet_dict(fm: FleetMetrics | None, verifiers: Sequence[VerifierState] = ()
     return out
 
 
-def objective_dict(objective: Objective, value: float | None) -> dict[str, Any]:
+def objective_dict(objective: Objective, value: float | None) -> ObjectiveJSON:
+    """The objective as asked and the value reached."""
     first = objective.terms()[0]
-    out: dict[str, Any] = {"sense": first.sense, "metric": first.metric.value,
+    out: ObjectiveJSON = {"sense": first.sense, "metric": first.metric.value,
                            "value": _num(value)}
     if objective.mode != "single":
         out["mode"] = objective.mode
-        out["terms"] = [{"sense": t.sense, "metric": t.metric.value,
-                         **({"weight": t.weight} if objective.mode == "weighted" else
-                            {"tolerance": t.tolerance})} for t in objective.terms()]
+        out["terms"] = [_term(t, objective.mode) for t in objective.terms()]
+    return out
+
+
+def _term(t: Term, mode: str) -> TermJSON:
+    out: TermJSON = {"sense": t.sense, "metric": t.metric.value}
+    if mode == "weighted":
+        out["weight"] = t.weight
+    else:
+        out["tolerance"] = t.tolerance
     return out
 
 
@@ -81,29 +100,19 @@ def solution_dict(
     spec_sha256: str | None = None,
     explanations: list[PoolExplanation] | None = None,
     warnings: Iterable[str] = (),
-) -> dict[str, Any]:
+) -> SolveJSON:
+    """The whole `solve --json` answer of a solution (the CLI, HTTP and locks read it)."""
     by_pool: dict[str, int] = {}
     for c, _ in sol.assignment:
         by_pool[c.device] = by_pool.get(c.device, 0) + 1
     assignments = [{"device": c.device, "count": n, **candidate_dict(c),
                     "split": by_pool[c.device] > 1} for c, n in sol.assignment]
-    out: dict[str, Any] = {
+    out: SolveJSON = {
         "status": sol.status.value,
         "objective": objective_dict(sol.objective, sol.objective_value),
         "assignments": assignments,
         "fleet": fleet_dict(sol.fleet, sol.verifiers),
-        "solver": {
-            "name": "highs",
-            "time_s": sol.time_s,
-            "build_s": sol.build_s,
-            "gap": _num(sol.gap),
-            "proven_optimal": sol.proven_optimal,
-            "tie_break": sol.tie_break,
-            "candidates": len(sol.problem.candidates),
-            "pruned_dominated": sol.problem.pruned,
-            "stages": [s.__dict__ for s in sol.stages],
-            **({"load_levels": sol.load_levels} if sol.load_levels else {}),
-        },
+        "solver": _solver_dict(sol),
     }
     if sol.assignment:
         out["constraints"] = constraint_usage(sol)
@@ -113,7 +122,7 @@ def solution_dict(
     if sol.message:
         out["message"] = sol.message
     if sol.diagnosis is not None:
-        out["diagnosis"] = sol.diagnosis.to_dict()  # type: ignore[attr-defined]
+        out["diagnosis"] = sol.diagnosis.to_dict()
     if explanations is not None:
         out["explain"] = [e.to_dict() for e in explanations]
     if spec_sha256:
@@ -124,41 +133,34 @@ def solution_dict(
     return out
 
 
-def constraint_usage(sol: Solution) -> list[dict[str, Any]]:
-    """Each fleet constraint: its limit, the value reached, and whether it binds."""
-    from configspec_opt.fleet import REL_TOL, row_activity
-
-    out: list[dict[str, Any]] = []
-    replicas = {v.target: v.replicas for v in sol.verifiers}
-    plans = {p.target: p for p in sol.problem.verifiers}
-    for row in sol.problem.rows:
-        if row.internal:
-            continue
-        if row.ratio is not None:
-            form = row.ratio
-            assert form.den is not None
-            num = sum(n * form.num(c) for c, n in sol.assignment)
-            den = sum(n * form.den(c) for c, n in sol.assignment)
-            for t, r in replicas.items():
-                num += r * (form.num_per_replica(plans[t]) if form.num_per_replica else 0.0)
-                den += r * (form.den_per_replica(plans[t]) if form.den_per_replica else 0.0)
-            value = num / den
-            limit = row.limit if row.limit is not None else row.rhs
-        else:
-            value, limit = row_activity(row, sol.assignment, replicas), row.rhs
-        binding = abs(value - limit) <= 1e3 * REL_TOL * max(1.0, abs(limit))
-        out.append({"constraint": row.key, "limit": limit, "value": value, "unit": row.unit,
-                    "binding": binding})
-    if sol.problem.max_variants is not None:
-        used = len({c.variant for c, _ in sol.assignment})
-        out.append({"constraint": "constraints.fleet.max_distinct_variants",
-                    "limit": sol.problem.max_variants, "value": used, "unit": "",
-                    "binding": used >= sol.problem.max_variants})
+def _solver_dict(sol: Solution) -> SolverJSON:
+    out: SolverJSON = {
+        "name": "highs",
+        "time_s": sol.time_s,
+        "build_s": sol.build_s,
+        "gap": _num(sol.gap),
+        "proven_optimal": sol.proven_optimal,
+        "tie_break": sol.tie_break,
+        "candidates": len(sol.problem.candidates),
+        "pruned_dominated": sol.problem.pruned,
+        "stages": [{"what": s.what, "termination": s.termination, "time_s": s.time_s,
+                    "gap": s.gap} for s in sol.stages],
+    }
+    if sol.load_levels:
+        out["load_levels"] = sol.load_levels
     return out
 
 
-def pareto_dict(front: ParetoFront) -> dict[str, Any]:
-    return {
+def constraint_usage(sol: Solution) -> list[ConstraintJSON]:
+    """Each fleet constraint: its limit, the value reached, and whether it binds."""
+    replicas = {v.target: v.replicas for v in sol.verifiers}
+    return [u.to_dict() for fam in sol.problem.families
+            for u in fam.usage(sol.problem, sol.assignment, replicas)]
+
+
+def pareto_dict(front: ParetoFront) -> ParetoJSON:
+    """The `pareto --json` answer: every non-dominated point with its assignment."""
+    out: ParetoJSON = {
         "x": {"sense": front.x.sense, "metric": front.x.metric.value},
         "y": {"sense": front.y.sense, "metric": front.y.metric.value},
         "complete": front.complete,
@@ -168,8 +170,10 @@ def pareto_dict(front: ParetoFront) -> dict[str, Any]:
                                      "draft": c.draft, "quant": c.quant, "k": c.k}
                                     for c, n in p.assignment]}
                    for p in front.points],
-        **({"message": front.message} if front.message else {}),
     }
+    if front.message:
+        out["message"] = front.message
+    return out
 
 
 # --- tables -------------------------------------------------------------
@@ -183,7 +187,8 @@ def _fmt(x: float | None, digits: int = 4) -> str:
     return f"{x:.{digits}g}"
 
 
-def print_solution(console: Console, data: dict[str, Any]) -> None:
+def print_solution(console: Console, data: SolveJSON) -> None:
+    """The answer for people: assignment table, why, fleet figures, binding constraints."""
     status = data["status"]
     obj = data["objective"]
     what = ", ".join(f"{t['sense']} {t['metric']}" for t in obj.get("terms", [obj]))
@@ -210,19 +215,12 @@ def print_solution(console: Console, data: dict[str, Any]) -> None:
         if not multi_target:
             console.print(f"target: {data['assignments'][0]['target']}")
     for e in data.get("explain", []):
-        from configspec_opt.explain import PoolExplanation
-
-        why = PoolExplanation(e["device"], e["split"], e["runner_up"], e["blocked_by"]).summary()
-        console.print(f"why {e['device']}: {why}", markup=False)
+        console.print(f"why {e['device']}: {explanation_summary(e)}", markup=False)
     fleet = data.get("fleet")
     if fleet:
-        console.print(
-            f"fleet: goodput {_fmt(fleet['goodput_tok_s'], 6)} tok/s, "
-            f"cost {_fmt(fleet['cost_usd_per_hour'])} $/h, "
-            f"verifier load {_fmt(fleet['verifier_load_tok_s'])} tok/s, "
-            f"edge power {_fmt(fleet['power_w'])} W, "
-            f"{_fmt(fleet['cost_efficiency_tok_per_usd'])} tok/$, "
-            f"{_fmt(fleet['energy_j_per_tok'])} J/tok")
+        console.print("fleet: " + ", ".join(
+            f"{d.label} {_fmt(fleet[d.key], 6 if d.metric is Metric.goodput else 4)} {d.unit}"
+            for d in REGISTRY), markup=False)
     for v in (fleet or {}).get("verifiers", []):
         lat = ", ".join(f"K={k} {t * 1e3:.0f} ms" for k, t in v["latency_s_by_k"].items())
         console.print(f"verifier {v['target']}: {v['replicas']} replicas, "
@@ -277,12 +275,13 @@ def print_candidates(console: Console, rows: list[dict[str, Any]], title: str) -
         console.print(f"target: {rows[0]['target']}", markup=False)
 
 
-def print_pareto(console: Console, data: dict[str, Any]) -> None:
+def print_pareto(console: Console, data: ParetoJSON) -> None:
+    """The front as a table, with each point's assignment."""
     t = Table(title=f"Pareto front: {data['x']['sense']} {data['x']['metric']} vs "
                     f"{data['y']['sense']} {data['y']['metric']}")
     for axis in ("x", "y"):
         name = data[axis]["metric"]
-        t.add_column(f"{name} {METRICS[Metric(name)].unit}", justify="right", no_wrap=True)
+        t.add_column(f"{name} {metric_def(Metric(name)).unit}", justify="right", no_wrap=True)
     t.add_column("assignment (pool x devices: draft quant K)", overflow="fold")
     for p in data["points"]:
         t.add_row(_fmt(p["x"], 6), _fmt(p["y"], 6), "; ".join(

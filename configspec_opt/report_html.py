@@ -23,6 +23,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from configspec_opt.results import ParetoJSON, SolveJSON
 from configspec_opt.spec import Spec
 from configspec_opt.vcs.diff import FLEET_METRICS
 
@@ -55,6 +56,11 @@ ul.why{padding-left:1.2rem}code{font-family:ui-monospace,Menlo,Consolas,monospac
 
 
 def esc(value: Any) -> str:
+    """Escape any value for HTML text or an attribute; None becomes the empty string.
+
+    Every piece of user text goes through this, so a name from a spec can never
+    inject markup into a report.
+    """
     return html.escape("" if value is None else str(value), quote=True)
 
 
@@ -90,6 +96,10 @@ def _table(head: Sequence[str], rows: Iterable[Sequence[tuple[str, bool]]],
 
 
 def page(title: str, body: str) -> str:
+    """A complete, self-contained HTML document: the CSS inline, no script, no external URL.
+
+    `title` is escaped here; `body` must already be escaped HTML.
+    """
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
             f"<title>{esc(title)}</title><style>{CSS}</style></head><body>\n{body}\n"
@@ -97,6 +107,7 @@ def page(title: str, body: str) -> str:
 
 
 def now_utc() -> str:
+    """The current time as ISO 8601 UTC to the second (`...Z`), for a report's footer."""
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
@@ -104,12 +115,17 @@ def now_utc() -> str:
 
 
 def objective_text(obj: Mapping[str, Any]) -> str:
+    """The objective as a person reads it: `lexicographic: maximize goodput, ...`.
+
+    Accepts a `solve --json` objective either with `terms` or as a single term.
+    """
     terms = obj.get("terms") or [obj]
     what = ", ".join(f"{t.get('sense')} {t.get('metric')}" for t in terms)
     return (f"{obj['mode']}: " if "mode" in obj else "") + what
 
 
 def assignment_table(data: Mapping[str, Any]) -> str:
+    """The per-pool assignment as an HTML table (one row per configuration a pool runs)."""
     rows = data.get("assignments") or []
     if not rows:
         return "<p>No assignment.</p>"
@@ -126,6 +142,7 @@ def assignment_table(data: Mapping[str, Any]) -> str:
 
 
 def fleet_table(data: Mapping[str, Any]) -> str:
+    """Fleet totals with their units, plus each verifier's load and batched replicas."""
     fleet = data.get("fleet") or {}
     if not fleet:
         return "<p>No fleet metrics (nothing assigned).</p>"
@@ -178,6 +195,11 @@ def slo_usage(spec: Spec | None, data: Mapping[str, Any]) -> list[dict[str, Any]
 
 
 def constraints_table(data: Mapping[str, Any], spec: Spec | None = None) -> str:
+    """Every declared limit against the assigned value, binding rows highlighted.
+
+    With `spec`, per-device SLOs are checked too (`slo_usage`); without it only
+    the fleet-level constraints that `solve --json` lists appear.
+    """
     rows = [*(data.get("constraints") or []), *slo_usage(spec, data)]
     if not rows:
         return "<p>No constraints declared.</p>"
@@ -190,6 +212,11 @@ def constraints_table(data: Mapping[str, Any], spec: Spec | None = None) -> str:
 
 
 def why_list(data: Mapping[str, Any]) -> str:
+    """The per-pool "why" as a list, with the same sentences as the text report.
+
+    Says so when explanations were skipped (large fleets compute them only on
+    `--explain`), rather than showing an empty list.
+    """
     from configspec_opt.explain import PoolExplanation
 
     items = data.get("explain")
@@ -204,6 +231,10 @@ def why_list(data: Mapping[str, Any]) -> str:
 
 
 def diagnosis_block(data: Mapping[str, Any]) -> str:
+    """Why an infeasible spec has no assignment and which relaxations would fix it.
+
+    Empty when the answer carries no diagnosis (a feasible solve).
+    """
     diag = data.get("diagnosis")
     if not diag:
         return ""
@@ -219,6 +250,7 @@ def diagnosis_block(data: Mapping[str, Any]) -> str:
 
 
 def solver_line(data: Mapping[str, Any]) -> str:
+    """The solver's status, gap, time and candidate counts in one line, the status coloured."""
     s = data.get("solver") or {}
     status = data.get("status", "?")
     cls = "ok" if status == "optimal" else "bad" if status not in ("feasible",) else ""
@@ -298,6 +330,12 @@ def pareto_svg(points: Sequence[Mapping[str, Any]], chosen: tuple[float, float] 
 
 def pareto_section(front: Mapping[str, Any] | None, data: Mapping[str, Any],
                    note: str | None = None) -> str:
+    """The Pareto front of fleet goodput against verifier $/hour, the chosen fleet marked.
+
+    The front is always given as a table; the plot is added when matplotlib is
+    installed.  `front` None leaves only the heading and `note` (the front was
+    not computed), so a report says why it is missing.
+    """
     parts = ["<h2>Pareto front: fleet goodput vs verifier $/hour</h2>"]
     if note:
         parts.append(f'<p class="note">{esc(note)}</p>')
@@ -350,7 +388,7 @@ def render_report(data: Mapping[str, Any], *, spec: Spec | None, spec_file: str,
 
 
 def build_report(loaded: LoadedSpec, spec_file: str, *, pareto: bool = True,
-                 points: int = 20, time_limit: float | None = None) -> tuple[str, dict[str, Any]]:
+                 points: int = 20, time_limit: float | None = None) -> tuple[str, SolveJSON]:
     """Solve (with explanations), compute the goodput/cost front, render; returns the HTML
     and the solve data (the caller decides the exit code from its status)."""
     from configspec_opt.errors import ConfigspecError
@@ -358,7 +396,7 @@ def build_report(loaded: LoadedSpec, spec_file: str, *, pareto: bool = True,
     from configspec_opt.vcs.lock import tool_version
 
     data = solve_report(loaded, explain=True, time_limit=time_limit)
-    front: dict[str, Any] | None = None
+    front: ParetoJSON | None = None
     note: str | None = None
     if not pareto:
         note = "Not computed (--no-pareto)."

@@ -228,6 +228,11 @@ class Target(StrictModel):
         "comes from the measured table, cost is per replica-hour.")
 
     def verify_latency(self, k: int) -> float:
+        """T_verify(K) in seconds: the fixed latency plus K times the per-token growth.
+
+        The latency without fleet load; a batched verifier's (`verifier`) comes from
+        its measured table instead.
+        """
         return self.verify_latency_s + k * self.verify_latency_per_token_s
 
 
@@ -239,6 +244,11 @@ class Quant(StrictModel):
 
 
 class Draft(StrictModel):
+    """A small draft model that runs on the devices, with the quantisations it ships in.
+
+    It pairs only with targets of its own family.
+    """
+
     name: Name
     family: Name
     quants: dict[Name, Quant] = Field(min_length=1)
@@ -282,6 +292,7 @@ class PerTokenAcceptance(StrictModel):
     per_token: Fraction
 
     def alpha(self, k: int) -> float:
+        """alpha(K), the expected fraction of K drafted tokens accepted; 1 when per_token is 1."""
         a = self.per_token
         if a >= 1.0:
             return 1.0
@@ -336,6 +347,8 @@ class Profile(StrictModel):
 
 
 class KRange(StrictModel):
+    """The draft lengths K the search considers, min and max included (1 to 64)."""
+
     min: Int = Field(ge=1, le=64)
     max: Int = Field(ge=1, le=64)
 
@@ -346,10 +359,13 @@ class KRange(StrictModel):
         return self
 
     def values(self) -> range:
+        """Every K of the range, ascending."""
         return range(self.min, self.max + 1)
 
 
 class Search(StrictModel):
+    """What the solver may choose beyond the pool assignment: the range of draft length K."""
+
     k: KRange = Field(default_factory=lambda: KRange(min=2, max=10))
 
 
@@ -387,16 +403,23 @@ class Term(StrictModel):
 
     @property
     def metric(self) -> Metric:
+        """The metric the term optimises, whichever direction it was given in."""
         m = self.maximize if self.maximize is not None else self.minimize
         assert m is not None
         return m
 
     @property
     def sense(self) -> Literal["maximize", "minimize"]:
+        """The term's direction, so callers need not test which of the two keys is set."""
         return "maximize" if self.maximize is not None else "minimize"
 
 
 class Objective(StrictModel):
+    """What the fleet optimises: one metric, a weighted sum, or a lexicographic order.
+
+    Give exactly one of the four keys; the default maximises fleet goodput.
+    """
+
     model_config = ConfigDict(json_schema_extra=_exactly_one_of(
         "maximize", "minimize", "weighted", "lexicographic"))
 
@@ -429,6 +452,7 @@ class Objective(StrictModel):
 
     @property
     def mode(self) -> Literal["single", "weighted", "lexicographic"]:
+        """Which form was given: single (maximize or minimize), weighted or lexicographic."""
         if self.weighted is not None:
             return "weighted"
         if self.lexicographic is not None:
@@ -436,6 +460,7 @@ class Objective(StrictModel):
         return "single"
 
     def describe(self) -> str:
+        """The objective in one line for reports: `maximize goodput`, `weighted: ... x0.5, ...`."""
         if self.mode == "single":
             t = self.terms()[0]
             return f"{t.sense} {t.metric.value}"
@@ -448,6 +473,11 @@ class Objective(StrictModel):
 
 
 class FleetConstraints(StrictModel):
+    """Limits on the fleet as a whole: totals over every device (a pool of n counts n times).
+
+    `max_distinct_variants` bounds the distinct (draft, quant) files in use.
+    """
+
     max_cost_usd_per_hour: FleetUsdPerHour | None = None
     max_power_w: FleetWatts | None = None
     max_distinct_variants: Int | None = Field(None, ge=1, le=1_000_000)
@@ -467,6 +497,8 @@ class Pin(StrictModel):
 
 
 class Constraints(StrictModel):
+    """What any answer must satisfy: per-device SLOs, fleet totals, and pinned choices."""
+
     per_device: DeviceSLO = Field(default_factory=DeviceSLO)
     fleet: FleetConstraints = Field(default_factory=FleetConstraints)
     pinned: list[Pin] = Field(default_factory=list)

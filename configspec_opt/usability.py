@@ -43,9 +43,11 @@ class UsabilityWarning:
     profile: int | None = None  # index in the spec's profiles (all files together)
 
     def format(self) -> str:
+        """The warning as a located `file:line:column: path: message` line."""
         return self.issue.format()
 
     def to_dict(self) -> dict[str, Any]:
+        """The warning as `validate --json` reports it: scope, kind, pool and profile, and where."""
         return {"scope": self.scope, "kind": self.kind, "device": self.device,
                 "profile": self.profile, **self.issue.to_dict()}
 

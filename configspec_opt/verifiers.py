@@ -54,10 +54,16 @@ class VerifierPlan:
 
     @property
     def price_usd_per_hour(self) -> float:
+        """What one replica costs per hour (USD), whatever its load."""
         return self.verifier.price_usd_per_replica_hour
 
     @property
     def b_max(self) -> float:
+        """The highest load per replica the table covers: the top of the last level.
+
+        Beyond it the latency is unknown (the last measured row, capped by
+        max_batch), so no level, and no candidate copy, goes past it.
+        """
         return vl.b_limit(self.verifier.latency_s, self.verifier.max_batch)
 
     def interval(self, level: int) -> tuple[float, float]:
@@ -152,10 +158,12 @@ class VerifierState:
 
     @property
     def cost_usd_per_hour(self) -> float:
+        """The verifier's cost in USD per hour: replicas times the price of one."""
         return self.replicas * self.price_usd_per_hour
 
 
 def replica_cost_usd_per_hour(states: Iterable[VerifierState]) -> float:
+    """Total USD per hour of the batched verifiers' replicas, billed per replica not per token."""
     return sum(s.cost_usd_per_hour for s in states)
 
 

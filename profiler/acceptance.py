@@ -61,13 +61,16 @@ class KEstimate:
 
     @property
     def alpha(self) -> float:
+        """Accepted / drafted tokens (0 when nothing was drafted)."""
         return self.accepted / self.drafted if self.drafted else 0.0
 
     @property
     def mean_acceptance_length(self) -> float:
+        """Tokens emitted per round: 1 + accepted per round (vLLM's figure; the bonus counts)."""
         return 1.0 + self.accepted / self.rounds if self.rounds else 1.0
 
     def record(self) -> dict[str, object]:
+        """The estimate as a profile's provenance keeps it, rounded for a readable diff."""
         return {
             "alpha": round(self.alpha, 4),
             "ci95": [round(self.ci_low, 4), round(self.ci_high, 4)],
@@ -115,6 +118,7 @@ def greedy_alpha(ks: Sequence[int], matches_per_prompt: Sequence[Sequence[bool]]
 
 
 def softmax(logits: npt.NDArray[np.floating], temperature: float) -> npt.NDArray[np.float64]:
+    """Probabilities of `logits` at `temperature` (> 0), over the last axis, in float64."""
     z = logits.astype(np.float64) / temperature
     z -= z.max(axis=-1, keepdims=True)
     e = np.exp(z)
@@ -149,4 +153,9 @@ def expected_rounds(betas: Sequence[float], k: int) -> list[float]:
 
 def sampled_alpha(ks: Sequence[int], betas_per_prompt: Sequence[Sequence[float]]
                   ) -> dict[int, KEstimate]:
+    """alpha(K) for every K in `ks` under sampling, from per-position acceptance probabilities.
+
+    The counterpart of `greedy_alpha` at temperature > 0: `betas_per_prompt`
+    are `overlap` values per target position (see `expected_rounds`).
+    """
     return {k: estimate(k, [expected_rounds(b, k) for b in betas_per_prompt]) for k in ks}

@@ -17,6 +17,7 @@ TEMPLATE_KEY = "tokenizer.chat_template"
 
 
 def has_template(engine: Engine) -> bool:
+    """Whether the GGUF carries a chat template, so that prompts are rendered with it by default."""
     return bool(engine.metadata.get(TEMPLATE_KEY))
 
 

@@ -27,6 +27,13 @@ from profiler.targets import Sampling, TargetSequence
 
 @dataclass(frozen=True)
 class PassResult:
+    """What one draft pass measured over a target sequence.
+
+    `matches` is the greedy agreement per position; `betas` the acceptance
+    probability per position when sampling (None when greedy); `perf` and
+    `wall_s` time the `steps` single-token decodes.
+    """
+
     matches: list[bool]
     betas: list[float] | None
     perf: PerfCounters
@@ -43,6 +50,7 @@ def prefill_but_last(engine: Engine, prompt: list[int]) -> int:
 
 
 def draft_pass(draft: Engine, seq: TargetSequence, sampling: Sampling) -> PassResult:
+    """Step the draft through `seq` once, recording agreement (and overlap) and timing."""
     last = prefill_but_last(draft, seq.prompt_tokens)
     draft.perf_reset()
     matches: list[bool] = []

@@ -40,9 +40,11 @@ class EngineSettings:
     repack: bool = False
 
     def resolved_threads(self) -> int:
+        """The thread count llama.cpp actually gets (0 means every core of this machine)."""
         return self.n_threads if self.n_threads > 0 else (os.cpu_count() or 1)
 
     def record(self) -> dict[str, Any]:
+        """The settings for provenance, with the thread count resolved on this machine."""
         d = asdict(self)
         d["n_threads"] = self.resolved_threads()
         return d
@@ -103,6 +105,11 @@ class Engine:
 
     def tokenize(self, text: str, *, add_bos: bool | None = None,
                  special: bool = True) -> list[int]:
+        """Token ids of `text`; a BOS is added when the model asks for one unless `add_bos` says.
+
+        `special` parses special-token text (as a chat template writes it) into
+        their ids.
+        """
         bos = self.add_bos if add_bos is None else add_bos
         return [int(t) for t in self._model.tokenize(text.encode("utf-8"), bos, special)]
 
@@ -113,9 +120,11 @@ class Engine:
         return buf.raw[: max(n, 0)]
 
     def detokenize(self, tokens: list[int]) -> bytes:
+        """The exact bytes of `tokens` (may split a UTF-8 character; decode with care)."""
         return b"".join(self.piece(t) for t in tokens)
 
     def is_end(self, token: int) -> bool:
+        """Whether `token` ends generation (EOS, EOT or any end-of-generation token)."""
         return token in (self.eos, self.eot) or bool(
             self._llama_cpp.llama_vocab_is_eog(self._model.vocab, token))
 
@@ -173,14 +182,17 @@ class Engine:
     # --- llama.cpp's own counters ------------------------------------------
 
     def perf_reset(self) -> None:
+        """Zero llama.cpp's decode counters, so `perf` covers only what follows."""
         self._llama_cpp.llama_perf_context_reset(self._ctx.ctx)
 
     def perf(self) -> PerfCounters:
+        """llama.cpp's decode counters since `perf_reset`, in seconds."""
         p = self._llama_cpp.llama_perf_context(self._ctx.ctx)
         return PerfCounters(int(p.n_eval), float(p.t_eval_ms) / 1e3,
                             int(p.n_p_eval), float(p.t_p_eval_ms) / 1e3)
 
     def close(self) -> None:
+        """Free the batch, context and model now, rather than whenever they are collected."""
         self._batch.close()  # type: ignore[no-untyped-call]
         self._ctx.close()  # type: ignore[no-untyped-call]
         self._model.close()  # type: ignore[no-untyped-call]

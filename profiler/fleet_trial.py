@@ -60,6 +60,8 @@ FORMAT = "configspec-fleet-recording/1"
 
 @dataclass(frozen=True)
 class RecRound:
+    """One recorded verification round, enough to replay it without either model."""
+
     drafted: list[int]   # the K drafted token ids sent for verification
     accepted: int        # how many of them the target accepted
     bonus: int | None    # the target's own token after them (None: cut by max_new)
@@ -68,6 +70,8 @@ class RecRound:
 
 @dataclass
 class RecPrompt:
+    """One prompt's recorded speculative run: its tokens and every round that produced them."""
+
     text: str
     prompt: list[int]     # token ids of the (templated) prompt, BOS included
     tokens: list[int]     # the emitted tokens
@@ -89,6 +93,11 @@ def advance(r: RecRound) -> list[int]:
 
 @dataclass
 class Recording:
+    """Every prompt recorded at one K, for one (draft, target) pair; what `replay` sends.
+
+    Saved with `FORMAT` so that a file from another tool or version is refused.
+    """
+
     k: int
     draft: str
     target: str
@@ -98,10 +107,12 @@ class Recording:
 
     @property
     def emitted(self) -> int:
+        """Tokens emitted over all prompts."""
         return sum(len(p.tokens) for p in self.prompts)
 
     @property
     def rounds(self) -> int:
+        """Verification rounds over all prompts."""
         return sum(len(p.rounds) for p in self.prompts)
 
     @property
@@ -111,13 +122,16 @@ class Recording:
 
     @property
     def alpha(self) -> float:
+        """Acceptance rate implied by `tokens_per_round` = K*alpha + 1."""
         return (self.tokens_per_round - 1.0) / self.k
 
     def to_json(self) -> dict[str, Any]:
+        """Plain data for `save_recordings`."""
         return asdict(self)
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Recording:
+        """Read one recording back; ValueError when its `format` is not this version's."""
         if d.get("format") != FORMAT:
             raise ValueError(f"not a fleet recording ({FORMAT}): {d.get('format')!r}")
         prompts = [RecPrompt(p["text"], list(p["prompt"]), list(p["tokens"]),
@@ -130,11 +144,13 @@ class Recording:
 
 
 def save_recordings(path: Path, recs: Sequence[Recording]) -> None:
+    """Write recordings to one JSON file atomically: a crash leaves the old file or the new."""
     atomic_write_text(path, json.dumps({"format": FORMAT,
                                         "recordings": [r.to_json() for r in recs]}) + "\n")
 
 
 def load_recordings(path: Path) -> list[Recording]:
+    """Read a file written by `save_recordings`; ValueError for another format."""
     d = json.loads(path.read_text(encoding="utf-8"))
     return [Recording.from_json(r) for r in d["recordings"]]
 
@@ -206,6 +222,12 @@ class SlotClient(Client):
 
 @dataclass
 class DeviceResult:
+    """One emulated device's replay: what it emitted, how long it took, where the time went.
+
+    `context_ok` is false when the context it ended with is not the recorded
+    output (the server answered something the recording did not expect).
+    """
+
     device: int
     prompt: int
     emitted: int
@@ -219,9 +241,11 @@ class DeviceResult:
 
     @property
     def goodput(self) -> float:
+        """Emitted tokens per wall-clock second of this device's replay."""
         return self.emitted / self.wall_s if self.wall_s > 0 else 0.0
 
     def summary(self) -> dict[str, Any]:
+        """The result for the report, without the per-request intervals (large, only for `b`)."""
         d = asdict(self)
         d.pop("intervals")
         d["goodput"] = self.goodput
@@ -230,6 +254,8 @@ class DeviceResult:
 
 @dataclass
 class RunResult:
+    """One replay of N devices at one K: each device's result and the measured batch sizes."""
+
     n: int
     k: int
     devices: list[DeviceResult]
@@ -435,6 +461,12 @@ def measure_sleep_excess(seconds: float, samples: int = 10) -> float:
 
 @dataclass(frozen=True)
 class Prediction:
+    """The model's goodput (tok/s) and round time (s) per device: load-blind and load-aware.
+
+    The load-aware fields and `b` are None when no fixed point exists within
+    the measured table (the load is beyond what was measured).
+    """
+
     b: float | None
     g_blind: float
     g_aware: float | None
@@ -465,6 +497,7 @@ def predict(table: dict[int, dict[int, float]], rec: Recording, n: int, v_d: flo
 
 
 def rel_err(pred: float | None, meas: float) -> float | None:
+    """Signed relative error of a prediction against a measurement (None when undefined)."""
     return None if pred is None or meas <= 0 else (pred - meas) / meas
 
 
@@ -494,6 +527,8 @@ def requantised_draft(target: Path, out_dir: Path, ftype: str = "Q4_0",
 
 @dataclass
 class Row:
+    """One (N, K) cell of the trial: measured and predicted batch size and goodput."""
+
     n: int
     k: int
     alpha: float
@@ -512,13 +547,16 @@ class Row:
 
     @property
     def err_blind(self) -> float | None:
+        """Relative error of the load-blind goodput prediction."""
         return rel_err(self.g_blind, self.g_meas)
 
     @property
     def err_aware(self) -> float | None:
+        """Relative error of the load-aware goodput prediction (None without a prediction)."""
         return rel_err(self.g_aware, self.g_meas)
 
     def record(self) -> dict[str, Any]:
+        """The row as the trial's JSON report keeps it, errors included."""
         d = asdict(self)
         d["err_blind"] = self.err_blind
         d["err_aware"] = self.err_aware
@@ -580,6 +618,7 @@ HEADER = ("| N | K | α | b meas | b pred | server batch | G meas tok/s | G load
 
 
 def format_row(r: Row) -> str:
+    """The row as a line of the Markdown table under `HEADER`."""
     return (f"| {r.n} | {r.k} | {r.alpha:.3f} | {r.b_meas:.2f} | {_f(r.b_pred, '.2f')} | "
             f"{_f(r.server_batch, '.2f')} | {r.g_meas:.2f} | {r.g_blind:.2f} | "
             f"{_f(r.err_blind, '+.1%')} | {_f(r.g_aware, '.2f')} | {_f(r.err_aware, '+.1%')} | "
@@ -610,4 +649,5 @@ def decisions(rows: Sequence[Row]) -> str:
 
 
 def markdown(rows: Sequence[Row]) -> str:
+    """The trial's Markdown report: the table of every row, then the K decisions."""
     return "\n".join([HEADER, *(format_row(r) for r in rows), "", decisions(rows)])

@@ -22,6 +22,13 @@ RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 @dataclass(frozen=True)
 class HttpPolicy:
+    """How `request_json` talks to a server: per-attempt timeout (s), retries and bearer token.
+
+    Retries cover connection errors and the transient statuses in
+    `RETRY_STATUS`, with a doubling pause from `backoff_s`; other HTTP errors
+    fail at once.
+    """
+
     timeout_s: float = 60.0
     retries: int = 3
     backoff_s: float = 0.5

@@ -46,6 +46,7 @@ def cache_root() -> Path:
 
 
 def llama_cpp_python_version() -> str | None:
+    """The installed llama-cpp-python's version (None: absent); builds are cached per version."""
     try:
         return metadata.version(PACKAGE)
     except metadata.PackageNotFoundError:
@@ -75,6 +76,7 @@ def binary_path(version: str | None = None) -> Path | None:
 
 
 def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (another process may still take it before we bind)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -117,9 +119,11 @@ class LlamaServer:
 
     @property
     def url(self) -> str:
+        """Base URL of the server (loopback only)."""
         return f"http://127.0.0.1:{self.port}"
 
     def command(self) -> list[str]:
+        """The argv that starts the server; repacking is off unless asked for (see engine.py)."""
         cmd = [str(self.binary), "-m", str(self.model), "--host", "127.0.0.1",
                "--port", str(self.port), "--parallel", str(self.parallel),
                "-c", str(self.ctx), "--cont-batching", "-t", str(self.threads),
@@ -133,6 +137,7 @@ class LlamaServer:
         return cmd + self.extra_args
 
     def log_tail(self, n: int = 2000) -> str:
+        """The last `n` bytes of the server's output, for error messages ("" when there is none)."""
         if self._log is None:
             return ""
         try:
@@ -143,6 +148,11 @@ class LlamaServer:
         return data[-n:].decode("utf-8", "replace")
 
     def start(self) -> LlamaServer:
+        """Start the server and wait until `/health` says ok.
+
+        Raises LlamaServerError, with the log's tail, when the model file is
+        missing, the process exits, or it is not healthy within the start-up timeout.
+        """
         if not self.model.is_file():
             raise LlamaServerError(f"model file not found: {self.model}")
         self._log = tempfile.NamedTemporaryFile(  # noqa: SIM115 (closed in stop())
@@ -169,6 +179,7 @@ class LlamaServer:
             f"llama-server did not become healthy in {self.startup_timeout_s:.0f} s:\n{tail}")
 
     def stop(self, timeout_s: float = 10.0) -> None:
+        """Terminate the server (kill after `timeout_s`) and delete its log; safe to repeat."""
         proc, self.proc = self.proc, None
         if proc is not None and proc.poll() is None:
             proc.terminate()

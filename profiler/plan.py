@@ -19,6 +19,8 @@ from profiler.paths import resolve_model_path
 
 @dataclass(frozen=True)
 class Variant:
+    """A (draft, quant) file to profile on this device: its spec reference and resolved path."""
+
     draft: str
     family: str
     quant: str
@@ -28,16 +30,20 @@ class Variant:
 
     @property
     def label(self) -> str:
+        """"draft quant", as messages and the summary name it."""
         return f"{self.draft} {self.quant}"
 
 
 @dataclass(frozen=True)
 class TargetRef:
+    """A target to pair drafts with: run locally from `path`, or at its endpoint when None."""
+
     target: Target
     path: Path | None  # local GGUF, else endpoint
 
 
 def find_device(spec: Spec, name: str) -> Device:
+    """The spec's device called `name`; UsageError listing the devices otherwise."""
     for d in spec.devices:
         if d.name == name:
             return d
@@ -60,6 +66,12 @@ def parse_draft_filter(items: list[str] | None) -> set[tuple[str, str | None]] |
 
 def plan_variants(spec: Spec, device: Device, base_dir: Path,
                   only: set[tuple[str, str | None]] | None) -> tuple[list[Variant], list[str]]:
+    """The (draft, quant) variants to profile on `device`, and why each other one is left out.
+
+    `only` comes from `parse_draft_filter`; an unknown draft name in it is a
+    UsageError.  Variants too large for the device's memory or without a
+    `gguf` path are skipped with a reason, not silently.
+    """
     variants: list[Variant] = []
     skipped: list[str] = []
     known = {d.name for d in spec.drafts}
@@ -86,6 +98,12 @@ def plan_variants(spec: Spec, device: Device, base_dir: Path,
 
 
 def plan_targets(spec: Spec, base_dir: Path, names: list[str] | None) -> list[TargetRef]:
+    """The targets to profile against (all, or those `names` picks), each runnable.
+
+    Raises UsageError for an unknown name, for a named target with neither
+    `gguf` nor `endpoint`, or when no target can be run at all; unnamed
+    targets that cannot be run are left out.
+    """
     targets = spec.targets
     if names:
         known = {t.name: t for t in spec.targets}

@@ -22,11 +22,14 @@ BUNDLED = "prompts.jsonl"
 
 @dataclass(frozen=True)
 class Prompt:
+    """One profiling prompt; `category` (code, chat, ...) lets a summary split alpha by kind."""
+
     text: str
     category: str | None = None
 
 
 def bundled_prompts() -> list[Prompt]:
+    """The prompt set shipped with the package, used when no --prompts file is given."""
     # beside this module (works in wheels, editable and namespace installs alike)
     text = (Path(__file__).parent / "data" / BUNDLED).read_text(encoding="utf-8")
     return _parse_jsonl(text, f"bundled {BUNDLED}")

@@ -27,6 +27,11 @@ PUSH_POLICY = HttpPolicy(timeout_s=30.0)
 
 def push_profiles(url: str, profiles: Sequence[Mapping[str, Any]],
                   policy: HttpPolicy = PUSH_POLICY) -> Any:
+    """POST profile entries to a `configspec serve` at `url`; returns the server's JSON answer.
+
+    The bearer token comes from CONFIGSPEC_API_TOKEN when set.  Transient
+    failures are retried (see `HttpPolicy`); others raise EndpointError.
+    """
     token = os.environ.get(TOKEN_ENV) or None
     target = url.rstrip("/") + "/v1/profiles"
     body = {"profiles": [jsonable(dict(p)) for p in profiles]}

@@ -19,6 +19,11 @@ FTYPES = ("Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K_S", "Q3_K_M", "Q
 
 
 def quantize(src: Path, dst: Path, ftype: str, threads: int = 0) -> Path:
+    """Write `src` re-quantised to `ftype` at `dst` (atomically: no half-written file).
+
+    Raises UsageError for a type this llama-cpp-python lacks, ModelFileError
+    when llama.cpp fails, ProfilerUnavailableError without llama-cpp-python.
+    """
     try:
         import llama_cpp
     except ImportError as exc:

@@ -37,34 +37,53 @@ from profiler.verify_latency import local_verify_latency, record, remote_verify_
 class Reporter(Protocol):
     """Where progress and warnings go (a rich progress bar in the CLI)."""
 
-    def start(self, description: str, total: int) -> None: ...
+    def start(self, description: str, total: int) -> None:
+        """Begin a step of `total` units (a new progress bar)."""
 
-    def advance(self, n: int = 1) -> None: ...
+    def advance(self, n: int = 1) -> None:
+        """`n` more units of the current step are done."""
 
-    def finish(self) -> None: ...
+    def finish(self) -> None:
+        """The current step is over."""
 
-    def warn(self, message: str) -> None: ...
+    def warn(self, message: str) -> None:
+        """Something the user should know about the measurement; it must not be lost."""
 
 
 class QuietReporter:
+    """A `Reporter` that shows nothing but keeps the warnings, for callers without a terminal."""
+
     def __init__(self) -> None:
         self.warnings: list[str] = []
 
     def start(self, description: str, total: int) -> None:
+        """Nothing is shown."""
         pass
 
     def advance(self, n: int = 1) -> None:
+        """Nothing is shown."""
         pass
 
     def finish(self) -> None:
+        """Nothing is shown."""
         pass
 
     def warn(self, message: str) -> None:
+        """Keep the warning for the caller to report."""
         self.warnings.append(message)
 
 
 @dataclass(frozen=True)
 class RunOptions:
+    """How a profiling run measures; its measurement settings go into each provenance.
+
+    `repeats` timed passes (the first also estimates alpha); `warmup_tokens`
+    decoded untimed first; `idle_s` seconds of idle power measured before
+    each variant (0: none); `verify` also measures the target's verification
+    latency per K; `max_spread` is the relative spread of draft speed between
+    repeats above which the result is flagged unstable.
+    """
+
     ks: list[int]
     prompts: list[Prompt]
     prompts_source: str = "bundled"
@@ -89,6 +108,7 @@ class _TargetState:
 
 
 def llama_cpp_version() -> str:
+    """The installed llama-cpp-python's version for provenance ("unknown" when absent)."""
     try:
         return metadata.version("llama_cpp_python")
     except metadata.PackageNotFoundError:
@@ -96,6 +116,12 @@ def llama_cpp_version() -> str:
 
 
 class ProfileSession:
+    """Profiles the variants of one device; each target is run once and reused across variants.
+
+    A target's model and its continuations stay loaded for the session, so
+    call `close` when done: local targets hold their model.
+    """
+
     def __init__(self, device: str, options: RunOptions, reporter: Reporter,
                  power: PowerSource | None, power_note: dict[str, Any]) -> None:
         self.device = device
@@ -106,6 +132,7 @@ class ProfileSession:
         self._targets: dict[str, _TargetState] = {}
 
     def close(self) -> None:
+        """Free the local targets' models; the session cannot measure afterwards."""
         for st in self._targets.values():
             if isinstance(st.backend, LocalTarget):
                 st.backend.engine.close()
@@ -316,6 +343,7 @@ def _rate(results: list[PassResult]) -> tuple[float, float, int]:
 
 
 def raise_no_pair(v: Variant, targets: list[TargetRef]) -> None:
+    """Raise the UsageError for a draft whose family no selected target shares."""
     from configspec_opt.errors import UsageError
 
     fams = ", ".join(sorted({f"{t.target.name} ({t.target.family})" for t in targets}))

@@ -28,6 +28,8 @@ from profiler.targets import RemoteTarget, Sampling, choose
 
 @dataclass(frozen=True)
 class Round:
+    """One round of the real speculative loop: start, tokens kept, and timings (s)."""
+
     pos: int  # tokens emitted before the round
     accepted: int
     emitted: int
@@ -38,6 +40,12 @@ class Round:
 
 @dataclass
 class SpecResult:
+    """The output and every round of one speculative run at draft length `k`.
+
+    The reference the single-pass estimate in `profiler.acceptance` is tested
+    against; `text` is set instead of exact tokens when a remote target verified.
+    """
+
     k: int
     prompt_tokens: list[int]
     tokens: list[int]

@@ -37,6 +37,7 @@ class Sampling:
 
     @property
     def greedy(self) -> bool:
+        """Whether decoding is greedy (temperature 0 or below), so agreement replaces overlap."""
         return self.temperature <= 0.0
 
 
@@ -52,15 +53,24 @@ class TargetSequence:
 
 
 class Target(Protocol):
+    """A verifier the profiler measures a draft against: local GGUF or remote endpoint."""
+
     name: str
     kind: str
 
-    def describe(self) -> dict[str, Any]: ...
+    def describe(self) -> dict[str, Any]:
+        """What the target is, for provenance."""
 
-    def check_tokenizer(self, draft: Engine) -> dict[str, Any]: ...
+    def check_tokenizer(self, draft: Engine) -> dict[str, Any]:
+        """Check the draft shares this target's tokenizer; TokenizerMismatchError otherwise.
+
+        Acceptance between models with different vocabularies is meaningless, so
+        this runs before anything is measured; returns what was checked.
+        """
 
     def continuation(self, draft: Engine, prompt_text: str, n: int,
-                     sampling: Sampling) -> TargetSequence: ...
+                     sampling: Sampling) -> TargetSequence:
+        """The target's own continuation of `prompt_text`, up to `n` tokens, in the draft's ids."""
 
 
 def choose(logits: Logits, sampling: Sampling, rng: np.random.Generator
@@ -83,9 +93,11 @@ class LocalTarget:
         self.sha256 = sha256
 
     def describe(self) -> dict[str, Any]:
+        """Provenance: the GGUF's name and SHA-256."""
         return {"kind": "local", "gguf": self.engine.path.name, "sha256": self.sha256}
 
     def check_tokenizer(self, draft: Engine) -> dict[str, Any]:
+        """Compare every token piece and the probe texts' tokenization; see `Target`."""
         t = self.engine
         if draft.n_vocab != t.n_vocab:
             raise TokenizerMismatchError(
@@ -105,6 +117,10 @@ class LocalTarget:
 
     def continuation(self, draft: Engine, prompt_text: str, n: int,
                      sampling: Sampling) -> TargetSequence:
+        """Decode up to `n` tokens (stopping at an end token), keeping p per position when sampling.
+
+        Sampling is seeded per prompt, so a run repeats exactly.
+        """
         eng = self.engine
         prompt = eng.tokenize(prompt_text)
         rng = np.random.default_rng([sampling.seed, len(prompt), sum(prompt) % 2**31])
@@ -139,10 +155,12 @@ class RemoteTarget:
 
     @property
     def completions_url(self) -> str:
+        """The OpenAI-style `/v1/completions` URL of the endpoint (`/v1` added when missing)."""
         root = self.base_url if self.base_url.endswith("/v1") else self.base_url + "/v1"
         return root + "/completions"
 
     def describe(self) -> dict[str, Any]:
+        """Provenance: the endpoint's base URL."""
         return {"kind": "remote", "endpoint": self.base_url}
 
     def complete(self, prompt: str, **params: Any) -> tuple[dict[str, Any], float]:
@@ -176,6 +194,7 @@ class RemoteTarget:
         return [str(t) for t in tokens]
 
     def check_tokenizer(self, draft: Engine) -> dict[str, Any]:
+        """Compare the draft's tokenization of a probe with the endpoint's (echo); see `Target`."""
         for text in PROBE_TEXTS[:1]:
             ours = [draft.piece(t).decode("utf-8", "ignore")
                     for t in draft.tokenize(text) if t != draft.bos]
@@ -188,6 +207,12 @@ class RemoteTarget:
 
     def continuation(self, draft: Engine, prompt_text: str, n: int,
                      sampling: Sampling) -> TargetSequence:
+        """The endpoint's greedy continuation, re-tokenized with the draft's tokenizer.
+
+        `notes` says when the token count differs from the server's own.  Greedy
+        only: a remote endpoint does not return the full distribution that
+        sampled acceptance needs (UsageError).
+        """
         if not sampling.greedy:
             raise UsageError("sampled acceptance needs the target's full distribution: use a "
                              "local target GGUF (--target with gguf:) for --temperature > 0")

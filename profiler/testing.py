@@ -170,12 +170,14 @@ def test_settings() -> EngineSettings:
 
 
 def open_engine(path: Path) -> Engine:
+    """An engine on `path` with the tests' settings (one thread, small context)."""
     from profiler.engine import Engine
 
     return Engine(path, test_settings())
 
 
 def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now, for a test server."""
     import socket
 
     with socket.socket() as s:

@@ -17,6 +17,8 @@ DEFAULT_MAX_SPREAD = 0.15
 
 @dataclass(frozen=True)
 class Throughput:
+    """Draft speed v_d (tok/s) over repeats, by llama.cpp's counters and by the wall clock."""
+
     per_repeat: list[float]  # tok/s by llama.cpp's counters
     wall_per_repeat: list[float]  # tok/s including Python's per-step work
     tokens_per_repeat: int
@@ -24,6 +26,7 @@ class Throughput:
 
     @property
     def median(self) -> float:
+        """v_d as recorded: the median over repeats, robust to one disturbed repeat."""
         return statistics.median(self.per_repeat)
 
     @property
@@ -33,9 +36,11 @@ class Throughput:
 
     @property
     def unstable(self) -> bool:
+        """Whether the repeats disagree by more than `max_spread` (never with a single repeat)."""
         return len(self.per_repeat) > 1 and self.spread > self.max_spread
 
     def warning(self, what: str) -> str | None:
+        """The warning for an unstable v_d, naming `what` was measured; None when stable."""
         if not self.unstable:
             return None
         reps = ", ".join(f"{r:.1f}" for r in self.per_repeat)
@@ -44,6 +49,7 @@ class Throughput:
                 "(check `uptime`) or raise --repeats")
 
     def record(self) -> dict[str, Any]:
+        """The figures as provenance keeps them, with the timer named."""
         return {
             "median_tok_s": round(self.median, 3),
             "per_repeat_tok_s": [round(r, 3) for r in self.per_repeat],

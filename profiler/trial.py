@@ -29,6 +29,12 @@ from profiler.targets import RemoteTarget, Sampling
 
 @dataclass
 class Measured:
+    """Sums over the speculative runs of one K: tokens, rounds, acceptance and time split (s).
+
+    `energy_j` is the drafting energy (mean power x drafting time, as Eq. 3),
+    None without a power source.
+    """
+
     tokens: int = 0
     rounds: int = 0
     accepted: int = 0
@@ -41,6 +47,7 @@ class Measured:
     energy_j: float | None = None
 
     def add(self, res: SpecResult) -> None:
+        """Add one prompt's speculative run."""
         self.tokens += len(res.tokens)
         self.rounds += len(res.rounds)
         self.accepted += sum(r.accepted for r in res.rounds)
@@ -53,22 +60,32 @@ class Measured:
 
     @property
     def goodput(self) -> float:
+        """Emitted tokens per second of round time (prompt prefill excluded, as in Eq. 1)."""
         return self.tokens / self.round_s if self.round_s else 0.0
 
     @property
     def alpha(self) -> float:
+        """Accepted / drafted tokens over every round."""
         return self.accepted / self.drafted if self.drafted else 0.0
 
     def per_round(self, seconds: float) -> float:
+        """`seconds` averaged over the rounds (0 when there were none)."""
         return seconds / self.rounds if self.rounds else 0.0
 
     @property
     def overhead_s(self) -> float:
+        """Round time that is neither drafting nor verification: Python, rollback, bookkeeping."""
         return self.round_s - self.draft_s - self.verify_s
 
 
 @dataclass
 class KResult:
+    """One K of a trial: what was measured, what the model predicted, and whether it was lossless.
+
+    `lossless` (greedy runs only; None otherwise) is false when speculative
+    output differs from plain greedy decoding; `divergence` says where.
+    """
+
     k: int
     measured: Measured
     lossless: bool | None
@@ -76,6 +93,7 @@ class KResult:
     predicted: dict[str, float | None] = field(default_factory=dict)
 
     def record(self) -> dict[str, Any]:
+        """The result as the trial report keeps it: per-round means, prediction and errors."""
         m = self.measured
         meas = {
             "goodput_tok_s": round(m.goodput, 3),
@@ -109,6 +127,8 @@ class KResult:
 
 @dataclass(frozen=True)
 class TrialSetup:
+    """What every K of a trial runs: the prompts (already rendered), output length, sampling."""
+
     ks: list[int]
     prompts: list[str]  # rendered prompt texts
     max_new_tokens: int

@@ -77,6 +77,7 @@ class Endpoint:
 
     @classmethod
     def parse(cls, url: str) -> Endpoint:
+        """Read a user's --endpoint; EndpointError for anything but http(s)://host[:port][/path]."""
         u = urllib.parse.urlsplit(url.strip())
         if u.scheme not in ("http", "https") or not u.hostname:
             raise EndpointError(f"--endpoint {url!r}: write http://host:port")
@@ -91,6 +92,7 @@ class Endpoint:
         return cls(clean, u.scheme, u.hostname, port, base)
 
     def connect(self, timeout_s: float) -> http.client.HTTPConnection:
+        """A new, not yet opened connection; `timeout_s` bounds each socket operation."""
         cls = (http.client.HTTPSConnection if self.scheme == "https"
                else http.client.HTTPConnection)
         return cls(self.host, self.port, timeout=timeout_s)
@@ -111,6 +113,7 @@ class Conn:
         self._c: http.client.HTTPConnection | None = None
 
     def close(self) -> None:
+        """Drop the connection; the next call opens a fresh one."""
         if self._c is not None:
             self._c.close()
             self._c = None
@@ -158,6 +161,7 @@ class Conn:
 
     def json(self, method: str, path: str, body: Any | None = None,
              ok_missing: bool = False) -> Any:
+        """The decoded JSON answer (None: empty body, or a missing route with `ok_missing`)."""
         status, raw = self.call(method, path, body, ok_missing)
         if status >= 400:
             return None
@@ -173,6 +177,8 @@ class Conn:
 
 @dataclass
 class ServerInfo:
+    """What `probe` learnt about a server: its API, identity, and which load signals it offers."""
+
     endpoint: str
     api: str                  # "llama" (llama-server's /completion) or "openai"
     server: str               # e.g. "llama.cpp llama-server b1234 (abc123)", "vLLM 0.6.3"
@@ -312,12 +318,15 @@ def token_pool(ep: Endpoint, info: ServerInfo, timeout_s: float) -> list[int]:
 
 @dataclass
 class Timed:
+    """One request's wall-clock interval (`time.perf_counter` s) and the prompt tokens it cost."""
+
     start: float
     end: float
     processed: int | None  # prompt tokens the server evaluated (None: not reported)
 
     @property
     def latency(self) -> float:
+        """The request's latency in seconds, as the client saw it."""
         return self.end - self.start
 
 
@@ -356,6 +365,7 @@ class Client:
                                    "max_tokens": 1, "temperature": 0.0, "stream": False}
 
     def send(self, prompt: list[int] | str) -> Timed:
+        """Time one completion request (one token generated) on this client's connection."""
         path, body = self._body(prompt)
         t0 = time.perf_counter()
         res = self.conn.json("POST", path, body)
@@ -369,9 +379,11 @@ class Client:
             self.warm = True
 
     def round(self, k: int) -> Timed:
+        """One timed request: the cached context plus `k` fresh random tokens."""
         return self.send(self._fresh(k))
 
     def close(self) -> None:
+        """Close this client's connection."""
         self.conn.close()
 
 
@@ -432,6 +444,7 @@ class LoadMonitor:
                        f"gauge {info.gauge}" if info.gauge else None)
 
     def begin(self) -> None:
+        """Start a window: read the counters now, or start sampling in a thread."""
         if self.source == "metrics":
             self._start = _metrics(self.conn)
         elif self.source is not None:
@@ -460,6 +473,7 @@ class LoadMonitor:
             c.close()
 
     def end(self) -> float | None:
+        """The window's mean requests processed together; None when the server offers no signal."""
         if self.source == "metrics":
             stop = _metrics(self.conn)
             if self._start is None or stop is None or stop[0] <= self._start[0]:
@@ -473,6 +487,7 @@ class LoadMonitor:
         return None
 
     def close(self) -> None:
+        """Stop sampling and close the monitor's connection."""
         self._stop.set()
         self.conn.close()
 
@@ -482,6 +497,13 @@ class LoadMonitor:
 
 @dataclass(frozen=True)
 class CellOptions:
+    """When a cell stops: once its median is precise, or at a limit (with a warning).
+
+    Precise means at least `min_requests` (and 3 per client) and a relative
+    standard error of the median at most `precision`; the limits are
+    `max_requests` and `max_time_s` seconds.
+    """
+
     min_requests: int = 20
     max_requests: int = 400
     max_time_s: float = 30.0
@@ -490,6 +512,12 @@ class CellOptions:
 
 @dataclass
 class Cell:
+    """One cell of the latency table: b concurrent requests of K new tokens, as measured.
+
+    `latencies` are seconds; `converged` is false when the cell stopped at a
+    limit before its median was precise enough (`warnings_for` says so).
+    """
+
     b: int
     k: int
     latencies: list[float]
@@ -500,10 +528,12 @@ class Cell:
 
     @property
     def n(self) -> int:
+        """Timed requests behind the cell."""
         return len(self.latencies)
 
     @property
     def median(self) -> float:
+        """T(b, K): the median latency in seconds, what the table records."""
         return statistics.median(self.latencies)
 
     @property
@@ -513,6 +543,7 @@ class Cell:
 
     @property
     def processed_median(self) -> float | None:
+        """Median prompt tokens the server evaluated per request (None when it did not say)."""
         if not self.processed:
             return None
         m = float(statistics.median(self.processed))
@@ -520,6 +551,7 @@ class Cell:
 
 
 def iqr_rel(xs: Sequence[float]) -> float:
+    """Interquartile range over the median: the spread measure cells report and stop on."""
     if len(xs) < 2:
         return 0.0
     q = statistics.quantiles(xs, n=4, method="inclusive")
@@ -590,7 +622,9 @@ def measure_cell(clients: Sequence[Client], k: int, opts: CellOptions,
                     break
             if len(kept) >= opts.max_requests:
                 break
-            if time.perf_counter() - t_begin >= opts.max_time_s and (began or not threads):
+            # past max_time, wait for one measured request (up to the hard cap below):
+            # a loaded machine may finish the warm-up just before the limit
+            if time.perf_counter() - t_begin >= opts.max_time_s and (kept or not threads):
                 break
             if time.perf_counter() - t_begin >= opts.max_time_s * 4 + 60:
                 break  # not even the warm-up finished: the join below reports it
@@ -634,6 +668,7 @@ class Plan:
 
 
 def identity(info: ServerInfo, context_tokens: int) -> dict[str, Any]:
+    """The keys that say how a table was measured; a table is resumed only when they match."""
     return {"endpoint": info.endpoint, "server": info.server, "model": info.model,
             "api": info.api, "context_tokens": context_tokens}
 
@@ -711,6 +746,7 @@ def not_batching(table: Mapping[int, Mapping[int, float]],
 
 def not_batching_message(table: Mapping[int, Mapping[int, float]],
                          observed: Mapping[int, Mapping[int, float | None]] | None = None) -> str:
+    """Why the server is judged not to batch, in the terms `not_batching` decided on."""
     seen = [v for b, row in (observed or {}).items() if b > 1 for v in row.values()
             if v is not None]
     if seen:
@@ -724,6 +760,8 @@ def not_batching_message(table: Mapping[int, Mapping[int, float]],
 
 @dataclass(frozen=True)
 class SessionOptions:
+    """How a verifier session measures: context length (tokens), timeouts (s), seed, cells."""
+
     context_tokens: int = 256
     timeout_s: float = 60.0
     seed: int = 0
@@ -756,6 +794,7 @@ class VerifierSession:
         return replace(cell, k=k)
 
     def warnings_for(self, cell: Cell) -> list[str]:
+        """What a reader must know of a cell: an imprecise median, or a prompt cache not reused."""
         out = []
         if not cell.converged:
             se = median_rel_se(cell.latencies, cell.b)
@@ -776,6 +815,7 @@ class VerifierSession:
         return out
 
     def provenance_base(self) -> dict[str, Any]:
+        """Provenance shared by every cell of the session: server identity, date and settings."""
         o = self.opts
         prov = {
             "measured_by": "configspec profile-verifier",
@@ -792,6 +832,7 @@ class VerifierSession:
         return {key: v for key, v in prov.items() if v is not None}
 
     def close(self) -> None:
+        """Close every client's connection and the load monitor's."""
         for c in self.clients:
             c.close()
         self.monitor.close()

@@ -68,6 +68,11 @@ def remote_verify_latency(remote: RemoteTarget, draft: Engine, seq: TargetSequen
 
 
 def record(latency: dict[int, float], rtt_s: float | None = None) -> dict[str, Any]:
+    """Verification latency per K (s) and its straight-line fit, as provenance keeps them.
+
+    The fit's intercept and slope are the spec's `verify_latency_s` and
+    `verify_latency_per_token_s`; `rtt_s` is recorded for a remote target.
+    """
     a, b = fit_line(list(latency), list(latency.values()))
     rec: dict[str, Any] = {
         "latency_s": {k: round(v, 6) for k, v in latency.items()},

@@ -111,6 +111,11 @@ def _matches(entry: Any, profile: Mapping[str, Any]) -> bool:
 
 
 def upsert(seq: CommentedSeq, profiles: Sequence[Mapping[str, Any]]) -> None:
+    """Update each profile's entry in `seq` in place (comments and layout kept), else append it.
+
+    Entries are matched on (device, draft, quant); values that did not change
+    are left untouched, so their original spelling in the file survives.
+    """
     for prof in profiles:
         for entry in seq:
             if _matches(entry, prof):

@@ -105,6 +105,7 @@ class HighsSession:
         self.started = time.perf_counter()
 
     def remaining(self) -> float | None:
+        """Seconds left of the time limit, counted from this session's start; None: no limit."""
         return time_limit_left(self.options, self.started)
 
     def warm_start(self) -> None:

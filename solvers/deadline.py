@@ -76,6 +76,11 @@ def remaining() -> float | None:
 
 
 def expired() -> bool:
+    """Whether the request's deadline has passed; False when no deadline is set.
+
+    Long loops check it between steps so that they stop with what they have
+    instead of being cut off at the hard stop.
+    """
     left = remaining()
     return left is not None and left <= 0.0
 

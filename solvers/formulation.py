@@ -32,6 +32,13 @@ __all__ = ["STEPS", "Formulation", "LinearObjective", "Sense", "build"]
 
 @dataclass
 class Formulation:
+    """The Pyomo model of one problem and the handles the solve stages need.
+
+    `xs[i]` is candidate i's count variable; `replicas` maps a batched target to
+    its replica variable.  The fairness variables (t, u) exist only when
+    `fairness` is true.
+    """
+
     problem: Problem
     model: Any
     fairness: bool
@@ -40,6 +47,13 @@ class Formulation:
 
     def linear(self, coef: Sequence[float], t_coef: float = 0.0,
                replica_coef: dict[str, float] | None = None) -> Any:
+        """sum a_i x_i + t_coef * t + replica terms as a Pyomo expression; zero terms are left out.
+
+        Raises
+        ------
+        ValueError
+            `t_coef` is non-zero on a model built without the fairness variables.
+        """
         pairs = [(a, x) for a, x in zip(coef, self.xs) if a != 0.0]
         if t_coef:
             if not self.fairness:
@@ -68,6 +82,7 @@ class Formulation:
         return expr <= rhs if row.sense == "<=" else expr >= rhs
 
     def set_objective(self, obj: LinearObjective) -> None:
+        """Replace the model's objective (a stage changes it; rows added earlier stay)."""
         m = self.model
         if hasattr(m, "obj"):
             m.del_component("obj")
@@ -76,12 +91,15 @@ class Formulation:
             sense=pyo.maximize if obj.sense == "maximize" else pyo.minimize)
 
     def add_row(self, row: Row) -> Any:
+        """Add a row (a stage's bound, a tie-break bound) that holds for every later run."""
         return self.model.extra.add(self.row_constraint(row))
 
     def counts(self) -> list[int]:
+        """The last solution's devices per candidate, rounded (HiGHS returns near-integers)."""
         return [round(pyo.value(x)) for x in self.xs]
 
     def replica_counts(self) -> dict[str, int]:
+        """The last solution's replicas per batched target, rounded."""
         return {t: round(pyo.value(r)) for t, r in self.replicas.items()}
 
 
@@ -105,9 +123,17 @@ def define_assignment(f: Formulation) -> None:
 
 def define_variants(f: Formulation) -> None:
     """z[v] >= share of pool d on variant v, for every pool; sum z <= max."""
+    limit = f.problem.max_variants
+    if limit is not None:
+        f.model.distinct = pyo.Constraint(expr=variant_count(f) <= limit)
+
+
+def variant_count(f: Formulation) -> Any:
+    """Binaries z[v] linked to the pools' use of each variant; returns sum z.
+
+    Shared with the diagnosis, which bounds the same sum elastically.
+    """
     p, m = f.problem, f.model
-    if p.max_variants is None:
-        return
     variants = p.variants
     vidx = {v: j for j, v in enumerate(variants)}
     m.z = pyo.Var(range(len(variants)), domain=pyo.Binary)
@@ -123,8 +149,7 @@ def define_variants(f: Formulation) -> None:
             constant=0.0,
             linear_coefs=[1.0] * len(links[r][2]) + [-float(p.pools[links[r][0]].count)],
             linear_vars=[f.xs[i] for i in links[r][2]] + [m.z[links[r][1]]]) <= 0)
-    m.distinct = pyo.Constraint(expr=sum(m.z[j] for j in range(len(variants)))
-                                <= p.max_variants)
+    return sum(m.z[j] for j in range(len(variants)))
 
 
 def define_replicas(f: Formulation) -> None:
@@ -190,6 +215,10 @@ STEPS: tuple[Callable[[Formulation], None], ...] = (
 
 
 def build(problem: Problem, *, fairness: bool) -> Formulation:
+    """The Pyomo model of `problem`, by running every step of `STEPS` in order.
+
+    `fairness` adds t and u[i] (needed only by a min_goodput term).
+    """
     f = Formulation(problem, pyo.ConcreteModel(name=problem.spec.name), fairness)
     for step in STEPS:
         step(f)

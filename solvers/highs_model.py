@@ -135,6 +135,7 @@ class HighsModel:
         self.u0: int | None = None
         self.values: F64 = np.zeros(0)  # the last solution, one value per column
         self.start: F64 | None = None  # the MIP start of the next run
+        self.free_rows: dict[int, F64] = {}  # rows changed in place: their coefficients
         self.started = t0  # the time limit counts the build too
         for step in STEPS:
             step(self)
@@ -189,6 +190,7 @@ class HighsModel:
         return (cols, vals, -INF, rhs) if row.sense == "<=" else (cols, vals, rhs, INF)
 
     def add_rows(self, rows: Sequence[Row]) -> None:
+        """Append fleet rows in one call, scaled as `row_arrays` scales them."""
         block = _Block()
         for r in rows:
             cols, vals, lo, up = self.row_arrays(r)
@@ -205,11 +207,49 @@ class HighsModel:
             names += ["t", *(f"u[{i}]" for i in range(self.n))]
         return names
 
+    # -- one model for many solves (solvers.pareto) ---------------------------
+    def add_free_row(self) -> int:
+        """Append an empty row without bounds; returns its index, for `set_row`.
+
+        A Pareto front moves a bound at every point: one row changed in place
+        keeps the model the same from point to point, where a row added per
+        point would pile up constraints that no longer hold.
+        """
+        index = int(self.h.getNumRow())
+        _check(self.h.addRow(-INF, INF, 0, np.zeros(0, dtype=np.int32), np.zeros(0)), "addRow")
+        self.free_rows[index] = np.zeros(self.num_cols)
+        return index
+
+    def set_row(self, index: int, row: Row | None) -> None:
+        """Make free row `index` say `row` (None: no constraint), in place.
+
+        Bounds change in one call; coefficients only where they differ (a
+        bound on a sum keeps them, a bound on a ratio N - v*D moves them all).
+        """
+        new = np.zeros(self.num_cols)
+        lo, up = -INF, INF
+        if row is not None:
+            cols, vals, lo, up = self.row_arrays(row)
+            new[cols] = vals
+        old = self.free_rows[index]
+        for j in np.flatnonzero(new != old).tolist():
+            _check(self.h.changeCoeff(index, j, float(new[j])), "changeCoeff")
+        self.free_rows[index] = new
+        _check(self.h.changeRowBounds(index, lo, up), "changeRowBounds")
+
     # -- what Optimizer calls ------------------------------------------------
     def add_row(self, row: Row) -> None:
+        """Add a row that holds for every later run (a stage's bound, a tie-break bound)."""
         self.add_rows([row])
 
     def set_objective(self, obj: LinearObjective) -> None:
+        """Replace the objective in place (costs and sense); rows and the start are kept.
+
+        Raises
+        ------
+        ValueError
+            The objective reads t but the model was built without fairness variables.
+        """
         cost = np.zeros(self.num_cols)
         cost[: self.n] = np.asarray(obj.coef, dtype=np.float64)
         if obj.t_coef:
@@ -226,9 +266,11 @@ class HighsModel:
         _check(self.h.changeObjectiveSense(sense), "changeObjectiveSense")
 
     def counts(self) -> list[int]:
+        """The last solution's devices per candidate, rounded (HiGHS returns near-integers)."""
         return [int(k) for k in np.rint(self.values[: self.n])]
 
     def replica_counts(self) -> dict[str, int]:
+        """The last solution's replicas per batched target, rounded."""
         return {t: round(float(self.values[j])) for t, j in self.replica_col.items()}
 
     def warm_start(self) -> None:
@@ -270,6 +312,7 @@ class HighsModel:
 
 
 def define_variables(m: HighsModel) -> None:
+    """x[i]: devices of candidate i's pool running it, integer in [0, pool count]."""
     m.add_cols(np.zeros(m.n), m.count_of, integer=True)
 
 
@@ -337,6 +380,7 @@ def define_replicas(m: HighsModel) -> None:
 
 
 def define_fleet_rows(m: HighsModel) -> None:
+    """The fleet constraints' rows and the verifiers' load-level rows of the problem."""
     m.add_rows(m.problem.rows)
 
 

@@ -25,8 +25,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from configspec_opt.candidates import Candidate, slo_violations
+from configspec_opt.candidates import Candidate
+from configspec_opt.constraint_families import slo_violations
 from configspec_opt.errors import UsageError
 from configspec_opt.fleet import (
     FleetMetrics,
@@ -49,6 +51,9 @@ from solvers.adapter import HighsSession, SolverOptions, require_solver
 from solvers.backend import FleetModel, Session
 from solvers.status import RunResult, Status, Termination
 
+if TYPE_CHECKING:
+    from solvers.diagnose import Diagnosis
+
 DINKELBACH_MAX_ITER = 100
 TIE_BREAK_NODES = 500
 # Above this many candidates (after pruning) the tie-break stage roughly doubles
@@ -67,6 +72,12 @@ LOAD_MAX_ROUNDS = 6
 
 @dataclass
 class StageInfo:
+    """One MILP run of a solve, as `solve --json` lists it under `solver.stages`.
+
+    `termination` is a `Termination` value; `gap` is the run's relative gap
+    between objective and bound (`RunResult.gap`), None when either is unknown.
+    """
+
     what: str
     termination: str
     time_s: float
@@ -75,6 +86,15 @@ class StageInfo:
 
 @dataclass
 class Solution:
+    """The outcome of `solve`: the assignment, its fleet figures, and how sure the solver is.
+
+    `assignment` holds (candidate, devices) pairs with devices > 0 and is empty
+    unless `status` is optimal or feasible.  `objective_values` has one value per
+    term of the objective, `term_gaps` the certified relative gap of each (None:
+    unknown).  `proven_optimal` is true only when every gap is within
+    `PROVEN_REL_GAP`; `diagnosis` is set for an infeasible spec.
+    """
+
     status: Status
     objective: Objective
     problem: Problem
@@ -90,11 +110,16 @@ class Solution:
     term_gaps: list[float | None] = field(default_factory=list)
     verifiers: list[VerifierState] = field(default_factory=list)  # batched, as settled
     load_levels: dict[str, int] = field(default_factory=dict)  # levels per batched verifier
-    diagnosis: object | None = None  # solvers.diagnose.Diagnosis
+    diagnosis: Diagnosis | None = None
     message: str = ""
 
     @property
     def objective_value(self) -> float | None:
+        """The objective as one number: the first term's value, or the signed weighted sum.
+
+        For a lexicographic objective this is the first (most important) term.
+        None when nothing was solved.
+        """
         if not self.objective_values:
             return None
         if self.objective.mode == "weighted":
@@ -129,7 +154,10 @@ def _rel_gap(value: float, bound: float | None, sense: str) -> float | None:
     return diff / size if size > 0.0 else 0.0
 
 
-class _Stop(Exception):
+class StageStopped(Exception):
+    """A MILP ended without an assignment (infeasible, or out of time before finding one);
+    `result` says which.  Public: `solvers.pareto` drives `Optimizer` stage by stage too."""
+
     def __init__(self, result: RunResult) -> None:
         self.result = result
 
@@ -170,7 +198,7 @@ class Optimizer:
             r = self.session.solve()
         self.stages.append(StageInfo(what, r.termination.value, r.time_s, r.gap))
         if not r.has_solution:
-            raise _Stop(r)
+            raise StageStopped(r)
         if r.termination is not Termination.optimal:
             self.complete = False
             self.stopped = r.termination
@@ -213,6 +241,11 @@ class Optimizer:
 
     # -- terms --------------------------------------------------------------
     def coef(self, term: Term) -> tuple[list[float], float]:
+        """A term's coefficients over the candidates, and its coefficient on t.
+
+        A min_goodput term reads only t (the smallest goodput in use); every other
+        term reads the candidates' numerators and not t.
+        """
         form = METRICS[term.metric]
         if form.kind == "min":
             return [0.0] * len(self.problem.candidates), 1.0
@@ -233,6 +266,16 @@ class Optimizer:
         return sum(a * counts.get(t, 0) for t, a in coef.items())
 
     def optimize_term(self, term: Term) -> float:
+        """Optimise one term on the model as it stands (earlier stages' rows kept); its value.
+
+        A ratio metric goes through `dinkelbach`; the dual bound of the term is
+        appended to `bounds`.
+
+        Raises
+        ------
+        UsageError
+            min_goodput asked to be minimised.
+        """
         from solvers.backend import LinearObjective
 
         form = METRICS[term.metric]
@@ -293,6 +336,7 @@ class Optimizer:
         return lam
 
     def value(self, term: Term, counts: list[int]) -> float:
+        """The term's fleet value at `counts`, as the model sees the fleet (its load levels)."""
         return metric_value(self.fleet(counts), term.metric)
 
     def fleet(self, counts: list[int]) -> FleetMetrics:
@@ -321,6 +365,11 @@ class Optimizer:
                    replica_coef=self.replica_coef(form.num_per_replica))
 
     def weighted(self) -> tuple[list[float], float, dict[str, float]]:
+        """The weighted objective as one linear form: candidate, t and replica coefficients.
+
+        A minimised term enters with a negative weight, so the form is always
+        maximised.
+        """
         total = [0.0] * len(self.problem.candidates)
         t_total = 0.0
         r_total: dict[str, float] = {}
@@ -335,6 +384,17 @@ class Optimizer:
 
     # -- whole objective ----------------------------------------------------
     def solve(self, tie_break: bool) -> list[int]:
+        """Run every stage of the objective, then the tie-break if asked; the final counts.
+
+        Each finished stage adds a row that holds its term at its optimum (less its
+        tolerance), so later stages cannot trade it away.  The tie-break is skipped
+        above `TIE_BREAK_MAX_CANDIDATES` or once the deadline has passed.
+
+        Raises
+        ------
+        StageStopped
+            A stage ended without any assignment (infeasible, or out of time).
+        """
         from solvers.backend import LinearObjective
 
         obj = self.objective
@@ -396,6 +456,11 @@ class Optimizer:
                 for t, v, b in zip(obj.terms(), values, self.bounds)]
 
     def ranks(self) -> list[float]:
+        """Each candidate's rank within its pool (0 = first in (target, draft, quant, K) order).
+
+        The tie-break minimises the summed rank, so equal optima resolve to the
+        same assignment on every machine.
+        """
         out = [0.0] * len(self.problem.candidates)
         for idx in self.problem.by_pool:
             for r, i in enumerate(idx):
@@ -403,6 +468,7 @@ class Optimizer:
         return out
 
     def assignment(self, counts: list[int]) -> list[tuple[Candidate, int]]:
+        """The (candidate, devices) pairs that `counts` uses, in candidate order."""
         return [(c, n) for c, n in zip(self.problem.candidates, counts) if n > 0]
 
 
@@ -449,7 +515,7 @@ def solve(
         if plans:
             sol.message = "; ".join(m for m in (sol.message, *_load_hints(spec, plans)) if m)
         else:
-            from solvers.diagnose import diagnose_infeasible
+            from solvers.diagnose import diagnose_infeasible  # lazy: Pyomo, start-up
 
             sol.diagnosis = diagnose_infeasible(spec, only=only, options=options)
     sol.time_s = time.perf_counter() - t0
@@ -496,7 +562,7 @@ def _solve_fixed(spec: Spec, objective: Objective, only: set[str] | None,
     deadline.step("solving")
     try:
         counts = opt.solve(tie_break)
-    except _Stop as stop:
+    except StageStopped as stop:
         term = stop.result.termination
         sol.status = {Termination.infeasible: Status.infeasible,
                       Termination.time_limit: Status.time_limit}.get(term, Status.error)
@@ -590,7 +656,7 @@ def _solve_under_load(spec: Spec, objective: Objective, only: set[str] | None,
             build_s += opt.build_s
             try:
                 counts = opt.solve(tie_break=False)
-            except _Stop as stop:
+            except StageStopped as stop:
                 stages.extend(opt.stages)
                 term = stop.result.termination
                 if term is Termination.infeasible and mode == "optimistic":

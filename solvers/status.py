@@ -11,6 +11,12 @@ from enum import Enum
 
 
 class Status(str, Enum):
+    """The outcome of a solve as reported to users: whether there is an assignment to use.
+
+    `feasible` has an assignment not proven optimal; `time_limit` means the
+    solver stopped before it found any.
+    """
+
     optimal = "optimal"
     feasible = "feasible"  # a solution, not proven optimal (time limit, gap)
     infeasible = "infeasible"
@@ -19,6 +25,11 @@ class Status(str, Enum):
 
 
 class Termination(str, Enum):
+    """Why one solver run stopped, whichever backend ran it (see the tables below).
+
+    Independent of whether a solution exists: `RunResult.has_solution` says that.
+    """
+
     optimal = "optimal"
     time_limit = "time_limit"
     iteration_limit = "iteration_limit"
@@ -86,6 +97,10 @@ class RunResult:
 
     @property
     def gap(self) -> float | None:
+        """Relative distance between the objective and the bound; None when either is unknown.
+
+        Relative to |objective| (at least 1e-10), as HiGHS reports its MIP gap.
+        """
         if self.objective is None or self.bound is None:
             return None
         return abs(self.bound - self.objective) / max(1e-10, abs(self.objective))

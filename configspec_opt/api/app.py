@@ -49,6 +49,11 @@ Errors are `application/problem+json` (RFC 9457). See docs/http.md.
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Own the app's resources for its lifetime: database, solver pool, job runner, pruner.
+
+    Start-up and shut-down follow the order in the module docstring; the
+    `Service` built here is what every route reaches through `api.deps`.
+    """
     settings: Settings = app.state.settings
     db = Database(settings.db_url)
     await anyio.to_thread.run_sync(db.migrate)
@@ -72,6 +77,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 def create_app(settings: Settings) -> FastAPI:
+    """Assemble routers, handlers and middleware for `settings`; resources start in `lifespan`.
+
+    The spec, profile, job, result and stored-spec routes require the bearer
+    token when `settings.token` is set; probes, /metrics and the pages do not.
+    Middleware order matters: telemetry is added last so it is outermost and
+    counts every answer, including the guard's refusals.
+    """
     from configspec_opt.api.routes.health import package_version
 
     app = FastAPI(title="configspec-opt", version=package_version(), description=DESCRIPTION,

@@ -25,6 +25,11 @@ CHARSETS = frozenset({"utf-8", "utf8", "us-ascii", "ascii"})
 
 @dataclass(frozen=True)
 class TextBody:
+    """A request body decoded as UTF-8 text, and the media type it was declared as.
+
+    `media_type` is None only for an empty body sent without a Content-Type.
+    """
+
     text: str
     media_type: str | None
 
@@ -49,12 +54,14 @@ def media_type(header: str | None) -> str | None:
 
 
 def too_large(limit: int) -> ApiProblem:
+    """413 for a body past `limit` bytes, naming the option that raises it."""
     return ApiProblem(413, "body-too-large", "Request body too large",
                       f"the body is larger than this server's limit of {limit:,} bytes "
                       "(configspec serve --max-body)", limit_bytes=limit)
 
 
 def no_media_type() -> ApiProblem:
+    """415 for a body without a Content-Type (the module docstring says why none is guessed)."""
     return ApiProblem(415, "unsupported-media-type", "Content-Type required",
                       "the request has a body but no Content-Type: send the spec as "
                       "application/yaml or application/json (with curl: "
@@ -62,6 +69,12 @@ def no_media_type() -> ApiProblem:
 
 
 async def read_text(request: Request, limit: int) -> TextBody:
+    """Read the whole body as text, refusing it (413/415/400) before anything parses it.
+
+    The size limit is checked against Content-Length first and again while
+    streaming, so a lying or absent length cannot make the server buffer more
+    than `limit` bytes.
+    """
     kind = media_type(request.headers.get("content-type"))
     declared = request.headers.get("content-length")
     if kind is None and (declared not in (None, "0")

@@ -47,6 +47,7 @@ WARN_EVERY_S = 60.0
 
 
 def problem_bytes(status: int, kind: str, title: str, detail: str) -> bytes:
+    """A problem+json body, built by hand because no request (and no FastAPI handler) exists yet."""
     return json.dumps({"type": TYPE_PREFIX + kind, "title": title, "status": status,
                        "detail": detail}).encode()
 
@@ -100,21 +101,25 @@ class GuardedH11Protocol(H11Protocol):
 
     # -- the asyncio.Protocol side ---------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        """Note the address the per-client limit counts against, and start the header clock."""
         super().connection_made(transport)
         self._address = self.client[0] if self.client else ""
         self._sync()
 
     def data_received(self, data: bytes) -> None:
+        """Count the bytes towards the current phase, then re-check what the client still owes."""
         self._phase_bytes += len(data)
         super().data_received(data)
         self._sync()
 
     def on_response_complete(self) -> None:
+        """Count the answer (idle keep-alives then close quietly) and restart the header clock."""
         self._answered += 1
         super().on_response_complete()
         self._sync()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        """Forget the connection; cancel the request's handling if its answer was still unsent."""
         self._leave()
         super().connection_lost(exc)
         if self.cycle is not None and not self.cycle.response_complete:

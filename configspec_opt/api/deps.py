@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 
 @dataclass
 class Service:
+    """What the lifespan builds and every route shares: settings, store, solver pool, job runner."""
+
     settings: Settings
     db: Database
     pool: SolverPool
@@ -34,11 +36,13 @@ class Service:
 
 
 def get_service(request: Request) -> Service:
+    """The running app's `Service`; only valid once the lifespan has started."""
     service: Service = request.app.state.service
     return service
 
 
 def get_settings(request: Request) -> Settings:
+    """The app's settings; available before the lifespan runs (unlike `get_service`)."""
     settings: Settings = request.app.state.settings
     return settings
 
@@ -48,6 +52,7 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
 def get_db(service: ServiceDep) -> Database:
+    """The store, for routes that need nothing else of the service."""
     return service.db
 
 
@@ -55,6 +60,7 @@ DbDep = Annotated[Database, Depends(get_db)]
 
 
 async def get_body(request: Request, settings: SettingsDep) -> TextBody:
+    """The request body as text, within this server's --max-body (see `read_text`)."""
     return await read_text(request, settings.max_body_bytes)
 
 

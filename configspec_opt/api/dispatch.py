@@ -99,6 +99,7 @@ async def compute(pool: SolverPool, op: Op, text: str, media_type: str | None,
 
 
 def recorded_params(params: OpParams, time_limit: float | None) -> dict[str, Any]:
+    """The options stored with a result, with the time limit applied rather than the one asked."""
     data = params.model_dump(mode="json")
     if "time_limit" in data:
         data["time_limit"] = time_limit
@@ -113,4 +114,5 @@ def record(s: Session, op: Op, text: str, outcome: dict[str, Any],
 
 
 def job_params(data: dict[str, Any]) -> SolveParams:
+    """Read a job's stored options back; a job keeps the options it was submitted with."""
     return SolveParams.model_validate(data)

@@ -81,6 +81,7 @@ def _ip(name: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
 
 
 def is_loopback_name(name: str) -> bool:
+    """Whether a host name or IP literal means this machine only: always served."""
     ip = _ip(name)
     if ip is not None:
         return ip.is_loopback
@@ -121,6 +122,7 @@ class HostPolicy:
         return {socket.gethostname().lower().rstrip(".")}
 
     def allows(self, name: str) -> bool:
+        """Whether a Host name (from `host_name`) is served; any IP is, when bound to all."""
         if self.any or is_loopback_name(name) or name in self.names:
             return True
         if self.suffixes and name.endswith(self.suffixes):
@@ -129,6 +131,7 @@ class HostPolicy:
         return ip is not None and (self.wildcard or name == self.bind)
 
     def describe(self) -> str:
+        """The served names, short enough for a 421's detail (at most five named)."""
         named = sorted(self.names)
         extra = f", {', '.join(named[:5])}" if named else ""
         ips = "any IP address" if self.wildcard else "its bind address"
@@ -145,6 +148,7 @@ class RequestGuard:
         self.any_origin = "*" in settings.allow_origins
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer a refused request with problem+json; pass the rest (and non-HTTP) on."""
         if scope["type"] == "http":
             problem = self.check(scope, Headers(scope=scope))
             if problem is not None:
@@ -156,6 +160,12 @@ class RequestGuard:
         await self.app(scope, receive, send)
 
     def check(self, scope: Scope, headers: Headers) -> ApiProblem | None:
+        """The problem a request must be refused with, or None to serve it.
+
+        Host is checked on every request (a missing one is a 400, a foreign one a
+        421); Origin only on unsafe methods, since only writes need guarding
+        against pages on other sites.
+        """
         raw_host = headers.get("host")
         if not raw_host or not raw_host.strip():
             return ApiProblem(400, "bad-host", "Host header required",
@@ -201,6 +211,7 @@ class SecurityHeaders:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Add the missing security headers to the response start; the body passes untouched."""
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return

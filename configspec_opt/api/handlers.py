@@ -24,6 +24,7 @@ log = logging.getLogger("configspec.api")
 
 
 def problem_response(request: Request, problem: ApiProblem) -> JSONResponse:
+    """The problem as a problem+json response, with the request path as its `instance`."""
     return JSONResponse(problem.body(instance=request.url.path), status_code=problem.status,
                         headers=problem.headers, media_type=PROBLEM_JSON)
 
@@ -33,11 +34,13 @@ def _where(loc: tuple[Any, ...]) -> str:
 
 
 async def on_problem(request: Request, exc: Exception) -> JSONResponse:
+    """An error a route raised on purpose: answered as it was built."""
     assert isinstance(exc, ApiProblem)
     return problem_response(request, exc)
 
 
 async def on_validation(request: Request, exc: Exception) -> JSONResponse:
+    """FastAPI's 422, reshaped into a problem whose `errors` name each bad field by path."""
     assert isinstance(exc, RequestValidationError)
     errors = [{"message": e.get("msg", "invalid"), "path": _where(tuple(e.get("loc", ())))}
               for e in exc.errors()]
@@ -47,6 +50,7 @@ async def on_validation(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def on_http(request: Request, exc: Exception) -> JSONResponse:
+    """Starlette's own errors (404, 405, ...) as problems, keeping their status and headers."""
     assert isinstance(exc, StarletteHTTPException)
     try:
         phrase = HTTPStatus(exc.status_code).phrase
@@ -58,6 +62,7 @@ async def on_http(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def on_pool_full(request: Request, exc: Exception) -> JSONResponse:
+    """503 with Retry-After when the solver backlog is full; jobs are the way around it."""
     assert isinstance(exc, PoolFull)
     return problem_response(request, ApiProblem(
         503, "overloaded", "All solver processes are busy",
@@ -67,6 +72,7 @@ async def on_pool_full(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def on_worker_crash(request: Request, exc: Exception) -> JSONResponse:
+    """503 for a solver process that died mid-request; the pool restarts it, so a retry can work."""
     log.error("a solver process died while serving %s", request.url.path)
     return problem_response(request, ApiProblem(
         503, "worker-crashed", "Solver process died",
@@ -86,6 +92,7 @@ async def on_storage(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+    """500 with an error id only; the traceback goes to the server log under that id."""
     error_id = uuid.uuid4().hex[:12]
     log.error("unexpected error %s on %s %s", error_id, request.method, request.url.path,
               exc_info=exc)
@@ -96,6 +103,7 @@ async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
 
 
 def install(app: FastAPI) -> None:
+    """Register the handlers so that no error, expected or not, leaves as anything but a problem."""
     app.add_exception_handler(ApiProblem, on_problem)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)

@@ -50,6 +50,8 @@ BACKOFF_S = (0.5, 30.0)  # first pause after a storage error, longest pause
 
 @dataclass(frozen=True)
 class ClaimedJob:
+    """A job this runner holds the lease on; `attempts` is its writes' fencing token."""
+
     id: str
     text: str
     params: dict[str, Any]
@@ -67,6 +69,12 @@ def worker_name() -> str:
 
 
 class JobRunner:
+    """Claims, solves and finishes queued jobs; one per server or `configspec worker`.
+
+    With `enabled=False` (a server that leaves jobs to workers) it only
+    answers `wake` and `health`.  `concurrency` loops share one solver pool.
+    """
+
     def __init__(self, db: Database, pool: SolverPool, settings: Settings, *,
                  enabled: bool = True, concurrency: int | None = None) -> None:
         self.db = db
@@ -84,12 +92,14 @@ class JobRunner:
         self.retry_in: float = 0.0
 
     def start(self) -> None:
+        """Start the claim loops (none when disabled); call from inside the running event loop."""
         if not self.enabled:
             return
         self._tasks = [asyncio.create_task(self._loop(), name=f"jobs-{i}")
                        for i in range(self.concurrency)]
 
     def wake(self) -> None:
+        """Look for work now instead of at the next poll, e.g. right after a job is submitted."""
         self._wake.set()
 
     def health(self) -> str | None:

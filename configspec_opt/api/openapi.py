@@ -30,17 +30,20 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from configspec_opt.api.body import JSON_TYPES, YAML_TYPES
-from configspec_opt.api.problem import PROBLEM_JSON, Problem
+from configspec_opt.api.problem import PROBLEM_JSON, ProblemDetails
 from configspec_opt.api.schemas import ProfilesIn
 from configspec_opt.api.settings import Settings
+from configspec_opt.metric_registry import RATIO_METRICS as RATIO_METRIC_SET
 from configspec_opt.operations import SENSE_ALIASES
 from configspec_opt.spec import Metric, Spec
 
 REF = "#/components/schemas/{model}"
 PROBLEM_REF = {"$ref": REF.format(model="Problem")}
-BODY_MODELS: tuple[type[BaseModel], ...] = (Spec, ProfilesIn, Problem)
+BODY_MODELS: tuple[type[BaseModel], ...] = (Spec, ProfilesIn, ProblemDetails)
+SCHEMA_NAMES = {"ProblemDetails": "Problem"}
+"""Components named otherwise than their classes: the names clients already know."""
 FASTAPI_ERROR_MODELS = ("HTTPValidationError", "ValidationError")
-RATIO_METRICS = ("cost_efficiency", "energy")
+RATIO_METRICS = tuple(m.value for m in Metric if m in RATIO_METRIC_SET)
 UNSTATED_RULES = (
     "names are unique within targets, drafts and devices",
     "every name a profile or pin uses (device, draft, quant, target) is declared; a profile "
@@ -150,7 +153,29 @@ def _query_rules(doc: dict[str, Any], settings: Settings | None) -> None:
                             b["maximum"] = min(b.get("maximum", most), most)
 
 
+def _rename_schemas(doc: dict[str, Any]) -> None:
+    """Components and every `$ref` to them under their `SCHEMA_NAMES`, in place."""
+    doc["components"]["schemas"] = {SCHEMA_NAMES.get(name, name): schema for name, schema
+                                     in doc["components"]["schemas"].items()}
+    refs = {REF.format(model=old): REF.format(model=new) for old, new in SCHEMA_NAMES.items()}
+    stack: list[Any] = [doc]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if isinstance(node.get("$ref"), str) and node["$ref"] in refs:
+                node["$ref"] = refs[node["$ref"]]
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+
+
 def install(app: FastAPI) -> None:
+    """Replace the app's OpenAPI generator with one that documents what FastAPI cannot see.
+
+    The spec bodies (read by hand from YAML or JSON), the problem+json errors
+    every route may answer, and the server's own limits on query values are
+    added once, on first request, and cached on the app.
+    """
     def openapi() -> dict[str, Any]:
         if app.openapi_schema:
             return app.openapi_schema
@@ -174,6 +199,7 @@ def install(app: FastAPI) -> None:
                         response["content"] = {PROBLEM_JSON: {"schema": PROBLEM_REF}}
         for name in FASTAPI_ERROR_MODELS:
             components.pop(name, None)
+        _rename_schemas(doc)
         app.openapi_schema = doc
         return doc
 

@@ -26,6 +26,8 @@ TimeLimit = Annotated[float | None, Field(
 
 
 class Op(str, Enum):
+    """The spec operations the service runs; the value is also the recorded result's kind."""
+
     validate = "validate"
     evaluate = "evaluate"
     solve = "solve"
@@ -33,6 +35,8 @@ class Op(str, Enum):
 
 
 class SpecParams(BaseModel):
+    """Options every spec endpoint takes; unknown query parameters are refused, not ignored."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     profiles: ProfilesFrom = Field(
@@ -41,16 +45,22 @@ class SpecParams(BaseModel):
 
 
 class ValidateParams(SpecParams):
+    """Query of `POST /v1/validate`: only where the profiles come from."""
+
     pass
 
 
 class EvaluateParams(SpecParams):
+    """Query of `POST /v1/evaluate`: the options of `configspec evaluate`."""
+
     sort: SortKey = Field(SortKey.goodput, description="Order of the rows.")
     device: Devices = Field(default_factory=list)
     top: int | None = Field(None, ge=1, le=100_000, description="Only the best N rows per device.")
 
 
 class SolveParams(SpecParams):
+    """Query of `POST /v1/solve` and of a solve job: the options of `configspec solve`."""
+
     objective: TermText | None = Field(None, description="Override the spec's objective.")
     device: Devices = Field(default_factory=list)
     time_limit: TimeLimit = None
@@ -65,6 +75,8 @@ class SolveParams(SpecParams):
 
 
 class ParetoParams(SpecParams):
+    """Query of `POST /v1/pareto`: the options of `configspec pareto`; `x` and `y` are terms."""
+
     x: TermText = "goodput"
     y: TermText = "energy"
     device: Devices = Field(default_factory=list)

@@ -49,6 +49,8 @@ RESPAWN_BACKOFF_S = (1.0, 30.0)
 
 
 class PoolFull(Exception):
+    """Every process is busy and the backlog is full: answered 503 with `retry_after` seconds."""
+
     def __init__(self, retry_after: int) -> None:
         super().__init__("all solver processes are busy")
         self.retry_after = retry_after
@@ -130,6 +132,12 @@ class _Worker:
 
 
 class SolverPool:
+    """At most `workers` solver processes and `backlog` waiting requests; see the module docstring.
+
+    Built outside the event loop, but `start` must run inside it: the pool
+    binds to the running loop for its waiters and background reaping.
+    """
+
     def __init__(self, workers: int, backlog: int, max_tasks_per_child: int | None,
                  default_limit: float | None = None) -> None:
         self.workers = workers
@@ -150,6 +158,7 @@ class SolverPool:
 
     @property
     def in_flight(self) -> int:
+        """Tasks admitted and not yet released: running, or waiting for a process."""
         return self._in_flight
 
     def worker_pids(self) -> list[int]:
@@ -158,6 +167,7 @@ class SolverPool:
                       and w.process.is_alive())
 
     def live_workers(self) -> int:
+        """How many solver processes are alive now; /readyz is unready below `workers`."""
         return len(self.worker_pids())
 
     async def start(self) -> None:

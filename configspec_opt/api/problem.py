@@ -30,10 +30,12 @@ class Issue(BaseModel):
     hint: str | None = None
 
 
-class Problem(BaseModel):
+class ProblemDetails(BaseModel):
     """application/problem+json (RFC 9457)."""
 
-    model_config = ConfigDict(extra="allow")
+    # the docstring is the schema's description; the schema keeps the name `Problem` that
+    # clients know (openapi.SCHEMA_NAMES), the class is named apart from problem.Problem
+    model_config = ConfigDict(extra="allow", title="Problem")
 
     type: str = Field("about:blank", description="`urn:configspec-opt:problem:<kind>`, "
                       "listed in docs/http.md.")
@@ -58,6 +60,7 @@ class ApiProblem(Exception):
         self.extra = extra
 
     def body(self, instance: str | None = None) -> dict[str, Any]:
+        """The RFC 9457 document; `instance` is the request path, extras go in as they are."""
         out: dict[str, Any] = {"type": TYPE_PREFIX + self.kind if self.kind else "about:blank",
                                "title": self.title, "status": self.status}
         if self.detail:
@@ -74,6 +77,7 @@ class ApiProblem(Exception):
 
     @classmethod
     def from_wire(cls, d: dict[str, Any]) -> ApiProblem:
+        """Rebuild a problem a solver process handed back with `to_wire`."""
         return cls(d["status"], d["kind"], d["title"], d["detail"], headers=d["headers"],
                    **d["extra"])
 

@@ -13,7 +13,6 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from configspec_opt.api.tasks import REQUEST_NAME, check_json
-from configspec_opt.api.unlocated import unlocated_errors_are_invalid
 from configspec_opt.errors import SpecError, SpecIssue
 from configspec_opt.loader import Source, parse_data, validation_issues
 from configspec_opt.spec import Profile
@@ -36,9 +35,8 @@ def parse_upload(text: str, media_type: str | None) -> list[dict[str, Any]]:
     if not isinstance(items, list) or not items:
         raise SpecError([SpecIssue("profiles must be a non-empty list of profile entries",
                                    ("profiles",), REQUEST_NAME, 1, 1)])
-    with unlocated_errors_are_invalid(REQUEST_NAME, ("profiles",)):
-        try:
-            profiles = _profiles.validate_python(items)
-        except ValidationError as exc:
-            raise SpecError(validation_issues(exc, src, None, ("profiles",))) from None
+    try:
+        profiles = _profiles.validate_python(items)
+    except ValidationError as exc:
+        raise SpecError(validation_issues(exc, src, None, ("profiles",))) from None
     return [p.model_dump(mode="json", exclude_none=True) for p in profiles]

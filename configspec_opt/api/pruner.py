@@ -20,6 +20,8 @@ INTERVAL_S = 3600.0
 
 
 class Pruner:
+    """Runs the retention policy (--keep-days, --keep-results) in the server's event loop."""
+
     def __init__(self, db: Database, settings: Settings, interval_s: float = INTERVAL_S) -> None:
         self.db = db
         self.days = settings.keep_days
@@ -29,13 +31,16 @@ class Pruner:
 
     @property
     def enabled(self) -> bool:
+        """False when both limits are off (0 on the command line): then nothing is scheduled."""
         return self.days is not None or self.keep is not None
 
     def start(self) -> None:
+        """Prune now and every `interval_s`; call from inside the running event loop."""
         if self.enabled:
             self._task = asyncio.create_task(self._loop(), name="retention")
 
     async def stop(self) -> None:
+        """Cancel the schedule and wait for the task to end, so shut-down leaves no task behind."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -43,6 +48,7 @@ class Pruner:
             self._task = None
 
     async def run_once(self) -> None:
+        """One prune; a failure is logged, never raised (see the module docstring)."""
         try:
             pruned = await self.db.run(
                 lambda s: prune(s, older_than_days=self.days, keep=self.keep))

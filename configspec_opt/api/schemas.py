@@ -12,11 +12,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_serializer
 
-from configspec_opt.api.problem import Problem
+from configspec_opt.api.problem import ProblemDetails
 from configspec_opt.spec import Profile
 
 
 class Out(BaseModel):
+    """Base of the service's own answers: closed, so an undocumented key is a bug."""
+
     model_config = ConfigDict(extra="forbid")
 
 
@@ -35,6 +37,8 @@ UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
 
 
 class ValidateOut(OpenOut):
+    """The answer of `POST /v1/validate`: `configspec validate --json`."""
+
     status: Literal["valid"]
     name: str
     spec_sha256: str
@@ -46,10 +50,14 @@ class ValidateOut(OpenOut):
 
 
 class EvaluateOut(OpenOut):
+    """The answer of `POST /v1/evaluate`: `configspec evaluate --json`, one row per candidate."""
+
     candidates: list[dict[str, Any]]
 
 
 class SolveOut(OpenOut):
+    """The answer of `POST /v1/solve` and a job's result: `configspec solve --json`."""
+
     status: Literal["optimal", "feasible", "infeasible", "time_limit", "error"] = Field(
         description="`infeasible` comes with `diagnosis`: the fewest constraints to relax.")
     objective: dict[str, Any]
@@ -59,6 +67,8 @@ class SolveOut(OpenOut):
 
 
 class ParetoOut(OpenOut):
+    """The answer of `POST /v1/pareto`: `configspec pareto --json` (`complete`: the whole front)."""
+
     x: dict[str, Any]
     y: dict[str, Any]
     complete: bool
@@ -75,6 +85,8 @@ class ProfilesIn(BaseModel):
 
 
 class ProfileOut(Out):
+    """A stored profile entry: the upload as sent, when it arrived, and who sent it."""
+
     id: int
     received_at: UtcDatetime
     profile: Profile
@@ -90,10 +102,14 @@ class ProfileOut(Out):
 
 
 class ProfilesOut(Out):
+    """Profile entries: those just stored (POST) or those matching a query (GET)."""
+
     profiles: list[ProfileOut]
 
 
 class JobOut(Out):
+    """A queued solve and its state; `result` (or `error`) is set once it finished."""
+
     id: str
     status: Literal["queued", "running", "succeeded", "failed"]
     spec_sha256: str
@@ -107,10 +123,12 @@ class JobOut(Out):
     finished_at: UtcDatetime | None
     result_url: str | None = None
     result: SolveOut | None = Field(None, description="The solve's JSON, once succeeded.")
-    error: Problem | None = None
+    error: ProblemDetails | None = None
 
 
 class ResultOut(Out):
+    """A recorded solve or Pareto answer; `body` is the JSON the request was answered with."""
+
     id: str = Field(description="32 random hex digits (results cannot be found by counting).")
     kind: Literal["solve", "pareto"]
     spec_sha256: str
@@ -121,6 +139,8 @@ class ResultOut(Out):
 
 
 class HealthOut(Out):
+    """The body of `/healthz`: alive, with the solver pool's load and the job backlog."""
+
     status: Literal["ok"]
     version: str
     database: Literal["ok"]

@@ -35,6 +35,13 @@ class ConnectionLimits:
 
 @dataclass(frozen=True)
 class Settings:
+    """Everything `configspec serve` (or a test) configures; checked once, when built.
+
+    Time limits are solver seconds; a request may ask for less or more than
+    the default, never more than the maximum.  Raises ValueError naming the
+    first inconsistent group of values.
+    """
+
     db_url: str
     token: str | None = None
     workers: int = 2  # solver processes
@@ -82,6 +89,7 @@ class Settings:
         self.connection_limits()  # checks them
 
     def connection_limits(self) -> ConnectionLimits:
+        """The connection-level limits, for `api.connections` (built there, checked here)."""
         return ConnectionLimits(self.header_timeout, self.body_timeout,
                                 self.max_client_connections, self.max_pending_connections,
                                 self.max_requests)

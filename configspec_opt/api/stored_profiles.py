@@ -15,9 +15,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from configspec_opt.consistency import Problem, check_consistency
-from configspec_opt.errors import SpecError, SpecIssue
-from configspec_opt.loader import LoadedSpec
+from configspec_opt.consistency import Inconsistency, check_consistency
+from configspec_opt.loader import LoadedSpec, ProfileOrigin, check_merged
 from configspec_opt.spec import Profile, Spec
 
 Key = tuple[str, str, str]
@@ -28,7 +27,10 @@ def apply_stored(
 ) -> tuple[LoadedSpec, list[dict[str, Any]]]:
     """The spec with stored profiles merged in, and which stored entries were used.
 
-    `stored` holds `{"id": int, "profile": dict}` oldest first.
+    `stored` holds `{"id": int, "profile": dict}` oldest first.  The merged
+    spec is checked by the loader's own `check_merged`, so a problem in an
+    inline entry points into the request body and one in a stored entry names
+    it (`stored profile 12`).
     """
     spec = loaded.spec
     drafts = {d.name: d for d in spec.drafts}
@@ -45,47 +47,45 @@ def apply_stored(
         chosen[(p.device, p.draft, p.quant)] = (
             int(entry["id"]), p.model_copy(update={"acceptance": acceptance}))
 
+    main = loaded.sources[0]
     profiles: list[Profile] = []
-    origin: list[str] = []  # where each merged entry came from, for error locations
+    origins: list[ProfileOrigin] = []
     used: list[tuple[int, Profile]] = []
     kept: list[str] = []
-    for p in spec.profiles:
+    for i, p in enumerate(spec.profiles):
         key = (p.device, p.draft, p.quant)
         if key in chosen:
             used.append(chosen.pop(key))
             profiles.append(used[-1][1])
-            origin.append(f"stored profile {used[-1][0]}")
+            origins.append(f"stored profile {used[-1][0]}")
         else:
             profiles.append(p)
-            origin.append(loaded.sources[0].name)
+            # a spec read from one source has its inline entries in order there
+            origins.append((main, i) if len(loaded.sources) == 1 else main.name)
             kept.append("/".join(key))
     for pid, sp in chosen.values():
         used.append((pid, sp))
         profiles.append(sp)
-        origin.append(f"stored profile {pid}")
+        origins.append(f"stored profile {pid}")
 
-    merged = spec.model_copy(update={"profiles": profiles})
-    problems, warnings = check_consistency(merged)
-    if problems:
-        blame = _culprits(spec, profiles, origin, problems)
-        raise SpecError([_issue(loc, msg, hint, origin, blame)
-                         for loc, msg, hint in problems])
+    merged = check_merged(
+        spec.model_copy(update={"profiles": profiles}), loaded.sources, origins,
+        blame=lambda problems: _culprits(spec, profiles, origins, problems))
     if not used:
-        warnings.insert(0, "profiles=stored: no stored profile matches this spec's devices, "
-                        "drafts and quants; the inline profiles were used")
+        merged.warnings.insert(0, "profiles=stored: no stored profile matches this spec's "
+                               "devices, drafts and quants; the inline profiles were used")
     elif kept:
-        warnings.insert(0, f"profiles=stored: no stored profile for {', '.join(kept)}; "
-                        "the spec's inline entries were used")
-    return LoadedSpec(merged, loaded.sources, warnings), [
-        {"id": pid, "device": sp.device, "draft": sp.draft, "quant": sp.quant}
-        for pid, sp in sorted(used, key=lambda t: t[0])]
+        merged.warnings.insert(0, f"profiles=stored: no stored profile for {', '.join(kept)}; "
+                               "the spec's inline entries were used")
+    return merged, [{"id": pid, "device": sp.device, "draft": sp.draft, "quant": sp.quant}
+                    for pid, sp in sorted(used, key=lambda t: t[0])]
 
 
 MAX_BLAME_CHECKS = 200  # consistency checks spent finding the stored entries behind a problem
 
 
-def _culprits(spec: Spec, profiles: list[Profile], origin: list[str],
-              problems: list[Problem]) -> dict[Problem, list[str]]:
+def _culprits(spec: Spec, profiles: list[Profile], origins: list[ProfileOrigin],
+              problems: list[Inconsistency]) -> dict[Inconsistency, str]:
     """For problems located outside `profiles` (an energy cap, say), the stored entries
     without which the problem goes away, found by taking each back out in turn.
 
@@ -95,11 +95,12 @@ def _culprits(spec: Spec, profiles: list[Profile], origin: list[str],
     its message names, or, failing that, on all of them.
     """
     inline = {(p.device, p.draft, p.quant): p for p in spec.profiles}
-    stored = [i for i, o in enumerate(origin) if o.startswith("stored profile")]
+    stored = [i for i, o in enumerate(origins) if isinstance(o, str)
+              and o.startswith("stored profile")]
     wanted = [p for p in problems if not _in_profiles(p[0])]
-    blame: dict[Problem, list[str]] = {p: [] for p in wanted}
-    if not wanted:
-        return blame
+    blame: dict[Inconsistency, list[str]] = {p: [] for p in wanted}
+    if not wanted or not stored:
+        return {}
     for i in stored[:MAX_BLAME_CHECKS]:
         p = profiles[i]
         back = inline.get((p.device, p.draft, p.quant))
@@ -107,27 +108,23 @@ def _culprits(spec: Spec, profiles: list[Profile], origin: list[str],
         remaining = set(check_consistency(spec.model_copy(update={"profiles": trial}))[0])
         for problem in wanted:
             if problem not in remaining:
-                blame[problem].append(origin[i])
+                blame[problem].append(str(origins[i]))
     for problem, names in blame.items():
         if not names:
-            named = [origin[i] for i in stored
+            named = [str(origins[i]) for i in stored
                      if re.search(rf"\b{re.escape(profiles[i].device)}\b", problem[1])]
-            names.extend(named or [origin[i] for i in stored])
-    return blame
+            names.extend(named or [str(origins[i]) for i in stored])
+    return {problem: _file_of(names) for problem, names in blame.items()}
 
 
 def _in_profiles(loc: tuple[Any, ...]) -> bool:
     return len(loc) >= 2 and loc[0] == "profiles" and isinstance(loc[1], int)
 
 
-def _issue(loc: tuple[Any, ...], msg: str, hint: str | None, origin: list[str],
-           blame: dict[Problem, list[str]]) -> SpecIssue:
-    if _in_profiles(loc) and loc[1] < len(origin):
-        return SpecIssue(msg, loc, file=origin[loc[1]], hint=hint)
-    names = blame.get((loc, msg, hint), [])
-    if not names:
-        return SpecIssue(msg, loc, hint=hint)
+def _file_of(names: list[str]) -> str:
+    """What an issue's `file` says for the stored entries behind it (the first 20 ids)."""
+    if len(names) == 1:
+        return names[0]
     ids = [n.removeprefix("stored profile ") for n in names]
-    file = names[0] if len(names) == 1 else f"stored profiles {', '.join(ids[:20])}" + (
+    return f"stored profiles {', '.join(ids[:20])}" + (
         f" (and {len(ids) - 20} more)" if len(ids) > 20 else "")
-    return SpecIssue(msg, loc, file=file, hint=hint)

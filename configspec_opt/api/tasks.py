@@ -18,7 +18,7 @@ import time
 from multiprocessing.connection import Connection
 from typing import Any
 
-from configspec_opt.api import operations
+from configspec_opt.api import spec_calls
 from configspec_opt.api.params import (
     EvaluateParams,
     Op,
@@ -28,7 +28,6 @@ from configspec_opt.api.params import (
 )
 from configspec_opt.api.problem import from_error
 from configspec_opt.api.stored_profiles import apply_stored
-from configspec_opt.api.unlocated import unlocated_errors_are_invalid
 from configspec_opt.errors import ConfigspecError, SpecError, SpecIssue
 from configspec_opt.loader import LoadedSpec, parse_spec
 
@@ -68,13 +67,14 @@ def init_worker(parent_pid: int | None = None) -> None:
         die_with_parent(parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    import solvers.solve  # noqa: F401
-    from solvers.adapter import require_solver
+    import solvers.solve  # noqa: F401  # lazy: start-up
+    from solvers.adapter import require_solver  # lazy: start-up
 
     require_solver()
 
 
 def warm() -> bool:
+    """A task that does nothing, to round-trip a process (no caller in the package)."""
     return True
 
 
@@ -87,7 +87,7 @@ def serve_tasks(conn: Connection, parent_pid: int) -> None:
     half-updated, and the server starts a fresh one.  `None` (or the server
     closing its end) stops the process.
     """
-    from solvers import deadline
+    from solvers import deadline  # lazy: start-up
 
     try:
         init_worker(parent_pid)
@@ -133,8 +133,7 @@ def load(text: str, media_type: str | None, params: OpParams,
          stored: list[dict[str, Any]] | None) -> tuple[LoadedSpec, list[dict[str, Any]] | None]:
     """Parse a request body (paths in it are never opened) and merge stored profiles."""
     check_json(text, media_type)
-    with unlocated_errors_are_invalid(REQUEST_NAME):
-        loaded = parse_spec(text, name=REQUEST_NAME, base_dir=None)
+    loaded = parse_spec(text, name=REQUEST_NAME, base_dir=None)
     if params.profiles == "stored":
         return apply_stored(loaded, stored or [])
     return loaded, None
@@ -147,16 +146,16 @@ def run(op: Op, text: str, media_type: str | None, params: OpParams, time_limit:
         loaded, used = load(text, media_type, params, stored)
         body: dict[str, Any]
         if op is Op.validate:
-            body = operations.validate(loaded)
+            body = spec_calls.validate(loaded)
         elif op is Op.evaluate:
             assert isinstance(params, EvaluateParams)
-            body = operations.evaluate(loaded, params)
+            body = spec_calls.evaluate(loaded, params)
         elif op is Op.solve:
             assert isinstance(params, SolveParams)
-            body = operations.solve(loaded, params, time_limit)
+            body = dict(spec_calls.solve(loaded, params, time_limit))
         else:
             assert isinstance(params, ParetoParams)
-            body = operations.pareto(loaded, params, time_limit)
+            body = dict(spec_calls.pareto(loaded, params, time_limit))
     except ConfigspecError as exc:
         return {"ok": False, "problem": from_error(exc).to_wire()}
     if used is not None:
@@ -169,7 +168,7 @@ def check_job(text: str, media_type: str | None, params: SolveParams,
     """What a job submission checks before it is accepted: spec and options."""
     try:
         loaded, used = load(text, media_type, params, stored)
-        operations.check_solve(loaded, params)
+        spec_calls.check_solve(loaded, params)
     except ConfigspecError as exc:
         return {"ok": False, "problem": from_error(exc).to_wire()}
     used_ids = {u["id"] for u in used or ()}

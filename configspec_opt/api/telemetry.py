@@ -67,6 +67,7 @@ class Histogram:
         self.series: dict[Labels, list[float]] = {}  # bucket counts..., sum, count
 
     def observe(self, labels: Labels, value: float) -> None:
+        """Count `value` (seconds) in every bucket it fits, Prometheus-style (cumulative)."""
         row = self.series.get(labels)
         if row is None:
             row = self.series[labels] = [0.0] * (len(self.buckets) + 2)
@@ -77,6 +78,7 @@ class Histogram:
         row[-1] += 1
 
     def lines(self, name: str) -> Iterable[str]:
+        """The exposition lines of every series, in a stable (sorted) order."""
         for labels, row in sorted(self.series.items()):
             for bound, n in zip(self.buckets, row):
                 yield f"{name}_bucket{_labels(labels, ('le', _number(bound)))} {_number(n)}"
@@ -97,10 +99,12 @@ class Registry:
         self.solve_seconds = Histogram(SOLVE_BUCKETS)
 
     def request_started(self) -> None:
+        """Count a request as in progress; each call needs its `request_finished`."""
         with self._lock:
             self.in_progress += 1
 
     def request_finished(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Count an answered request by route template (not path: ids would multiply series)."""
         key = (("method", method), ("route", route), ("status", str(status)))
         with self._lock:
             self.in_progress -= 1
@@ -113,6 +117,7 @@ class Registry:
             self.solve_seconds.observe((("op", op), ("outcome", outcome)), seconds)
 
     def render(self, gauges: Sequence[Gauge] = ()) -> str:
+        """Prometheus text exposition of everything counted, plus the caller's `gauges`."""
         out: list[str] = []
         with self._lock:
             _family(out, "configspec_http_requests_total", "counter",
@@ -222,6 +227,7 @@ class TelemetryMiddleware:
         self.registry = registry
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Count and time the request, noting the status as the answer starts."""
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return

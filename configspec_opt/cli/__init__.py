@@ -19,6 +19,7 @@ for _optional in ("profile", "serve", "vcs", "trial", "profile_verifier", "fleet
 
 
 def main() -> None:
+    """The `configspec` console script."""
     app()
 
 

@@ -71,6 +71,7 @@ def emit_json(data: Any) -> None:
 
 
 def fail(exc: ConfigspecError, as_json: bool) -> NoReturn:
+    """Report a user error (as JSON with `--json`, else on stderr) and exit with its code."""
     if as_json:
         payload = exc.to_dict() if isinstance(exc, SpecError) else {
             "status": "error", "error": str(exc)}

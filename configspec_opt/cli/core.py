@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from configspec_opt.cli.app import app, emit_json, out, progress, user_errors
+from configspec_opt.cli.options import JsonOpt
 from configspec_opt.errors import UsageError
 from configspec_opt.loader import load_spec
 from configspec_opt.operations import (
@@ -29,7 +30,6 @@ from configspec_opt.spec_files import PROFILES_ROOT_HELP, write_through
 SpecArg = Annotated[Path, typer.Argument(
     help=f"Deployment spec (YAML or JSON, a regular file). {PROFILES_ROOT_HELP}",
     show_default=False)]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
 DeviceOpt = Annotated[list[str] | None, typer.Option(
     "--device", "-d", help="Only these pools (repeatable).")]
 
@@ -126,6 +126,8 @@ def solve(
 
 
 class Format(str, Enum):
+    """Output formats of `configspec pareto`."""
+
     table = "table"
     json = "json"
     csv = "csv"

@@ -17,6 +17,7 @@ from typing import Annotated
 import typer
 
 from configspec_opt.cli.app import app, emit_json, out, require_extra, user_errors
+from configspec_opt.cli.options import DbOpt, JsonOpt
 from configspec_opt.errors import ServerUnavailableError, UsageError
 
 db_app = typer.Typer(name="db", help="The HTTP service's database (retention).",
@@ -32,12 +33,10 @@ def prune(
     keep: Annotated[int | None, typer.Option(
         "--keep", min=0, help="Besides, keep at most this many results and finished jobs "
         "(the newest).")] = None,
-    db: Annotated[str | None, typer.Option(
-        "--db", help="SQLAlchemy URL or SQLite file path (default: the server's default "
-        "database).")] = None,
+    db: DbOpt = None,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="Count what would go, delete nothing.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Counts as JSON.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Delete old results, finished jobs and the specs only they used (never profiles)."""
     with user_errors(as_json):

@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from configspec_opt.cli.app import app, emit_json, err, out, require_extra, user_errors
+from configspec_opt.cli.options import JsonOpt
 from configspec_opt.errors import ProfilerUnavailableError, UsageError
 
 
@@ -46,7 +47,7 @@ def fleet_trial(
     server_threads: Annotated[int, typer.Option(help="llama-server -t.", min=1)] = 1,
     passes: Annotated[int, typer.Option(help="Replays of each recording per device.",
                                         min=1)] = 1,
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable JSON.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Replay recorded speculative decoding from N devices against one batched verifier."""
     with user_errors(as_json):

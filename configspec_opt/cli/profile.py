@@ -28,9 +28,11 @@ from rich.progress import (
 from rich.table import Table
 
 from configspec_opt.cli.app import app, emit_json, err, out, require_extra, user_errors
-from configspec_opt.cli.llama_options import (
+from configspec_opt.cli.options import (
     ChatOpt,
+    JsonOpt,
     NCtxOpt,
+    PowerOpt,
     PromptsOpt,
     RepackOpt,
     SeedOpt,
@@ -41,8 +43,6 @@ from configspec_opt.spec import Profile
 
 if TYPE_CHECKING:
     from profiler.power import PowerSource
-
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
 
 
 class RichReporter:
@@ -64,22 +64,27 @@ class RichReporter:
         self.progress.stop()
 
     def start(self, description: str, total: int) -> None:
+        """Open a progress bar for a step of `total` units."""
         self._task = self.progress.add_task(description, total=total)
 
     def advance(self, n: int = 1) -> None:
+        """Move the current bar on; ignored between steps."""
         if self._task is not None:
             self.progress.advance(self._task, n)
 
     def finish(self) -> None:
+        """End the current step; its bar stays on screen."""
         self._task = None
 
     def warn(self, message: str) -> None:
+        """Print a warning above the bars and keep it for the summary."""
         self.warnings.append(message)
         self.progress.console.print(f"[yellow]warning:[/yellow] {escape(message)}", markup=True,
                                     highlight=False)
 
 
 def engine_settings(threads: int, n_ctx: int, repack: bool) -> Any:
+    """The llama.cpp engine options from the CLI flags (imported late: the profiler is optional)."""
     from profiler.engine import EngineSettings
 
     return EngineSettings(n_ctx=n_ctx, n_threads=threads, repack=repack)
@@ -152,8 +157,7 @@ def profile(
     n_ctx: NCtxOpt = 2048,
     repack: RepackOpt = False,
     chat: ChatOpt = None,
-    power: Annotated[str, typer.Option(help="auto, none, rapl, jetson, rpi, nvml or "
-                                       "constant:<watts>.")] = "auto",
+    power: PowerOpt = "auto",
     idle_s: Annotated[float, typer.Option(help="Seconds of idle power baseline.", min=0)] = 2.0,
     verify_latency: Annotated[bool, typer.Option(
         "--verify-latency", help="Also time T_verify(K) (and the RTT of a remote target).")]

@@ -24,6 +24,7 @@ from rich.progress import (
 from rich.table import Table
 
 from configspec_opt.cli.app import app, emit_json, err, out, user_errors
+from configspec_opt.cli.options import JsonOpt
 from configspec_opt.errors import UsageError
 from configspec_opt.spec import Spec, Target
 
@@ -61,6 +62,7 @@ def parse_ints(text: str, option: str, lo: int, hi: int) -> list[int]:
 
 
 def default_ks(spec: Spec) -> list[int]:
+    """Draft lengths to measure: the usual ones the spec searches, else its smallest and largest."""
     search = list(spec.search.k.values())
     ks = [k for k in DEFAULT_KS if k in search]
     return ks or sorted({search[0], search[-1]})
@@ -107,8 +109,7 @@ def profile_verifier(
     price_per_replica_hour: Annotated[float | None, typer.Option(
         help="verifier.price_usd_per_replica_hour.", min=0.0)] = None,
     max_batch: Annotated[int | None, typer.Option(help="verifier.max_batch.", min=1)] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
-    = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Measure T(b, K) of a batched verifier server; write targets[].verifier.latency_s."""
     with user_errors(as_json):

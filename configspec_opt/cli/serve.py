@@ -11,13 +11,19 @@ import ipaddress
 import os
 import re
 import socket
-from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from configspec_opt.cli.app import app, err, require_extra, user_errors
+from configspec_opt.cli.options import (
+    DbOpt,
+    JobAttemptsOpt,
+    JobLeaseOpt,
+    LogLevel,
+    LogLevelOpt,
+)
 from configspec_opt.errors import ServerUnavailableError, UsageError
 
 DEFAULT_PORT = 8765
@@ -27,14 +33,6 @@ SERVER_MODULES = ("uvicorn", "fastapi", "sqlalchemy", "alembic", "platformdirs",
 worker processes refuse to start without it); httpx is for clients and tests."""
 SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmM]i?[bB]?|[bB])?\s*$")
 UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024 * 1024}
-
-
-class LogLevel(str, Enum):
-    critical = "critical"
-    error = "error"
-    warning = "warning"
-    info = "info"
-    debug = "debug"
 
 
 def parse_size(text: str) -> int:
@@ -84,10 +82,7 @@ def log_to_stderr(level: str) -> None:
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535)] = DEFAULT_PORT,
-    db: Annotated[str | None, typer.Option(
-        "--db", envvar="CONFIGSPEC_DB", help="SQLAlchemy URL (sqlite:///path, "
-        "postgresql+psycopg://...) or a SQLite file path. Default: a file in the user data "
-        "directory.")] = None,
+    db: DbOpt = None,
     workers: Annotated[int, typer.Option(min=1, help="Solver processes.")]
     = min(2, os.cpu_count() or 1),
     backlog: Annotated[int, typer.Option(
@@ -107,12 +102,8 @@ def serve(
         "--embedded-workers/--no-embedded-workers", envvar="CONFIGSPEC_EMBEDDED_WORKERS",
         help="Solve jobs in this server too (one machine); off: HTTP only, jobs are solved "
         "by `configspec worker`s.")] = True,
-    job_lease: Annotated[float, typer.Option(
-        min=0.3, envvar="CONFIGSPEC_JOB_LEASE", help="Seconds a job claimed by this server "
-        "stays its own without a heartbeat (renewed every third of it).")] = 30.0,
-    job_attempts: Annotated[int, typer.Option(
-        min=1, envvar="CONFIGSPEC_JOB_ATTEMPTS", help="Claims of one job (workers lost "
-        "under it) before it is failed.")] = 3,
+    job_lease: JobLeaseOpt = 30.0,
+    job_attempts: JobAttemptsOpt = 3,
     allow_remote: Annotated[bool, typer.Option(
         "--allow-remote", help="Listen beyond loopback even without CONFIGSPEC_API_TOKEN.")]
     = False,
@@ -145,8 +136,7 @@ def serve(
         "always answer).")] = 256,
     ssl_certfile: Annotated[Path | None, typer.Option(help="TLS certificate (PEM).")] = None,
     ssl_keyfile: Annotated[Path | None, typer.Option(help="TLS private key (PEM).")] = None,
-    log_level: Annotated[LogLevel, typer.Option(help="Server log verbosity.")]
-    = LogLevel.info,
+    log_level: LogLevelOpt = LogLevel.info,
 ) -> None:
     """Serve validate / evaluate / solve / pareto, profiles and jobs over HTTP (docs at /docs)."""
     with user_errors():

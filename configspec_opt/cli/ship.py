@@ -11,11 +11,11 @@ from typing import Annotated, Any
 import typer
 
 from configspec_opt.cli.app import app, emit_json, out, progress, user_errors
+from configspec_opt.cli.options import JsonOpt
 from configspec_opt.errors import OutputError, UsageError
 from configspec_opt.export import ExportFormat
 from configspec_opt.spec import Spec
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
 DryRunOpt = Annotated[bool, typer.Option(
     "--dry-run", help="Write nothing; print the change to the spec as a unified diff.")]
 SpecArg = Annotated[Path, typer.Argument(help="The spec (YAML) to write the numbers into.",
@@ -50,7 +50,7 @@ def report(
     from configspec_opt.report_html import build_report
 
     with user_errors():
-        from solvers.adapter import require_solver
+        from solvers.adapter import require_solver  # lazy: start-up
 
         require_solver()
         loaded = load_spec(spec)

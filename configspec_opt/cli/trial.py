@@ -9,9 +9,11 @@ import typer
 from rich.table import Table
 
 from configspec_opt.cli.app import app, emit_json, err, out, require_extra, user_errors
-from configspec_opt.cli.llama_options import (
+from configspec_opt.cli.options import (
     ChatOpt,
+    JsonOpt,
     NCtxOpt,
+    PowerOpt,
     PromptsOpt,
     RepackOpt,
     SeedOpt,
@@ -61,12 +63,11 @@ def trial(
     n_ctx: NCtxOpt = 2048,
     repack: RepackOpt = False,
     chat: ChatOpt = None,
-    power: Annotated[str, typer.Option(help="auto, none, rapl, jetson, rpi, nvml, "
-                                       "constant:<watts>.")] = "auto",
+    power: PowerOpt = "auto",
     plot: Annotated[Path | None, typer.Option(
         help="Also draw measured and predicted goodput vs K (PNG or SVG).")] = None,
     timeout: Annotated[float, typer.Option(help="HTTP timeout, seconds.")] = 120.0,
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable JSON.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Run speculative decoding for real and compare it with Eq. 1-3's prediction."""
     with user_errors(as_json):

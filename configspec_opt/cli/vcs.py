@@ -12,10 +12,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from configspec_opt.cli.app import app, emit_json, err, out, progress, user_errors
+from configspec_opt.cli.options import JsonOpt
 from configspec_opt.errors import ConfigspecError, OutputError, SpecError, UsageError
 from configspec_opt.plots.data import Kind
-
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
 
 
 def _report_error(path: Path, exc: ConfigspecError) -> None:
@@ -40,7 +39,7 @@ def lock(
     """
     from configspec_opt.loader import load_spec
     from configspec_opt.vcs.lock import SOLVED, write_lock
-    from solvers.adapter import require_solver
+    from solvers.adapter import require_solver  # lazy: start-up
 
     with user_errors(as_json):
         require_solver()
@@ -102,7 +101,7 @@ def check(
 
     with user_errors(as_json):
         if resolve:
-            from solvers.adapter import require_solver
+            from solvers.adapter import require_solver  # lazy: start-up
 
             require_solver()
         specs, empty = discover(paths or [Path(".")])
@@ -170,7 +169,7 @@ def diff(
     with user_errors(as_json):
         if as_json and as_html:
             raise UsageError("--json and --html both choose the output: give one")
-        from solvers.adapter import require_solver
+        from solvers.adapter import require_solver  # lazy: start-up
 
         sides = []
         for text in (old, new):
@@ -314,15 +313,15 @@ def _iso_levels(text: str | None) -> list[float] | None:
 
 def _render_front(loaded: Any, x: str, y: str, device: list[str] | None, points: int,
                   outputs: list[Path]) -> Any:
+    from configspec_opt.metric_registry import metric_def
     from configspec_opt.operations import pareto_report
     from configspec_opt.plots.draw import render_front
-    from configspec_opt.problem import METRICS
     from configspec_opt.spec import Metric
 
     with progress.status(f"computing the {x} / {y} front ..."):
         front = pareto_report(loaded, x=x, y=y, devices=device, points=points)
-    units = (METRICS[Metric(front["x"]["metric"])].unit,
-             METRICS[Metric(front["y"]["metric"])].unit)
+    units = (metric_def(Metric(front["x"]["metric"])).unit,
+             metric_def(Metric(front["y"]["metric"])).unit)
     return render_front(front, units, outputs)
 
 

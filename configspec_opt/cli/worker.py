@@ -16,7 +16,14 @@ from typing import Annotated
 import typer
 
 from configspec_opt.cli.app import app, err, require_extra, user_errors
-from configspec_opt.cli.serve import SERVER_MODULES, LogLevel, log_to_stderr
+from configspec_opt.cli.options import (
+    DbOpt,
+    JobAttemptsOpt,
+    JobLeaseOpt,
+    LogLevel,
+    LogLevelOpt,
+)
+from configspec_opt.cli.serve import SERVER_MODULES, log_to_stderr
 from configspec_opt.errors import ServerUnavailableError, UsageError
 
 
@@ -58,22 +65,16 @@ async def run_worker(db_url: str, concurrency: int, lease_s: float, attempts: in
 
 @app.command()
 def worker(
-    db: Annotated[str | None, typer.Option(
-        "--db", envvar="CONFIGSPEC_DB", help="SQLAlchemy URL of the database the servers use "
-        "(postgresql+psycopg://... for several machines) or a SQLite file path.")] = None,
+    db: DbOpt = None,
     concurrency: Annotated[int, typer.Option(
         min=1, envvar="CONFIGSPEC_WORKER_CONCURRENCY",
         help="Jobs solved at once (one solver process each).")] = 1,
-    job_lease: Annotated[float, typer.Option(
-        min=0.3, envvar="CONFIGSPEC_JOB_LEASE", help="Seconds a claimed job stays this "
-        "worker's without a heartbeat; it is renewed every third of it.")] = 30.0,
-    job_attempts: Annotated[int, typer.Option(
-        min=1, envvar="CONFIGSPEC_JOB_ATTEMPTS", help="Claims of one job (workers lost "
-        "under it) before it is failed.")] = 3,
+    job_lease: JobLeaseOpt = 30.0,
+    job_attempts: JobAttemptsOpt = 3,
     poll: Annotated[float, typer.Option(
         min=0.05, envvar="CONFIGSPEC_WORKER_POLL", help="Seconds between looks for new jobs "
         "while idle.")] = 1.0,
-    log_level: Annotated[LogLevel, typer.Option(help="Log verbosity.")] = LogLevel.info,
+    log_level: LogLevelOpt = LogLevel.info,
 ) -> None:
     """Solve queued jobs from the database (no HTTP); run as many as you like."""
     with user_errors():

@@ -22,6 +22,8 @@ REQUIRED = ("model_filename", "n_prompt", "n_gen", "avg_ts")
 
 @dataclass(frozen=True)
 class BenchResult:
+    """One test row of llama-bench's JSON output; `avg_ts` is tokens per second."""
+
     index: int  # position in the file
     model_filename: str
     n_prompt: int
@@ -33,18 +35,26 @@ class BenchResult:
 
     @property
     def test(self) -> str:
+        """The test's name as llama-bench prints it (`tg128`, `pp512+tg128 @ d4096`)."""
         name = f"tg{self.n_gen}" if self.n_prompt == 0 else f"pp{self.n_prompt}+tg{self.n_gen}"
         return name + (f" @ d{self.n_depth}" if self.n_depth else "")
 
     @property
     def model_basename(self) -> str:
+        """The model file's name without its directory, whichever OS wrote the path."""
         return PurePath(self.model_filename.replace("\\", "/")).name
 
     def describe(self) -> str:
+        """One line naming the row, for messages that ask the user to choose between rows."""
         threads = f", {self.n_threads} threads" if self.n_threads is not None else ""
         return f"#{self.index} {self.model_basename} {self.test}{threads}: {self.avg_ts:.4g} tok/s"
 
     def provenance(self, src: Input) -> dict[str, Any]:
+        """What the imported profile records about where its number came from.
+
+        Only scalar fields of the raw row are kept, so the spec stays small and
+        the row can be found again in the source (named by path and SHA-256).
+        """
         keep = ("model_type", "n_threads", "n_gpu_layers", "backends", "build_commit",
                 "build_number", "cpu_info", "gpu_info", "test_time", "stddev_ts")
         record: dict[str, Any] = {"tool": "configspec import llama-bench", "source": src.name,

@@ -33,6 +33,8 @@ _SERVER = re.compile(r"draft acceptance(?: rate)?\s*=\s*[0-9.naif]+\s*\(\s*(\d+)
 
 @dataclass(frozen=True)
 class SpecStats:
+    """Drafted and accepted token counts summed over a llama.cpp log, at draft length `k`."""
+
     kind: str  # "example" or "server"
     k: int
     drafted: int
@@ -42,9 +44,11 @@ class SpecStats:
 
     @property
     def alpha(self) -> float:
+        """Acceptance rate: accepted / drafted tokens (exact only if every round drafted `k`)."""
         return self.accepted / self.drafted
 
     def record(self, src: Input) -> dict[str, Any]:
+        """Provenance of an imported acceptance rate: the source, the counts and the caveat."""
         rec: dict[str, Any] = {
             "tool": "configspec import llama-spec", "source": src.name, "sha256": src.sha256,
             "log": "llama-speculative summary" if self.kind == "example"

@@ -26,15 +26,19 @@ class ImportInputError(ConfigspecError):
 
 @dataclass(frozen=True)
 class Input:
+    """An importer's input as read: its name as given and its whole text."""
+
     name: str  # the path or URL as given
     text: str
 
     @property
     def sha256(self) -> str:
+        """Hash of the text, recorded in provenance so the exact input can be recognised later."""
         return hashlib.sha256(self.text.encode()).hexdigest()
 
 
 def is_url(text: str) -> bool:
+    """Whether `read_input` fetches this over HTTP(S) instead of opening a file."""
     return text.startswith(("http://", "https://"))
 
 

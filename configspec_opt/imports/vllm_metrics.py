@@ -40,6 +40,8 @@ _LABEL = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*(?
 
 @dataclass(frozen=True)
 class Sample:
+    """One sample line of a Prometheus exposition: metric name, labels, value."""
+
     name: str
     labels: dict[str, str]
     value: float
@@ -104,6 +106,10 @@ class Counters:
     per_position: list[float] = field(default_factory=list)
 
     def minus(self, before: Counters) -> Counters:
+        """The counts since `before` (a baseline scrape of the same server), per position too.
+
+        Raises ImportInputError when the two scrapes cannot be of the same server.
+        """
         def sub(a: float | None, b: float | None) -> float | None:
             return None if a is None or b is None else a - b
 
@@ -174,6 +180,8 @@ def counters(samples: Sequence[Sample], src: Input, model_name: str | None = Non
 
 @dataclass(frozen=True)
 class Acceptance:
+    """alpha(K) and full_accept(K) keyed by draft length K, and their provenance record."""
+
     alpha: dict[int, float]
     full_accept: dict[int, float]
     record: dict[str, Any]

@@ -43,11 +43,18 @@ class ProfileUpdate:
 
     @property
     def key(self) -> tuple[str, str, str]:
+        """The (device, draft, quant) key a profile entry is found by."""
         return (self.device, self.draft, self.quant)
 
 
 @dataclass
 class Written:
+    """What `apply` did: files written (none on a dry run), the diff, notes, merged entries.
+
+    On a failed write or a spec that no longer loads, every file written is
+    restored, so `files` lists only what now holds the import.
+    """
+
     files: list[Path] = field(default_factory=list)
     diff: str = ""
     notes: list[str] = field(default_factory=list)

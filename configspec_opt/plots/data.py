@@ -48,9 +48,11 @@ class Axis:
 
     @property
     def title(self) -> str:
+        """The axis label with its unit, e.g. "goodput (tok/s)"."""
         return f"{self.label} ({self.unit})"
 
     def value(self, c: Candidate) -> float | None:
+        """The plotted value (metric times `scale`); None where the candidate lacks the metric."""
         v = getattr(c, self.attr)
         return None if v is None else float(v) * self.scale
 
@@ -72,6 +74,12 @@ class Choice:
 
 @dataclass
 class PlotData:
+    """Everything a figure shows, computed once from the spec so drawing needs no solver.
+
+    `no_power` lists devices without power data: left out of energy axes and
+    of energy objectives' choices rather than drawn as zero.
+    """
+
     name: str
     devices: list[str]
     candidates: list[Candidate]
@@ -82,9 +90,11 @@ class PlotData:
 
     @property
     def multi_target(self) -> bool:
+        """Whether variants point at more than one target, so labels must name it."""
         return len({v[0] for v in self.variants}) > 1
 
     def variant_label(self, v: Variant, sep: str = " ") -> str:
+        """"draft quant", plus "→ target" when several targets are plotted."""
         text = f"{v[1]}{sep}{v[2]}"
         return f"{text}{sep}→ {v[0]}" if self.multi_target else text
 
@@ -137,7 +147,7 @@ def choose(spec: Spec, objective: Objective | None, only: set[str] | None,
     if not pools:
         return Choice(label, [], note or "no pool selected")
     try:
-        from solvers.solve import solve
+        from solvers.solve import solve  # lazy: start-up
 
         sol = solve(spec, objective=objective, only=pools if note or only else None,
                     diagnose=False)
@@ -149,6 +159,7 @@ def choose(spec: Spec, objective: Objective | None, only: set[str] | None,
 
 
 def check_k(data: PlotData, k: int | None) -> None:
+    """Refuse (UsageError) a K the spec does not search, which would plot an empty figure."""
     if k is not None and k not in data.k_values:
         raise UsageError(f"K={k} is outside the spec's search range "
                          f"{data.k_values[0]}..{data.k_values[-1]}")

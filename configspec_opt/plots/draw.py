@@ -34,6 +34,7 @@ from configspec_opt.plots.data import (
     Variant,
     check_k,
 )
+from configspec_opt.results import ParetoJSON
 
 DPI = 150
 FORMATS = (".png", ".svg")
@@ -52,6 +53,8 @@ STYLE: dict[Any, Any] = {
 
 @dataclass(frozen=True)
 class Rendered:
+    """The files one figure was saved to, and the PNG's size in pixels."""
+
     paths: list[Path]
     size_px: tuple[int, int]  # of the PNG
 
@@ -408,7 +411,7 @@ def _iso_power(ax: Axes, levels: Sequence[float], xlim: tuple[float, float],
 __all__ = ["DPI", "Rendered", "Variant", "render"]
 
 
-def render_front(front: dict[str, Any], units: tuple[str, str],
+def render_front(front: ParetoJSON, units: tuple[str, str],
                  outputs: Sequence[Path]) -> Rendered:
     """The fleet front of `configspec pareto` (its JSON), not single configurations.
 
@@ -432,10 +435,10 @@ def render_front(front: dict[str, Any], units: tuple[str, str],
         ax.plot([xs[0]], [ys[0]], ls="none", marker="*", ms=15, mfc="white", mec="black",
                 mew=1.4, label=f"best {front['x']['metric']} (what solve picks, "
                 f"{front['y']['metric']} second)")
-        for axis, unit, setter in (("x", units[0], ax.set_xlabel),
-                                   ("y", units[1], ax.set_ylabel)):
-            better = "higher" if front[axis]["sense"] == "maximize" else "lower"
-            setter(f"{front[axis]['metric']}, {unit} ({better} is better)")
+        for axis, unit, setter in ((front["x"], units[0], ax.set_xlabel),
+                                   (front["y"], units[1], ax.set_ylabel)):
+            better = "higher" if axis["sense"] == "maximize" else "lower"
+            setter(f"{axis['metric']}, {unit} ({better} is better)")
         title = f"fleet Pareto front: {len(pts)} points"
         if not front.get("complete", True):
             title += " (sampled: more exist between them)"

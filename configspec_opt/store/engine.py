@@ -45,6 +45,11 @@ def describe_url(url: str) -> str:
 
 
 def make_engine(url: str) -> Engine:
+    """An engine for `url`; on SQLite, with the durability settings of the module docstring.
+
+    Raises ValueError for an in-memory SQLite database; creates the file's
+    directory when missing.
+    """
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
         return create_engine(url, pool_pre_ping=True)
@@ -77,4 +82,5 @@ def _sqlite_begin(conn: Any) -> None:
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
+    """Sessions whose objects stay readable after commit, for routes that answer after it."""
     return sessionmaker(engine, expire_on_commit=False)

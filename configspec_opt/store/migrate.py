@@ -25,6 +25,7 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 
 
 def alembic_config() -> Config:
+    """Alembic's configuration built in code, pointing at this package's migrations."""
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     return cfg
@@ -91,15 +92,18 @@ def _upgrade(engine: Engine, revision: str) -> None:
 
 
 def current_revision(engine: Engine) -> str | None:
+    """The revision the database is at (None: never migrated)."""
     with engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
 
 
 def head_revision() -> str | None:
+    """The newest revision this installation knows; a database past it is from a newer version."""
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
 def main() -> None:  # pragma: no cover - developer tool
+    """Developer tool for migrations (see the module docstring); not part of the CLI."""
     from configspec_opt.store.engine import make_engine, resolve_db_url
 
     ap = argparse.ArgumentParser(description=__doc__)

@@ -19,6 +19,7 @@ UNFINISHED = ("queued", "running")
 
 
 def utcnow() -> datetime:
+    """Now, zone-aware in UTC: every timestamp is stored in UTC (SQLite drops the zone)."""
     return datetime.now(timezone.utc)
 
 
@@ -28,6 +29,8 @@ def new_public_id() -> str:
 
 
 class Base(DeclarativeBase):
+    """Declarative base; dict and list columns are JSON on every backend."""
+
     type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSON, list[Any]: JSON}
 
 

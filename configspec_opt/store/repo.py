@@ -46,6 +46,7 @@ def save_spec(s: Session, sha256: str, name: str, text: str) -> None:
 
 
 def get_spec(s: Session, sha256: str) -> SpecRecord | None:
+    """A stored spec by the SHA-256 of its text, or None."""
     return s.get(SpecRecord, sha256)
 
 
@@ -105,6 +106,7 @@ def latest_profiles(s: Session, devices: Iterable[str] | None = None) -> list[Pr
 
 
 def get_profile(s: Session, profile_id: int) -> ProfileRecord | None:
+    """One profile upload entry by id, or None; it need not be the newest for its key."""
     return s.get(ProfileRecord, profile_id)
 
 
@@ -113,6 +115,10 @@ def get_profile(s: Session, profile_id: int) -> ProfileRecord | None:
 
 def add_result(s: Session, kind: str, spec_sha256: str, params: dict[str, Any],
                body: dict[str, Any], job_id: str | None = None) -> ResultRecord:
+    """Record an answer with a fresh public id; `status` is the body's own, else "done".
+
+    `job_id` ties it to a job; the unique index on it refuses a second result.
+    """
     status = body.get("status")
     row = ResultRecord(public_id=new_public_id(), kind=kind, spec_sha256=spec_sha256,
                        params=params, job_id=job_id,
@@ -124,6 +130,7 @@ def add_result(s: Session, kind: str, spec_sha256: str, params: dict[str, Any],
 
 
 def get_result(s: Session, result_id: int) -> ResultRecord | None:
+    """A result by its internal key, which jobs refer to and clients never see."""
     return s.get(ResultRecord, result_id)
 
 
@@ -133,6 +140,7 @@ def find_result(s: Session, public_id: str) -> ResultRecord | None:
 
 
 def result_public_id(s: Session, result_id: int) -> str | None:
+    """The public id of a result known by internal key (for a job's `result_url`)."""
     return s.scalar(select(ResultRecord.public_id).where(ResultRecord.id == result_id))
 
 
@@ -141,6 +149,7 @@ def result_public_id(s: Session, result_id: int) -> str | None:
 
 def create_job(s: Session, spec_sha256: str, params: dict[str, Any],
                stored_profiles: list[dict[str, Any]] | None) -> JobRecord:
+    """Queue a job under a random id; committed by the caller before the 202 is sent."""
     job = JobRecord(id=secrets.token_hex(16), spec_sha256=spec_sha256, params=params,
                     stored_profiles=stored_profiles, state="queued", attempts=0,
                     created_at=utcnow())
@@ -150,10 +159,12 @@ def create_job(s: Session, spec_sha256: str, params: dict[str, Any],
 
 
 def get_job(s: Session, job_id: str) -> JobRecord | None:
+    """A job by id, or None."""
     return s.get(JobRecord, job_id)
 
 
 def count_unfinished_jobs(s: Session) -> int:
+    """Queued and running jobs: what --max-jobs bounds."""
     return int(s.scalar(select(func.count()).select_from(JobRecord)
                         .where(JobRecord.state.in_(UNFINISHED))) or 0)
 
@@ -254,6 +265,7 @@ def requeue_job(s: Session, job_id: str, attempt: int | None = None) -> bool:
 
 
 def set_job_result(s: Session, job_id: str, result_id: int) -> None:
+    """Point a job at its result row."""
     s.execute(update(JobRecord).where(JobRecord.id == job_id).values(result_id=result_id)
               .execution_options(synchronize_session=False))
 
@@ -280,11 +292,13 @@ def remember_response(s: Session, scope: str, key: str, request_sha256: str) -> 
 
 
 def get_remembered(s: Session, scope: str, key: str) -> IdempotencyRecord | None:
+    """The first use of an idempotency key in this token's scope, or None."""
     return s.get(IdempotencyRecord, (scope, key))
 
 
 def store_response(s: Session, scope: str, key: str, status: int,
                    response: dict[str, Any]) -> None:
+    """Keep the answer to replay for a key reserved by `remember_response` in this transaction."""
     s.execute(update(IdempotencyRecord)
               .where(IdempotencyRecord.scope == scope, IdempotencyRecord.key == key)
               .values(status=status, response=response)

@@ -42,12 +42,15 @@ FINISHED = ("succeeded", "failed")
 
 @dataclass(frozen=True)
 class Pruned:
+    """How many rows one prune removed, by table; false when it removed nothing."""
+
     results: int
     jobs: int
     specs: int
     idempotency_keys: int = 0
 
     def to_dict(self) -> dict[str, Any]:
+        """The counts as a plain dict, for JSON output."""
         return asdict(self)
 
     def __bool__(self) -> bool:

@@ -58,6 +58,8 @@ Status = Literal["ok", "invalid", "missing_lock", "orphan_lock", "bad_lock", "st
 
 @dataclass(frozen=True)
 class CheckResult:
+    """What `configspec check` found for one spec; `reason` says why when not ok."""
+
     spec: Path
     status: Status
     reason: str = ""
@@ -65,6 +67,7 @@ class CheckResult:
 
     @property
     def ok(self) -> bool:
+        """Whether this spec passes the check (skipped templates pass)."""
         return self.status in ("ok", "skipped")
 
     def line(self) -> str:
@@ -72,12 +75,18 @@ class CheckResult:
         return f"{self.spec}: {self.reason or 'ok'}"
 
     def to_dict(self) -> dict[str, Any]:
+        """The result as `check --json` prints it."""
         return {"spec": str(self.spec), "lock": str(lock_path(self.spec)),
                 "status": self.status, "ok": self.ok, "reason": self.reason,
                 "lock_tool": self.lock_tool}
 
 
 def looks_like_spec(path: Path) -> bool:
+    """Whether a file found under a directory is to be checked as a spec.
+
+    Judged from the text, not by parsing, so a spec with a syntax error is
+    still found and reported invalid rather than silently skipped.
+    """
     try:  # a FIFO, a device or a huge file under the directory is not a spec
         text = read_text_file(path, errors="replace")
     except FileRefused:

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from configspec_opt.metric_registry import BY_KEY, REGISTRY
 from configspec_opt.vcs.gitrev import Ref, locate, parse_ref, read_text
 from configspec_opt.vcs.lock import LOCK_SUFFIX, lock_data, parse_lock
 
@@ -19,16 +20,8 @@ REL_TOL = 1e-9
 """Numbers closer than this (relative) are equal: locks keep 10 significant digits."""
 
 FLEET_METRICS: dict[str, tuple[str, str]] = {
-    # fleet key -> (what a person reads, unit)
-    "goodput_tok_s": ("goodput", "tok/s"),
-    "min_goodput_tok_s": ("min goodput per device", "tok/s"),
-    "cost_efficiency_tok_per_usd": ("cost efficiency", "tok/$"),
-    "cost_usd_per_hour": ("verifier cost", "$/h"),
-    "energy_j_per_tok": ("energy per token", "J/tok"),
-    "power_w": ("edge power", "W"),
-    "verifier_load_tok_s": ("verifier load", "tok/s"),
-    "devices": ("devices", ""),
-}
+    **{d.key: (d.label, d.unit) for d in REGISTRY}, "devices": ("devices", "")}
+"""Fleet key -> (what a person reads, unit), from `metric_registry`."""
 POOL_METRICS = ("goodput_tok_s", "cost_tok_per_usd", "energy_j_per_tok")
 CONFIG_KEYS = ("target", "draft", "quant", "k", "count")
 
@@ -45,9 +38,11 @@ class Side:
 
     @property
     def label(self) -> str:
+        """The side as a heading shows it: the ref, with the commit's short hash when from git."""
         return f"{self.ref} ({self.commit[:10]})" if self.commit else str(self.ref)
 
     def summary(self) -> dict[str, Any]:
+        """Where the side came from and what it decided, as `diff --json` reports it."""
         return {"ref": str(self.ref), "commit": self.commit,
                 "spec_sha256": self.data.get("spec", {}).get("sha256"),
                 "status": self.data.get("status"), "objective": self.data.get("objective")}
@@ -66,62 +61,92 @@ def load_side(text: str) -> Side:
     return Side(ref, lock_data(loaded, ref.path.name), commit)
 
 
-def close(a: Any, b: Any) -> bool:
+def close(a: Any, b: Any, rel_tol: float = REL_TOL) -> bool:
+    """Whether two values count as equal in a diff: numbers within `rel_tol`, others by `==`.
+
+    Booleans are compared exactly, never as the numbers 0 and 1.
+    """
     if isinstance(a, (int, float)) and isinstance(b, (int, float)) \
             and not isinstance(a, bool) and not isinstance(b, bool):
-        return math.isclose(a, b, rel_tol=REL_TOL, abs_tol=1e-12)
+        return math.isclose(a, b, rel_tol=rel_tol, abs_tol=1e-12)
     return bool(a == b)
 
 
 @dataclass(frozen=True)
 class PoolChange:
+    """What happened to one pool between the two sides, with its rows before and after.
+
+    `change` is the most important difference: added or removed pool, another
+    configuration, the same configuration with other numbers, or unchanged.
+    """
+
     device: str
     change: Change
     old: list[dict[str, Any]]
     new: list[dict[str, Any]]
 
     def to_dict(self) -> dict[str, Any]:
+        """The pool's change as `diff --json` reports it."""
         return {"device": self.device, "change": self.change, "old": self.old, "new": self.new}
 
 
 @dataclass(frozen=True)
 class MetricDelta:
+    """One fleet metric on both sides; None where a side lacks it (e.g. no power measured)."""
+
     key: str
     old: float | None
     new: float | None
 
     @property
     def label(self) -> str:
+        """What a person reads for the metric, including a per-target verifier load."""
         if self.key.startswith("verifier_load_tok_s["):
             return f"verifier load of {self.key[len('verifier_load_tok_s['):-1]}"
         return FLEET_METRICS.get(self.key, (self.key, ""))[0]
 
     @property
     def unit(self) -> str:
+        """The metric's unit (`tok/s`, `$/h`, ...), empty for a plain count."""
         if self.key.startswith("verifier_load_tok_s["):
             return "tok/s"
         return FLEET_METRICS.get(self.key, ("", ""))[1]
 
     @property
     def delta(self) -> float | None:
+        """new - old in the metric's unit; None when either side lacks it."""
         return None if self.old is None or self.new is None else self.new - self.old
 
     @property
     def relative(self) -> float | None:
+        """The change relative to |old|; None when old is missing or zero."""
         d = self.delta
         return None if d is None or not self.old else d / abs(self.old)
 
     @property
     def changed(self) -> bool:
-        return not close(self.old, self.new)
+        """Whether the metric moved beyond its registry's diff tolerance.
+
+        Locks round to 10 significant digits, so an exact comparison would report
+        noise as a change.
+        """
+        d = BY_KEY.get(self.key.split("[", 1)[0])
+        return not close(self.old, self.new, REL_TOL if d is None else d.diff_tolerance)
 
     def to_dict(self) -> dict[str, Any]:
+        """The delta as `diff --json` reports it."""
         return {"metric": self.key, "unit": self.unit, "old": self.old, "new": self.new,
                 "delta": self.delta, "relative": self.relative, "changed": self.changed}
 
 
 @dataclass
 class DecisionDiff:
+    """Everything that differs between two decisions: status, objective, pools, fleet.
+
+    Built by `diff_decisions`; pools come in the new side's order, then the
+    pools only the old side has.
+    """
+
     old: Side
     new: Side
     pools: list[PoolChange] = field(default_factory=list)
@@ -129,24 +154,36 @@ class DecisionDiff:
 
     @property
     def status_changed(self) -> bool:
+        """Whether the solver status differs (e.g. optimal on one side, infeasible on the other)."""
         return bool(self.old.data.get("status") != self.new.data.get("status"))
 
     @property
     def objective_changed(self) -> bool:
+        """Whether the two sides optimise different things (sense, metric, mode or terms).
+
+        When true, metric deltas compare answers to different questions.
+        """
         a, b = self.old.data.get("objective") or {}, self.new.data.get("objective") or {}
         return any(a.get(k) != b.get(k) for k in ("sense", "metric", "mode", "terms"))
 
     @property
     def assignments_changed(self) -> bool:
+        """Whether any pool runs another configuration, or a pool was added or removed.
+
+        The question CI asks; numbers that moved under the same configurations do
+        not count.
+        """
         return any(p.change in ("configuration", "added", "removed") for p in self.pools)
 
     @property
     def changed(self) -> bool:
+        """Whether anything at all differs: status, assignments, or any pool or fleet number."""
         return (self.status_changed or self.assignments_changed
                 or any(p.change == "metrics" for p in self.pools)
                 or any(m.changed for m in self.fleet))
 
     def to_dict(self) -> dict[str, Any]:
+        """The whole diff as `diff --json` reports it."""
         return {"old": self.old.summary(), "new": self.new.summary(),
                 "changed": self.changed, "assignments_changed": self.assignments_changed,
                 "status_changed": self.status_changed,
@@ -188,6 +225,11 @@ def _targets(data: dict[str, Any]) -> set[str]:
 
 
 def diff_decisions(old: Side, new: Side) -> DecisionDiff:
+    """Compare two sides pool by pool and metric by metric.
+
+    A verifier's load is listed per target only when the sides use more than
+    one target between them: with one, the fleet total says the same.
+    """
     result = DecisionDiff(old, new)
     a, b = _pool_entries(old.data), _pool_entries(new.data)
     for device in [*b, *(d for d in a if d not in b)]:
@@ -232,6 +274,7 @@ def describe_change(p: PoolChange) -> str:
 
 
 def config_text(e: dict[str, Any], *, target: bool = False) -> str:
+    """A configuration as text: `draft quant K=k`, with the target and a count when they matter."""
     text = f"{e['draft']} {e['quant']} K={e['k']}"
     if target:
         text = f"{e['target']}: {text}"

@@ -90,12 +90,15 @@ def format_text(text: str, name: str = "<spec>") -> str:
 
 @dataclass(frozen=True)
 class FormatResult:
+    """A spec's text before and after formatting."""
+
     path: Path
     original: str
     formatted: str
 
     @property
     def changed(self) -> bool:
+        """Whether formatting changes the text (what `fmt --check` fails on)."""
         return self.original != self.formatted
 
 

@@ -80,6 +80,7 @@ class Checkout:
 
     @property
     def short(self) -> str:
+        """The commit abbreviated to 10 digits, for messages."""
         return self.commit[:10]
 
     def read(self, repo_path: str, shown: str) -> str:

@@ -44,6 +44,7 @@ class LockError(ConfigspecError):
 
 
 def tool_version() -> str:
+    """The installed version, recorded in each lock ("unknown" from a bare source tree)."""
     try:
         return metadata.version("configspec-opt")
     except metadata.PackageNotFoundError:  # running from a source tree
@@ -51,11 +52,13 @@ def tool_version() -> str:
 
 
 def lock_path(spec_path: str | Path) -> Path:
+    """Where a spec's lock lives: beside it, named `<spec file>.lock`."""
     p = Path(spec_path)
     return p.with_name(p.name + LOCK_SUFFIX)
 
 
 def spec_path_of(lock: str | Path) -> Path:
+    """The spec a lock belongs to; LockError when the name does not end in `.lock`."""
     p = Path(lock)
     if not p.name.endswith(LOCK_SUFFIX):
         raise LockError(f"{p}: a lock file's name ends in {LOCK_SUFFIX}")
@@ -63,6 +66,7 @@ def spec_path_of(lock: str | Path) -> Path:
 
 
 def text_sha256(text: str) -> str:
+    """SHA-256 of the text as UTF-8: the hash locks record for each source."""
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -81,10 +85,10 @@ def lock_data(loaded: LoadedSpec, spec_file: str) -> dict[str, Any]:
     for `diff`; `write_lock` refuses them.
     """
     from configspec_opt.report import solution_dict
-    from solvers.solve import solve
+    from solvers.solve import solve  # lazy: start-up
 
     sol = solve(loaded.spec)
-    result = solution_dict(sol, warnings=loaded.warnings)
+    result: dict[str, Any] = dict(solution_dict(sol, warnings=loaded.warnings))
     data: dict[str, Any] = {
         "lock_version": LOCK_VERSION,
         "tool": f"configspec-opt {tool_version()}",
@@ -100,6 +104,7 @@ def lock_data(loaded: LoadedSpec, spec_file: str) -> dict[str, Any]:
 
 
 def render_lock(data: dict[str, Any]) -> str:
+    """The lock file's text; deterministic, so an unchanged decision rewrites the same bytes."""
     spec_file = data["spec"]["file"]
     header = (f"Written by `configspec lock {spec_file}`: the decision that follows from "
               f"{spec_file}.\nDo not edit. `configspec check` fails when the spec changes "
@@ -109,6 +114,8 @@ def render_lock(data: dict[str, Any]) -> str:
 
 @dataclass(frozen=True)
 class LockWrite:
+    """A lock as `write_lock` left it; `changed` is false when nothing was written."""
+
     path: Path
     data: dict[str, Any]
     changed: bool
@@ -148,6 +155,7 @@ def parse_lock(text: str, name: str) -> dict[str, Any]:
 
 
 def read_lock(path: Path) -> dict[str, Any]:
+    """Read and check a lock file; LockError when it cannot be read or is not one we read."""
     try:
         text = read_text_file(path)
     except FileRefused as exc:

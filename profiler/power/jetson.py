@@ -26,10 +26,13 @@ IIO_GLOB = "sys/bus/i2c/drivers/ina3221x/*/iio:device*"
 
 @dataclass(frozen=True)
 class Rail:
+    """One INA3221 channel and the sysfs files its power is read from."""
+
     name: str
     files: tuple[Path, ...]  # hwmon: (mV, mA); iio: (mW,)
 
     def watts(self) -> float:
+        """Power on this rail now, in W; PowerSourceError when the files cannot be read."""
         try:
             vals = [float(f.read_text().strip()) for f in self.files]
         except PermissionError:
@@ -64,6 +67,11 @@ def _iio_rails(root: Path) -> list[Rail]:
 
 
 class JetsonSource:
+    """A `PowerSource` over a Jetson's INA3221 rails (instantaneous W); see the module docstring.
+
+    Raises PowerSourceError when no rails are found (not a Jetson).
+    """
+
     name = "jetson"
 
     def __init__(self, root: Path = Path("/")) -> None:
@@ -77,8 +85,10 @@ class JetsonSource:
         self.all_rails = [r.name for r in rails]
 
     def read(self) -> Reading:
+        """Instantaneous power of the rails used (the board-input rail, else the sum of all)."""
         return Reading(time.perf_counter(), power_w=sum(r.watts() for r in self.rails))
 
     def describe(self) -> dict[str, Any]:
+        """Provenance: the sysfs layout, the rails summed and every rail found."""
         return {"source": "jetson-ina3221", "layout": self.layout,
                 "rails_summed": [r.name for r in self.rails], "rails_found": self.all_rails}

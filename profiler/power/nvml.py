@@ -14,6 +14,11 @@ from profiler.power.base import Reading
 
 
 class NvmlSource:
+    """A `PowerSource` over NVML's energy counters, summed over every GPU of the machine.
+
+    Raises PowerSourceError without nvidia-ml-py, without a driver, or without a GPU.
+    """
+
     name = "nvml"
 
     def __init__(self) -> None:
@@ -33,6 +38,7 @@ class NvmlSource:
         self._nvml = pynvml
 
     def read(self) -> Reading:
+        """Cumulative energy of all GPUs in J (NVML counts mJ since the driver loaded)."""
         try:
             mj = sum(self._nvml.nvmlDeviceGetTotalEnergyConsumption(h) for h in self._handles)
         except self._nvml.NVMLError as exc:
@@ -40,4 +46,5 @@ class NvmlSource:
         return Reading(time.perf_counter(), energy_j=mj / 1e3)
 
     def describe(self) -> dict[str, Any]:
+        """Provenance: which GPUs were summed."""
         return {"source": "nvml", "gpus": self.names, "summed": "all GPUs' energy counters"}

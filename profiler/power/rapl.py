@@ -31,12 +31,18 @@ PERMISSION_HINT = (
 
 @dataclass(frozen=True)
 class Domain:
+    """One RAPL domain's energy counter (µJ) and the value it wraps at."""
+
     name: str
     energy: Path
     max_range: int
 
 
 def find_domains(root: Path = Path("/")) -> list[Domain]:
+    """The package domains and their DRAM sub-domains under `root` (the sysfs root).
+
+    Other sub-domains (core, uncore) are left out: the package already counts them.
+    """
     base = root / POWERCAP
     domains: list[Domain] = []
     for d in sorted(base.glob("intel-rapl:*")):
@@ -61,6 +67,12 @@ def _read_text(p: Path) -> str | None:
 
 
 class RaplSource:
+    """A `PowerSource` over Intel/AMD RAPL energy counters in sysfs (package + DRAM).
+
+    Raises PowerSourceError when there are no domains; reading them often needs
+    root or a udev rule (the error says how).
+    """
+
     name = "rapl"
 
     def __init__(self, root: Path = Path("/")) -> None:
@@ -83,6 +95,7 @@ class RaplSource:
         return out
 
     def read(self) -> Reading:
+        """Energy in J since this source's first read, with each domain's wrap-around undone."""
         now = self._raw()
         t = time.perf_counter()
         if self._last is not None:
@@ -92,5 +105,6 @@ class RaplSource:
         return Reading(t, energy_j=self._total_uj / 1e6)
 
     def describe(self) -> dict[str, Any]:
+        """Provenance: the domains summed."""
         return {"source": "rapl", "domains": [d.name for d in self.domains],
                 "summed": "package domains + dram sub-domains"}

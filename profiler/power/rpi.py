@@ -33,6 +33,11 @@ def parse_pmic(text: str) -> dict[str, float]:
 
 
 class RpiPmicSource:
+    """A `PowerSource` over the Raspberry Pi 5 PMIC's rails, via `vcgencmd pmic_read_adc`.
+
+    Raises PowerSourceError when the command is missing or reports no usable rail.
+    """
+
     name = "rpi-pmic"
 
     def __init__(self, command: tuple[str, ...] = DEFAULT_COMMAND) -> None:
@@ -56,8 +61,10 @@ class RpiPmicSource:
         return parse_pmic(res.stdout)
 
     def read(self) -> Reading:
+        """Instantaneous power in W: current x voltage summed over the rails (one command run)."""
         return Reading(time.perf_counter(), power_w=sum(self._rails().values()))
 
     def describe(self) -> dict[str, Any]:
+        """Provenance: the command run and the rails summed."""
         return {"source": "rpi-pmic", "command": " ".join(self.command),
                 "rails_summed": self.rails}

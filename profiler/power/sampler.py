@@ -19,16 +19,25 @@ from profiler.power.base import PowerSource, Reading
 
 @dataclass(frozen=True)
 class PowerSummary:
+    """Mean power (W) over a window of `seconds`, and how many readings it rests on."""
+
     mean_w: float
     samples: int
     seconds: float
 
     def record(self) -> dict[str, Any]:
+        """The summary as provenance keeps it, rounded."""
         return {"mean_w": round(self.mean_w, 3), "samples": self.samples,
                 "seconds": round(self.seconds, 2)}
 
 
 class PowerSampler:
+    """``with PowerSampler(src) as s: ...`` then `s.summary`: mean power over the block.
+
+    `summary` stays None when the window was too short to tell (fewer than two
+    readings); a read error is raised on exit unless the block itself raised.
+    """
+
     def __init__(self, source: PowerSource, interval_s: float = 0.1) -> None:
         self.source = source
         self.interval_s = interval_s
@@ -71,6 +80,10 @@ class PowerSampler:
 
 
 def summarize(readings: list[Reading]) -> PowerSummary | None:
+    """Mean power of a window: energy difference / time for counters, else mean of the watts.
+
+    None when there is too little to average, never a made-up zero.
+    """
     if len(readings) < 2:
         return None
     first, last = readings[0], readings[-1]

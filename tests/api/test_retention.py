@@ -147,3 +147,15 @@ def test_cli_prune(db: Database, tmp_path: Path) -> None:
     assert "Traceback" not in missing.output
     bad = runner.invoke(cli_app, ["db", "prune", "--db", path, "--older-than", "-1"])
     assert bad.exit_code == 2
+
+
+def test_cli_prune_reads_the_database_from_the_environment(db: Database) -> None:
+    """`--db` is one option for serve, worker and db prune: CONFIGSPEC_DB works for all three."""
+    seed(db)
+    path = db.url.removeprefix("sqlite:///")
+    db.close()
+    res = CliRunner().invoke(cli_app, ["db", "prune", "--older-than", "0", "--dry-run",
+                                       "--json"], env={"CONFIGSPEC_DB": path})
+    assert res.exit_code == 0, res.output
+    body = json.loads(res.stdout)
+    assert body["database"].endswith(Path(path).name) and body["results"] >= 2

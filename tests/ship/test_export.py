@@ -12,7 +12,7 @@ import pytest
 from ruamel.yaml import YAML
 
 from configspec_opt.export import read_pool_file
-from tests.ship.helpers import EXAMPLE, HIDE, PAPER, invoke, run_process
+from tests.cli_helpers import EXAMPLE, HIDE, PAPER, invoke, run_process
 
 EPOCH = {"SOURCE_DATE_EPOCH": "1750000000"}
 

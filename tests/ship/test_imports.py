@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from configspec_opt.loader import load_spec
-from tests.ship.helpers import DATA, EXAMPLE, invoke
+from tests.cli_helpers import DATA, EXAMPLE, invoke
 
 DRAFT = "llama-3.2-1b-instruct"
 TARGET = "llama-3.1-70b"
@@ -294,7 +294,7 @@ def test_live_llama_server_metrics_url_and_log_agree(speculative_server: object,
 
 def test_imports_need_no_extra(spec: Path) -> None:
     """An edge device (no solver, no numpy, no llama.cpp bindings) imports its numbers."""
-    from tests.ship.helpers import HIDE, run_process
+    from tests.cli_helpers import HIDE, run_process
 
     hidden = "".join(HIDE.format(name=m) for m in ("pyomo", "highspy", "numpy", "matplotlib",
                                                   "llama_cpp", "fastapi", "sqlalchemy"))

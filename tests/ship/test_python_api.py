@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.ship.helpers import EXAMPLE, ROOT, invoke, parse_html
+from tests.cli_helpers import EXAMPLE, ROOT, invoke, parse_html
 
 VOLATILE = ("time_s", "build_s", "stages")
 

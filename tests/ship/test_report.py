@@ -6,7 +6,7 @@ import json
 import re
 from pathlib import Path
 
-from tests.ship.helpers import EXAMPLE, HIDE, invoke, parse_html, run_process
+from tests.cli_helpers import EXAMPLE, HIDE, invoke, parse_html, run_process
 
 
 def _solve_json(spec: Path) -> dict:  # type: ignore[type-arg]

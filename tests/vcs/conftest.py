@@ -7,7 +7,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from vcs_helpers import PAPER, Run, git, invoke
+
+from tests.cli_helpers import PAPER_DIR, Run, git, invoke
 
 
 @pytest.fixture
@@ -20,7 +21,7 @@ def cli() -> Callable[..., Run]:
 def spec_file(tmp_path: Path) -> Path:
     """The paper's Llama-3.1-70B spec, copied where a test may change it."""
     dest = tmp_path / "fleet.yaml"
-    shutil.copy(PAPER / "llama70b.yaml", dest)
+    shutil.copy(PAPER_DIR / "llama70b.yaml", dest)
     return dest
 
 

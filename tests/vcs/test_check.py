@@ -6,9 +6,8 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from vcs_helpers import REPO, Run, replace_in
-
 from configspec_opt.vcs.lock import lock_path
+from tests.cli_helpers import ROOT, Run, replace_in
 
 
 def _failure_lines(run: Run) -> list[str]:
@@ -81,7 +80,7 @@ def test_a_directory_is_searched_for_specs_and_their_profile_files_count(
         cli: Callable[..., Run], tmp_path: Path) -> None:
     specs = tmp_path / "specs"
     (specs / "profiles").mkdir(parents=True)
-    text = (REPO / "examples" / "paper" / "llama70b.yaml").read_text()
+    text = (ROOT / "examples" / "paper" / "llama70b.yaml").read_text()
     head, _, tail = text.partition("profiles:\n")
     profiles, _, rest = tail.partition("search:\n")
     (specs / "profiles" / "measured.yaml").write_text("profiles:\n" + profiles)
@@ -124,7 +123,7 @@ LOCKED_EXAMPLES = ("examples/llama70b-edge.yaml", "examples/paper/llama70b.yaml"
 
 
 def test_the_committed_example_locks_are_current(cli: Callable[..., Run]) -> None:
-    result = cli("check", *(REPO / p for p in LOCKED_EXAMPLES))
+    result = cli("check", *(ROOT / p for p in LOCKED_EXAMPLES))
     assert result.exit_code == 0, result.stderr
     assert result.stdout.count(": ok") == len(LOCKED_EXAMPLES)
 
@@ -168,7 +167,7 @@ def test_a_pool_without_candidates_is_an_invalid_spec_with_its_location(
 
 def test_a_template_is_validated_and_skipped(cli: Callable[..., Run], tmp_path: Path) -> None:
     template = tmp_path / "template.yaml"
-    example = (REPO / "examples" / "smollm2" / "spec.yaml").read_text()
+    example = (ROOT / "examples" / "smollm2" / "spec.yaml").read_text()
     template.write_text("# configspec: template\n"
                         + example.replace("# configspec: template\n", ""))
     result = cli("check", tmp_path)
@@ -186,7 +185,7 @@ def test_a_template_is_validated_and_skipped(cli: Callable[..., Run], tmp_path: 
 
 def test_the_repository_checks_clean_and_the_smollm2_example_is_a_template(
         cli: Callable[..., Run]) -> None:
-    result = cli("check", REPO / "examples")
+    result = cli("check", ROOT / "examples")
     assert result.exit_code == 0, result.stderr
-    assert f"{REPO / 'examples' / 'smollm2' / 'spec.yaml'}: skipped: a template" \
+    assert f"{ROOT / 'examples' / 'smollm2' / 'spec.yaml'}: skipped: a template" \
         in result.stdout

@@ -8,7 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from vcs_helpers import PAPER, Run, git, replace_in
+
+from tests.cli_helpers import PAPER_DIR, Run, git, replace_in
 
 
 @pytest.fixture
@@ -16,7 +17,7 @@ def history(repo: Path) -> Path:
     """A spec committed, then a faster RPi 5 profile committed on top."""
     spec = repo / "specs" / "fleet.yaml"
     spec.parent.mkdir()
-    shutil.copy(PAPER / "llama70b.yaml", spec)
+    shutil.copy(PAPER_DIR / "llama70b.yaml", spec)
     git(repo, "add", ".")
     git(repo, "commit", "-qm", "fleet spec")
     replace_in(spec, "draft_tok_s: 14.44", "draft_tok_s: 40.0")
@@ -58,7 +59,7 @@ def test_diff_from_another_directory_runs_git_where_the_file_is(
 
 def test_profiles_from_is_read_at_the_same_revision(
         cli: Callable[..., Run], repo: Path) -> None:
-    text = (PAPER / "llama70b.yaml").read_text()
+    text = (PAPER_DIR / "llama70b.yaml").read_text()
     head, _, tail = text.partition("profiles:\n")
     profiles, _, rest = tail.partition("search:\n")
     (repo / "profiles.yaml").write_text("profiles:\n" + profiles)

@@ -7,11 +7,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from vcs_helpers import REPO, Run
 
 from configspec_opt.errors import SpecError
 from configspec_opt.loader import Source, parse_data
 from configspec_opt.vcs.fmt import format_text
+from tests.cli_helpers import ROOT, Run
 
 MESSY = """\
 ---
@@ -74,7 +74,7 @@ def test_fmt_is_idempotent() -> None:
 @pytest.mark.parametrize("path", ["examples/llama70b-edge.yaml", "examples/paper/llama70b.yaml",
                                   "examples/paper/qwen32b.yaml"])
 def test_the_examples_are_already_canonical(path: str) -> None:
-    text = (REPO / path).read_text()
+    text = (ROOT / path).read_text()
     assert format_text(text, path) == text
 
 

@@ -13,10 +13,10 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from ruamel.yaml import YAML
-from vcs_helpers import REPO, Run, replace_in
 
 from configspec_opt.vcs.lock import lock_path
 from configspec_opt.vcs.yamldump import FLOAT_DIGITS, dump_yaml, round_float
+from tests.cli_helpers import ROOT, Run, replace_in
 
 VOLATILE = {"time_s", "build_s", "stages", "gap", "timestamp", "date"}
 
@@ -39,7 +39,7 @@ def test_lock_is_byte_identical_across_runs_and_processes(
 
     # A fresh interpreter with another hash seed must write the same bytes too.
     lock_path(spec_file).unlink()
-    env = {**os.environ, "PYTHONHASHSEED": "4711", "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "PYTHONHASHSEED": "4711", "PYTHONPATH": str(ROOT)}
     subprocess.run([sys.executable, "-c", "from configspec_opt.cli import main; main()",
                     "lock", str(spec_file)], check=True, env=env, capture_output=True)
     assert lock_path(spec_file).read_bytes() == first

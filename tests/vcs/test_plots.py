@@ -9,19 +9,19 @@ from pathlib import Path
 import matplotlib.image
 import numpy as np
 import pytest
-from vcs_helpers import PAPER, Run
 
 from configspec_opt.loader import load_spec
 from configspec_opt.plots.data import PAPER_FIGURE, Kind, PlotData, collect
 from configspec_opt.plots.draw import DPI, nice_levels, pareto_front, render
 from configspec_opt.spec import Objective
+from tests.cli_helpers import PAPER_DIR, Run
 
 SVG = "{http://www.w3.org/2000/svg}"
 
 
 @pytest.fixture(scope="module")
 def paper_data() -> PlotData:
-    spec = load_spec(PAPER / "llama70b.yaml").spec
+    spec = load_spec(PAPER_DIR / "llama70b.yaml").spec
     return collect(spec, [None, Objective.model_validate({"minimize": "energy"})])
 
 
@@ -100,22 +100,22 @@ def test_nice_levels_are_one_two_five_steps_inside_the_range() -> None:
 def test_plot_cli_writes_both_formats_and_rejects_bad_input(
         cli: Callable[..., Run], tmp_path: Path) -> None:
     png, svg = tmp_path / "f.png", tmp_path / "f.svg"
-    ok = cli("plot", PAPER / "qwen32b.yaml", "--kind", "goodput", "--at-k", "5",
+    ok = cli("plot", PAPER_DIR / "qwen32b.yaml", "--kind", "goodput", "--at-k", "5",
              "-o", png, "-o", svg, "--objective", "max:cost_efficiency")
     assert ok.exit_code == 0, ok.stderr
     assert png.stat().st_size > 10_000 and svg.stat().st_size > 10_000
     assert "chosen for maximize cost_efficiency" in _svg_text(svg)
 
-    assert cli("plot", PAPER / "qwen32b.yaml", "--kind", "pie").exit_code == 2
-    bad_ext = cli("plot", PAPER / "qwen32b.yaml", "--kind", "cost", "-o", tmp_path / "f.gif")
+    assert cli("plot", PAPER_DIR / "qwen32b.yaml", "--kind", "pie").exit_code == 2
+    bad_ext = cli("plot", PAPER_DIR / "qwen32b.yaml", "--kind", "cost", "-o", tmp_path / "f.gif")
     assert bad_ext.exit_code == 2 and "unknown image format" in bad_ext.stderr
-    bad_k = cli("plot", PAPER / "qwen32b.yaml", "--kind", "cost", "--at-k", "40",
+    bad_k = cli("plot", PAPER_DIR / "qwen32b.yaml", "--kind", "cost", "--at-k", "40",
                 "-o", png)
     assert bad_k.exit_code == 2 and "outside the spec's search range" in bad_k.stderr
 
 
 def test_the_paper_figures_are_committed() -> None:
-    figures = PAPER / "figures"
+    figures = PAPER_DIR / "figures"
     for kind, number in PAPER_FIGURE.items():
         for spec in ("llama70b", "qwen32b"):
             for ext in ("png", "svg"):
@@ -126,12 +126,12 @@ def test_the_paper_figures_are_committed() -> None:
 def test_the_fleet_front_is_plotted_as_configspec_pareto_computes_it(
         cli: Callable[..., Run], tmp_path: Path) -> None:
     svg = tmp_path / "front.svg"
-    ok = cli("plot", PAPER / "qwen32b.yaml", "--kind", "front", "--x", "goodput", "--y",
+    ok = cli("plot", PAPER_DIR / "qwen32b.yaml", "--kind", "front", "--x", "goodput", "--y",
              "cost", "--points", "6", "-o", svg)
     assert ok.exit_code == 0, ok.stderr
     text = _svg_text(svg)
     assert "fleet Pareto front" in text and "tok/s" in text and "$/h" in text
     assert "higher is better" in text and "lower is better" in text
-    same = cli("plot", PAPER / "qwen32b.yaml", "--kind", "front", "--x", "goodput", "--y",
+    same = cli("plot", PAPER_DIR / "qwen32b.yaml", "--kind", "front", "--x", "goodput", "--y",
                "goodput", "-o", svg)
     assert same.exit_code == 2

@@ -34,6 +34,7 @@ PROBE_TIMEOUT_S = 5.0
 
 
 def package_version() -> str:
+    """The installed distribution's version, shown in the OpenAPI document and the probes."""
     try:
         return version("configspec-opt")
     except PackageNotFoundError:  # pragma: no cover - running from a bare checkout
@@ -42,6 +43,10 @@ def package_version() -> str:
 
 @router.get("/healthz", responses={503: {"description": "Database unreachable"}})
 async def healthz(service: ServiceDep) -> HealthOut:
+    """Alive, with the load: the process answers and can read its database.
+
+    For liveness probes; `/readyz` says whether to route traffic here.
+    """
     try:
         unfinished = await service.db.run(repo.count_unfinished_jobs)
     except Exception as exc:
@@ -53,6 +58,8 @@ async def healthz(service: ServiceDep) -> HealthOut:
 
 
 class ReadyOut(BaseModel):
+    """The body of a ready `/readyz`: each check and what it found."""
+
     model_config = ConfigDict(extra="forbid")
 
     status: Literal["ready"]

@@ -41,6 +41,7 @@ JobId = Annotated[str, Path(min_length=32, max_length=32, pattern="^[0-9a-f]{32}
 
 
 def job_out(s: Session, job: JobRecord, *, with_result: bool = True) -> JobOut:
+    """The API view of a job row; `with_result=False` for listings, where results would be large."""
     result = repo.get_result(s, job.result_id) \
         if job.result_id is not None and with_result else None
     return JobOut.model_validate({
@@ -101,6 +102,8 @@ async def submit_job(service: ServiceDep, body: BodyDep, response: Response,
 
 
 class JobsQuery(BaseModel):
+    """Filter and page of `GET /v1/jobs`; unknown parameters are refused."""
+
     model_config = ConfigDict(extra="forbid")
 
     status: Literal["queued", "running", "succeeded", "failed"] | None = None
@@ -109,6 +112,8 @@ class JobsQuery(BaseModel):
 
 
 class JobsOut(BaseModel):
+    """One page of jobs, without their results."""
+
     model_config = ConfigDict(extra="forbid")
 
     jobs: list[JobOut] = Field(description="Newest first; `result` is left out (follow "

@@ -24,6 +24,10 @@ log = logging.getLogger("configspec.api")
 
 @router.get("/metrics", include_in_schema=False)
 async def metrics(service: ServiceDep) -> Response:
+    """The Prometheus text exposition: request counters plus pool and job gauges read now.
+
+    Left out of the OpenAPI document and open without a token, as scrapers expect.
+    """
     pool = service.pool
     gauges = [
         Gauge("configspec_build_info", "The running version (always 1).",

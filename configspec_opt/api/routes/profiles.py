@@ -35,6 +35,8 @@ Name = Annotated[str, Field(min_length=1, max_length=200)]
 
 
 class ProfileQuery(BaseModel):
+    """Filter and page of `GET /v1/profiles`; unknown parameters are refused."""
+
     model_config = ConfigDict(extra="forbid")
 
     device: Name | None = None
@@ -58,6 +60,7 @@ KEY_PATTERN = r"^[!-~]+$"  # visible ASCII, as KEY_CHARS
 
 
 def check_key(key: str | None) -> str | None:
+    """The Idempotency-Key when given and well formed (1 to 200 visible ASCII), else a 422."""
     if key is None:
         return None
     if not 1 <= len(key) <= 200 or not set(key) <= KEY_CHARS:
@@ -119,6 +122,7 @@ def list_profiles(db: DbDep, q: Annotated[ProfileQuery, Query()]) -> ProfilesOut
 
 @router.get("/{profile_id}", responses=errors(401, 404, 422))
 def get_profile(db: DbDep, profile_id: Annotated[int, Path(ge=1, le=2**62)]) -> ProfileOut:
+    """One stored profile upload entry by its id, whether or not it is still the newest."""
     with db.transaction() as s:
         row = repo.get_profile(s, profile_id)
         if row is None:

@@ -22,6 +22,7 @@ ResultId = Annotated[str, Path(min_length=32, max_length=32, pattern="^[0-9a-f]{
 
 @router.get("/{result_id}", responses=errors(401, 404, 422))
 def get_result(db: DbDep, result_id: ResultId) -> ResultOut:
+    """A recorded solve or Pareto result, as it was answered (a job's `result_url` points here)."""
     with db.transaction() as s:
         row = repo.find_result(s, result_id)
         if row is None:

@@ -23,6 +23,8 @@ Sha256 = Annotated[str, Path(min_length=64, max_length=64, pattern="^[0-9a-f]{64
 
 
 class StoredSpecSummary(BaseModel):
+    """A stored spec without its text; specs are stored by the SHA-256 of that text."""
+
     model_config = ConfigDict(extra="forbid")
 
     sha256: str
@@ -32,6 +34,8 @@ class StoredSpecSummary(BaseModel):
 
 
 class StoredSpecsOut(BaseModel):
+    """One page of stored specs, newest first."""
+
     model_config = ConfigDict(extra="forbid")
 
     specs: list[StoredSpecSummary]
@@ -39,10 +43,14 @@ class StoredSpecsOut(BaseModel):
 
 
 class StoredSpecOut(StoredSpecSummary):
+    """A stored spec with its text, byte for byte as it was sent."""
+
     text: str = Field(description="The spec exactly as it was received.")
 
 
 class SpecsQuery(BaseModel):
+    """Page of `GET /v1/specs`; unknown parameters are refused."""
+
     model_config = ConfigDict(extra="forbid")
 
     limit: int = Field(50, ge=1, le=1000)

@@ -21,6 +21,7 @@ TZ = sa.DateTime(timezone=True)
 
 
 def upgrade() -> None:
+    """Create the four tables of the first release."""
     op.create_table(
         "specs",
         sa.Column("sha256", sa.String(64), primary_key=True),
@@ -67,6 +68,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    """Drop every table: all stored specs, profiles, results and jobs are lost."""
     op.drop_table("jobs")
     op.drop_table("results")
     op.drop_table("profiles")

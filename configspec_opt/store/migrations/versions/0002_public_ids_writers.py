@@ -35,6 +35,7 @@ results = sa.table("results", sa.column("id", sa.Integer()),
 
 
 def upgrade() -> None:
+    """Give every result, old ones included, a random public id; add the writer's fingerprint."""
     conn = op.get_bind()
     with op.batch_alter_table("results") as batch:
         batch.add_column(sa.Column("public_id", sa.String(32), nullable=True))
@@ -50,6 +51,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    """Drop public ids and fingerprints; result URLs handed out since then stop working."""
     with op.batch_alter_table("profiles") as batch:
         batch.drop_column("token_fingerprint")
     with op.batch_alter_table("results") as batch:

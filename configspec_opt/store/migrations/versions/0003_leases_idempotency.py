@@ -27,6 +27,7 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    """Add job leases, the one-result-per-job key and the idempotency key table."""
     with op.batch_alter_table("jobs") as batch:
         batch.add_column(sa.Column("lease_until", sa.DateTime(timezone=True), nullable=True))
         batch.add_column(sa.Column("worker", sa.String(100), nullable=True))
@@ -46,6 +47,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    """Remove leases and idempotency keys; stored upload answers are lost."""
     op.drop_table("idempotency_keys")
     with op.batch_alter_table("results") as batch:
         batch.drop_index("ix_results_job_id")

@@ -1,5 +1,6 @@
-"""Running `configspec` for the tests in tests/ship: in this process (fast) or as a real
-process (when the environment itself is what is tested, e.g. a missing matplotlib)."""
+"""Running `configspec` for the CLI tests (tests/ship, tests/vcs): in this process (fast) or
+as a real process (when the environment itself is what is tested, e.g. a missing
+matplotlib); a git that reads no user configuration; strict HTML checks."""
 
 from __future__ import annotations
 
@@ -14,10 +15,11 @@ from typer.testing import CliRunner
 
 from configspec_opt.cli import app
 
-ROOT = Path(__file__).resolve().parents[2]
-DATA = Path(__file__).resolve().parent / "data"
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "tests" / "ship" / "data"
 EXAMPLE = ROOT / "examples" / "llama70b-edge.yaml"
-PAPER = ROOT / "examples" / "paper" / "llama70b.yaml"
+PAPER_DIR = ROOT / "examples" / "paper"
+PAPER = PAPER_DIR / "llama70b.yaml"
 
 
 @dataclass
@@ -41,6 +43,22 @@ def run_process(*args: str | Path, prelude: str = "", env: dict[str, str] | None
                           timeout=300, check=False, cwd=cwd or ROOT,
                           env={**os.environ, **(env or {})})
     return Run(proc.returncode, proc.stdout, proc.stderr)
+
+
+def git(repo: Path, *args: str) -> str:
+    """`git ARGS` in `repo` as a fixed author, whatever the user's or the system's config."""
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com",
+           "GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1"}
+    return subprocess.run(["git", *args], cwd=repo, env=env, check=True, capture_output=True,
+                          text=True).stdout
+
+
+def replace_in(path: Path, old: str, new: str) -> None:
+    """Change the first `old` in a file, failing loudly when the file no longer has it."""
+    text = path.read_text()
+    assert old in text, f"{old!r} not in {path}"
+    path.write_text(text.replace(old, new, 1))
 
 
 HIDE = """

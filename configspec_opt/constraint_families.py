@@ -1,0 +1,442 @@
+"""Constraint families: each kind of constraint a spec can state, as one object.
+
+A family knows, for its instances in one spec:
+
+* how it enters the MILP (`rows`: linear rows over the candidates, or for
+  the variant limit `variant_limit`, which the solvers model with one
+  binary per variant);
+* its elastic form for the diagnosis (`elastic`: what can be relaxed, by
+  how much at most, and how a slack becomes the relaxed limit);
+* how it is checked on an assignment (`broken`) and reported (`usage`:
+  limit, value, binding; `tight`: at its limit within the solver's
+  tolerance, what a diagnosis says a relaxation conflicts with).
+
+`families_for` lists them in the spec's order; the formulation, the fleet
+check, the report and the diagnosis all iterate that one list.  Adding a
+fleet constraint is one class here plus its field in
+`spec.FleetConstraints`.  Per-device SLOs are a family too (`DeviceSlos`):
+they remove candidates instead of adding rows.  Pins and memory limits are
+not relaxable by a number and stay structural (`candidates`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
+
+from configspec_opt.candidates import Candidate
+from configspec_opt.metric_registry import BY_FLEET_BOUND, BY_SLO, MetricDef
+from configspec_opt.results import ConstraintJSON
+from configspec_opt.rows import METRICS, Coef, Row, ratio_row
+from configspec_opt.spec import DeviceSLO, FleetConstraints, Spec
+from configspec_opt.verifiers import VerifierPlan
+
+if TYPE_CHECKING:
+    from configspec_opt.problem import Problem
+
+Assignment = Sequence[tuple[Candidate, int]]
+
+# Constraints hold to HiGHS's MIP feasibility tolerance (1e-6) on rows that
+# the solvers scale to unit size when their numbers are small; checks here
+# allow a little more so that no solver answer is rejected.
+REL_TOL = 1.5e-6
+VARIANT_LIMIT_KEY = "constraints.fleet.max_distinct_variants"
+
+
+# --- rows on an assignment ----------------------------------------------
+
+
+def row_size(row: Row, candidates: Sequence[Candidate]) -> float:
+    """The size of a row's numbers: what its feasibility tolerance is relative to.
+
+    For a linearised ratio N - v*D it is the size of the terms, not of their
+    cancelling difference.
+    """
+    if row.ratio is not None and row.ratio.den is not None and row.limit is not None:
+        num, den, v = row.ratio.num, row.ratio.den, row.limit
+        return max((max(abs(num(c)), abs(v * den(c))) for c in candidates), default=0.0)
+    return max([abs(row.rhs), abs(row.t_coef), *map(abs, row.replica_coef.values())]
+               + [abs(row.coef(c)) for c in candidates])
+
+
+def row_activity(row: Row, assignment: Assignment,
+                 replicas: Mapping[str, int] | None = None) -> float:
+    """The row's left-hand side on an assignment (and replica counts)."""
+    act = sum(n * row.coef(c) for c, n in assignment if n > 0)
+    if row.replica_coef:
+        act += sum(a * (replicas or {}).get(t, 0) for t, a in row.replica_coef.items())
+    if row.t_coef:
+        act += row.t_coef * min((c.goodput_tok_s for c, n in assignment if n > 0), default=0.0)
+    return act
+
+
+def row_violation(row: Row, activity: float, rel_tol: float = REL_TOL,
+                  size: float | None = None) -> float:
+    """How far `activity` is on the wrong side of the row (0 when satisfied).
+
+    Mirrors the solver: rows whose numbers are below 1 are scaled to unit size
+    (so the tolerance is relative to their size), larger rows keep an absolute
+    tolerance.  A ratio bound is checked on its linear form N - v*D, like HiGHS.
+    """
+    size = abs(row.rhs) if size is None else size
+    tol = rel_tol * (size if 0.0 < size < 1.0 else 1.0)
+    miss = activity - row.rhs if row.sense == "<=" else row.rhs - activity
+    return miss if miss > tol else 0.0
+
+
+# --- what a report and a diagnosis read ----------------------------------
+
+
+@dataclass(frozen=True)
+class Usage:
+    """A constraint on an assignment: its limit, the value reached, whether it binds."""
+
+    constraint: str
+    limit: float
+    value: float
+    unit: str
+    binding: bool
+
+    def to_dict(self) -> ConstraintJSON:
+        """The report's `constraints` entry."""
+        return {"constraint": self.constraint, "limit": self.limit, "value": self.value,
+                "unit": self.unit, "binding": self.binding}
+
+
+@dataclass
+class Relaxable:
+    """One limit the diagnosis may relax, with one slack for all its parts.
+
+    `kind` says how the solver layer makes it elastic: ``rows`` adds the
+    slack to each row's right-hand side, ``slo`` lets candidates that miss the
+    SLO by at most the slack be used, ``variants`` adds it to the variant limit.
+    `direction` is +1 where relaxing raises the limit, -1 where it lowers it;
+    slacks are in units of `scale`, bounded by `big_m`.
+    """
+
+    key: str
+    label: str
+    unit: str
+    limit: float
+    direction: int
+    big_m: float
+    scale: float
+    kind: Literal["rows", "slo", "variants"]
+    rows: list[Row] = field(default_factory=list)
+    misses: list[tuple[int, float]] = field(default_factory=list)  # (candidate, miss)
+    integer: bool = False
+
+    def relax_to(self, slack: float, assignment: Assignment) -> float:
+        """The limit that admits `assignment`, whose slack (in `scale` units) is `slack`."""
+        ratio = self.rows[0].ratio if len(self.rows) == 1 else None
+        if ratio is not None:
+            # a ratio bound: the relaxed limit is the ratio the relaxed assignment reaches
+            assert ratio.den is not None
+            value = sum(n * ratio.num(c) for c, n in assignment) / \
+                sum(n * ratio.den(c) for c, n in assignment)
+            return value * (1 + self.direction * 1e-6)
+        if self.integer:
+            return self.limit + float(round(slack * self.scale + 0.49))
+        # a margin above the solver's feasibility tolerance
+        return self.limit + self.direction * (slack * self.scale * (1 + 1e-6)
+                                              + 1e-7 * self.scale)
+
+
+# --- the families ---------------------------------------------------------
+
+
+class Family:
+    """One constraint of the spec; subclasses say how it enters, relaxes and reports."""
+
+    key: str
+
+    def rows(self) -> list[Row]:
+        """Linear rows it adds to the MILP."""
+        return []
+
+    def broken(self, problem: Problem, assignment: Assignment,
+               replicas: Mapping[str, int] | None, rel_tol: float = REL_TOL) -> list[str]:
+        """Its keys that `assignment` breaks."""
+        return []
+
+    def usage(self, problem: Problem, assignment: Assignment,
+              replicas: Mapping[str, int]) -> list[Usage]:
+        """Limit, value and binding on a solution (the report's `constraints`)."""
+        return []
+
+    def elastic(self, problem: Problem) -> list[Relaxable]:
+        """What the diagnosis may relax (on a problem built without SLO filtering)."""
+        return []
+
+    def tight(self, problem: Problem, assignment: Assignment) -> list[str]:
+        """Its keys at their limit on `assignment` (within the solver's tolerance)."""
+        return []
+
+
+@dataclass
+class RowFamily(Family):
+    """A constraint stated as linear rows sharing one limit (one slack when relaxed)."""
+
+    key: str
+    label: str
+    unit: str
+    limit: float
+    own_rows: list[Row]
+
+    def rows(self) -> list[Row]:
+        """The family's own rows, in the order they enter the MILP."""
+        return self.own_rows
+
+    def broken(self, problem: Problem, assignment: Assignment,
+               replicas: Mapping[str, int] | None, rel_tol: float = REL_TOL) -> list[str]:
+        """Its key when any of its rows is missed beyond the solver's tolerance."""
+        for r in self.own_rows:
+            if row_violation(r, row_activity(r, assignment, replicas), rel_tol,
+                             row_size(r, problem.candidates)) > 0:
+                return [self.key]
+        return []
+
+    def usage(self, problem: Problem, assignment: Assignment,
+              replicas: Mapping[str, int]) -> list[Usage]:
+        """Per row: the value reached (a ratio for a ratio bound) against the limit."""
+        plans = {p.target: p for p in problem.verifiers}
+        out = []
+        for row in self.own_rows:
+            if row.ratio is not None:
+                value, limit = _ratio_value(row, assignment, replicas, plans), \
+                    row.limit if row.limit is not None else row.rhs
+            else:
+                value, limit = row_activity(row, assignment, replicas), row.rhs
+            binding = abs(value - limit) <= 1e3 * REL_TOL * max(1.0, abs(limit))
+            out.append(Usage(row.key, limit, value, row.unit, binding))
+        return out
+
+    def elastic(self, problem: Problem) -> list[Relaxable]:
+        """One slack for all rows, bounded by the worst any assignment could need."""
+        cands = problem.candidates
+        need, scale = 0.0, 0.0
+        for row in self.own_rows:
+            coefs = [row.coef(c) for c in cands]
+            worst = 0.0
+            for idx in problem.by_pool:
+                vals = [coefs[i] for i in idx]
+                worst += problem.pools[cands[idx[0]].pool].count * (
+                    max(vals) if row.sense == "<=" else -min(vals))
+            need = max(need, worst - row.rhs if row.sense == "<=" else worst + row.rhs)
+            scale = max(scale, max([abs(row.rhs)] + [abs(a) for a in coefs]))
+        scale = scale or 1.0
+        sense = self.own_rows[0].sense
+        return [Relaxable(self.key, self.label, self.unit, self.limit,
+                          1 if sense == "<=" else -1, max(need, 0.0) + scale, scale, "rows",
+                          list(self.own_rows), integer=self.integer)]
+
+    @property
+    def integer(self) -> bool:
+        """Whether the limit is a count (a relaxed limit is rounded up to a whole number)."""
+        return False
+
+    def tight(self, problem: Problem, assignment: Assignment) -> list[str]:
+        """Rows whose activity equals the right-hand side (1e-6 relative)."""
+        return [row.key for row in self.own_rows
+                if abs(row_activity(row, assignment) - row.rhs)
+                <= 1e-6 * max(1.0, abs(row.rhs))]
+
+
+def _ratio_value(row: Row, assignment: Assignment, replicas: Mapping[str, int],
+                 plans: Mapping[str, VerifierPlan]) -> float:
+    form = row.ratio
+    assert form is not None and form.den is not None
+    num = sum(n * form.num(c) for c, n in assignment)
+    den = sum(n * form.den(c) for c, n in assignment)
+    for t, r in replicas.items():
+        num += r * (form.num_per_replica(plans[t]) if form.num_per_replica else 0.0)
+        den += r * (form.den_per_replica(plans[t]) if form.den_per_replica else 0.0)
+    return num / den
+
+
+class TargetCapacity(RowFamily):
+    """`targets[].capacity_tok_s`: the tokens per second a fixed-latency verifier can take."""
+
+    @classmethod
+    def from_spec(cls, spec: Spec, plans: Sequence[VerifierPlan]) -> list[Family]:
+        """One row per target that states a capacity."""
+        out: list[Family] = []
+        for t in spec.targets:
+            if t.capacity_tok_s is not None:
+                key = f"targets[{t.name}].capacity_tok_s"
+                label = f"verifier capacity of {t.name}"
+                row = Row(key, label, _target_load(t.name), "<=", t.capacity_tok_s,
+                          unit="tok/s")
+                out.append(cls(key, label, "tok/s", t.capacity_tok_s, [row]))
+        return out
+
+
+def _target_load(target: str) -> Coef:
+    return lambda c: c.verifier_load_tok_s if c.target == target else 0.0
+
+
+class FleetBound(RowFamily):
+    """A `constraints.fleet` bound on a registered metric (sum or ratio over the fleet)."""
+
+    @classmethod
+    def make(cls, d: MetricDef, limit: float, plans: Sequence[VerifierPlan]) -> FleetBound:
+        """The bound `d.fleet_bound` = `limit`, as one row (a ratio linearised: N - v*D)."""
+        """The bound `d.fleet_bound` = `limit`, as one row (a ratio linearised: N - v*D)."""
+        key = f"constraints.fleet.{d.fleet_bound}"
+        label = f"fleet {d.label}"
+        form = METRICS[d.metric]
+        if form.kind == "ratio":
+            assert form.den is not None
+            replica = {p.target: -limit * form.den_per_replica(p) for p in plans} \
+                if form.den_per_replica is not None else {}
+            row = Row(key, label, ratio_row(form.num, form.den, limit), d.bound_sense, 0.0,
+                      unit=d.unit, ratio=form, limit=limit, replica_coef=replica)
+        else:
+            replica = {p.target: form.num_per_replica(p) for p in plans} \
+                if form.num_per_replica is not None else {}
+            row = Row(key, label, form.num, d.bound_sense, limit, unit=d.unit,
+                      replica_coef=replica)
+        return cls(key, label, d.unit, limit, [row])
+
+
+@dataclass
+class VariantLimit(Family):
+    """`constraints.fleet.max_distinct_variants`: (draft, quant) files the fleet ships.
+
+    Not a linear row over x: the solvers give each variant a binary z[v]
+    (a pool's devices on v <= its count * z[v]) and bound the sum of z.
+    """
+
+    limit: int
+    key: str = VARIANT_LIMIT_KEY
+
+    def broken(self, problem: Problem, assignment: Assignment,
+               replicas: Mapping[str, int] | None, rel_tol: float = REL_TOL) -> list[str]:
+        """Its key when the assignment ships more variants than the limit."""
+        return [self.key] if self.used(assignment) > self.limit else []
+
+    def usage(self, problem: Problem, assignment: Assignment,
+              replicas: Mapping[str, int]) -> list[Usage]:
+        """Variants shipped against the limit; binding when at it."""
+        used = self.used(assignment)
+        return [Usage(self.key, self.limit, used, "", used >= self.limit)]
+
+    def elastic(self, problem: Problem) -> list[Relaxable]:
+        """The limit may rise by whole variants, at most to all of them."""
+        variants = len({c.variant for c in problem.candidates})
+        return [Relaxable(self.key, "distinct (draft, quant) variants", "", self.limit, 1,
+                          float(variants), float(self.limit), "variants", integer=True)]
+
+    def tight(self, problem: Problem, assignment: Assignment) -> list[str]:
+        """Its key when the assignment ships as many variants as allowed."""
+        return [self.key] if self.used(assignment) >= self.limit else []
+
+    @staticmethod
+    def used(assignment: Assignment) -> int:
+        """Distinct (draft, quant) files the assignment ships."""
+        return len({c.variant for c, n in assignment if n > 0})
+
+
+@dataclass
+class DeviceSlos(Family):
+    """Per-device SLOs (`constraints.per_device`, `devices[].slo`): every device meets them.
+
+    They enter the MILP by removing the candidates that miss them; relaxed,
+    a candidate that misses an SLO by at most the slack may be used.
+    """
+
+    spec: Spec
+    key: str = "constraints.per_device"
+
+    def elastic(self, problem: Problem) -> list[Relaxable]:
+        """One relaxable per stated SLO (a pool's own or `per_device`).
+
+        Each lists the candidates that miss it and by how much.
+        """
+        misses: dict[str, list[tuple[int, float]]] = {}
+        limits: dict[str, float] = {}
+        for i, c in enumerate(problem.candidates):
+            device = problem.structural[c.pool].device
+            for fld, miss in slo_violations(c, self.spec.slo_for(device)).items():
+                src = self.source(device.name, fld)
+                if src is not None:
+                    misses.setdefault(src[0], []).append((i, miss))
+                    limits[src[0]] = src[1]
+        out = []
+        for key, viol in misses.items():
+            d = BY_SLO[key.rsplit(".", 1)[1]]
+            limit = limits[key]
+            out.append(Relaxable(key, f"per-device {d.slo}", d.unit, limit,
+                                 1 if d.bound_sense == "<=" else -1,
+                                 max(v for _, v in viol), max(abs(limit), 1e-9), "slo",
+                                 misses=viol))
+        return out
+
+    def source(self, device_name: str, fld: str) -> tuple[str, float] | None:
+        """Where the SLO `fld` of a pool is stated: its own `slo`, else `per_device`."""
+        spec = self.spec
+        for i, d in enumerate(spec.devices):
+            if d.name == device_name and d.slo is not None and getattr(d.slo, fld) is not None:
+                return f"devices[{i}].slo.{fld}", float(getattr(d.slo, fld))
+        v = getattr(spec.constraints.per_device, fld)
+        return (f"constraints.per_device.{fld}", float(v)) if v is not None else None
+
+
+_SLOS = tuple((name, BY_SLO[name], str(BY_SLO[name].per_device))
+              for name in DeviceSLO.model_fields)
+
+
+def slo_violations(c: Candidate, slo: DeviceSLO) -> dict[str, float]:
+    """How far a candidate misses each SLO it misses (0 < amount, in the SLO's unit)."""
+    out: dict[str, float] = {}
+    for name, d, attr in _SLOS:
+        bound = getattr(slo, name)
+        value = getattr(c, attr)
+        if bound is None or value is None:
+            continue
+        miss = bound - value if d.bound_sense == ">=" else value - bound
+        if miss > 1e-12 * max(1.0, abs(bound)):
+            out[name] = miss
+    return out
+
+
+def families_for(spec: Spec, plans: Sequence[VerifierPlan] = ()) -> list[Family]:
+    """Every fleet constraint of `spec`, in the order rows enter the MILP."""
+    out: list[Family] = [*TargetCapacity.from_spec(spec, plans)]
+    f = spec.constraints.fleet
+    for name in FleetConstraints.model_fields:
+        value = getattr(f, name)
+        if value is not None and name in BY_FLEET_BOUND:
+            out.append(FleetBound.make(BY_FLEET_BOUND[name], float(value), plans))
+    if f.max_distinct_variants is not None:
+        out.append(VariantLimit(f.max_distinct_variants))
+    return out
+
+
+def spec_with_limit(data: dict[str, object], key: str, value: float, integer: bool) -> None:
+    """Write a relaxed limit back at its spec path (`targets[name].f`, `devices[i].slo.f`,
+    `constraints.section.f`) in a `Spec.model_dump` dict."""
+    new: float | int = round(value) if integer else value
+    if key.startswith("targets["):
+        name = key[len("targets["):key.index("]")]
+        targets = data["targets"]
+        assert isinstance(targets, list)
+        target = next(t for t in targets if t["name"] == name)
+        target[key.rsplit(".", 1)[1]] = new
+    elif key.startswith("devices["):
+        i = int(key[len("devices["):key.index("]")])
+        devices = data["devices"]
+        assert isinstance(devices, list)
+        devices[i]["slo"][key.rsplit(".", 1)[1]] = new
+    else:
+        _, section, fld = key.split(".")
+        constraints = data["constraints"]
+        assert isinstance(constraints, dict)
+        constraints[section][fld] = new
+
+
+__all__ = ["REL_TOL", "VARIANT_LIMIT_KEY", "DeviceSlos", "Family",
+           "FleetBound", "Relaxable", "RowFamily", "TargetCapacity", "Usage", "VariantLimit",
+           "families_for", "row_activity", "row_size", "row_violation",
+           "slo_violations", "spec_with_limit"]

@@ -1,0 +1,202 @@
+"""The documented JSON answers as types: what `solve --json`, `pareto --json` and HTTP return.
+
+`report.py` builds these from a `solvers.solve.Solution` (one builder for
+every front end), the CLI prints them, the HTTP response models
+(`api/schemas.py`) declare them, and mypy checks producers and readers
+against the same declaration.  Keys whose set follows the metric registry
+(the fleet figures, a candidate's metrics) are typed as mappings from the
+registered key to its value: `metric_registry` is their one declaration.
+Key order in the JSON is the order the builders write, which
+`tools/compare_solve_outputs.py` holds byte-for-byte.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from typing_extensions import NotRequired, TypedDict
+
+MetricValues = dict[str, Any]
+"""Registered metric keys (`metric_registry`) to numbers (None: not available)."""
+
+
+class TermJSON(TypedDict):
+    """One term of a weighted (`weight`) or lexicographic (`tolerance`) objective."""
+
+    sense: Literal["maximize", "minimize"]
+    metric: str
+    weight: NotRequired[float]
+    tolerance: NotRequired[float]
+
+
+class ObjectiveJSON(TypedDict):
+    """What was optimised and the value reached (None: no assignment); `terms` when several."""
+
+    sense: Literal["maximize", "minimize"]
+    metric: str
+    value: float | None
+    mode: NotRequired[Literal["weighted", "lexicographic"]]
+    terms: NotRequired[list[TermJSON]]
+
+
+class StageJSON(TypedDict):
+    """One HiGHS run: what it optimised, how it ended, seconds, its certified relative gap."""
+
+    what: str
+    termination: str
+    time_s: float
+    gap: float | None
+
+
+class SolverJSON(TypedDict):
+    """How the answer was found and what is proven: `gap` bounds the distance to the optimum."""
+
+    name: Literal["highs"]
+    time_s: float
+    build_s: float
+    gap: float | None
+    proven_optimal: bool
+    tie_break: str
+    candidates: int
+    pruned_dominated: int
+    stages: list[StageJSON]
+    load_levels: NotRequired[dict[str, int]]
+
+
+class ConstraintJSON(TypedDict):
+    """A fleet constraint on the answer: its limit, the value reached, whether it binds."""
+
+    constraint: str
+    limit: float
+    value: float
+    unit: str
+    binding: bool
+
+
+class RelaxationJSON(TypedDict):
+    """One limit to change to make an infeasible spec feasible: from `limit` to `relax_to`."""
+
+    constraint: str
+    label: str
+    limit: float
+    relax_to: float
+    unit: str
+
+
+class StructuralJSON(TypedDict):
+    """A pool no number can fix (no profile, nothing fits memory, pins exclude all)."""
+
+    device: str
+    reasons: list[str]
+
+
+class DiagnosisJSON(TypedDict):
+    """Why a spec is infeasible: the fewest, smallest relaxations and what they conflict with."""
+
+    message: str
+    relaxations: list[RelaxationJSON]
+    conflicts_with: list[str]
+    structural: list[StructuralJSON]
+
+
+class AlternativeJSON(TypedDict):
+    """Another configuration for a pool: its loss (runner-up) or gain and broken constraints."""
+
+    config: str
+    target: str
+    draft: str
+    quant: str
+    k: int
+    loss: NotRequired[float]
+    gain: NotRequired[float]
+    constraints: NotRequired[list[str]]
+
+
+class ExplanationJSON(TypedDict):
+    """Why a pool got its configuration: the runner-up, and better moves a constraint blocks."""
+
+    device: str
+    split: bool
+    runner_up: AlternativeJSON | None
+    blocked_by: list[AlternativeJSON]
+
+
+class VerifierJSON(TypedDict):
+    """A batched verifier as the fleet settles it: replicas, requests in flight, T per K."""
+
+    target: str
+    replicas: int
+    in_flight_per_replica: float
+    latency_s_by_k: dict[str, float]
+    cost_usd_per_hour: float
+
+
+class SolveJSON(TypedDict):
+    """`configspec solve --json`: one row per (pool, configuration) in `assignments`."""
+
+    status: str
+    objective: ObjectiveJSON
+    assignments: list[MetricValues]
+    fleet: MetricValues | None
+    solver: SolverJSON
+    constraints: NotRequired[list[ConstraintJSON]]
+    split_pools: NotRequired[list[str]]
+    message: NotRequired[str]
+    diagnosis: NotRequired[DiagnosisJSON]
+    explain: NotRequired[list[ExplanationJSON]]
+    spec_sha256: NotRequired[str]
+    warnings: NotRequired[list[str]]
+
+
+class AxisJSON(TypedDict):
+    """One axis of a Pareto front: the metric and which way is better."""
+
+    sense: Literal["maximize", "minimize"]
+    metric: str
+
+
+class PointAssignmentJSON(TypedDict):
+    """A pool's share of one Pareto point: devices on one configuration."""
+
+    device: str
+    count: int
+    target: str
+    draft: str
+    quant: str
+    k: int
+
+
+class ParetoPointJSON(TypedDict):
+    """One non-dominated fleet assignment: both metrics and the full fleet figures."""
+
+    x: float
+    y: float
+    fleet: MetricValues | None
+    assignments: list[PointAssignmentJSON]
+
+
+class ParetoJSON(TypedDict):
+    """`configspec pareto --json`: `complete` false when cut short or sampled."""
+
+    x: AxisJSON
+    y: AxisJSON
+    complete: bool
+    time_s: float
+    points: list[ParetoPointJSON]
+    message: NotRequired[str]
+
+
+def explanation_summary(e: ExplanationJSON) -> str:
+    """One line a person reads: the runner-up, and the best move a constraint blocks."""
+    parts = []
+    runner = e["runner_up"]
+    if runner:
+        loss = runner.get("loss", 0.0)
+        parts.append(f"runner-up {runner['config']} " + (
+            f"(-{loss:.4g})" if loss >= 0 else
+            f"(+{-loss:.4g}: better than this assignment, which is not proven optimal)"))
+    if e["blocked_by"]:
+        b = e["blocked_by"][0]
+        parts.append(f"{b['config']} would gain {b.get('gain', 0.0):.4g} but breaks "
+                     + ", ".join(b.get("constraints", [])))
+    return "; ".join(parts) or "no alternative"
