@@ -13,7 +13,7 @@ A family knows, for its instances in one spec:
 
 `families_for` lists them in the spec's order; the formulation, the fleet
 check, the report and the diagnosis all iterate that one list.  Adding a
-fleet constraint is one class here plus its field in
+fleet constraint is one class here (see `DevicesPerTarget`) plus its field in
 `spec.FleetConstraints`.  Per-device SLOs are a family too (`DeviceSlos`):
 they remove candidates instead of adding rows.  Pins and memory limits are
 not relaxable by a number and stay structural (`candidates`).
@@ -300,6 +300,33 @@ class FleetBound(RowFamily):
         return cls(key, label, d.unit, limit, [row])
 
 
+class DevicesPerTarget(RowFamily):
+    """`constraints.fleet.max_devices_per_target`: devices one target's endpoint may serve.
+
+    Serving endpoints cap concurrent sessions (connection pools, per-key
+    quotas); the limit applies to every target alike, so relaxing it relaxes
+    all of its rows by one slack.
+    """
+
+    @property
+    def integer(self) -> bool:
+        return True
+
+    @classmethod
+    def from_spec(cls, spec: Spec, plans: Sequence[VerifierPlan]) -> list[Family]:
+        limit = spec.constraints.fleet.max_devices_per_target
+        if limit is None:
+            return []
+        key = "constraints.fleet.max_devices_per_target"
+        rows = [Row(f"{key}[{t.name}]", f"devices served by {t.name}", _on_target(t.name),
+                    "<=", float(limit), unit="devices") for t in spec.targets]
+        return [cls(key, "devices per target", "devices", float(limit), rows)]
+
+
+def _on_target(target: str) -> Coef:
+    return lambda c: 1.0 if c.target == target else 0.0
+
+
 @dataclass
 class VariantLimit(Family):
     """`constraints.fleet.max_distinct_variants`: (draft, quant) files the fleet ships.
@@ -411,6 +438,7 @@ def families_for(spec: Spec, plans: Sequence[VerifierPlan] = ()) -> list[Family]
             out.append(FleetBound.make(BY_FLEET_BOUND[name], float(value), plans))
     if f.max_distinct_variants is not None:
         out.append(VariantLimit(f.max_distinct_variants))
+    out.extend(DevicesPerTarget.from_spec(spec, plans))
     return out
 
 
@@ -436,7 +464,7 @@ def spec_with_limit(data: dict[str, object], key: str, value: float, integer: bo
         constraints[section][fld] = new
 
 
-__all__ = ["REL_TOL", "VARIANT_LIMIT_KEY", "DeviceSlos", "Family",
+__all__ = ["REL_TOL", "VARIANT_LIMIT_KEY", "DeviceSlos", "DevicesPerTarget", "Family",
            "FleetBound", "Relaxable", "RowFamily", "TargetCapacity", "Usage", "VariantLimit",
            "families_for", "row_activity", "row_size", "row_violation",
            "slo_violations", "spec_with_limit"]

@@ -484,6 +484,9 @@ class FleetConstraints(StrictModel):
     min_goodput_tok_s: GoodputBound | None = None
     max_energy_j_per_tok: EnergyBound | None = None
     min_cost_efficiency_tok_per_usd: EfficiencyBound | None = None
+    max_devices_per_target: Int | None = Field(
+        None, ge=1, le=1_000_000_000,
+        description="Devices one target may serve (its endpoint's session or quota limit).")
 
 
 class Pin(StrictModel):

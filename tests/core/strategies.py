@@ -95,6 +95,9 @@ def fleet_specs(draw: st.DrawFn, objective: dict[str, Any] | None = None) -> Spe
         if draw(st.integers(0, 3)) == 0:
             fleet["min_cost_efficiency_tok_per_usd"] = _r(
                 spread("cost_efficiency_tok_per_usd", 0.0, 0.8), -2) or 1.0
+        if n_targets > 1 and draw(st.integers(0, 3)) == 0:
+            fleet["max_devices_per_target"] = draw(st.integers(
+                1, sum(d["count"] for d in devices)))
         if draw(st.integers(0, 2)) == 0:
             targets[0]["capacity_tok_s"] = _r(level("verifier_load_tok_s"), 3) or 1e-3
     per_device: dict[str, Any] = {}

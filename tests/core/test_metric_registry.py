@@ -2,7 +2,8 @@
 
 The registry must cover the spec's vocabulary (every metric, SLO field and
 fleet bound), and its generic aggregation must equal an explicit loop over
-the devices.
+the devices.  The fleet constraint added through the families,
+`max_devices_per_target`, must give what brute-force enumeration gives.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import itertools
 import math
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -20,6 +22,7 @@ from configspec_opt.fleet import fleet_metrics, metric_value
 from configspec_opt.metric_registry import BY_FLEET_BOUND, BY_SLO, REGISTRY
 from configspec_opt.problem import build_problem
 from configspec_opt.spec import DeviceSLO, FleetConstraints, Metric, Objective, Spec
+from solvers.diagnose import relaxed_spec
 from solvers.solve import solve
 from solvers.status import Status
 from tests.core.brute import compositions
@@ -33,7 +36,8 @@ def test_every_metric_slo_and_fleet_bound_is_declared_once() -> None:
     assert len({d.key for d in REGISTRY}) == len(REGISTRY)
     assert set(BY_SLO) == set(DeviceSLO.model_fields)
     for name in FleetConstraints.model_fields:
-        assert name in BY_FLEET_BOUND or name == "max_distinct_variants"
+        assert name in BY_FLEET_BOUND or name in ("max_distinct_variants",
+                                                  "max_devices_per_target")
     for d in REGISTRY:
         if d.slo is not None:
             assert d.slo.startswith("min_" if d.better == "maximize" else "max_"), d
@@ -97,10 +101,50 @@ def test_fleet_metrics_equal_an_explicit_loop(data: st.DataObject) -> None:
     assert list(fm.to_dict())[:len(REGISTRY)] == [d.key for d in REGISTRY]
 
 
+def _per_target(assignment: list[tuple[Candidate, int]]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for c, n in assignment:
+        out[c.target] = out.get(c.target, 0) + n
+    return out
+
+
+@pytest.mark.parametrize("limit", [1, 2, 3])
+def test_max_devices_per_target_matches_brute_force(limit: int) -> None:
+    spec = _spec(fleet={"max_devices_per_target": limit}, counts=(2, 2))
+    feasible = [a for a in _assignments(spec)
+                if all(n <= limit for n in _per_target(a).values())]
+    sol = solve(spec, diagnose=False)
+    if not feasible:
+        assert sol.status is Status.infeasible
+        return
+    best = max(metric_value(fleet_metrics(a), Metric.goodput) for a in feasible)
+    assert sol.status is Status.optimal
+    assert all(n <= limit for n in _per_target(sol.assignment).values())
+    assert sol.fleet is not None
+    assert math.isclose(sol.fleet.goodput_tok_s, best, rel_tol=REL)
+
+
+def test_max_devices_per_target_is_diagnosed_and_relaxed_to_a_whole_number() -> None:
+    spec = _spec(fleet={"max_devices_per_target": 1}, counts=(2, 2))
+    sol = solve(spec)
+    assert sol.status is Status.infeasible and sol.diagnosis is not None
+    relax = {r.constraint: r for r in sol.diagnosis.relaxations}
+    r = relax["constraints.fleet.max_devices_per_target"]
+    assert r.limit == 1 and r.relax_to == round(r.relax_to) and r.relax_to >= 2
+    fixed = relaxed_spec(spec, sol.diagnosis)
+    assert fixed.constraints.fleet.max_devices_per_target == round(r.relax_to)
+    assert solve(fixed, diagnose=False).status is Status.optimal
+    usage = {u.constraint for f in families_for(spec) for u in f.usage(
+        build_problem(spec), [], {})}
+    assert usage == {"constraints.fleet.max_devices_per_target[big]",
+                     "constraints.fleet.max_devices_per_target[small]"}
+
+
 def test_every_fleet_field_becomes_a_family() -> None:
     spec = _spec(fleet={"max_cost_usd_per_hour": 10.0, "max_power_w": 100.0,
                         "max_distinct_variants": 2, "min_goodput_tok_s": 1.0,
-                        "max_energy_j_per_tok": 5.0, "min_cost_efficiency_tok_per_usd": 1.0})
+                        "max_energy_j_per_tok": 5.0, "min_cost_efficiency_tok_per_usd": 1.0,
+                        "max_devices_per_target": 3})
     keys = {f.key.rsplit(".", 1)[1] for f in families_for(spec)}
     assert keys == set(FleetConstraints.model_fields)
     assert solve(spec, objective=Objective(maximize=Metric.goodput),
