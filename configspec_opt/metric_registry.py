@@ -106,6 +106,9 @@ REGISTRY: tuple[MetricDef, ...] = (
               column="J/tok"),
     MetricDef(Metric.min_goodput, "min_goodput_tok_s", "min goodput per device", "tok/s",
               "maximize", "min", "goodput_tok_s"),
+    MetricDef(Metric.round_time, "mean_round_time_s", "mean round time", "s", "minimize",
+              "mean", "round_time_s", per_device="round_time_s", slo="max_round_time_s",
+              candidate_key="round_time_s", column="R s"),
 )
 
 BY_METRIC: dict[Metric, MetricDef] = {d.metric: d for d in REGISTRY}

@@ -261,6 +261,7 @@ class DeviceSLO(StrictModel):
     max_energy_j_per_tok: EnergyBound | None = None
     min_cost_efficiency_tok_per_usd: EfficiencyBound | None = None
     max_power_w: Watts | None = None
+    max_round_time_s: PositiveSeconds | None = None
 
 
 class Device(StrictModel):
@@ -379,6 +380,7 @@ class Metric(str, Enum):
     cost = "cost"
     power = "power"
     verifier_load = "verifier_load"
+    round_time = "round_time"
 
 
 class Term(StrictModel):

@@ -2,8 +2,9 @@
 
 The registry must cover the spec's vocabulary (every metric, SLO field and
 fleet bound), and its generic aggregation must equal an explicit loop over
-the devices.  The fleet constraint added through the families,
-`max_devices_per_target`, must give what brute-force enumeration gives.
+the devices.  The two extensions made through them — the round time R with
+its per-device SLO and Pareto axis, and the `max_devices_per_target` family —
+must give what brute-force enumeration gives.
 """
 
 from __future__ import annotations
@@ -16,13 +17,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from configspec_opt import metrics as m
 from configspec_opt.candidates import Candidate
 from configspec_opt.constraint_families import families_for
-from configspec_opt.fleet import fleet_metrics, metric_value
-from configspec_opt.metric_registry import BY_FLEET_BOUND, BY_SLO, REGISTRY
+from configspec_opt.fleet import fleet_metrics, metric_value, violated_constraints
+from configspec_opt.metric_registry import BY_FLEET_BOUND, BY_SLO, REGISTRY, metric_def
 from configspec_opt.problem import build_problem
-from configspec_opt.spec import DeviceSLO, FleetConstraints, Metric, Objective, Spec
+from configspec_opt.spec import DeviceSLO, FleetConstraints, Metric, Objective, Spec, Term
 from solvers.diagnose import relaxed_spec
+from solvers.pareto import pareto
 from solvers.solve import solve
 from solvers.status import Status
 from tests.core.brute import compositions
@@ -95,10 +98,52 @@ def test_fleet_metrics_equal_an_explicit_loop(data: st.DataObject) -> None:
         Metric.cost_efficiency: g / (cost / 3600.0),
         Metric.energy: sum(k * (c.drafting_power_w or 0.0) for c, k in assignment) / g,
         Metric.min_goodput: min(c.goodput_tok_s for c, _ in assignment),
+        Metric.round_time: sum(k * c.round_time_s for c, k in assignment)
+        / sum(k for _, k in assignment),
     }
     for metric, value in explicit.items():
         assert math.isclose(metric_value(fm, metric), value, rel_tol=1e-12), metric
     assert list(fm.to_dict())[:len(REGISTRY)] == [d.key for d in REGISTRY]
+
+
+def test_round_time_slo_removes_exactly_the_slow_configurations() -> None:
+    free = build_problem(_spec(), prune=False)
+    times = sorted(c.round_time_s for c in free.candidates)
+    bound = times[len(times) // 2]
+    spec = _spec(per_device={"max_round_time_s": bound})
+    kept = build_problem(spec, prune=False).candidates
+    # R recomputed from the paper's formula, not read from the candidate
+    expect = [c for c in free.candidates
+              if m.round_time_s(c.k, c.draft_tok_s, c.verify_latency_s,
+                                0.02 * c.pool) <= bound + 1e-12]
+    assert sorted((*c.config, c.device) for c in kept) == \
+        sorted((*c.config, c.device) for c in expect)
+    sol = solve(spec, diagnose=False)
+    assert sol.status is Status.optimal
+    assert all(c.round_time_s <= bound for c, _ in sol.assignment)
+
+
+def test_min_mean_round_time_matches_brute_force() -> None:
+    spec = _spec(objective={"minimize": "round_time"}, fleet={"min_goodput_tok_s": 12.0})
+    sol = solve(spec, diagnose=False)
+    assert sol.status is Status.optimal
+    best = min(metric_value(fleet_metrics(a), Metric.round_time) for a in _assignments(spec)
+               if not violated_constraints(build_problem(spec, prune=False), a))
+    got = metric_value(sol.fleet, Metric.round_time) if sol.fleet else math.nan
+    assert math.isclose(got, best, rel_tol=REL), (got, best)
+
+
+def test_round_time_is_a_pareto_axis_with_non_dominated_points() -> None:
+    spec = _spec(counts=(2, 2))
+    front = pareto(spec, Term(maximize=Metric.goodput), Term(minimize=Metric.round_time))
+    assert front.complete and len(front.points) >= 2
+    every = [(metric_value(f, Metric.goodput), metric_value(f, Metric.round_time))
+             for f in (fleet_metrics(a) for a in _assignments(spec))]
+    for p in front.points:
+        tol = REL * max(1.0, abs(p.x))
+        assert not any(g > p.x + tol and r < p.y - REL * p.y for g, r in every), (p.x, p.y)
+        assert not any(g >= p.x - tol and r < p.y - REL * p.y for g, r in every), (p.x, p.y)
+    assert metric_def(Metric.round_time).unit == "s"
 
 
 def _per_target(assignment: list[tuple[Candidate, int]]) -> dict[str, int]:
