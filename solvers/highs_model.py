@@ -288,11 +288,17 @@ class HighsModel:
             **({"threads": o.threads} if o.threads is not None else {}), **highs_options}
         for key, value in options.items():
             _check(h.setOptionValue(key, value), f"option {key}={value}")
+        started = self.start is not None
         if self.start is not None:
             h.setSolution(self.num_cols, np.arange(self.num_cols, dtype=np.int32), self.start)
             self.start = None
         t0 = time.perf_counter()
         h.run()
+        if started and not self._objective_is_true():
+            # HiGHS 1.16 can return a MIP start as "optimal" with an objective value
+            # that is not the start's (presolve's offset is lost): run again cold.
+            h.clearSolver()
+            h.run()
         elapsed = time.perf_counter() - t0
         status = h.getModelStatus()
         info = h.getInfo()
@@ -309,6 +315,18 @@ class HighsModel:
         return RunResult(termination=term, has_solution=has_solution,
                          proven_optimal=optimal and term is Termination.optimal,
                          objective=objective, bound=bound, time_s=elapsed)
+
+
+    def _objective_is_true(self) -> bool:
+        """Whether the reported objective is the objective of the reported solution."""
+        info = self.h.getInfo()
+        if info.primal_solution_status != _FEASIBLE:
+            return True
+        values = np.asarray(self.h.getSolution().col_value, dtype=np.float64)
+        cost = np.asarray(self.h.getLp().col_cost_, dtype=np.float64)
+        true = float(cost @ values) + float(self.h.getLp().offset_)
+        reported = float(info.objective_function_value)
+        return abs(true - reported) <= 1e-9 * max(1.0, abs(true), abs(reported))
 
 
 def define_variables(m: HighsModel) -> None:

@@ -424,3 +424,41 @@ def test_solve_json_is_json_on_a_fresh_process() -> None:
                          timeout=300, check=False)
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout)["status"] == "optimal"
+
+
+def _bench_spec(pools: int, seed: int) -> Spec:
+    """The fleet generator of benchmarks/bench_solve.py (deterministic for a seed)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_solve.py"
+    mod_spec = importlib.util.spec_from_file_location("bench_solve_for_tests", path)
+    assert mod_spec is not None and mod_spec.loader is not None
+    module = importlib.util.module_from_spec(mod_spec)
+    mod_spec.loader.exec_module(module)
+    return Spec.model_validate(module.make_spec(pools, seed))
+
+
+@pytest.mark.parametrize("pools,seed", [(5, 7), (8, 11)])
+def test_a_mip_start_never_yields_a_false_optimum(pools: int, seed: int) -> None:
+    """HiGHS 1.16 returned a MIP start as "optimal" with a wrong objective after presolve.
+
+    From the goodput optimum as a start, minimising cost must give what a cold run
+    gives, and the reported objective must be the returned assignment's own.
+    """
+    problem = build_problem(_bench_spec(pools, seed))
+    goodput = LinearObjective([c.goodput_tok_s for c in problem.candidates], "maximize")
+    cost = [c.cost_usd_per_hour for c in problem.candidates]
+    got = []
+    for warm in (False, True):
+        m = HighsModel(problem, fairness=False)
+        m.set_objective(goodput)
+        assert m.solve().proven_optimal
+        m.set_objective(LinearObjective(cost, "minimize"))
+        if warm:
+            m.warm_start()
+        r = m.solve()
+        assert r.proven_optimal and r.objective is not None
+        own = sum(a * n for a, n in zip(cost, m.counts()))
+        assert math.isclose(r.objective, own, rel_tol=1e-9, abs_tol=1e-9)
+        got.append(r.objective)
+    assert math.isclose(got[0], got[1], rel_tol=1e-7)
