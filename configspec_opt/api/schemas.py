@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_serializer
 
 from configspec_opt.api.problem import ProblemDetails
+from configspec_opt.results import AxisJSON, ObjectiveJSON, SolverJSON
 from configspec_opt.spec import Profile
 
 
@@ -60,17 +61,21 @@ class SolveOut(OpenOut):
 
     status: Literal["optimal", "feasible", "infeasible", "time_limit", "error"] = Field(
         description="`infeasible` comes with `diagnosis`: the fewest constraints to relax.")
-    objective: dict[str, Any]
-    assignments: list[dict[str, Any]]
-    fleet: dict[str, Any] | None
-    solver: dict[str, Any]
+    objective: ObjectiveJSON
+    assignments: list[dict[str, Any]] = Field(
+        description="One row per (pool, configuration): the configuration and its metrics "
+        "(keys of `configspec_opt.metric_registry`).")
+    fleet: dict[str, Any] | None = Field(
+        description="Every registered fleet metric (null where not available), devices, "
+        "verifier load per target, batched verifiers as settled.")
+    solver: SolverJSON
 
 
 class ParetoOut(OpenOut):
     """The answer of `POST /v1/pareto`: `configspec pareto --json` (`complete`: the whole front)."""
 
-    x: dict[str, Any]
-    y: dict[str, Any]
+    x: AxisJSON
+    y: AxisJSON
     complete: bool
     time_s: float
     points: list[dict[str, Any]]
