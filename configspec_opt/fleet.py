@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 
 from configspec_opt.candidates import Candidate
 from configspec_opt.constraint_families import REL_TOL, row_activity, row_violation
@@ -86,20 +87,34 @@ def _per(num: float, den: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _aggregate(d: MetricDef, used: Assignment, has_power: bool,
+class _Sums:
+    """Sums over an assignment of n * attribute, each attribute summed once."""
+
+    def __init__(self, used: Assignment) -> None:
+        self.used = used
+        self.done: dict[str, float] = {}
+
+    def __call__(self, attr: str) -> float:
+        if attr not in self.done:
+            get = attrgetter(attr)
+            self.done[attr] = sum(n * get(c) for c, n in self.used)
+        return self.done[attr]
+
+
+def _aggregate(d: MetricDef, used: Assignment, sums: _Sums, has_power: bool,
                replica_cost: float) -> float | None:
     """One metric over the fleet, as `metric_registry` declares its aggregation."""
     if d.needs_power and not has_power:
         return None
-    num = METRICS[d.metric].num
     if d.aggregation == "min":
-        return min((num(c) for c, _ in used), default=0.0)
-    total = sum(n * num(c) for c, n in used)
+        get = attrgetter(d.num)
+        return min((get(c) for c, _ in used), default=0.0)
+    total = sums(d.num)
     if d.replica_price == "num":
         total += replica_cost
     if d.aggregation == "sum":
         return total
-    den = sum(n * (1.0 if d.den is None else getattr(c, d.den)) for c, n in used)
+    den = float(sum(n for _, n in used)) if d.den is None else sums(d.den)
     if d.replica_price == "den":
         den += replica_cost
     value = _per(total, den / d.den_divisor if d.den_divisor != 1.0 else den)
@@ -114,8 +129,9 @@ def fleet_metrics(assignment: Assignment, replica_cost_usd_per_hour: float = 0.0
     for c, n in used:
         by_target[c.target] = by_target.get(c.target, 0.0) + n * c.verifier_load_tok_s
     has_power = all(c.power_w is not None for c, _ in used)
+    sums = _Sums(used)
     return FleetMetrics(
-        {d.metric: _aggregate(d, used, has_power, replica_cost_usd_per_hour)
+        {d.metric: _aggregate(d, used, sums, has_power, replica_cost_usd_per_hour)
          for d in REGISTRY},
         devices=sum(n for _, n in used), verifier_load_by_target=by_target)
 
