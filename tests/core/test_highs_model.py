@@ -462,3 +462,46 @@ def test_a_mip_start_never_yields_a_false_optimum(pools: int, seed: int) -> None
         assert math.isclose(r.objective, own, rel_tol=1e-9, abs_tol=1e-9)
         got.append(r.objective)
     assert math.isclose(got[0], got[1], rel_tol=1e-7)
+
+
+HIGHSPY_METHODS = ("addRow", "addRows", "addVars", "changeCoeff", "changeColsCost",
+                   "changeColsIntegrality", "changeObjectiveSense", "changeRowBounds",
+                   "clearSolver", "getInfo", "getLp", "getModelStatus", "getNumRow",
+                   "getSolution", "run", "setOptionValue", "setSolution")
+
+
+def test_the_highspy_api_the_backend_relies_on() -> None:
+    """A contract with highspy: every public call `solvers.highs_model` makes, and what it
+    reads back, on a two-variable MIP whose answer is known (max x + 2y, x + y <= 3.5,
+    y <= 2.5, integers: x = 1, y = 2, objective 5; LP bound 6)."""
+    import numpy as np
+
+    from solvers.highs_model import new_highs
+
+    h = new_highs()
+    for name in HIGHSPY_METHODS:
+        assert callable(getattr(h, name)), name
+    assert h.addVars(2, np.zeros(2), np.full(2, 10.0)) == highspy.HighsStatus.kOk
+    assert h.changeColsIntegrality(2, np.arange(2, dtype=np.int32), np.full(
+        2, highspy.HighsVarType.kInteger.value, dtype=np.uint8)) == highspy.HighsStatus.kOk
+    assert h.addRows(2, np.full(2, -highspy.kHighsInf), np.array([3.5, 2.5]), 3,
+                     np.array([0, 2], dtype=np.int32), np.array([0, 1, 1], dtype=np.int32),
+                     np.array([1.0, 1.0, 1.0])) == highspy.HighsStatus.kOk
+    h.changeColsCost(2, np.arange(2, dtype=np.int32), np.array([1.0, 2.0]))
+    h.changeObjectiveSense(highspy.ObjSense.kMaximize)
+    h.setOptionValue("mip_rel_gap", 1e-9)
+    h.run()
+    assert h.getModelStatus() == highspy.HighsModelStatus.kOptimal
+    info = h.getInfo()
+    assert info.primal_solution_status == 2  # feasible
+    assert math.isclose(info.objective_function_value, 5.0)
+    assert info.mip_node_count >= 0 and info.mip_dual_bound >= 5.0 - 1e-9
+    assert [round(v) for v in h.getSolution().col_value] == [1, 2]
+    lp = h.getLp()
+    assert list(lp.col_cost_) == [1.0, 2.0] and lp.offset_ == 0.0
+    assert h.getNumRow() == 2
+    h.changeRowBounds(0, -highspy.kHighsInf, 2.5)  # x + y <= 2.5: x = 0, y = 2
+    h.changeCoeff(1, 0, 0.0)
+    h.clearSolver()
+    h.run()
+    assert math.isclose(h.getInfo().objective_function_value, 4.0)
