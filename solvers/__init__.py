@@ -1,4 +1,7 @@
-"""Optimisation back end: the Pyomo formulation and its HiGHS adapter.
+"""Optimisation back end: the fleet MILP in HiGHS (direct, or through Pyomo) and its loops.
 
-Importing this package imports Pyomo; the spec, metrics and profiler never do.
+Importing the package imports nothing heavy: highspy loads with the default
+backend (`highs_model`), Pyomo only with the `pyomo` backend and the
+diagnosis, so `configspec check` and `validate` start fast.  The spec,
+metrics and profiler never import it.
 """

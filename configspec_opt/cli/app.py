@@ -5,7 +5,9 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import os
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any, NoReturn
@@ -88,6 +90,48 @@ def user_errors(as_json: bool = False) -> Iterator[None]:
         yield
     except ConfigspecError as exc:
         fail(exc, as_json)
+
+
+HARD_STOP_EXIT = 1
+"""Exit status when a solve is stopped at its hard stop: not solved, as with `time_limit`."""
+
+
+@contextmanager
+def hard_stop(seconds: float | None, as_json: bool = False) -> Iterator[None]:
+    """Keep `--time-limit`'s promise when the solver cannot be interrupted.
+
+    HiGHS checks its time limit between phases only; on very large models its
+    presolve alone has run for many times the limit.  Past the limit plus a
+    margin, a watchdog says so (as JSON with `--json`) and ends the process
+    with `HARD_STOP_EXIT`.  Only for commands that write nothing (solve,
+    pareto): nothing can be left half-written.
+    """
+    if seconds is None:
+        yield
+        return
+    from solvers.deadline import stop_after  # lazy: start-up
+
+    done = threading.Event()
+    stop = stop_after(seconds)
+
+    def watch() -> None:
+        if done.wait(stop):
+            return
+        message = (f"no answer within the time limit of {seconds:g} s: the solver was still "
+                   f"running after {stop:g} s (HiGHS checks its limit between phases only; "
+                   "on very large fleets its presolve alone can take longer)")
+        if as_json:
+            emit_json({"status": "time_limit", "error": message})
+        else:
+            err.print(f"error: {message}")
+        sys.stderr.flush()
+        os._exit(HARD_STOP_EXIT)
+
+    threading.Thread(target=watch, name="configspec-hard-stop", daemon=True).start()
+    try:
+        yield
+    finally:
+        done.set()
 
 
 def require_extra(error: type[ExtraNotInstalledError], what: str, *modules: str) -> None:

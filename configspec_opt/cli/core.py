@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from configspec_opt.cli.app import app, emit_json, out, progress, user_errors
+from configspec_opt.cli.app import app, emit_json, hard_stop, out, progress, user_errors
 from configspec_opt.cli.options import JsonOpt
 from configspec_opt.errors import UsageError
 from configspec_opt.loader import load_spec
@@ -113,7 +113,7 @@ def solve(
 ) -> None:
     """Choose (draft, quant, K, target) for every pool. Exit 0 solved, 1 infeasible, 2 invalid."""
     with user_errors(as_json):
-        with progress.status("solving ..."):
+        with progress.status("solving ..."), hard_stop(time_limit, as_json):
             data = solve_report(load_spec(spec), objective=objective, devices=device,
                                 time_limit=time_limit, gap=gap, explain=explain,
                                 tie_break=tie_break, prune=prune, load_blind=load_blind)
@@ -156,7 +156,8 @@ def pareto(
             raise UsageError(f"--json and --format {fmt.value} ask for two outputs: give one")
     fmt = Format.json if as_json else (fmt or Format.table)
     with user_errors(fmt is Format.json):
-        with progress.status(f"computing the {x} / {y} front ..."):
+        with progress.status(f"computing the {x} / {y} front ..."), \
+                hard_stop(time_limit, fmt is Format.json):
             data = pareto_report(load_spec(spec), x=x, y=y, devices=device, points=points,
                                  time_limit=time_limit)
         if fmt is Format.json:

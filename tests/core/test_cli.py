@@ -193,3 +193,19 @@ def test_fmt_accepts_a_directory(tmp_path: Path) -> None:
     proc = run("fmt", "--check", str(tmp_path))
     assert proc.returncode in (0, 1), proc.stderr
     assert "a.yaml" in proc.stdout + proc.stderr or "already formatted" in proc.stdout
+
+
+def test_hard_stop_ends_a_solve_that_does_not_return() -> None:
+    """`--time-limit` holds even when the solver cannot be interrupted (HiGHS presolve):
+    a watchdog reports it (JSON with --json) and exits 1.  The blocked call here is a
+    sleep of 600 s; the process must end long before it would return."""
+    code = ("import time\n"
+            "from configspec_opt.cli.app import hard_stop\n"
+            "with hard_stop(0.1, as_json=True):\n"
+            "    time.sleep(600)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 1, r.stderr
+    answer = json.loads(r.stdout)
+    assert answer["status"] == "time_limit"
+    assert "0.1 s" in answer["error"]
