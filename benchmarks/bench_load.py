@@ -1,8 +1,12 @@
 """Load benchmark of `configspec serve` (a benchmark, not a test).
 
-Starts the server on 127.0.0.1 with a fresh SQLite file, then N concurrent
-clients post realistic solves (the example fleet and a 24-pool fleet, under
-several objectives) for a fixed time.  Reports throughput, p50/p95/max
+Starts the server on 127.0.0.1 with a fresh SQLite file and an API token (the
+documented way: CONFIGSPEC_API_TOKEN for the server, `Authorization: Bearer`
+from the clients), then N concurrent clients post realistic solves (the
+example fleet and a 24-pool fleet, under several objectives; or, with
+`--only-example`, just `examples/llama70b-edge.yaml` under its own objective)
+for a fixed time, after `--warmup` requests that are not counted (the first
+requests start solver processes and fill caches).  Reports throughput, p50/p95/max
 latency, status counts (2xx, 503 shed, other errors) and the RSS of the
 server and its solver processes sampled every second, so a leak shows as a
 slope.  Traffic goes to loopback only; the run is bounded in time and in
@@ -10,6 +14,8 @@ requests, and stops by itself.
 
     python benchmarks/bench_load.py --clients 4 --duration 30
     python benchmarks/bench_load.py --clients 12 --duration 20   # past capacity: 503s
+    python benchmarks/bench_load.py --only-example --clients 1 --duration 30  # issue 13
+    python benchmarks/bench_load.py --only-example --clients 8 --backlog 8 --duration 30
 
 Results go to benchmarks/out/bench_load-<timestamp>.json.
 """
@@ -21,6 +27,7 @@ import asyncio
 import copy
 import json
 import os
+import secrets
 import signal
 import socket
 import statistics
@@ -100,17 +107,19 @@ def tree_rss_mib(pid: int) -> tuple[float, float, int]:
 
 
 async def client(base: str, bodies: list[str], stats: Stats, stop_at: float,
-                 budget: list[int], idx: int) -> None:
-    async with httpx.AsyncClient(base_url=base, timeout=120) as http:
+                 budget: list[int], idx: int, headers: dict[str, str],
+                 objectives: list[str | None]) -> None:
+    async with httpx.AsyncClient(base_url=base, timeout=120, headers=headers) as http:
         i = idx
         while time.monotonic() < stop_at and budget[0] > 0:
             budget[0] -= 1
             body = bodies[i % len(bodies)]
-            objective = OBJECTIVES[(i // len(bodies)) % len(OBJECTIVES)]
+            objective = objectives[(i // len(bodies)) % len(objectives)]
             i += 1
             t0 = time.perf_counter()
             try:
-                r = await http.post("/v1/solve", params={"objective": objective},
+                r = await http.post("/v1/solve",
+                                    params={"objective": objective} if objective else None,
                                     content=body, headers={"Content-Type": "application/yaml"})
             except httpx.HTTPError:
                 stats.exceptions += 1
@@ -133,16 +142,21 @@ async def sample_rss(pid: int, out: list[Sample], stop_at: float, t_start: float
         await asyncio.sleep(1.0)
 
 
-async def drive(base: str, pid: int, bodies: list[str], clients: int,
-                duration: float) -> tuple[Stats, list[Sample], float]:
+async def drive(base: str, pid: int, bodies: list[str], clients: int, duration: float,
+                headers: dict[str, str], objectives: list[str | None],
+                warmup: int) -> tuple[Stats, list[Sample], float]:
+    warm = Stats()
+    await client(base, bodies, warm, time.monotonic() + 60, [warmup], 0, headers, objectives)
+    if warm.status.keys() - {"200"} or warm.exceptions:
+        sys.exit(f"warm-up requests failed: {warm.status}, {warm.exceptions} exceptions")
     stats = Stats()
     rss: list[Sample] = []
     t_start = time.monotonic()
     stop_at = t_start + duration
     budget = [MAX_REQUESTS]
     await asyncio.gather(sample_rss(pid, rss, stop_at, t_start),
-                         *(client(base, bodies, stats, stop_at, budget, k)
-                           for k in range(clients)))
+                         *(client(base, bodies, stats, stop_at, budget, k, headers,
+                                  objectives) for k in range(clients)))
     return stats, rss, time.monotonic() - t_start
 
 
@@ -160,6 +174,9 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--backlog", type=int, default=4)
     ap.add_argument("--pools", type=int, default=24, help="pools of the larger fleet spec")
+    ap.add_argument("--only-example", action="store_true",
+                    help="post only examples/llama70b-edge.yaml under its own objective")
+    ap.add_argument("--warmup", type=int, default=5, help="requests before timing starts")
     args = ap.parse_args()
     if args.duration > 600 or args.clients > 64:
         sys.exit("keep it bounded: at most 600 s and 64 clients")
@@ -170,7 +187,11 @@ def main() -> None:
         fleet_path = Path(tmp) / "fleet.yaml"
         with fleet_path.open("w") as fh:
             yaml.dump(fleet_spec(args.pools), fh)
-        bodies = [EXAMPLE.read_text(), fleet_path.read_text()]
+        bodies = [EXAMPLE.read_text()] if args.only_example else \
+            [EXAMPLE.read_text(), fleet_path.read_text()]
+        objectives: list[str | None] = [None] if args.only_example else list(OBJECTIVES)
+        token = secrets.token_urlsafe(24)
+        headers = {"Authorization": f"Bearer {token}"}
         port = free_port()
         exe = str(Path(sys.executable).with_name("configspec"))
         log = open(Path(tmp) / "server.log", "wb")  # noqa: SIM115
@@ -178,7 +199,8 @@ def main() -> None:
             [exe, "serve", "--port", str(port), "--db", str(Path(tmp) / "bench.sqlite3"),
              "--workers", str(args.workers), "--backlog", str(args.backlog),
              "--log-level", "warning"],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            env={**os.environ, "CONFIGSPEC_API_TOKEN": token})
         base = f"http://127.0.0.1:{port}"
         try:
             for _ in range(300):
@@ -188,10 +210,13 @@ def main() -> None:
                 except httpx.HTTPError:
                     time.sleep(0.2)
             else:
-                sys.exit("server did not start")
+                log.flush()
+                tail = (Path(tmp) / "server.log").read_text(errors="replace")[-3000:]
+                sys.exit(f"server did not answer /healthz within 60 s; its log:\n{tail}")
             load_before = os.getloadavg()
             stats, rss, wall = asyncio.run(drive(base, proc.pid, bodies, args.clients,
-                                                 args.duration))
+                                                 args.duration, headers, objectives,
+                                                 args.warmup))
             load_after = os.getloadavg()
         finally:
             os.killpg(proc.pid, signal.SIGTERM)
@@ -203,6 +228,8 @@ def main() -> None:
                  if code not in ("200", "503")) + stats.exceptions
     report = {
         "clients": args.clients, "duration_s": round(wall, 1), "workers": args.workers,
+        "bodies": "example" if args.only_example else f"example + {args.pools}-pool fleet",
+        "warmup_requests": args.warmup,
         "backlog": args.backlog, "cpus": os.cpu_count(), "loadavg_before": load_before,
         "loadavg_after": load_after, "requests_ok": ok,
         "throughput_rps": round(ok / wall, 2),
@@ -218,7 +245,8 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     out = OUT / f"bench_load-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.write_text(json.dumps(report, indent=2))
-    print(f"{args.clients} clients x {wall:.0f} s, {args.workers} solver processes, "
+    print(f"{report['bodies']}: {args.clients} clients x {wall:.0f} s, "
+          f"{args.workers} solver processes, backlog {args.backlog}, "
           f"{os.cpu_count()} CPUs, load {load_before[0]:.2f} -> {load_after[0]:.2f}")
     print(f"ok {ok}  throughput {report['throughput_rps']} req/s  "
           f"p50 {report['latency_s']['p50']} s  p95 {report['latency_s']['p95']} s  "

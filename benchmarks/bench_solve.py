@@ -84,6 +84,13 @@ def write_instance(pools: int, seed: int = 7) -> tuple[Path, Path]:
 
 
 def peak_mib() -> float:
+    """This process's own peak RSS (VmHWM): ru_maxrss carries a parent's peak over exec."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
