@@ -84,11 +84,9 @@ def lock_data(loaded: LoadedSpec, spec_file: str) -> dict[str, Any]:
     beside it).  Not-solved outcomes (infeasible, time limit) are returned too,
     for `diff`; `write_lock` refuses them.
     """
-    from configspec_opt.report import solution_dict
-    from solvers.solve import solve  # lazy: start-up
+    from configspec_opt.operations import solve_with_report  # lazy: start-up
 
-    sol = solve(loaded.spec)
-    result: dict[str, Any] = dict(solution_dict(sol, warnings=loaded.warnings))
+    result: dict[str, Any] = dict(solve_with_report(loaded, explain=False)[1])
     data: dict[str, Any] = {
         "lock_version": LOCK_VERSION,
         "tool": f"configspec-opt {tool_version()}",
