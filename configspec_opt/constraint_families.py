@@ -127,14 +127,14 @@ class Relaxable:
     misses: list[tuple[int, float]] = field(default_factory=list)  # (candidate, miss)
     integer: bool = False
 
-    def relax_to(self, slack: float, assignment: Assignment) -> float:
-        """The limit that admits `assignment`, whose slack (in `scale` units) is `slack`."""
-        ratio = self.rows[0].ratio if len(self.rows) == 1 else None
-        if ratio is not None:
+    def relax_to(self, slack: float, assignment: Assignment,
+                 replicas: Mapping[str, int] | None = None,
+                 plans: Mapping[str, VerifierPlan] | None = None) -> float:
+        """The limit that admits `assignment` (and its replicas), whose slack is `slack`."""
+        row = self.rows[0] if len(self.rows) == 1 else None
+        if row is not None and row.ratio is not None:
             # a ratio bound: the relaxed limit is the ratio the relaxed assignment reaches
-            assert ratio.den is not None
-            value = sum(n * ratio.num(c) for c, n in assignment) / \
-                sum(n * ratio.den(c) for c, n in assignment)
+            value = _ratio_value(row, assignment, replicas or {}, plans or {})
             return value * (1 + self.direction * 1e-6)
         if self.integer:
             return self.limit + float(round(slack * self.scale + 0.49))
@@ -169,7 +169,8 @@ class Family:
         """What the diagnosis may relax (on a problem built without SLO filtering)."""
         return []
 
-    def tight(self, problem: Problem, assignment: Assignment) -> list[str]:
+    def tight(self, problem: Problem, assignment: Assignment,
+              replicas: Mapping[str, int] | None = None) -> list[str]:
         """Its keys at their limit on `assignment` (within the solver's tolerance)."""
         return []
 
@@ -215,14 +216,22 @@ class RowFamily(Family):
     def elastic(self, problem: Problem) -> list[Relaxable]:
         """One slack for all rows, bounded by the worst any assignment could need."""
         cands = problem.candidates
+        bounds = {p.target: (p.verifier.replicas.min, p.verifier.replicas.max)
+                  for p in problem.verifiers}
         need, scale = 0.0, 0.0
         for row in self.own_rows:
             coefs = [row.coef(c) for c in cands]
             worst = 0.0
-            for idx in problem.by_pool:
+            for d, idx in enumerate(problem.by_pool):
+                if not idx:
+                    continue
                 vals = [coefs[i] for i in idx]
-                worst += problem.pools[cands[idx[0]].pool].count * (
+                worst += problem.pools[d].count * (
                     max(vals) if row.sense == "<=" else -min(vals))
+            for t, a in row.replica_coef.items():  # replicas at their worst for this row
+                lo, hi = bounds.get(t, (0, 0))
+                worst += max(a * lo, a * hi) if row.sense == "<=" else -min(a * lo, a * hi)
+            coefs += list(row.replica_coef.values())
             need = max(need, worst - row.rhs if row.sense == "<=" else worst + row.rhs)
             scale = max(scale, max([abs(row.rhs)] + [abs(a) for a in coefs]))
         scale = scale or 1.0
@@ -236,10 +245,11 @@ class RowFamily(Family):
         """Whether the limit is a count (a relaxed limit is rounded up to a whole number)."""
         return False
 
-    def tight(self, problem: Problem, assignment: Assignment) -> list[str]:
+    def tight(self, problem: Problem, assignment: Assignment,
+              replicas: Mapping[str, int] | None = None) -> list[str]:
         """Rows whose activity equals the right-hand side (1e-6 relative)."""
         return [row.key for row in self.own_rows
-                if abs(row_activity(row, assignment) - row.rhs)
+                if abs(row_activity(row, assignment, replicas) - row.rhs)
                 <= 1e-6 * max(1.0, abs(row.rhs))]
 
 
@@ -355,7 +365,8 @@ class VariantLimit(Family):
         return [Relaxable(self.key, "distinct (draft, quant) variants", "", self.limit, 1,
                           float(variants), float(self.limit), "variants", integer=True)]
 
-    def tight(self, problem: Problem, assignment: Assignment) -> list[str]:
+    def tight(self, problem: Problem, assignment: Assignment,
+              replicas: Mapping[str, int] | None = None) -> list[str]:
         """Its key when the assignment ships as many variants as allowed."""
         return [self.key] if self.used(assignment) >= self.limit else []
 

@@ -11,6 +11,7 @@ pins that exclude everything) is reported as such, without a solve.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import pyomo.environ as pyo
@@ -23,9 +24,16 @@ from configspec_opt.constraint_families import (
 from configspec_opt.problem import Problem, build_problem
 from configspec_opt.results import DiagnosisJSON, RelaxationJSON, StructuralJSON
 from configspec_opt.spec import Spec
+from configspec_opt.verifiers import Mode, VerifierPlan
 from solvers import deadline
 from solvers.adapter import HighsSession, SolverOptions
-from solvers.formulation import Formulation, define_assignment, define_variables, variant_count
+from solvers.formulation import (
+    Formulation,
+    define_assignment,
+    define_replicas,
+    define_variables,
+    variant_count,
+)
 from solvers.status import Termination
 
 
@@ -77,14 +85,23 @@ OUT_OF_TIME = "not diagnosed: the time limit was reached first (raise time_limit
 
 
 def diagnose_infeasible(
-    spec: Spec, *, only: set[str] | None = None, options: SolverOptions | None = None
+    spec: Spec, *, only: set[str] | None = None, options: SolverOptions | None = None,
+    plans: Sequence[VerifierPlan] = (), mode: Mode = "conservative",
 ) -> Diagnosis:
     """Within the request's deadline (`solvers.deadline`): past it, a diagnosis says it was
-    not made, or that the relaxation it names is not proven the smallest."""
+    not made, or that the relaxation it names is not proven the smallest.
+
+    With batched verifiers (`plans`) the elastic model is the load-level model in
+    `mode`: replicas are decisions and every candidate runs at its level's latency.
+    The optimistic levels give a relaxation no smaller than any true fix needs
+    (a lower bound), the conservative ones a relaxation that suffices at the true
+    load; `solvers.solve` combines the two.
+    """
     if deadline.expired():
         return Diagnosis(message=OUT_OF_TIME)
     deadline.step("diagnosing the infeasible spec")
-    problem = build_problem(spec, only=only, prune=False, apply_slo=False)
+    problem = build_problem(spec, only=only, prune=False, apply_slo=False, plans=plans,
+                            mode=mode)
     structural: list[StructuralJSON] = [
         {"device": pc.device.name, "reasons": list(pc.excluded or ["no candidate"])}
         for pc in problem.structural if not pc.candidates
@@ -96,6 +113,11 @@ def diagnose_infeasible(
             f"{'ve' if len(structural) > 1 else 's'} no candidate configuration at all; "
             "no numeric relaxation can fix that"))
 
+    empty = problem.empty_pools()
+    if empty:  # only with batched verifiers: no copy of the pool fits a load level
+        names = ", ".join(problem.pools[d].name for d in empty)
+        return Diagnosis(message=f"not diagnosed on the {mode} load levels: no configuration "
+                         f"of {names} fits them")
     relax = DeviceSlos(spec).elastic(problem) + [
         r for fam in problem.families for r in fam.elastic(problem)]
     f = elastic_model(problem, relax)
@@ -110,8 +132,10 @@ def diagnose_infeasible(
     if not first.has_solution:
         if first.termination is Termination.time_limit:
             return Diagnosis(message=OUT_OF_TIME)
-        return Diagnosis(message="even with every constraint relaxed no assignment exists "
-                         f"(solver: {first.termination.value})")
+        where = (" within what the batched verifiers can carry (replicas.max x max_batch "
+                 "requests in flight)" if problem.verifiers else "")
+        return Diagnosis(message="even with every constraint relaxed no assignment exists"
+                         f"{where} (solver: {first.termination.value})")
     fewest = round(sum(pyo.value(m.r[j]) for j in range(n_r)))
     m.fewest = pyo.Constraint(expr=sum(m.r[j] for j in range(n_r)) <= fewest)
     m.del_component("obj")
@@ -123,16 +147,19 @@ def diagnose_infeasible(
     out = Diagnosis()
     relaxed = set()
     assignment = [(c, n) for c, n in zip(problem.candidates, f.counts()) if n > 0]
+    replicas = f.replica_counts()
+    plans_by_target = {p.target: p for p in problem.verifiers}
     for j, r in enumerate(relax):
         s = pyo.value(m.s[j])
         if pyo.value(m.r[j]) < 0.5 or s <= 1e-12:
             continue
         relaxed.add(r.key)
-        out.relaxations.append(Relaxation(r.key, r.label, r.limit, r.relax_to(s, assignment),
-                                          r.unit, r.integer))
+        out.relaxations.append(Relaxation(
+            r.key, r.label, r.limit, r.relax_to(s, assignment, replicas, plans_by_target),
+            r.unit, r.integer))
     for fam in problem.families:
         if fam.key not in relaxed:
-            out.conflicts_with.extend(fam.tight(problem, assignment))
+            out.conflicts_with.extend(fam.tight(problem, assignment, replicas))
     parts = [f"{r.constraint} from {r.limit:g} to {r.relax_to:.6g}" for r in out.relaxations]
     out.message = ("infeasible; smallest fix: relax " if minimal else
                    "infeasible; a fix (the time limit stopped the search for the smallest): "
@@ -152,7 +179,12 @@ def elastic_model(problem: Problem, relax: list[Relaxable]) -> Formulation:
     f = Formulation(problem, pyo.ConcreteModel(name="elastic"), fairness=False)
     define_variables(f)
     define_assignment(f)
+    define_replicas(f)
     m = f.model
+    m.load_levels = pyo.ConstraintList()  # a batched verifier's levels are never relaxed
+    for row in problem.rows:
+        if row.internal:
+            m.load_levels.add(f.row_constraint(row))
     cands = problem.candidates
     n_r = len(relax)
     m.s = pyo.Var(range(n_r), domain=pyo.NonNegativeReals)
@@ -169,7 +201,8 @@ def elastic_model(problem: Problem, relax: list[Relaxable]) -> Formulation:
             m.elastic.add(m.s[j] >= miss / r.scale * m.u[i])
     for j, r in enumerate(relax):
         for row in r.rows:
-            expr = f.linear([row.coef(c) / r.scale for c in cands])
+            expr = f.linear([row.coef(c) / r.scale for c in cands], 0.0,
+                            {t: a / r.scale for t, a in row.replica_coef.items()})
             rhs = row.rhs / r.scale
             m.elastic.add(expr <= rhs + m.s[j] if row.sense == "<=" else expr >= rhs - m.s[j])
     for j, r in enumerate(relax):

@@ -513,7 +513,7 @@ def solve(
         sol = _solve_fixed(spec, objective, only, options, prune, tie_break)
     if sol.status is Status.infeasible and diagnose:
         if plans:
-            sol.message = "; ".join(m for m in (sol.message, *_load_hints(spec, plans)) if m)
+            sol.diagnosis = _diagnose_under_load(spec, objective, only, options, plans)
         else:
             from solvers.diagnose import diagnose_infeasible  # lazy: Pyomo, start-up
 
@@ -522,22 +522,51 @@ def solve(
     return sol
 
 
-def _load_hints(spec: Spec, plans: list[VerifierPlan]) -> list[str]:
-    """What can be said exactly about an infeasible spec with batched verifiers.
+def _diagnose_under_load(spec: Spec, objective: Objective, only: set[str] | None,
+                         options: SolverOptions, plans: list[VerifierPlan]) -> Diagnosis:
+    """The relaxation diagnosis with batched verifiers, bracketed like the solve.
 
-    The full relaxation diagnosis does not cover them yet; the replicas'
-    minimum cost against the budget is a certain conflict, so it is named.
+    On the optimistic load levels (every latency at its lightest) the elastic
+    model gives the fewest constraints and the smallest relaxation any true fix
+    needs; on the conservative levels, one that suffices at the true load.  The
+    conservative fix is checked by solving the relaxed spec under load.  When it
+    works and equals the optimistic one, it is the smallest fix; when it works,
+    it is a fix and the optimistic one bounds how small a fix can be; otherwise
+    only that bound is reported.
     """
-    out: list[str] = []
-    budget = spec.constraints.fleet.max_cost_usd_per_hour
-    floor = sum(p.verifier.replicas.min * p.price_usd_per_hour for p in plans)
-    if budget is not None and floor > budget:
-        out.append(f"constraints.fleet.max_cost_usd_per_hour ({budget:g} $/h) is below the "
-                   f"cost of the minimum replicas ({floor:g} $/h): relax it to at least "
-                   f"{floor:g} or lower replicas.min")
-    out.append("the relaxation diagnosis does not cover batched verifiers yet: "
-               "--load-blind diagnoses the other constraints without load")
-    return out
+    from solvers.diagnose import diagnose_infeasible, relaxed_spec  # lazy: Pyomo, start-up
+
+    low = diagnose_infeasible(spec, only=only, options=options, plans=plans,
+                              mode="optimistic")
+    if not low.relaxations:
+        return low
+    fix = diagnose_infeasible(spec, only=only, options=options, plans=plans,
+                              mode="conservative")
+    works = False
+    if fix.relaxations and not deadline.expired():
+        check = solve(relaxed_spec(spec, fix), objective=objective, only=only,
+                      options=options, diagnose=False)
+        works = check.status in (Status.optimal, Status.feasible)
+    at_least = " and ".join(f"{r.constraint} to {r.relax_to:.6g}" for r in low.relaxations)
+    if works and _same_relaxation(low, fix):
+        fix.message += " (at the fleet's true load: checked by solving the relaxed spec)"
+        return fix
+    if works:
+        fix.message = fix.message.replace("smallest fix", "a fix at the fleet's true load") \
+            + f"; no fix can relax less than: {at_least}"
+        return fix
+    low.message = ("infeasible; at least: relax " + at_least + " (a fix at the fleet's true "
+                   "load was not confirmed: the load levels are coarse here; relax somewhat "
+                   "more and solve again)")
+    return low
+
+
+def _same_relaxation(a: Diagnosis, b: Diagnosis) -> bool:
+    """The same constraints relaxed to the same limits (to 1e-6, relative)."""
+    x = {r.constraint: r.relax_to for r in a.relaxations}
+    y = {r.constraint: r.relax_to for r in b.relaxations}
+    return x.keys() == y.keys() and all(
+        abs(x[k] - y[k]) <= 1e-6 * max(1.0, abs(x[k])) for k in x)
 
 
 def _solve_fixed(spec: Spec, objective: Objective, only: set[str] | None,
