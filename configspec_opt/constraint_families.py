@@ -320,10 +320,12 @@ class DevicesPerTarget(RowFamily):
 
     @property
     def integer(self) -> bool:
+        """A device count: a relaxed limit is a whole number."""
         return True
 
     @classmethod
     def from_spec(cls, spec: Spec, plans: Sequence[VerifierPlan]) -> list[Family]:
+        """One family with a row per target, when the spec sets the limit."""
         limit = spec.constraints.fleet.max_devices_per_target
         if limit is None:
             return []

@@ -30,6 +30,8 @@ MIN_STEP = 1e-6
 
 @dataclass
 class ParetoPoint:
+    """One non-dominated fleet assignment: its two metrics and every fleet figure."""
+
     x: float
     y: float
     fleet: FleetMetrics
@@ -38,6 +40,8 @@ class ParetoPoint:
 
 @dataclass
 class ParetoFront:
+    """The front of `pareto`: `complete` false when cut short or sampled (`message` says which)."""
+
     x: Term
     y: Term
     points: list[ParetoPoint] = field(default_factory=list)

@@ -42,6 +42,7 @@ from profiler.llama_server import (
 
 
 def installed_version() -> str:
+    """The installed llama-cpp-python version: the llama.cpp sources built must match it."""
     version = llama_cpp_python_version()
     if version is None:
         sys.exit(
@@ -104,6 +105,7 @@ def extract_llama_cpp(sdist: Path, dest: Path) -> Path:
 
 
 def cmake_command() -> str:
+    """cmake from PATH, or the one `pip install cmake` put next to this interpreter."""
     exe = shutil.which("cmake")
     if exe is None:
         # `pip install cmake` puts it next to this interpreter
@@ -116,6 +118,7 @@ def cmake_command() -> str:
 
 
 def configure_args(src: Path, build: Path, version: str) -> list[str]:
+    """CMake arguments for llama-server alone, a static release build, nothing downloaded."""
     args = [
         "-S", str(src), "-B", str(build),
         "-DCMAKE_BUILD_TYPE=Release",
@@ -143,6 +146,7 @@ def configure_args(src: Path, build: Path, version: str) -> list[str]:
 
 
 def build(version: str, dest_bin: Path, keep: bool) -> None:
+    """Download the sdist (cached), build llama-server, install it atomically at `dest_bin`."""
     root = cache_root()
     sdist = download_sdist(version, root / "sdist")
     cmake = cmake_command()
@@ -170,6 +174,7 @@ def build(version: str, dest_bin: Path, keep: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line: build once per machine and version; later runs find the cache."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     ap.add_argument("--version", help="llama-cpp-python version (default: the installed one)")
     ap.add_argument("--print", action="store_true", help="only print the binary's path")

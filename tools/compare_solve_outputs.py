@@ -56,6 +56,7 @@ def _normalised(stdout: bytes) -> bytes:
 
 
 def answers() -> dict[str, bytes]:
+    """Every answer of this tree, by file name: solves (timings zeroed), locks, relocks."""
     out: dict[str, bytes] = {}
     for spec in specs():
         rel = spec.relative_to(ROOT).as_posix()
@@ -87,6 +88,7 @@ def _relocked(lock: Path) -> bytes:
 
 
 def main() -> int:
+    """record DIR or compare DIR; exit 1 when any answer differs."""
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("action", choices=["record", "compare"])
     ap.add_argument("directory", type=Path)
