@@ -33,7 +33,7 @@ from typing import Any
 from ruamel.yaml import YAML
 
 from configspec_opt.errors import ConfigspecError, OutputError
-from configspec_opt.files import atomic_write_text
+from configspec_opt.files import write_output
 from configspec_opt.loader import LoadedSpec, load_spec
 from configspec_opt.spec import Device, Spec
 from configspec_opt.vcs.lock import (
@@ -414,15 +414,9 @@ def write_export(decision: Decision, fmt: ExportFormat, directory: Path) -> Expo
         path = directory / name
         if path.is_dir():
             raise ExportError(f"{path} is a directory; cannot write a pool file there")
-        try:
-            atomic_write_text(path, text)
-        except OSError as exc:
-            raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
+        write_output(path, text)
         result.files.append(path)
-    try:
-        atomic_write_text(result.manifest, texts[manifest_name])
-    except OSError as exc:
-        raise OutputError(f"cannot write {result.manifest}: {exc.strerror or exc}") from None
+    write_output(result.manifest, texts[manifest_name])
     for name in sorted(previous - set(texts)):
         stale = directory / name
         with contextlib.suppress(OSError):

@@ -6,6 +6,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from configspec_opt.errors import OutputError
+
 
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Write to a temporary file beside `path`, fsync, then rename over it.
@@ -27,3 +29,16 @@ def atomic_write_text(path: str | Path, text: str) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def write_output(path: str | Path, text: str, shown: str | Path | None = None) -> None:
+    """`atomic_write_text`, with a failure as the OutputError a user reads (exit 4).
+
+    `shown` is the name in the message (the path as the user gave it, when `path`
+    is where it resolves to).
+    """
+    try:
+        atomic_write_text(path, text)
+    except OSError as exc:
+        raise OutputError(f"cannot write {shown or path}: "
+                          f"{exc.strerror or type(exc).__name__}") from None

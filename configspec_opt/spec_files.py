@@ -26,8 +26,7 @@ import stat
 from json import JSONDecoder
 from pathlib import Path
 
-from configspec_opt.errors import OutputError
-from configspec_opt.files import atomic_write_text
+from configspec_opt.files import write_output
 
 # The largest spec, profiles file or lock read from disk: as large as the text a
 # document may expand to (loader.MAX_CHARS), far above the largest fleet spec.
@@ -148,8 +147,4 @@ def line_column(text: str, offset: int) -> tuple[int, int]:
 def write_through(path: Path, text: str) -> None:
     """Replace `path` atomically; a symlink keeps pointing where it did and its target
     is replaced (`fmt` used to turn a linked spec into a copy)."""
-    try:
-        atomic_write_text(os.path.realpath(path), text)
-    except OSError as exc:
-        raise OutputError(f"cannot write {path}: {exc.strerror or type(exc).__name__}") \
-            from None
+    write_output(os.path.realpath(path), text, shown=path)

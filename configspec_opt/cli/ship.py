@@ -12,7 +12,7 @@ import typer
 
 from configspec_opt.cli.app import app, emit_json, out, progress, user_errors
 from configspec_opt.cli.options import JsonOpt
-from configspec_opt.errors import OutputError, UsageError
+from configspec_opt.errors import UsageError
 from configspec_opt.export import ExportFormat
 from configspec_opt.spec import Spec
 
@@ -45,7 +45,7 @@ def report(
     Exit 0 written, 1 written but the spec has no feasible assignment (the report shows
     the diagnosis), 2 invalid spec, 3 no solver installed, 4 the file cannot be written.
     """
-    from configspec_opt.files import atomic_write_text
+    from configspec_opt.files import write_output
     from configspec_opt.loader import load_spec
     from configspec_opt.report_html import build_report
 
@@ -63,10 +63,7 @@ def report(
             target = output or Path(f"{spec.stem}-report.html")
             if target.is_dir():
                 raise UsageError(f"{target} is a directory: give a file name with -o")
-            try:
-                atomic_write_text(target, text)
-            except OSError as exc:
-                raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from None
+            write_output(target, text)
             out.print(f"wrote {target} ({data['status']}, {len(text) // 1024} KiB)",
                       markup=False, soft_wrap=True)
     if data["status"] not in ("optimal", "feasible"):
