@@ -638,7 +638,11 @@ def test_a_budget_below_the_minimum_replicas_is_named() -> None:
     data["constraints"]["fleet"]["max_cost_usd_per_hour"] = 2.0  # one replica costs 4.10
     sol = solve(Spec.model_validate(data))
     assert sol.status is Status.infeasible and not sol.assignment
-    assert "max_cost_usd_per_hour" in sol.message and "4.1" in sol.message
+    assert sol.diagnosis is not None
+    [r] = sol.diagnosis.relaxations
+    assert r.constraint == "constraints.fleet.max_cost_usd_per_hour"
+    assert r.limit == 2.0 and r.relax_to >= 4.1
+    assert "max_cost_usd_per_hour" in sol.diagnosis.message
 
 
 def test_a_steep_table_gives_few_levels_and_still_settles() -> None:
