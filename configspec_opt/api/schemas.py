@@ -13,7 +13,6 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_serializer
 
 from configspec_opt.api.problem import ProblemDetails
-from configspec_opt.results import AxisJSON, ObjectiveJSON, SolverJSON
 from configspec_opt.spec import Profile
 
 
@@ -57,25 +56,33 @@ class EvaluateOut(OpenOut):
 
 
 class SolveOut(OpenOut):
-    """The answer of `POST /v1/solve` and a job's result: `configspec solve --json`."""
+    """The answer of `POST /v1/solve` and a job's result: `configspec solve --json`.
+
+    The nested parts are typed where they are built (`configspec_opt.results`); here
+    they stay open, because a job's result is read back from the store as it was
+    written by whatever release wrote it.
+    """
 
     status: Literal["optimal", "feasible", "infeasible", "time_limit", "error"] = Field(
         description="`infeasible` comes with `diagnosis`: the fewest constraints to relax.")
-    objective: ObjectiveJSON
+    objective: dict[str, Any] = Field(
+        description="What was optimised and the value reached (`results.ObjectiveJSON`).")
     assignments: list[dict[str, Any]] = Field(
         description="One row per (pool, configuration): the configuration and its metrics "
         "(keys of `configspec_opt.metric_registry`).")
     fleet: dict[str, Any] | None = Field(
         description="Every registered fleet metric (null where not available), devices, "
         "verifier load per target, batched verifiers as settled.")
-    solver: SolverJSON
+    solver: dict[str, Any] = Field(
+        description="How the answer was found and what is proven: status per stage, the "
+        "certified gap, `proven_optimal` (`results.SolverJSON`).")
 
 
 class ParetoOut(OpenOut):
     """The answer of `POST /v1/pareto`: `configspec pareto --json` (`complete`: the whole front)."""
 
-    x: AxisJSON
-    y: AxisJSON
+    x: dict[str, Any] = Field(description="The first metric and its sense (`results.AxisJSON`).")
+    y: dict[str, Any] = Field(description="The second metric and its sense.")
     complete: bool
     time_s: float
     points: list[dict[str, Any]]
