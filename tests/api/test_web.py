@@ -30,6 +30,7 @@ if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
                 "tools/install_test_deps.sh)", allow_module_level=True)
 
 from selenium import webdriver  # noqa: E402
+from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
 from selenium.webdriver import Chrome  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
@@ -76,7 +77,10 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chrome]:
 
 
 def wait(driver: Chrome, what: str, condition: Any) -> Any:
-    return WebDriverWait(driver, WAIT_S, poll_frequency=0.2).until(
+    """Poll `condition`; the page re-renders tables while it polls the API, so an element
+    found a moment ago may be replaced before it is read (a stale reference): look again."""
+    return WebDriverWait(driver, WAIT_S, poll_frequency=0.2,
+                         ignored_exceptions=(StaleElementReferenceException,)).until(
         condition, message=f"timed out after {WAIT_S} s waiting for {what}")
 
 
