@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from operator import attrgetter
 
 from configspec_opt.candidates import Candidate
-from configspec_opt.constraint_families import REL_TOL, row_activity, row_violation
+from configspec_opt.constraint_families import REL_TOL
 from configspec_opt.metric_registry import REGISTRY, MetricDef
-from configspec_opt.problem import METRICS, Problem
+from configspec_opt.problem import Problem
 from configspec_opt.spec import Metric, Objective
 from configspec_opt.verifiers import VerifierState, replica_cost_usd_per_hour, settle
 
@@ -197,6 +197,6 @@ def evaluate_settled(problem: Problem, objective: Objective, assignment: Assignm
                    violated_constraints(problem, used, replicas=replicas))
 
 
-__all__ = ["METRICS", "REL_TOL", "Assignment", "FleetMetrics", "Settled", "evaluate_settled",
+__all__ = ["Assignment", "FleetMetrics", "Settled", "evaluate_settled",
            "fleet_metrics", "metric_value",
-           "objective_key", "row_activity", "row_violation", "violated_constraints"]
+           "objective_key", "violated_constraints"]

@@ -116,6 +116,9 @@ BY_KEY: dict[str, MetricDef] = {d.key: d for d in REGISTRY}
 BY_SLO: dict[str, MetricDef] = {d.slo: d for d in REGISTRY if d.slo is not None}
 BY_FLEET_BOUND: dict[str, MetricDef] = {
     d.fleet_bound: d for d in REGISTRY if d.fleet_bound is not None}
+POOL_COLUMNS: tuple[MetricDef, ...] = tuple(
+    BY_METRIC[m] for m in (Metric.goodput, Metric.cost_efficiency, Metric.energy))
+"""The per-pool figures a person compares first: the solve table and `configspec diff`."""
 RATIO_METRICS = frozenset(d.metric for d in REGISTRY if d.aggregation in ("ratio", "mean"))
 POWER_METRICS = frozenset(d.metric for d in REGISTRY if d.needs_power)
 

@@ -17,7 +17,7 @@ from rich.table import Table
 
 from configspec_opt.candidates import Candidate
 from configspec_opt.fleet import FleetMetrics
-from configspec_opt.metric_registry import REGISTRY, metric_def
+from configspec_opt.metric_registry import POOL_COLUMNS, REGISTRY, metric_def
 from configspec_opt.metrics import mean_acceptance_length
 from configspec_opt.results import (
     ConstraintJSON,
@@ -200,7 +200,7 @@ def print_solution(console: Console, data: SolveJSON) -> None:
         multi_target = len({a["target"] for a in data["assignments"]}) > 1
         t = Table()
         cols = ["device", "count", "draft", "quant", "K"] + (["target"] if multi_target else [])
-        for col in [*cols, "tok/s", "tok/$", "J/tok"]:
+        for col in [*cols, *(d.column for d in POOL_COLUMNS)]:
             text = col in cols[:4] or col == "target"
             # names fold at 80 columns; numbers never wrap or lose digits
             t.add_column(col, justify="left" if text else "right", overflow="fold",
@@ -209,8 +209,7 @@ def print_solution(console: Console, data: SolveJSON) -> None:
             t.add_row(a["device"] + (" (split)" if a["split"] else ""), str(a["count"]),
                       a["draft"], a["quant"], str(a["k"]),
                       *([a["target"]] if multi_target else []),
-                      _fmt(a["goodput_tok_s"]), _fmt(a["cost_tok_per_usd"]),
-                      _fmt(a["energy_j_per_tok"]))
+                      *(_fmt(a[str(d.candidate_key)]) for d in POOL_COLUMNS))
         console.print(t)
         if not multi_target:
             console.print(f"target: {data['assignments'][0]['target']}")
@@ -257,13 +256,13 @@ def print_candidates(console: Console, rows: list[dict[str, Any]], title: str) -
     t = Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False,
               collapse_padding=True)
     cols = [("device", "device"), ("target", "target"), ("draft", "draft"), ("quant", "quant"),
-            ("K", "k"), ("α", "alpha"), ("tok/s", "goodput_tok_s"),
-            ("tok/$", "cost_tok_per_usd"), ("J/tok", "energy_j_per_tok"),
-            ("$/h", "cost_usd_per_hour"), ("SLO", "slo")]
+            ("K", "k"), ("α", "alpha"),
+            *((d.column, str(d.candidate_key)) for d in (*POOL_COLUMNS, metric_def(Metric.cost))),
+            ("SLO", "slo")]
     if not multi_target:
         cols.remove(("target", "target"))
-    numeric = {"k", "alpha", "goodput_tok_s", "cost_tok_per_usd", "energy_j_per_tok",
-               "cost_usd_per_hour"}
+    numeric = {"k", "alpha", *(str(d.candidate_key) for d in (*POOL_COLUMNS,
+                                                              metric_def(Metric.cost)))}
     for name, key in cols:
         t.add_column(name, justify="right" if key in numeric else "left",
                      no_wrap=key in numeric, overflow="fold")

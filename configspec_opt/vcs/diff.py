@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from configspec_opt.metric_registry import BY_KEY, REGISTRY
+from configspec_opt.metric_registry import BY_KEY, POOL_COLUMNS, REGISTRY
 from configspec_opt.vcs.gitrev import Ref, locate, parse_ref, read_text
 from configspec_opt.vcs.lock import LOCK_SUFFIX, lock_data, parse_lock
 
@@ -22,7 +22,7 @@ REL_TOL = 1e-9
 FLEET_METRICS: dict[str, tuple[str, str]] = {
     **{d.key: (d.label, d.unit) for d in REGISTRY}, "devices": ("devices", "")}
 """Fleet key -> (what a person reads, unit), from `metric_registry`."""
-POOL_METRICS = ("goodput_tok_s", "cost_tok_per_usd", "energy_j_per_tok")
+POOL_METRICS = tuple(str(d.candidate_key) for d in POOL_COLUMNS)
 CONFIG_KEYS = ("target", "draft", "quant", "k", "count")
 
 Change = Literal["unchanged", "metrics", "configuration", "added", "removed"]
