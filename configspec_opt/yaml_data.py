@@ -13,8 +13,8 @@ generated ones), and wherever they could differ this module defers to ruamel:
   with a colon not followed by a space (YAML 1.2 allows `{a:b: 1}` in flow
   collections, ruamel's scanner refuses it) or with anything date-like (yaml-rs
   0.1.6 turns even a quoted '2026-11-27T03:21:33+00:00' into a datetime) or
-  with an underscore in a word that starts like a number (yaml-rs reads `_3`
-  as the integer 3).
+  with an underscore in a word that starts like a number, or a word that starts
+  with one (yaml-rs reads `_3` and `_0` as the integers 3 and 0).
   ruamel's round-trip parser locates our errors and rewrites specs, so the two
   must agree on every document the fast path reads.  The comment lines a spec
   starts with (a schema line, a template marker, a description) are not looked
@@ -44,7 +44,7 @@ _DEFER_TO_RUAMEL = re.compile(
     r"""[^-A-Za-z0-9 \n\r_.,:/{}\[\]#'"+=()~]"""  # outside the plain alphabet
     r"|:(?!\s)"                                       # a:b
     r"|\d{4}-\d\d?-\d\d?"                            # a date
-    r"""|(?:^|[\s\[{,:'"])[-+.]?[0-9_][0-9A-Za-z_.+-]*_""",  # 1_000, _3: number-like
+    r"""|(?:^|[\s\[{,:'"])[-+.]?(?:_|[0-9][0-9A-Za-z.+-]*_)""",  # _3, 1_000: number-like
     re.MULTILINE)
 _HEADER_COMMENTS = re.compile(r"(?:[ \t]*(?:#[^\n]*)?(?:\n|$))*")
 
