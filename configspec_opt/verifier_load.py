@@ -1,23 +1,39 @@
 """A batched verifier under the fleet's own load: T(b, K) and the load it settles at.
 
 A continuous-batching server verifies the requests in flight together, so
-one request's latency grows with the batch it joins.  The table T(n, K) is
-measured with n requests in flight together.  Devices spend part of every
-round R waiting for the verifier, so by Little's law the fleet keeps
-``b = sum_devices s_d / replicas`` requests in flight per replica, with
-``s_d = T_d / R_d`` the share of its round a device has a request there.
+one request's latency grows with the batch it is verified in.  The table
+T(n, K) is measured with n requests verified together in one step.  Devices
+spend part of every round R waiting for the verifier, so by Little's law the
+fleet keeps ``b = sum_devices s_d / replicas`` requests in flight per
+replica, with ``s_d = T_d / R_d`` the share of its round a device has a
+request there.
 
-Which batch does a request join?  Not b: b averages over time, including
-the moments when this device has nothing in flight.  By the arrival theorem
-of closed queueing networks (the basis of mean value analysis), a device's
-request sees the others as they are on average, ``b - s_d``, and joins
-them: it is verified in a batch of ``n_d = 1 + max(0, b - s_d)``, so
-``T_d = T(n_d, K_d)`` (a one-dimensional fixed point per device, since s_d
-depends on T_d).  The fleet trial measured that this, not T(b), is the
-latency a fleet sees (docs/trial.md).  The load a fleet settles at from
-idle is the least b solving the equation; T at a fractional n interpolates
-linearly between measured rows, the first row holds below it, and a batch
-beyond the last row (or ``max_batch``) is not a feasible load.
+What does a request see?  By the arrival theorem of closed queueing networks
+(the basis of mean value analysis) a device's request finds the others as
+they are on average, ``m = max(0, b - s_d)`` of them in flight.  It does not
+join a step already running: llama-server (like vLLM and SGLang) forms each
+step from the requests waiting when it starts.  So it waits for the rest of
+the step in progress, half of it on average, and is then verified in the
+next step together with the requests that arrived meanwhile
+(`request_latency`):
+
+- ``m <= 1``: the others are in a step of their own (T(1, K)) when the
+  server is busy, which it is with probability m:
+  ``T_d = T(1, K) * (1 + m / 2)``;
+- ``m >= 1``: steps follow each other; with n requests per step a request
+  finds the n of the step in progress and half of the other n - 1 of its
+  own, so ``m = n + (n - 1) / 2``, ``n = (2m + 1) / 3``, and
+  ``T_d = 1.5 * T(n, K)`` (the half step it waits plus its own).
+
+Both agree at m = 1 and T_d never falls as m grows.  Since s_d depends on
+T_d, each device's share is a one-dimensional fixed point.  The fleet trial
+against llama-server measured this view against the earlier one (the request
+joins the others: T(1 + m, K)), which was up to 16 % pessimistic at light
+load and wrong in kind for a verifier whose step time is flat in n
+(docs/trial.md).  The load a fleet settles at from idle is the least b
+solving the equation; T at a fractional n interpolates linearly between
+measured rows, the first row holds below it, and more than the last row (or
+``max_batch``) in flight, 1 + m, is not a feasible load.
 
 Pure functions on plain numbers: the optimiser, the brute force in the tests
 and the reports all read the same definition.
@@ -54,20 +70,29 @@ def b_limit(table: LatencyTable, max_batch: int) -> float:
     return float(min(rows(table)[-1], max_batch))
 
 
+def request_latency(table: LatencyTable, k: int, others: float) -> float:
+    """T_d of a request that finds `others` (m) requests in flight; see the module doc.
+
+    The caller checks that 1 + m stays within the table.
+    """
+    if others <= 1.0:
+        return latency_at(table, 1.0, k) * (1.0 + 0.5 * others)
+    return 1.5 * latency_at(table, (2.0 * others + 1.0) / 3.0, k)
+
+
 def batch_latency(table: LatencyTable, max_batch: int, b: float, k: int,
                   busy_s: float) -> float | None:
     """T_d: the latency of one device's request when b are in flight per replica.
 
-    Solves s = T(1 + max(0, b - s), K) / (busy_s + T(...)) for the device's own
-    share s (the right side falls as s grows, so the root is unique) and
-    returns T there; None when the batch it joins exceeds the table or
-    max_batch.
+    Solves s = T_d(m) / (busy_s + T_d(m)), m = max(0, b - s), for the device's
+    own share s (the right side falls as s grows, so the root is unique) and
+    returns T_d there; None when 1 + m exceeds the table or max_batch.
     """
     limit = b_limit(table, max_batch)
 
     def t_at(share: float) -> float | None:
-        n = 1.0 + max(0.0, b - share)
-        return None if n > limit else latency_at(table, n, k)
+        m = max(0.0, b - share)
+        return None if 1.0 + m > limit else request_latency(table, k, m)
 
     if t_at(1.0) is None:
         return None
@@ -75,7 +100,7 @@ def batch_latency(table: LatencyTable, max_batch: int, b: float, k: int,
     while hi - lo > _B_TOL:
         mid = 0.5 * (lo + hi)
         t = t_at(mid)
-        if t is None or t / (busy_s + t) > mid:  # None: the batch is too big, s too small
+        if t is None or t / (busy_s + t) > mid:  # None: too many in flight, s too small
             lo = mid
         else:
             hi = mid
@@ -124,7 +149,7 @@ def in_flight(table: LatencyTable, max_batch: int, riders: Sequence[Rider],
               b: float) -> float | None:
     """sum_d n_d * T_d / R_d: requests in flight fleet-wide if b were in flight per replica.
 
-    None when some device's request would join a batch beyond the table.
+    None when some device's request would find more in flight than the table covers.
     """
     total = 0.0
     for r in riders:

@@ -50,6 +50,7 @@ from profiler.verifier_profile import (
     Timed,
     measure_cell,
     probe,
+    spread_slot,
     token_pool,
 )
 
@@ -207,17 +208,18 @@ def record(draft_path: Path, target_path: Path, texts: Sequence[str], ks: Sequen
 
 
 class SlotClient(Client):
-    """verifier_profile's client, pinned to one server slot (``id_slot``)."""
+    """verifier_profile's client, pinned to one server slot (``id_slot``).
 
-    def __init__(self, index: int, ep: Endpoint, info: ServerInfo, timeout_s: float) -> None:
+    Device i of n sits on slot `spread_slot(i, n, slots)`, spread over the server as the
+    latency table's clients are (llama-server's step cost grows with the span of slots it
+    touches; see profiler.verifier_profile).
+    """
+
+    def __init__(self, index: int, ep: Endpoint, info: ServerInfo, timeout_s: float,
+                 count: int = 1) -> None:
         super().__init__(index, ep, info, [1] * 64, 1, timeout_s, 0)
-        self.slot = index
-
-    def _body(self, prompt: list[int] | str) -> tuple[str, dict[str, Any]]:
-        path, body = super()._body(prompt)
-        if self.info.api == "llama":
-            body["id_slot"] = self.slot
-        return path, body
+        slot = spread_slot(index, count, info.slots)
+        self.slot = index if slot is None else slot
 
 
 @dataclass
@@ -285,7 +287,7 @@ def replay(endpoint: str, rec: Recording, n: int, v_d: float, rtt_s: float = 0.0
            passes: int = 1, timeout_s: float = 60.0,
            sleep: Callable[[float], None] = time.sleep, jitter: float = JITTER,
            seed: int = 0) -> RunResult:
-    """N emulated devices (device i replays prompt i mod P on slot i); see the module doc.
+    """N emulated devices (device i replays prompt i mod P on a spread slot); see the module doc.
 
     Devices are independent, as a fleet's are: each starts at a random phase of its
     first drafting period, and each drafting sleep is K/v_d times a factor drawn
@@ -297,7 +299,7 @@ def replay(endpoint: str, rec: Recording, n: int, v_d: float, rtt_s: float = 0.0
     info = probe(ep, timeout_s, "llama")
     if info.slots is not None and info.slots < n:
         raise ValueError(f"the server has {info.slots} slots, fewer than N={n} devices")
-    clients = [SlotClient(i, ep, info, timeout_s) for i in range(n)]
+    clients = [SlotClient(i, ep, info, timeout_s, n) for i in range(n)]
     monitor = LoadMonitor(ep, info, timeout_s)
     draft_s = rec.k / v_d
     barrier = threading.Barrier(n + 1)

@@ -11,18 +11,30 @@ drafted tokens against the cached context and returns the next token - what a ta
 with K drafts.  Prompts are token ids (exact K) where the server takes them; the ids come
 from the server's own ``/tokenize`` of the bundled prompt texts.
 
-**b requests stay in flight.**  Each client loops request after request on its own
-keep-alive connection.  A request is timed only if it started after every client finished
-its warm-up request and ended before the stop signal, so every kept request ran while all b
-clients were busy.  Per cell: the median, IQR/median, and the requests behind it; the cell
-stops once the median's relative standard error (0.93 * IQR/median / sqrt(requests / b))
-is at most ``precision``, or at ``max_requests`` / ``max_time_s`` (with a warning).
+**b requests are verified together.**  Each client sends request after request on its own
+keep-alive connection, and the b clients start every request together (a barrier): the
+server verifies them in one step, so T(b, K) is the time of a step of b requests, what the
+load model reads (`configspec_opt.verifier_load`: a fleet's request waits for the step in
+progress, then runs in the next).  Clients that each send as soon as their last answer came
+drift into alternating steps of fewer requests, and the cell would time two half steps.
+A request is timed only if it started after every client finished its warm-up request and
+ended before the stop signal.  Per cell: the median, IQR/median, and the requests behind
+it; the cell stops once the median's relative standard error
+(0.93 * IQR/median / sqrt(requests / b)) is at most ``precision``, or at
+``max_requests`` / ``max_time_s`` (with a warning).
 
 **What the server saw.**  llama-server with ``--metrics`` counts busy slots at each decode:
 the mean over a cell is the batch the server actually formed (``observed_batch``); without
 metrics ``/slots`` is sampled.  llama-server also reports the prompt tokens it evaluated
 per request (``processed_tokens``, K + 1 when the cache works: column K of the table is the
 work of a real round, the previous round's bonus token plus K drafted tokens).
+
+**Where the requests sit.**  llama-server keeps one KV stream per slot, and a decode step
+attends over the whole range of streams its requests touch: 8 requests on slots 0, 2, .., 14
+took 215 ms per step here, on slots 0..7 158-181 ms.  A fleet's clients land on any slot, so
+on a llama-server the b clients of a cell are pinned (``id_slot``) to slots spread evenly
+over all of the server's slots (`spread_slots`), the span a fleet's steps have; a table
+measured on adjacent slots was up to 37 % optimistic for a fleet.
 
 Stdlib only (http.client + threads): no llama_cpp, no Pyomo, no FastAPI.
 """
@@ -351,6 +363,7 @@ class Client:
                                    for j in range(context_tokens))
             self.pool_words = words
         self.warm = False
+        self.slot: int | None = None  # llama-server slot to pin (id_slot); None: server picks
 
     def _fresh(self, k: int) -> list[int] | str:
         if isinstance(self.prefix, list):
@@ -359,8 +372,11 @@ class Client:
 
     def _body(self, prompt: list[int] | str) -> tuple[str, dict[str, Any]]:
         if self.info.api == "llama":
-            return "/completion", {"prompt": prompt, "n_predict": 1, "cache_prompt": True,
-                                   "temperature": 0.0, "top_k": 1, "stream": False}
+            body: dict[str, Any] = {"prompt": prompt, "n_predict": 1, "cache_prompt": True,
+                                    "temperature": 0.0, "top_k": 1, "stream": False}
+            if self.slot is not None:
+                body["id_slot"] = self.slot
+            return "/completion", body
         return "/v1/completions", {"model": self.info.model_id, "prompt": prompt,
                                    "max_tokens": 1, "temperature": 0.0, "stream": False}
 
@@ -385,6 +401,20 @@ class Client:
     def close(self) -> None:
         """Close this client's connection."""
         self.conn.close()
+
+
+def spread_slot(i: int, count: int, slots: int | None) -> int | None:
+    """Client i of `count`'s slot, spread evenly over `slots` (None: let the server pick)."""
+    if not slots or count > slots:
+        return None
+    return i * slots // count
+
+
+def spread_slots(clients: Sequence[Client]) -> None:
+    """Pin llama-server clients to slots spread over the server (see the module doc)."""
+    for i, cl in enumerate(clients):
+        cl.slot = (spread_slot(i, len(clients), cl.info.slots)
+                   if cl.info.api == "llama" else None)
 
 
 def _processed(res: Any) -> int | None:
@@ -572,26 +602,34 @@ def measure_cell(clients: Sequence[Client], k: int, opts: CellOptions,
                  on_request: Callable[[int], None] | None = None) -> Cell:
     """b = len(clients) loops of requests of K new tokens; see the module doc."""
     b = len(clients)
+    spread_slots(clients)
     stop = threading.Event()
     lock = threading.Lock()
     done: list[Timed] = []
     warm_end: list[float] = []
     errors: list[BaseException] = []
 
+    together = threading.Barrier(b)
+
     def loop(cl: Client) -> None:
         try:
             cl.warm_up()
+            together.wait()
             first = cl.round(k)  # warm-up request of this cell: not timed
             with lock:
                 warm_end.append(first.end)
             while not stop.is_set():
+                together.wait()
                 t = cl.round(k)
                 with lock:
                     done.append(t)
+        except threading.BrokenBarrierError:
+            return  # the cell stopped (or another client failed) while this one waited
         except BaseException as exc:  # reported by the main thread
             with lock:
                 errors.append(exc)
             stop.set()
+            together.abort()
 
     threads = [threading.Thread(target=loop, args=(cl,), daemon=True) for cl in clients]
     t_begin = time.perf_counter()
@@ -631,6 +669,7 @@ def measure_cell(clients: Sequence[Client], k: int, opts: CellOptions,
     finally:
         t_stop = time.perf_counter()
         stop.set()
+        together.abort()
         observed = monitor.end() if (monitor is not None and began) else None
         timeout = max(c.conn.timeout_s for c in clients) + 5
         for th in threads:

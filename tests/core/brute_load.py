@@ -1,9 +1,10 @@
 """Reference optimiser for batched verifiers: every assignment x every replica count.
 
 Written apart from the code under test: T(n, K) is interpolated here; a
-device's request, with b in flight per replica, joins a batch of
-n = 1 + max(0, b - s) where s = T/(busy + T) is its own share (the documented
-arrival view), found by regula falsi on s; the load each verifier settles at
+device's request, with b in flight per replica, finds m = max(0, b - s) others
+(s = T/(busy + T) its own share, the documented arrival view) and takes
+T(1)(1 + m/2) for m <= 1, else 1.5 T((2m + 1)/3) (it waits half the step in
+progress, then runs in the next), with s found by regula falsi; the load each verifier settles at
 is found by Kleene iteration (b_0 = 0, b_{n+1} = in_flight(b_n) / replicas,
 which rises monotonically to the least fixed point because in_flight is
 non-decreasing in b); and every figure of a device (round time, goodput,
@@ -46,15 +47,22 @@ def load_limit(verifier: Verifier) -> float:
     return float(min(max(verifier.latency_s), verifier.max_batch))
 
 
+def seen(table: Mapping[int, Mapping[int, float]], k: int, m: float) -> float:
+    """T of a request that finds m others in flight (the documented step view)."""
+    if m <= 1.0:
+        return table_latency(table, 1.0, k) * (1.0 + m / 2.0)
+    return 1.5 * table_latency(table, (2.0 * m + 1.0) / 3.0, k)
+
+
 def device_latency(verifier: Verifier, b: float, k: int, busy: float) -> float | None:
     """T of one device's request with b in flight per replica; None past the table."""
     table, end = verifier.latency_s, load_limit(verifier)
 
     def f(share: float) -> float:  # falls as share grows; inf where the batch is too big
-        n = 1.0 + max(0.0, b - share)
-        if n > end:
+        m = max(0.0, b - share)
+        if 1.0 + m > end:
             return float("inf")
-        t = table_latency(table, n, k)
+        t = seen(table, k, m)
         return t / (busy + t) - share
 
     lo, hi = 0.0, 1.0
@@ -75,8 +83,8 @@ def device_latency(verifier: Verifier, b: float, k: int, busy: float) -> float |
             break
     if abs(f(hi)) > 1e-9:  # the sign change is the table's edge, not a root
         return None
-    n = 1.0 + max(0.0, b - hi)
-    return None if n > end else table_latency(table, n, k)
+    m = max(0.0, b - hi)
+    return None if 1.0 + m > end else seen(table, k, m)
 
 
 def settled_load(verifier: Verifier, riders: Sequence[Rider], replicas: int) -> float | None:

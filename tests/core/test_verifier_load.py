@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import itertools
 from math import comb
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ from tests.core.brute_load import (
     device_latency,
     evaluate,
     search_size,
-    table_latency,
+    seen,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -96,13 +97,21 @@ def test_rows_ks_and_limit() -> None:
     assert vl.b_limit(TABLE, 8) == 8.0
 
 
+def _seen_np(m: Any, xs: Any, ys: Any) -> Any:
+    """brute_load.seen, vectorised with numpy's interpolation."""
+    one = np.interp(1.0, xs, ys)
+    return np.where(m <= 1.0, one * (1.0 + m / 2.0),
+                    1.5 * np.interp((2.0 * m + 1.0) / 3.0, xs, ys))
+
+
 def _fine_scan(table: dict[int, dict[int, float]], max_batch: int, riders: list[vl.Rider],
                replicas: int, step: float = 1e-4) -> float | None:
     """The least b on a grid of `step` (plus the rows and the limit) where h(b) <= 0.
 
     Independent of verifier_load: numpy's interpolation (which holds the end values
     outside the rows), each device's share s solved by vectorised bisection on
-    s = T(1 + max(0, b - s)) / (busy + T), restricted to batches the table covers.
+    s = T_d(m) / (busy + T_d), m = max(0, b - s) (T(1)(1 + m/2) up to m = 1, then
+    1.5 T((2m + 1)/3)), restricted to loads the table covers.
     """
     bs = sorted(table)
     end = float(min(bs[-1], max_batch))
@@ -114,12 +123,13 @@ def _fine_scan(table: dict[int, dict[int, float]], max_batch: int, riders: list[
         lo, hi = np.zeros_like(grid), np.ones_like(grid)
         for _ in range(60):
             mid = 0.5 * (lo + hi)
-            n = 1.0 + np.maximum(0.0, grid - mid)
-            t = np.interp(n, xs, ys)
-            right = (n > end) | (t / (r.busy_s + t) > mid)
+            m = np.maximum(0.0, grid - mid)
+            t = _seen_np(m, xs, ys)
+            right = (1.0 + m > end) | (t / (r.busy_s + t) > mid)
             lo, hi = np.where(right, mid, lo), np.where(right, hi, mid)
-        n = 1.0 + np.maximum(0.0, grid - hi)
-        t = np.interp(n, xs, ys)
+        m = np.maximum(0.0, grid - hi)
+        n = 1.0 + m
+        t = _seen_np(m, xs, ys)
         share = t / (r.busy_s + t)
         beyond = (n > end) | (np.abs(share - hi) > 1e-9)  # no root: it lies past the table
         inflight += np.where(beyond, np.inf, r.n * share)
@@ -158,11 +168,33 @@ def test_an_isolated_fixed_point_off_the_grid_is_found() -> None:
 
 
 def test_fixed_point_of_a_constant_latency_is_closed_form() -> None:
-    table = {1: {2: 0.2}, 32: {2: 0.2}}
-    riders = [vl.Rider(3, 2, 0.8), vl.Rider(2, 2, 0.3)]
-    want = (3 * 0.2 / 1.0 + 2 * 0.2 / 0.5) / 2
-    assert vl.least_fixed_point(table, 32, riders, 2) == pytest.approx(want, rel=1e-12)
-    assert _check_fixed_point(table, 32, riders, 2) == pytest.approx(want, rel=1e-12)
+    """A step time flat in n: under heavy load a request waits half a step, then its own."""
+    table = {1: {2: 0.2}, 64: {2: 0.2}}
+    riders = [vl.Rider(30, 2, 0.1), vl.Rider(10, 2, 0.5)]
+    want = (30 * 0.3 / 0.4 + 10 * 0.3 / 0.8) / 2  # every m >= 1: T = 1.5 * 0.2
+    assert vl.least_fixed_point(table, 64, riders, 2) == pytest.approx(want, rel=1e-12)
+    assert _check_fixed_point(table, 64, riders, 2) == pytest.approx(want, rel=1e-12)
+
+
+def test_a_lone_other_request_costs_half_its_step() -> None:
+    """Two devices, one replica: each finds the other in flight with probability m."""
+    table = {1: {2: 0.2}, 2: {2: 0.4}}
+    b = vl.least_fixed_point(table, 2, [vl.Rider(2, 2, 1.0)], 1)
+    assert b is not None
+    s = b / 2
+    t = 0.2 * (1 + (b - s) / 2)  # T(1) (1 + m/2), not T(1 + m)
+    assert s == pytest.approx(t / (1.0 + t), rel=1e-9)
+    assert vl.batch_latency(table, 2, b, 2, 1.0) == pytest.approx(t, rel=1e-9)
+
+
+def test_request_latency_is_continuous_and_rises() -> None:
+    for k in (2, 4, 8):
+        ms = [i / 100 for i in range(0, 1501)]
+        ts = [vl.request_latency(TABLE, k, m) for m in ms]
+        assert all(b >= a for a, b in itertools.pairwise(ts))
+        assert vl.request_latency(TABLE, k, 1.0) == pytest.approx(1.5 * TABLE[1][k])
+        assert vl.request_latency(TABLE, k, 1.0 + 1e-9) == pytest.approx(1.5 * TABLE[1][k])
+        assert vl.request_latency(TABLE, k, 0.0) == TABLE[1][k]
 
 
 def test_fixed_point_on_the_example_table() -> None:
@@ -361,8 +393,8 @@ def _close(a: float, b: float, rel: float = REL) -> bool:
 def _check_fixed_points(spec: Spec, sol: Solution, ev: Evaluation) -> None:
     """(d) every device's latency is what its request sees at the load its fleet implies.
 
-    With b in flight per replica a device's request joins a batch of
-    1 + max(0, b - s), s = T/R its own share (the documented arrival view).
+    With b in flight per replica a device's request finds m = max(0, b - s) others,
+    s = T/R its own share (the documented arrival view), and takes brute_load.seen.
     """
     targets = {t.name: t for t in spec.targets}
     for state in sol.verifiers:
@@ -381,9 +413,9 @@ def _check_fixed_points(spec: Spec, sol: Solution, ev: Evaluation) -> None:
         assert abs(b_ref - state.in_flight_per_replica) <= 1e-6 * max(1.0, b_ref), (b_ref, state)
         for c, _ in riders:
             share = c.verify_latency_s / c.round_time_s
-            batch = 1.0 + max(0.0, implied - share)
-            # T at the batch the load implies: the issue asks for 1 %
-            want = table_latency(verifier.latency_s, batch, c.k)
+            others = max(0.0, implied - share)
+            # T at the load the assignment implies: the issue asks for 1 %
+            want = seen(verifier.latency_s, c.k, others)
             assert abs(c.verify_latency_s - want) <= 0.01 * want, (c, want)
             ref = device_latency(verifier, b_ref, c.k, c.busy_s)  # the reference's own
             assert ref is not None and _close(c.verify_latency_s, ref), (c, ref)
