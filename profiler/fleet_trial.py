@@ -286,7 +286,7 @@ JITTER = 0.2
 def replay(endpoint: str, rec: Recording, n: int, v_d: float, rtt_s: float = 0.0,
            passes: int = 1, timeout_s: float = 60.0,
            sleep: Callable[[float], None] = time.sleep, jitter: float = JITTER,
-           seed: int = 0) -> RunResult:
+           seed: int = 0, mix: Sequence[tuple[Recording, float]] | None = None) -> RunResult:
     """N emulated devices (device i replays prompt i mod P on a spread slot); see the module doc.
 
     Devices are independent, as a fleet's are: each starts at a random phase of its
@@ -294,6 +294,9 @@ def replay(endpoint: str, rec: Recording, n: int, v_d: float, rtt_s: float = 0.0
     uniformly from [1 - jitter, 1 + jitter] (mean K/v_d, what the model uses).
     Identical devices started together would stay in lock-step, and evenly
     staggered ones would never meet: neither is a fleet. Seeded: runs repeat.
+
+    `mix`: one (recording, v_d) per device, for a fleet whose devices draft differently
+    (a split pool); `rec` and `v_d` then only name the run.
     """
     ep = Endpoint.parse(endpoint)
     info = probe(ep, timeout_s, "llama")
@@ -301,13 +304,18 @@ def replay(endpoint: str, rec: Recording, n: int, v_d: float, rtt_s: float = 0.0
         raise ValueError(f"the server has {info.slots} slots, fewer than N={n} devices")
     clients = [SlotClient(i, ep, info, timeout_s, n) for i in range(n)]
     monitor = LoadMonitor(ep, info, timeout_s)
-    draft_s = rec.k / v_d
+    plan = list(mix) if mix is not None else [(rec, v_d)] * n
+    if len(plan) != n:
+        raise ValueError(f"mix names {len(plan)} devices, not N={n}")
+    draft_s = max(r.k / v for r, v in plan)
     barrier = threading.Barrier(n + 1)
     results: list[DeviceResult | None] = [None] * n
     errors: list[BaseException] = []
 
     def device(i: int) -> None:
-        p = rec.prompts[i % len(rec.prompts)]
+        own, own_v = plan[i]
+        p = own.prompts[i % len(own.prompts)]
+        own_draft_s = own.k / own_v
         cl = clients[i]
         try:
             cl.send(p.prompt)  # cache this device's context at its slot
@@ -317,7 +325,7 @@ def replay(endpoint: str, rec: Recording, n: int, v_d: float, rtt_s: float = 0.0
         if errors:
             return
         rng = random.Random(seed * 1_000_003 + i)
-        sleep((draft_s + rtt_s) * rng.random())
+        sleep((own_draft_s + rtt_s) * rng.random())
         intervals: list[tuple[float, float]] = []
         processed: list[int] = []
         slept = verify = 0.0
@@ -329,7 +337,7 @@ def replay(endpoint: str, rec: Recording, n: int, v_d: float, rtt_s: float = 0.0
                 ctx = list(p.prompt)
                 for r in p.rounds:
                     s0 = time.perf_counter()
-                    sleep(draft_s * rng.uniform(1.0 - jitter, 1.0 + jitter) + rtt_s)
+                    sleep(own_draft_s * rng.uniform(1.0 - jitter, 1.0 + jitter) + rtt_s)
                     s1 = time.perf_counter()
                     t: Timed = cl.send(ctx + r.drafted)
                     slept += s1 - s0

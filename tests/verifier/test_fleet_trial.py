@@ -13,6 +13,7 @@ import pytest
 
 from profiler import fleet_trial as ft
 from profiler.llama_server import LlamaServer
+from profiler.verifier_profile import spread_slot
 
 pytest.importorskip("llama_cpp")
 
@@ -22,11 +23,30 @@ TEXTS = ("What causes the seasons on Earth?",
 
 
 @pytest.fixture(scope="module")
-def recording(tmp_path_factory: pytest.TempPathFactory, smollm2_gguf: Path) -> ft.Recording:
+def recordings(tmp_path_factory: pytest.TempPathFactory,
+               smollm2_gguf: Path) -> dict[int, ft.Recording]:
     d = tmp_path_factory.mktemp("fleet")
     draft = ft.requantised_draft(smollm2_gguf, d)  # as tests/profiler/conftest.py's smollm2_q4_0
-    (rec,) = ft.record(draft, smollm2_gguf, TEXTS, [K], TOKENS, threads=2, n_ctx=512)
-    return rec
+    recs = ft.record(draft, smollm2_gguf, TEXTS, [K, K + 1], TOKENS, threads=2, n_ctx=512)
+    return {r.k: r for r in recs}
+
+
+@pytest.fixture(scope="module")
+def recording(recordings: dict[int, ft.Recording]) -> ft.Recording:
+    return recordings[K]
+
+
+def test_spread_slots_are_distinct_and_span_the_server() -> None:
+    for slots in (1, 2, 4, 16, 64):
+        for count in range(1, slots + 1):
+            got = [spread_slot(i, count, slots) for i in range(count)]
+            assert got[0] == 0
+            assert len(set(got)) == count
+            assert all(s is not None and 0 <= s < slots for s in got)
+            last = got[-1]
+            assert last is not None and last >= slots - -(-slots // count)  # within one gap
+    assert spread_slot(0, 3, 2) is None  # more clients than slots: the server picks
+    assert spread_slot(0, 1, None) is None
 
 
 def test_recording_round_trips(recording: ft.Recording, tmp_path: Path) -> None:
@@ -57,3 +77,17 @@ def test_replay_against_llama_server(recording: ft.Recording,
     pr = ft.predict(table, recording, N, 200.0)
     assert pr.g_blind > 0
     assert pr.b is None or 0.0 <= pr.b <= N
+
+
+def test_a_split_fleet_replays_each_devices_own_recording(
+        recordings: dict[int, ft.Recording], llama_server: LlamaServer) -> None:
+    """`mix`: device 0 drafts K, device 1 K + 1 (a split pool), each its own recording."""
+    mix = [(recordings[K], 200.0), (recordings[K + 1], 100.0)]
+    run = ft.replay(llama_server.url, recordings[K], 2, 200.0, mix=mix)
+    for d, (rec, _) in zip(sorted(run.devices, key=lambda d: d.device), mix):
+        want = rec.prompts[d.prompt]
+        assert d.rounds == len(want.rounds)
+        assert d.emitted == len(want.tokens)
+        assert d.context_ok
+    with pytest.raises(ValueError, match="mix names 1 devices"):
+        ft.replay(llama_server.url, recordings[K], 2, 200.0, mix=mix[:1])
