@@ -62,7 +62,9 @@ LatencyTable = dict[int, dict[int, float]]
 
 # keys of the provenance that say *what* was measured: a table is resumed only when
 # every one of them is unchanged
-IDENTITY_KEYS = ("endpoint", "server", "model", "api", "context_tokens")
+IDENTITY_KEYS = ("endpoint", "server", "model", "api", "context_tokens", "protocol")
+# How cells are timed (module doc); a table timed otherwise is measured afresh, not resumed.
+PROTOCOL = "steps of b sent together, spread slots"
 NOT_BATCHING_FACTOR = 0.9
 OBSERVED_BATCHING = 1.2  # mean requests per decode above which a server batches
 _SE_FACTOR = 0.93  # se(median) ~ 1.2533 * sigma / sqrt(n), sigma ~ IQR / 1.349
@@ -503,7 +505,7 @@ class LoadMonitor:
             c.close()
 
     def end(self) -> float | None:
-        """The window's mean requests processed together; None when the server offers no signal."""
+        """Mean requests processed together while any were (None: no signal, or never busy)."""
         if self.source == "metrics":
             stop = _metrics(self.conn)
             if self._start is None or stop is None or stop[0] <= self._start[0]:
@@ -513,7 +515,8 @@ class LoadMonitor:
             self._stop.set()
             if self._thread is not None:
                 self._thread.join(timeout=5)
-            return statistics.fmean(self._samples) if self._samples else None
+            busy = [x for x in self._samples if x > 0]  # idle moments between steps are no batch
+            return statistics.fmean(busy) if busy else None
         return None
 
     def close(self) -> None:
@@ -709,7 +712,7 @@ class Plan:
 def identity(info: ServerInfo, context_tokens: int) -> dict[str, Any]:
     """The keys that say how a table was measured; a table is resumed only when they match."""
     return {"endpoint": info.endpoint, "server": info.server, "model": info.model,
-            "api": info.api, "context_tokens": context_tokens}
+            "api": info.api, "context_tokens": context_tokens, "protocol": PROTOCOL}
 
 
 def plan_cells(existing: Mapping[int, Mapping[int, float]] | None,

@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from configspec_opt.cli import app
 from configspec_opt.loader import load_spec
 from profiler.llama_server import LlamaServer, free_port
-from profiler.verifier_profile import not_batching, not_batching_message, plan_cells
+from profiler.verifier_profile import PROTOCOL, not_batching, not_batching_message, plan_cells
 
 runner = CliRunner()
 
@@ -251,7 +251,7 @@ def test_the_servers_own_count_overrides_timing() -> None:
 
 
 IDENT = {"endpoint": "http://h:1", "server": "s", "model": "m", "api": "llama",
-         "context_tokens": 64}
+         "context_tokens": 64, "protocol": PROTOCOL}
 
 
 def test_plan_resumes_only_the_same_measurement() -> None:
@@ -264,7 +264,9 @@ def test_plan_resumes_only_the_same_measurement() -> None:
     assert plan.todo == {1: [8], 2: [8]} and plan.ks == [2, 4, 8]
     assert plan.note is not None and "b=2 K=8" in plan.note
     # another server, a hand-written table, or --force: replaced
-    for prov, force in (({**IDENT, "server": "other"}, False), (None, False), (IDENT, True)):
+    older = {k: v for k, v in IDENT.items() if k != "protocol"}  # timed the earlier way
+    for prov, force in (({**IDENT, "server": "other"}, False), (None, False), (IDENT, True),
+                        (older, False)):
         plan = plan_cells(table, prov, IDENT, [1, 2], [2], force=force)
         assert not plan.resumed and plan.keep == {} and plan.todo == {1: [2], 2: [2]}
     assert plan_cells(None, None, IDENT, [1], [2], False).todo == {1: [2]}
