@@ -237,7 +237,8 @@ def _pareto_under_load(spec: Spec, x: Term, y: Term, only: set[str] | None,
                 min(old, bound) if field_name.startswith("max") else max(old, bound))
             s = spec.model_copy(update={"constraints": spec.constraints.model_copy(
                 update={"fleet": fleet.model_copy(update={field_name: tighter})})})
-        sol = solve(s, objective=objective, only=only, options=options, diagnose=False)
+        sol = solve(s, objective=objective, only=only, options=options, diagnose=False,
+                    tie_break=False)  # a point is its values; ties need no rank rule here
         if sol.fleet is None or sol.status not in (Status.optimal, Status.feasible):
             return None
         return ParetoPoint(metric_value(sol.fleet, x.metric), metric_value(sol.fleet, y.metric),

@@ -17,7 +17,8 @@ target/draft/quant and the smallest K.  That search is capped by a node count
 `TIE_BREAK_MAX_CANDIDATES`; `solver.tie_break` says "exact" when it proved the
 least rank, "node_limit" when it stopped at the node cap, "skipped" for large
 models (whose answer is still the same for the same spec: canonical order,
-single-threaded HiGHS, fixed seed).
+single-threaded HiGHS, fixed seed).  Under batched verifiers the same rule
+runs on the conservative load levels (`_tie_break_under_load`).
 """
 
 from __future__ import annotations
@@ -508,7 +509,7 @@ def solve(
     t0 = time.perf_counter()
     plans = plans_for(spec)
     if plans:
-        sol = _solve_under_load(spec, objective, only, options, prune, plans)
+        sol = _solve_under_load(spec, objective, only, options, prune, plans, tie_break)
     else:
         sol = _solve_fixed(spec, objective, only, options, prune, tie_break)
     if sol.status is Status.infeasible and diagnose:
@@ -559,6 +560,73 @@ def _diagnose_under_load(spec: Spec, objective: Objective, only: set[str] | None
                    "load was not confirmed: the load levels are coarse here; relax somewhat "
                    "more and solve again)")
     return low
+
+
+def config_ranks(problem: Problem) -> list[float]:
+    """Each candidate's rank in its pool by (target, draft, quant, K); level copies share it."""
+    out = [0.0] * len(problem.candidates)
+    for idx in problem.by_pool:
+        keys = sorted({problem.candidates[i].config for i in idx})
+        rank = {key: float(r) for r, key in enumerate(keys)}
+        for i in idx:
+            out[i] = rank[problem.candidates[i].config]
+    return out
+
+
+def _tie_break_under_load(spec: Spec, objective: Objective, only: set[str] | None,
+                          options: SolverOptions, plans: list[VerifierPlan],
+                          best: Settled) -> tuple[Settled, str, list[StageInfo]]:
+    """Equal answers under load resolve to the least rank, as without load (bounded search).
+
+    One MILP on the conservative levels: every term held at least at the best
+    answer's settled value (the conservative model never overstates an
+    assignment, so whatever meets these rows is truly at least as good), the
+    summed rank of the chosen configurations below the best answer's, rank
+    minimised under the same node cap as `Optimizer.tie_break`.  Its answer is
+    settled at its true load and taken only if it is feasible there, at least
+    as good and of smaller rank.  "exact" says no smaller-rank answer exists
+    that the conservative levels can certify; it is not a proof over every
+    answer of equal true value.
+    """
+    from solvers.backend import LinearObjective
+
+    # unpruned: every configuration keeps its rank, the best answer's included
+    pb = build_problem(spec, only=only, objective=objective, prune=False, plans=plans,
+                       mode="conservative")
+    if len(pb.candidates) > TIE_BREAK_MAX_CANDIDATES:
+        return best, "skipped", []
+    ranks = config_ranks(pb)
+    rank_of = {(c.pool, c.config): r for c, r in zip(pb.candidates, ranks)}
+    if any((c.pool, c.config) not in rank_of for c, _ in best.assignment):
+        return best, "skipped", []  # not a candidate of the conservative levels
+    best_rank = sum(n * rank_of[(c.pool, c.config)] for c, n in best.assignment)
+    if best_rank == 0 or pb.empty_pools():
+        return best, "exact", []
+    opt = Optimizer(pb, objective, options)
+    if objective.mode == "weighted":
+        coef, t_coef, r_coef = opt.weighted()
+        weights = {id(c): a for c, a in zip(pb.candidates, coef)}
+        value = best.key[0]
+        opt.f.add_row(Row("objective.weighted", "weighted objective bound",
+                          lambda c: weights[id(c)], ">=", value - 1e-9 * max(1.0, abs(value)),
+                          t_coef=t_coef, replica_coef=r_coef))
+    else:
+        for term in objective.terms():
+            opt.f.add_row(opt.bound_row(term, metric_value(best.fleet, term.metric), 0.0))
+    by_id = {id(c): r for c, r in zip(pb.candidates, ranks)}
+    opt.f.add_row(Row("tie_break", "rank bound", lambda c: by_id[id(c)], "<=", best_rank - 1))
+    opt.f.set_objective(LinearObjective(ranks, "minimize"))
+    with deadline.protected():
+        r = opt.session.solve(mip_max_nodes=TIE_BREAK_NODES)
+    stages = [StageInfo("tie-break", r.termination.value, r.time_s, r.gap)]
+    if not r.has_solution:
+        done = r.termination is Termination.infeasible
+        return best, "exact" if done else "node_limit", stages
+    got = _settle(pb, objective, opt, opt.f.counts())
+    label = "exact" if r.proven_optimal else "node_limit"
+    if got is None or any(a < b - 1e-9 * max(1.0, abs(b)) for a, b in zip(got.key, best.key)):
+        return best, "node_limit", stages
+    return got, label, stages
 
 
 def _same_relaxation(a: Diagnosis, b: Diagnosis) -> bool:
@@ -641,7 +709,7 @@ def _settle(problem: Problem, objective: Objective, opt: Optimizer,
 
 def _solve_under_load(spec: Spec, objective: Objective, only: set[str] | None,
                       options: SolverOptions, prune: bool,
-                      plans: list[VerifierPlan]) -> Solution:
+                      plans: list[VerifierPlan], tie_break: bool = True) -> Solution:
     """Batched verifiers: bracket the true optimum between two level models, refine, settle.
 
     Each round solves the conservative model (its answer, settled at its
@@ -733,6 +801,13 @@ def _solve_under_load(spec: Spec, objective: Objective, only: set[str] | None,
         sol.message = ("no assignment found that meets the constraints at its true load "
                        f"after {LOAD_MAX_ROUNDS} refinements of the load levels")
         return sol
+    if tie_break and not timed_out:
+        if deadline.expired():
+            sol.tie_break = "time_limit"
+        else:
+            best, sol.tie_break, tie_stages = _tie_break_under_load(
+                spec, objective, only, options, plans, best)
+            stages.extend(tie_stages)
     sol.assignment = best.assignment
     sol.fleet = best.fleet
     sol.verifiers = best.states
