@@ -28,8 +28,8 @@ next step together with the requests that arrived meanwhile
 Both agree at m = 1 and T_d never falls as m grows.  Since s_d depends on
 T_d, each device's share is a one-dimensional fixed point.  The fleet trial
 against llama-server measured this view against the earlier one (the request
-joins the others: T(1 + m, K)), which was up to 16 % pessimistic at light
-load and wrong in kind for a verifier whose step time is flat in n
+joins the others: T(1 + m, K)), which was up to 17 % pessimistic at N = 4-8
+devices and wrong in kind for a verifier whose step time is flat in n
 (docs/trial.md).  The load a fleet settles at from idle is the least b
 solving the equation; T at a fractional n interpolates linearly between
 measured rows, the first row holds below it, and more than the last row (or
