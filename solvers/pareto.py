@@ -203,6 +203,9 @@ def _walk(front: ParetoFront, model: _FrontModel, max_points: int, step: float,
 
 # Batched verifiers: each point is a whole load-model solve (several MILPs).
 LOAD_MAX_POINTS = 12
+# Under load, a bound the last point already meets is moved just past it (relative):
+# the same point would come back, and a replica-priced front is a staircase.
+_NEXT_REL = 1e-5
 # The fleet constraint that bounds a metric from its better side.
 _BOUND_FIELD: dict[tuple[Metric, str], str] = {
     (Metric.cost, "minimize"): "max_cost_usd_per_hour",
@@ -219,7 +222,9 @@ def _pareto_under_load(spec: Spec, x: Term, y: Term, only: set[str] | None,
 
     Each point is `solve` of the load model with y held by a fleet
     constraint, so every point is settled at its true load; the front is
-    sampled evenly between the best-x and the best-y ends (`complete` False).
+    sampled between the best-x and the best-y ends (`complete` False): evenly,
+    except that a bound the last point already meets moves just past it, so
+    every solve finds a new point (a replica-priced front is a staircase).
     """
     key = (y.metric, y.sense)
     if key not in _BOUND_FIELD:
@@ -244,7 +249,11 @@ def _pareto_under_load(spec: Spec, x: Term, y: Term, only: set[str] | None,
         return ParetoPoint(metric_value(sol.fleet, x.metric), metric_value(sol.fleet, y.metric),
                            sol.fleet, sol.assignment)
 
-    front = ParetoFront(x, y, complete=False)
+    front = ParetoFront(x, y, complete=False, message=(
+        "under a batched verifier the front is sampled: each point is a solve settled at its "
+        f"true load with {y.metric.value} bounded, from the best-{x.metric.value} end to the "
+        f"best-{y.metric.value} end (at most {max_points} points); points between two listed "
+        "ones may be missing"))
     deadline.step("computing the Pareto front")
     first = point(Objective(lexicographic=[x, y]), None)
     if first is None or deadline.expired():
@@ -257,13 +266,23 @@ def _pareto_under_load(spec: Spec, x: Term, y: Term, only: set[str] | None,
     front.points.append(first)
     if far is None or max_points < 2 or abs(far.y - first.y) <= 1e-9 * max(1.0, abs(first.y)):
         return front
+    toward = 1.0 if y.sense == "minimize" else -1.0  # toward * y falls from first to far
+    last = first
     for i in range(1, max_points):
         if deadline.expired():
             _stopped_early(front)
             break
         target = first.y + (far.y - first.y) * i / (max_points - 1)
+        if toward * target >= toward * last.y:
+            # the last point meets this bound, so it would come back: ask just past it
+            target = last.y - toward * _NEXT_REL * max(1.0, abs(last.y))
+        if toward * target < toward * far.y - 1e-9 * max(1.0, abs(far.y)):
+            break  # past the best-y end: nothing lies beyond it
         p = point(Objective(lexicographic=[x, y]), target)
         if p is not None and all(abs(p.y - q.y) > 1e-9 * max(1.0, abs(p.y))
                                  for q in front.points):
             front.points.append(p)
+            last = p
+    if all(abs(far.y - q.y) > 1e-9 * max(1.0, abs(far.y)) for q in front.points):
+        front.points.append(far)
     return front

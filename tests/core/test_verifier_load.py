@@ -16,14 +16,14 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, event, given, note, settings
+from hypothesis import HealthCheck, assume, event, given, note, settings
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
 from configspec_opt import verifier_load as vl
 from configspec_opt.candidates import Candidate, enumerate_candidates
 from configspec_opt.loader import load_spec
-from configspec_opt.spec import Spec
+from configspec_opt.spec import Metric, Objective, Spec, Term
 from solvers.solve import LOAD_REL_GAP, Solution, solve
 from solvers.status import Status
 from tests.core.brute_load import (
@@ -720,3 +720,43 @@ def test_equal_answers_under_load_resolve_to_the_first_name(objective: dict[str,
     assert broken.objective_value is not None and free.objective_value is not None
     assert sign * broken.objective_value >= sign * free.objective_value - 1e-9 * abs(
         free.objective_value)
+
+
+@settings(max_examples=10, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(data=st.data())
+def test_pareto_under_load_matches_brute_force(data: st.DataObject) -> None:
+    """Goodput against $/hour with replicas as decisions: every point is (almost) the best.
+
+    Each point's goodput is within the load model's 1 % of the best goodput any
+    assignment and replica count reaches at a cost no higher than the point's (brute
+    force); the points dominate none of each other; the cheapest point costs what the
+    cheapest feasible answer costs.
+    """
+    from solvers.pareto import pareto
+
+    spec = data.draw(verifier_fleets({"maximize": "goodput"}))
+    assume(search_size(spec) <= 4_000)
+    x, y = Term(maximize=Metric.goodput), Term(minimize=Metric.cost)
+    front = pareto(spec, x, y)
+    cheapest = brute_force_load(spec.model_copy(update={
+        "objective": Objective(minimize=Metric.cost)}), rel_tol=1e-6)
+    event(f"{len(front.points)} points")
+    if cheapest is None:
+        assert not front.points
+        return
+    assert front.points and not front.complete
+    pts = sorted(front.points, key=lambda p: p.y)
+    for a, b in itertools.pairwise(pts):
+        assert b.x > a.x  # costs more only if it delivers more
+    assert pts[0].y <= cheapest.value * (1 + 1e-6) + 1e-9
+    for p in pts:
+        fleet = spec.constraints.fleet
+        bound = p.y if fleet.max_cost_usd_per_hour is None else min(
+            p.y, fleet.max_cost_usd_per_hour)
+        capped = spec.model_copy(update={"constraints": spec.constraints.model_copy(update={
+            "fleet": fleet.model_copy(update={"max_cost_usd_per_hour": bound * (1 + 1e-9)})})})
+        ref = brute_force_load(capped, rel_tol=1e-6)
+        assert ref is not None
+        assert p.x >= ref.value * (1 - LOAD_REL_GAP) - 1e-9, (p.x, ref.value)
+        assert p.x <= ref.value * (1 + 1e-6) + 1e-9, (p.x, ref.value)
