@@ -169,11 +169,16 @@ def define_replicas(f: Formulation) -> None:
         rule=lambda _m, j: sum(m.level[j, lv] for lv in range(1, len(p.verifiers[j].levels) + 1))
         <= 1)
     index = {plan.target: j for j, plan in enumerate(p.verifiers)}
-    links = [(i, index[c.target], c.level) for i, c in enumerate(p.candidates) if c.level > 0]
+    groups: dict[tuple[int, int, int], list[int]] = {}
+    for i, c in enumerate(p.candidates):
+        if c.level > 0:
+            groups.setdefault((c.pool, index[c.target], c.level), []).append(i)
+    links = sorted(groups.items())
+    # one row per (pool, level): tighter than one per candidate
     m.at_level = pyo.Constraint(
         range(len(links)),
-        rule=lambda _m, r: f.xs[links[r][0]]
-        <= p.pools[p.candidates[links[r][0]].pool].count * m.level[links[r][1], links[r][2]])
+        rule=lambda _m, r: sum(f.xs[i] for i in links[r][1])
+        <= p.pools[links[r][0][0]].count * m.level[links[r][0][1], links[r][0][2]])
 
 
 def define_fleet_rows(f: Formulation) -> None:

@@ -389,11 +389,18 @@ def define_replicas(m: HighsModel) -> None:
     if not riders:
         return
     i, j, lv = (np.array(a, dtype=np.int64) for a in zip(*riders))
-    k = len(i)
+    # one row per (pool, level): its devices at that level <= its size * level[j, l];
+    # tighter than a row per candidate (the LP cannot spread a pool over fractional levels)
+    total = int(sizes.sum())
+    keys, group = np.unique(m.pool_of[i] * total + (first[j] + lv - 1 - level0),
+                            return_inverse=True)
+    n_rows = len(keys)
+    size_of = np.array([pool.count for pool in p.pools], dtype=np.float64)
     block = _Block()
-    block.add(np.full(k, -INF), np.zeros(k), np.concatenate([np.arange(k), np.arange(k)]),
-              np.concatenate([i, first[j] + lv - 1]),
-              np.concatenate([np.ones(k), -m.count_of[i]]))
+    block.add(np.full(n_rows, -INF), np.zeros(n_rows),
+              np.concatenate([group, np.arange(n_rows)]),
+              np.concatenate([i, level0 + keys % total]),
+              np.concatenate([np.ones(len(i)), -size_of[keys // total]]))
     block.into(m.h)
 
 
