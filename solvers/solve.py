@@ -24,7 +24,7 @@ runs on the conservative load levels (`_tie_break_under_load`).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -562,19 +562,28 @@ def _diagnose_under_load(spec: Spec, objective: Objective, only: set[str] | None
     return low
 
 
-def config_ranks(problem: Problem) -> list[float]:
-    """Each candidate's rank in its pool by (target, draft, quant, K); level copies share it."""
+def config_ranks(problem: Problem, also: Sequence[Candidate] = ()
+                 ) -> tuple[list[float], dict[tuple[int, tuple[str, str, str, int]], float]]:
+    """Each candidate's rank in its pool by (target, draft, quant, K); level copies share it.
+
+    `also`: configurations to rank with their pool's even if the problem pruned them (an
+    answer found on other levels).  Returns the ranks and the (pool, config) -> rank map.
+    """
     out = [0.0] * len(problem.candidates)
-    for idx in problem.by_pool:
-        keys = sorted({problem.candidates[i].config for i in idx})
-        rank = {key: float(r) for r, key in enumerate(keys)}
+    extra: dict[int, set[tuple[str, str, str, int]]] = {}
+    for c in also:
+        extra.setdefault(c.pool, set()).add(c.config)
+    rank: dict[tuple[int, tuple[str, str, str, int]], float] = {}
+    for d, idx in enumerate(problem.by_pool):
+        keys = sorted({problem.candidates[i].config for i in idx} | extra.get(d, set()))
+        rank.update({(d, key): float(r) for r, key in enumerate(keys)})
         for i in idx:
-            out[i] = rank[problem.candidates[i].config]
-    return out
+            out[i] = rank[(d, problem.candidates[i].config)]
+    return out, rank
 
 
 def _tie_break_under_load(spec: Spec, objective: Objective, only: set[str] | None,
-                          options: SolverOptions, plans: list[VerifierPlan],
+                          options: SolverOptions, prune: bool, plans: list[VerifierPlan],
                           best: Settled) -> tuple[Settled, str, list[StageInfo]]:
     """Equal answers under load resolve to the least rank, as without load (bounded search).
 
@@ -590,15 +599,11 @@ def _tie_break_under_load(spec: Spec, objective: Objective, only: set[str] | Non
     """
     from solvers.backend import LinearObjective
 
-    # unpruned: every configuration keeps its rank, the best answer's included
-    pb = build_problem(spec, only=only, objective=objective, prune=False, plans=plans,
+    pb = build_problem(spec, only=only, objective=objective, prune=prune, plans=plans,
                        mode="conservative")
     if len(pb.candidates) > TIE_BREAK_MAX_CANDIDATES:
         return best, "skipped", []
-    ranks = config_ranks(pb)
-    rank_of = {(c.pool, c.config): r for c, r in zip(pb.candidates, ranks)}
-    if any((c.pool, c.config) not in rank_of for c, _ in best.assignment):
-        return best, "skipped", []  # not a candidate of the conservative levels
+    ranks, rank_of = config_ranks(pb, [c for c, _ in best.assignment])
     best_rank = sum(n * rank_of[(c.pool, c.config)] for c, n in best.assignment)
     if best_rank == 0 or pb.empty_pools():
         return best, "exact", []
@@ -806,7 +811,7 @@ def _solve_under_load(spec: Spec, objective: Objective, only: set[str] | None,
             sol.tie_break = "time_limit"
         else:
             best, sol.tie_break, tie_stages = _tie_break_under_load(
-                spec, objective, only, options, plans, best)
+                spec, objective, only, options, prune, plans, best)
             stages.extend(tie_stages)
     sol.assignment = best.assignment
     sol.fleet = best.fleet
