@@ -1,4 +1,4 @@
-"""T(b, K): the latency of one verification request while b are in flight, measured.
+"""T(b, K): the latency of one verification request in a step of b, measured.
 
 `configspec profile-verifier` runs this against any OpenAI-compatible server with prompt
 caching (llama.cpp's llama-server; vLLM or SGLang on a GPU, see docs/verifier.md).
@@ -793,7 +793,7 @@ def not_batching_message(table: Mapping[int, Mapping[int, float]],
             if v is not None]
     if seen:
         return (NOT_BATCHING_MESSAGE.split(":")[0] + f": it ran at most {max(seen):.2f} "
-                f"requests together while up to {max(table)} were in flight")
+                f"requests together while up to {max(table)} were sent together")
     return NOT_BATCHING_MESSAGE.format(b0=min(table), f=NOT_BATCHING_FACTOR)
 
 

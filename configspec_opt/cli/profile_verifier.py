@@ -76,7 +76,7 @@ def profile_verifier(
     endpoint: Annotated[str | None, typer.Option(
         help="Server URL, http://host:port (default: the target's endpoint).")] = None,
     batch: Annotated[str, typer.Option(
-        "--batch", help="Requests in flight b: a list like 1,2,4,8,16 or a range.")]
+        "--batch", help="Requests per step b (sent together): a list like 1,2,4,8,16 or a range.")]
     = DEFAULT_BATCH,
     k: Annotated[str | None, typer.Option(
         "--k", help="Drafted tokens K per request: 2,4,8 or 2..8 (default: 2, 4, 8 as far "
