@@ -245,7 +245,7 @@ def test_the_servers_own_count_overrides_timing() -> None:
     message = not_batching_message(serial, one_at_a_time)
     assert message.startswith("the server does not seem to batch concurrent requests "
                               "(--parallel?)")
-    assert "at most 1.05 requests together while up to 4 were in flight" in message
+    assert "at most 1.05 requests together while up to 4 were sent together" in message
     # no count for b > 1: timing decides
     assert not_batching(serial, {1: {2: 1.0}})
 
