@@ -587,18 +587,27 @@ def _tie_break_under_load(spec: Spec, objective: Objective, only: set[str] | Non
                           best: Settled) -> tuple[Settled, str, list[StageInfo]]:
     """Equal answers under load resolve to the least rank, as without load (bounded search).
 
-    One MILP on the conservative levels: every term held at least at the best
-    answer's settled value (the conservative model never overstates an
-    assignment, so whatever meets these rows is truly at least as good), the
-    summed rank of the chosen configurations below the best answer's, rank
-    minimised under the same node cap as `Optimizer.tie_break`.  Its answer is
-    settled at its true load and taken only if it is feasible there, at least
-    as good and of smaller rank.  "exact" says no smaller-rank answer exists
-    that the conservative levels can certify; it is not a proof over every
-    answer of equal true value.
+    Equal answers carry the same load, so the search stays there: each
+    verifier's settled load becomes a level boundary, its replicas and that
+    level are held, and one MILP on the conservative copies (T at exactly that
+    load) keeps every term at least at the best answer's settled value, the
+    summed rank of the chosen configurations below the best answer's, and
+    minimises the rank under the same node cap as `Optimizer.tie_break`.  Its
+    answer is settled at its true load and taken only if it is feasible there,
+    at least as good and of smaller rank.  "exact" says no smaller-rank answer
+    at the same replicas and load exists; it is not a proof over answers of
+    equal value at other loads.
     """
     from solvers.backend import LinearObjective
 
+    by_target = {p.target: p for p in plans}
+    held: dict[str, tuple[int, int]] = {}  # target -> (replicas, level)
+    for st in best.states:
+        plan = by_target[st.target]
+        refine(plan, [st.in_flight_per_replica], [])
+        b = st.in_flight_per_replica
+        level = 1 + min(range(len(plan.levels)), key=lambda j: abs(plan.levels[j] - b))
+        held[st.target] = (st.replicas, level)
     pb = build_problem(spec, only=only, objective=objective, prune=prune, plans=plans,
                        mode="conservative")
     if len(pb.candidates) > TIE_BREAK_MAX_CANDIDATES:
@@ -618,6 +627,13 @@ def _tie_break_under_load(spec: Spec, objective: Objective, only: set[str] | Non
     else:
         for term in objective.terms():
             opt.f.add_row(opt.bound_row(term, metric_value(best.fleet, term.metric), 0.0))
+    for target, (replicas, level) in held.items():
+        opt.f.add_row(Row("tie_break", f"the load level of {target}",
+                          _elsewhere(target, level), "<=", 0.0, internal=True))
+        for sense in ("<=", ">="):
+            opt.f.add_row(Row("tie_break", f"the replicas of {target}", lambda c: 0.0,
+                              sense, float(replicas), replica_coef={target: 1.0},
+                              internal=True))
     by_id = {id(c): r for c, r in zip(pb.candidates, ranks)}
     opt.f.add_row(Row("tie_break", "rank bound", lambda c: by_id[id(c)], "<=", best_rank - 1))
     opt.f.set_objective(LinearObjective(ranks, "minimize"))
@@ -632,6 +648,13 @@ def _tie_break_under_load(spec: Spec, objective: Objective, only: set[str] | Non
     if got is None or any(a < b - 1e-9 * max(1.0, abs(b)) for a, b in zip(got.key, best.key)):
         return best, "node_limit", stages
     return got, label, stages
+
+
+def _elsewhere(target: str, level: int) -> Callable[[Candidate], float]:
+    """1 for a copy on `target` at another load level than `level`, else 0."""
+    def coef(c: Candidate) -> float:
+        return 1.0 if c.target == target and c.level != level else 0.0
+    return coef
 
 
 def _same_relaxation(a: Diagnosis, b: Diagnosis) -> bool:
