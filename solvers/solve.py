@@ -365,6 +365,18 @@ class Optimizer:
         return Row(key, f"{term.metric.value} bound", form.num, better, rhs,
                    replica_coef=self.replica_coef(form.num_per_replica))
 
+    def weighted_row(self, value: float,
+                     form: tuple[list[float], float, dict[str, float]] | None = None) -> Row:
+        """Keep the weighted objective at least at `value` (less 1e-9, relative).
+
+        `form`: `weighted()`'s result when the caller has it already.
+        """
+        coef, t_coef, r_coef = form if form is not None else self.weighted()
+        weights = {id(c): a for c, a in zip(self.problem.candidates, coef)}
+        return Row("objective.weighted", "weighted objective bound", lambda c: weights[id(c)],
+                   ">=", value - 1e-9 * max(1.0, abs(value)), t_coef=t_coef,
+                   replica_coef=r_coef)
+
     def weighted(self) -> tuple[list[float], float, dict[str, float]]:
         """The weighted objective as one linear form: candidate, t and replica coefficients.
 
@@ -407,11 +419,7 @@ class Optimizer:
             best = sum(k * a for k, a in zip(counts, coef)) + self.replica_total(r_coef)
             if t_coef:
                 best += t_coef * metric_value(self.fleet(counts), Metric.min_goodput)
-            slack = 1e-9 * max(1.0, abs(best))
-            weights = {id(c): a for c, a in zip(self.problem.candidates, coef)}
-            self.f.add_row(Row("objective.weighted", "weighted objective bound",
-                               lambda c: weights[id(c)], ">=", best - slack, t_coef=t_coef,
-                               replica_coef=r_coef))
+            self.f.add_row(self.weighted_row(best, (coef, t_coef, r_coef)))
         else:
             terms = obj.terms()
             for i, term in enumerate(terms):
@@ -462,11 +470,7 @@ class Optimizer:
         The tie-break minimises the summed rank, so equal optima resolve to the
         same assignment on every machine.
         """
-        out = [0.0] * len(self.problem.candidates)
-        for idx in self.problem.by_pool:
-            for r, i in enumerate(idx):
-                out[i] = float(r)
-        return out
+        return config_ranks(self.problem)[0]
 
     def assignment(self, counts: list[int]) -> list[tuple[Candidate, int]]:
         """The (candidate, devices) pairs that `counts` uses, in candidate order."""
@@ -618,12 +622,7 @@ def _tie_break_under_load(spec: Spec, objective: Objective, only: set[str] | Non
         return best, "exact", []
     opt = Optimizer(pb, objective, options)
     if objective.mode == "weighted":
-        coef, t_coef, r_coef = opt.weighted()
-        weights = {id(c): a for c, a in zip(pb.candidates, coef)}
-        value = best.key[0]
-        opt.f.add_row(Row("objective.weighted", "weighted objective bound",
-                          lambda c: weights[id(c)], ">=", value - 1e-9 * max(1.0, abs(value)),
-                          t_coef=t_coef, replica_coef=r_coef))
+        opt.f.add_row(opt.weighted_row(best.key[0]))
     else:
         for term in objective.terms():
             opt.f.add_row(opt.bound_row(term, metric_value(best.fleet, term.metric), 0.0))
