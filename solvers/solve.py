@@ -587,32 +587,29 @@ def config_ranks(problem: Problem, also: Sequence[Candidate] = ()
 
 
 def _tie_break_under_load(spec: Spec, objective: Objective, only: set[str] | None,
-                          options: SolverOptions, prune: bool, plans: list[VerifierPlan],
+                          options: SolverOptions, plans: list[VerifierPlan],
                           best: Settled) -> tuple[Settled, str, list[StageInfo]]:
     """Equal answers under load resolve to the least rank, as without load (bounded search).
 
-    Equal answers carry the same load, so the search stays there: each
-    verifier's settled load becomes a level boundary, its replicas and that
-    level are held, and one MILP on the conservative copies (T at exactly that
-    load) keeps every term at least at the best answer's settled value, the
-    summed rank of the chosen configurations below the best answer's, and
-    minimises the rank under the same node cap as `Optimizer.tie_break`.  Its
-    answer is settled at its true load and taken only if it is feasible there,
-    at least as good and of smaller rank.  "exact" says no smaller-rank answer
-    at the same replicas and load exists; it is not a proof over answers of
-    equal value at other loads.
+    Each verifier's settled load becomes a level boundary (so an equal answer
+    at that load fits the rows exactly) and its replicas are held; one MILP on
+    the unpruned conservative copies keeps every term at least at the best
+    answer's settled value and the summed rank of the chosen configurations
+    below the best answer's, and minimises the rank under the same node cap as
+    `Optimizer.tie_break`.  Its answer is settled at its true load and taken
+    only if it is feasible there, at least as good and of smaller rank.  An
+    equal answer at another load (the same cost with a shorter K, say) is found
+    where the conservative levels certify it.  "exact" says no smaller-rank
+    answer at the same replicas exists that they certify.
     """
     from solvers.backend import LinearObjective
 
     by_target = {p.target: p for p in plans}
-    held: dict[str, tuple[int, int]] = {}  # target -> (replicas, level)
-    for st in best.states:
-        plan = by_target[st.target]
-        refine(plan, [st.in_flight_per_replica], [])
-        b = st.in_flight_per_replica
-        level = 1 + min(range(len(plan.levels)), key=lambda j: abs(plan.levels[j] - b))
-        held[st.target] = (st.replicas, level)
-    pb = build_problem(spec, only=only, objective=objective, prune=prune, plans=plans,
+    for st in best.states:  # T at exactly the answer's load: its equals fit the rows
+        refine(by_target[st.target], [st.in_flight_per_replica], [])
+    # unpruned: a configuration pruned as dominated may still tie on the objective, and
+    # the least-rank answer is decided over every configuration
+    pb = build_problem(spec, only=only, objective=objective, prune=False, plans=plans,
                        mode="conservative")
     if len(pb.candidates) > TIE_BREAK_MAX_CANDIDATES:
         return best, "skipped", []
@@ -626,12 +623,10 @@ def _tie_break_under_load(spec: Spec, objective: Objective, only: set[str] | Non
     else:
         for term in objective.terms():
             opt.f.add_row(opt.bound_row(term, metric_value(best.fleet, term.metric), 0.0))
-    for target, (replicas, level) in held.items():
-        opt.f.add_row(Row("tie_break", f"the load level of {target}",
-                          _elsewhere(target, level), "<=", 0.0, internal=True))
+    for st in best.states:
         for sense in ("<=", ">="):
-            opt.f.add_row(Row("tie_break", f"the replicas of {target}", lambda c: 0.0,
-                              sense, float(replicas), replica_coef={target: 1.0},
+            opt.f.add_row(Row("tie_break", f"the replicas of {st.target}", lambda c: 0.0,
+                              sense, float(st.replicas), replica_coef={st.target: 1.0},
                               internal=True))
     by_id = {id(c): r for c, r in zip(pb.candidates, ranks)}
     opt.f.add_row(Row("tie_break", "rank bound", lambda c: by_id[id(c)], "<=", best_rank - 1))
@@ -647,13 +642,6 @@ def _tie_break_under_load(spec: Spec, objective: Objective, only: set[str] | Non
     if got is None or any(a < b - 1e-9 * max(1.0, abs(b)) for a, b in zip(got.key, best.key)):
         return best, "node_limit", stages
     return got, label, stages
-
-
-def _elsewhere(target: str, level: int) -> Callable[[Candidate], float]:
-    """1 for a copy on `target` at another load level than `level`, else 0."""
-    def coef(c: Candidate) -> float:
-        return 1.0 if c.target == target and c.level != level else 0.0
-    return coef
 
 
 def _same_relaxation(a: Diagnosis, b: Diagnosis) -> bool:
@@ -833,7 +821,7 @@ def _solve_under_load(spec: Spec, objective: Objective, only: set[str] | None,
             sol.tie_break = "time_limit"
         else:
             best, sol.tie_break, tie_stages = _tie_break_under_load(
-                spec, objective, only, options, prune, plans, best)
+                spec, objective, only, options, plans, best)
             stages.extend(tie_stages)
     sol.assignment = best.assignment
     sol.fleet = best.fleet

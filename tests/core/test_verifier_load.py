@@ -715,6 +715,10 @@ def test_equal_answers_under_load_resolve_to_the_first_name(objective: dict[str,
     assert broken.status is Status.optimal and free.status is Status.optimal
     assert {c.draft for c, _ in broken.assignment} == {copy_name}
     assert broken.tie_break in ("exact", "node_limit")
+    if objective == {"minimize": "cost"}:
+        # replicas alone cost: at the answer's replicas and load every pool can take the
+        # least-rank K of the search, and the rule must pick it (HiGHS alone does not)
+        assert {c.k for c, _ in broken.assignment} == {spec.search.k.min}
     # the tie-break never trades objective: at least as good at its own true load
     sign = 1.0 if next(iter(objective)) == "maximize" else -1.0
     assert broken.objective_value is not None and free.objective_value is not None
