@@ -124,15 +124,21 @@ def test_measures_every_cell_and_writes_the_table(spec_file: Path,
 
 
 def test_the_openai_route_measures_too(spec_file: Path, llama_server: LlamaServer) -> None:
-    """/v1/completions with token-id prompts, as vLLM and SGLang are driven."""
+    """/v1/completions with token-id prompts, as vLLM and SGLang are driven.
+
+    One row: without slot pinning (an OpenAI route has none) whether two requests sent
+    together share a step depends on how far apart they arrive, which a loaded machine
+    decides (the full suite once saw them run one after the other, and the not-batching
+    check rightly refused); batching itself is tested on the llama route.
+    """
     res = runner.invoke(app, ["profile-verifier", str(spec_file), "-t", "smollm2-135m",
                               "--endpoint", llama_server.url + "/v1", "--api", "openai",
-                              "--batch", "1,2", "--k", "2", "--context", "64",
+                              "--batch", "1", "--k", "2", "--context", "64",
                               "--min-requests", "4", "--max-requests", "12", "--max-time",
                               "1.5"])
     assert res.exit_code == 0, res.output
     ver = load_spec(spec_file).spec.targets[0].verifier
-    assert ver is not None and set(ver.latency_s) == {1, 2}
+    assert ver is not None and set(ver.latency_s) == {1}
     prov = ver.provenance or {}
     assert prov["api"] == "openai" and prov["prompt"] == "token ids"
     assert prov["model"] == "SmolLM2-135M-Instruct.Q4_1.gguf"
