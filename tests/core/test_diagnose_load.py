@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from configspec_opt.spec import Spec
-from solvers.diagnose import Diagnosis, relaxed_spec
+from solvers.diagnose import Diagnosis, Relaxation, relaxed_spec
 from solvers.solve import solve
 from solvers.status import Status
 from tests.core.test_verifier_load import verifier_fleets
@@ -31,9 +31,14 @@ def _with(spec: Spec, **fleet: Any) -> Spec:
 
 
 def _shrunk(spec: Spec, diag: Diagnosis, factor: float) -> Spec:
+    """Every relaxation `factor` of the way; an integer limit one step less (a fraction of
+    the way would round back to the named fix: 1 -> 2 shrunk by 2 % is 1.98, i.e. 2)."""
+    def less(r: Relaxation) -> float:
+        if r.integer:
+            return r.relax_to - (1.0 if r.relax_to > r.limit else -1.0)
+        return r.limit + (r.relax_to - r.limit) * factor
     return relaxed_spec(spec, Diagnosis(relaxations=[
-        replace(r, relax_to=r.limit + (r.relax_to - r.limit) * factor)
-        for r in diag.relaxations]))
+        replace(r, relax_to=less(r)) for r in diag.relaxations]))
 
 
 def test_a_budget_below_the_replicas_is_relaxed_to_a_fix_that_solves() -> None:
