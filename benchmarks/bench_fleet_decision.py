@@ -28,6 +28,7 @@ from typing import Any
 
 from configspec_opt.loader import parse_spec
 from configspec_opt.python_api import solve
+from configspec_opt.verifier_sim import SimDevice, simulate
 from profiler import fleet_trial as ft
 from profiler.llama_server import LlamaServer
 from profiler.prompts import bundled_prompts
@@ -131,7 +132,8 @@ def main() -> None:
     print(f"nproc: {_sh('nproc')}; before: {_sh('uptime')}")
     print(f"drafting EMULATED at v_d = {v_d}")
     lines = ["| N | answer | devices: draft, K | predicted G/device | measured G/device "
-             "| prediction error |", "|---|---|---|---|---|---|"]
+             "| prediction error | simulated G/device | simulation error |",
+             "|---|---|---|---|---|---|---|---|"]
     wins = []
     with LlamaServer(tgt, parallel=max(ns), ctx=512 * max(ns), threads=1) as srv:
         print("server:", " ".join(srv.command()), flush=True)
@@ -162,9 +164,15 @@ def main() -> None:
                 pred = float(report["fleet"]["goodput_tok_s"]) / n
                 run = ft.replay(srv.url, mix[0][0], n, mix[0][1], mix=mix)
                 measured[label] = run.goodput
+                sim = simulate(table, [
+                    SimDevice(r.k, r.k / v, len(r.prompts[i % len(r.prompts)].rounds),
+                              len(r.prompts[i % len(r.prompts)].tokens), 0.0, overhead,
+                              ft.JITTER)
+                    for i, (r, v) in enumerate(mix)]).goodput
                 what = " + ".join(f"{c}× {q} K={k}" for q, k, c in got)
                 lines.append(f"| {n} | {label} | {what} | {pred:.2f} | {run.goodput:.2f} | "
-                             f"{pred / run.goodput - 1:+.1%} |")
+                             f"{pred / run.goodput - 1:+.1%} | {sim:.2f} | "
+                             f"{sim / run.goodput - 1:+.1%} |")
                 print(lines[-1], flush=True)
             if len(measured) == 2:
                 wins.append((n, measured["load-aware"] / measured["load-blind"] - 1))

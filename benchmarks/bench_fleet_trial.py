@@ -30,6 +30,8 @@ def main() -> None:
     ap.add_argument("--k", default="2,4,8")
     ap.add_argument("--v-d", type=float, default=20.0)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--jitter", type=float, default=ft.JITTER,
+                    help="drafting time drawn from K/v_d x [1 - j, 1 + j] (default 0.2)")
     ap.add_argument("--recording", type=Path, default=None)
     ap.add_argument("--draft-type", default="Q4_0",
                     help="re-quantisation of the target used as the draft (Q4_0, Q8_0)")
@@ -48,10 +50,11 @@ def main() -> None:
         ft.save_recordings(rec_path, recs)
     print(f"nproc: {_sh('nproc')}\n{_sh('lscpu | head -16')}")
     print(f"before: {_sh('uptime')}")
-    print(f"drafting EMULATED at v_d = {a.v_d:g} tok/s; recording {rec_path}")
+    print(f"drafting EMULATED at v_d = {a.v_d:g} tok/s (jitter +-{a.jitter:g}); "
+          f"recording {rec_path}")
     with LlamaServer(tgt, parallel=max(ns), ctx=512 * max(ns), threads=a.threads) as srv:
         print("server:", " ".join(srv.command()))
-        rows, info = ft.run_fleet(srv.url, recs, ns, a.v_d, log=print)
+        rows, info = ft.run_fleet(srv.url, recs, ns, a.v_d, log=print, jitter=a.jitter)
     print(f"after: {_sh('uptime')}")
     print(f"context_tokens {info['context_tokens']}; {info['table_note']}")
     print(ft.markdown(rows))

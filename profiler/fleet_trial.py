@@ -41,6 +41,7 @@ from typing import Any
 
 from configspec_opt.files import atomic_write_text
 from configspec_opt.verifier_load import Rider, batch_latency, latency_at, least_fixed_point
+from configspec_opt.verifier_sim import SimDevice, simulate
 from profiler.verifier_profile import (
     CellOptions,
     Client,
@@ -423,12 +424,12 @@ def measure_table(endpoint: str, bs: Sequence[int], ks: Sequence[int],
             row = {}
             for k in sorted(ks):
                 c = measure_cell(clients[:b], k + 1, cell, monitor)
-                medians = [c.median]
+                medians = [c.value]
                 # a step of b costing more than b/b' steps of b' (serving them one batch
                 # after another) is a noisy moment, not the server: measure twice more
                 while (prev is not None and len(medians) < 3
                        and statistics.median(medians) > SUPERLINEAR * table[prev][k] * b / prev):
-                    medians.append(measure_cell(clients[:b], k + 1, cell, monitor).median)
+                    medians.append(measure_cell(clients[:b], k + 1, cell, monitor).value)
                 row[k] = statistics.median(medians)
                 observed[(b, k)] = c.observed_batch
                 if on_cell is not None:
@@ -502,17 +503,28 @@ class Prediction:
     g_aware: float | None
     r_blind: float
     r_aware: float | None
+    g_sim: float | None = None
 
 
 def predict(table: dict[int, dict[int, float]], rec: Recording, n: int, v_d: float,
             rtt_s: float = 0.0, overhead_s: float = 0.0, replicas: int = 1,
-            prompts: Sequence[int] | None = None) -> Prediction:
-    """Load-blind Eq. 1 and the load-aware fixed point, per device (mean over devices).
+            prompts: Sequence[int] | None = None, passes: int = 1,
+            jitter: float = JITTER) -> Prediction:
+    """Load-blind Eq. 1, the load-aware fixed point, and the step simulation, per device.
 
     `prompts`: which recorded prompt each device replays (default i mod P); goodput uses
-    that prompt's emitted tokens per round, exactly what the replay counts.
+    that prompt's emitted tokens per round, exactly what the replay counts.  The
+    simulation (`configspec_opt.verifier_sim`) plays the same devices (their rounds,
+    drafting jitter, rtt and round overhead) forward on the measured table.
     """
     idx = list(prompts) if prompts is not None else [i % len(rec.prompts) for i in range(n)]
+    sim_devices = [SimDevice(rec.k, rec.k / v_d, passes * len(rec.prompts[i].rounds),
+                             passes * len(rec.prompts[i].tokens), rtt_s, overhead_s, jitter)
+                   for i in idx]
+    try:
+        g_sim: float | None = simulate(table, sim_devices, replicas=replicas).goodput
+    except ValueError:  # a step larger than the table's last row
+        g_sim = None
     e = statistics.fmean(len(rec.prompts[i].tokens) / len(rec.prompts[i].rounds) for i in idx)
     k = rec.k
     draft = k / v_d
@@ -521,9 +533,9 @@ def predict(table: dict[int, dict[int, float]], rec: Recording, n: int, v_d: flo
     b = least_fixed_point(table, max(table), [Rider(float(n), k, busy)], replicas)
     t = None if b is None else batch_latency(table, max(table), b, k, busy)
     if b is None or t is None:
-        return Prediction(None, e / r_blind, None, r_blind, None)
+        return Prediction(None, e / r_blind, None, r_blind, None, g_sim)
     r_aware = busy + t
-    return Prediction(b, e / r_blind, e / r_aware, r_blind, r_aware)
+    return Prediction(b, e / r_blind, e / r_aware, r_blind, r_aware, g_sim)
 
 
 def rel_err(pred: float | None, meas: float) -> float | None:
@@ -574,6 +586,7 @@ class Row:
     draft_ms: float      # mean emulated drafting sleep per round
     verify_ms: float     # mean verification latency per round
     contexts_ok: bool
+    g_sim: float | None = None  # the step simulation's goodput (verifier_sim)
 
     @property
     def err_blind(self) -> float | None:
@@ -585,18 +598,25 @@ class Row:
         """Relative error of the load-aware goodput prediction (None without a prediction)."""
         return rel_err(self.g_aware, self.g_meas)
 
+    @property
+    def err_sim(self) -> float | None:
+        """Relative error of the step simulation's goodput (None without one)."""
+        return rel_err(self.g_sim, self.g_meas)
+
     def record(self) -> dict[str, Any]:
         """The row as the trial's JSON report keeps it, errors included."""
         d = asdict(self)
         d["err_blind"] = self.err_blind
         d["err_aware"] = self.err_aware
+        d["err_sim"] = self.err_sim
         return d
 
 
 def run_fleet(endpoint: str, recs: Sequence[Recording], ns: Sequence[int], v_d: float,
               rtt_s: float = 0.0, context_tokens: int | None = None,
               cell: CellOptions | None = None, passes: int = 1,
-              log: Callable[[str], None] | None = None) -> tuple[list[Row], dict[str, Any]]:
+              log: Callable[[str], None] | None = None,
+              jitter: float = JITTER) -> tuple[list[Row], dict[str, Any]]:
     """Per K: T(b, K) for b in {1} | ns, the b = 1 round overhead, then every N replayed.
 
     The table of one K is measured right before that K's fleet runs on the same server,
@@ -620,18 +640,20 @@ def run_fleet(endpoint: str, recs: Sequence[Recording], ns: Sequence[int], v_d: 
                                                   for b in bs)
                 + f"; round overhead at b=1 {ov * 1e3:.1f} ms")
         for n in ns:
-            run = replay(endpoint, rec, n, v_d, rtt_s, passes)
-            pr = predict(table, rec, n, v_d, rtt_s, ov, prompts=[d.prompt for d in run.devices])
+            run = replay(endpoint, rec, n, v_d, rtt_s, passes, jitter=jitter)
+            pr = predict(table, rec, n, v_d, rtt_s, ov, prompts=[d.prompt for d in run.devices],
+                         passes=passes, jitter=jitter)
             rounds = sum(d.rounds for d in run.devices)
             row = Row(n, rec.k, rec.alpha, rec.tokens_per_round, run.b_steady, run.b_whole,
                       run.server_batch, pr.b, run.goodput, pr.g_blind, pr.g_aware, ov,
                       1e3 * sum(d.draft_sleep_s for d in run.devices) / rounds,
                       1e3 * sum(d.verify_s for d in run.devices) / rounds,
-                      all(d.context_ok for d in run.devices))
+                      all(d.context_ok for d in run.devices), pr.g_sim)
             rows.append(row)
             if log is not None:
                 log(format_row(row))
-    info = {"v_d_emulated": v_d, "rtt_s": rtt_s, "context_tokens": context_tokens,
+    info = {"v_d_emulated": v_d, "rtt_s": rtt_s, "jitter": jitter,
+            "context_tokens": context_tokens,
             "table_s": {str(b): r for b, r in tables.items()},
             "table_note": "column K measured with K + 1 new tokens per request (x + K drafts)",
             "observed_batch": observed, "passes": passes}
@@ -643,8 +665,8 @@ def _f(x: float | None, fmt: str) -> str:
 
 
 HEADER = ("| N | K | α | b meas | b pred | server batch | G meas tok/s | G load-blind | err "
-          "| G load-aware | err | draft / verify ms | overhead ms |\n"
-          "|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "| G load-aware | err | G simulated | err | draft / verify ms | overhead ms |\n"
+          "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 
 
 def format_row(r: Row) -> str:
@@ -652,6 +674,7 @@ def format_row(r: Row) -> str:
     return (f"| {r.n} | {r.k} | {r.alpha:.3f} | {r.b_meas:.2f} | {_f(r.b_pred, '.2f')} | "
             f"{_f(r.server_batch, '.2f')} | {r.g_meas:.2f} | {r.g_blind:.2f} | "
             f"{_f(r.err_blind, '+.1%')} | {_f(r.g_aware, '.2f')} | {_f(r.err_aware, '+.1%')} | "
+            f"{_f(r.g_sim, '.2f')} | {_f(r.err_sim, '+.1%')} | "
             f"{r.draft_ms:.0f} / {r.verify_ms:.1f} | {r.overhead_s * 1e3:.1f} |")
 
 

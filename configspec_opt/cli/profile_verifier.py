@@ -237,7 +237,7 @@ def _measure(spec_path: Path, target: str, session: VerifierSession, plan: Plan,
                         progress.update(task, description=f"b={b} K={kk} n={n}")
                     cell = session.measure(b, kk, tick)
                     cells[(b, kk)] = cell
-                    table.setdefault(b, {})[kk] = round(cell.median, 6)
+                    table.setdefault(b, {})[kk] = round(cell.value, 6)
                     for w in session.warnings_for(cell):
                         warnings.append(w)
                         if not as_json:
@@ -294,6 +294,11 @@ def _provenance(session: VerifierSession, cells: dict[tuple[int, int], Cell],
                     outt.setdefault(b, {})[kk] = v
         return outt
 
+    clocks = {("server" if c.server_clock else "client") for c in cells.values()}
+    if isinstance(old.get("clock"), str):
+        clocks |= set(old["clock"].split(" and "))
+    if clocks:
+        prov["clock"] = " and ".join(sorted(clocks))
     prov["repeats"] = per_cell("repeats", lambda c: c.n)
     prov["spread"] = per_cell("spread", lambda c: round(c.spread, 3))
     observed = per_cell("observed_batch", lambda c: None if c.observed_batch is None

@@ -76,6 +76,8 @@ def test_replay_against_llama_server(recording: ft.Recording,
     table, _ = ft.measure_table(llama_server.url, [1, 2], [K], context_tokens=48)
     pr = ft.predict(table, recording, N, 200.0)
     assert pr.g_blind > 0
+    # the simulation's devices draft at least (1 - jitter) K/v_d and verify at least T(1, K)
+    assert pr.g_sim is not None and 0 < pr.g_sim <= pr.g_blind / (1 - ft.JITTER)
     assert pr.b is None or 0.0 <= pr.b <= N
 
 

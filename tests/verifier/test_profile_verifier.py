@@ -8,19 +8,23 @@ detector is checked on synthetic numbers.
 from __future__ import annotations
 
 import http.server
+import math
 import re
 import socket
+import statistics
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from configspec_opt.cli import app
 from configspec_opt.loader import load_spec
 from profiler.llama_server import LlamaServer, free_port
-from profiler.verifier_profile import PROTOCOL, not_batching, not_batching_message, plan_cells
+from profiler.verifier_profile import PROTOCOL, Cell, not_batching, not_batching_message, plan_cells
 
 runner = CliRunner()
 
@@ -103,6 +107,7 @@ def test_measures_every_cell_and_writes_the_table(spec_file: Path,
     assert prov["server"].startswith("llama.cpp llama-server")
     assert prov["model"] == "SmolLM2-135M-Instruct.Q4_1.gguf"
     assert prov["context_tokens"] == 64 and prov["date"]
+    assert prov["clock"] == "server"  # llama-server times its own work (timings)
     assert set(prov["repeats"]) == {1, 2, 4}
     assert all(n >= 1 for row in prov["repeats"].values() for n in row.values())
     # the server really ran b requests together, and evaluated only the round's K + 1 new
@@ -276,3 +281,20 @@ def test_plan_resumes_only_the_same_measurement() -> None:
         plan = plan_cells(table, prov, IDENT, [1, 2], [2], force=force)
         assert not plan.resumed and plan.keep == {} and plan.todo == {1: [2], 2: [2]}
     assert plan_cells(None, None, IDENT, [1], [2], False).todo == {1: [2]}
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.tuples(st.floats(0.001, 1.0), st.floats(0.0, 0.2)), min_size=1,
+                max_size=40))
+def test_a_cells_value_is_the_servers_step_plus_one_unqueued_handling(
+        pairs: list[tuple[float, float]]) -> None:
+    """Never above the client's median (every request saw at least the least handling)."""
+    server = [s for s, _ in pairs]
+    client = [s + o for s, o in pairs]
+    cell = Cell(2, 2, client, [], None, 1.0, True, server)
+    assert cell.server_clock
+    assert statistics.median(server) <= cell.value <= cell.median * (1 + 1e-12)
+    assert math.isclose(cell.value,
+                        statistics.median(server) + min(o for _, o in pairs), rel_tol=1e-9)
+    without = Cell(2, 2, client, [], None, 1.0, True)
+    assert not without.server_clock and without.value == without.median
