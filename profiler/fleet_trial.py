@@ -241,6 +241,7 @@ class DeviceResult:
     context_ok: bool
     processed_median: float | None
     intervals: list[tuple[float, float]] = field(repr=False, default_factory=list)
+    drawn_draft_s: float = 0.0  # the drafting times drawn for its rounds, summed (no rtt)
 
     @property
     def goodput(self) -> float:
@@ -292,7 +293,8 @@ def replay(endpoint: str, rec: Recording, n: int, v_d: float, rtt_s: float = 0.0
 
     Devices are independent, as a fleet's are: each starts at a random phase of its
     first drafting period, and each drafting sleep is K/v_d times a factor drawn
-    uniformly from [1 - jitter, 1 + jitter] (mean K/v_d, what the model uses).
+    uniformly from [1 - jitter, 1 + jitter] (mean K/v_d; each device's drawn mean is kept,
+    `DeviceResult.drawn_draft_s`, and the trial's predictions use it).
     Identical devices started together would stay in lock-step, and evenly
     staggered ones would never meet: neither is a fleet. Seeded: runs repeat.
 
@@ -329,7 +331,7 @@ def replay(endpoint: str, rec: Recording, n: int, v_d: float, rtt_s: float = 0.0
         sleep((own_draft_s + rtt_s) * rng.random())
         intervals: list[tuple[float, float]] = []
         processed: list[int] = []
-        slept = verify = 0.0
+        slept = verify = drawn = 0.0
         emitted = rounds = 0
         ok = True
         t0 = time.perf_counter()
@@ -338,10 +340,12 @@ def replay(endpoint: str, rec: Recording, n: int, v_d: float, rtt_s: float = 0.0
                 ctx = list(p.prompt)
                 for r in p.rounds:
                     s0 = time.perf_counter()
-                    sleep(own_draft_s * rng.uniform(1.0 - jitter, 1.0 + jitter) + rtt_s)
+                    drafting = own_draft_s * rng.uniform(1.0 - jitter, 1.0 + jitter)
+                    sleep(drafting + rtt_s)
                     s1 = time.perf_counter()
                     t: Timed = cl.send(ctx + r.drafted)
                     slept += s1 - s0
+                    drawn += drafting
                     verify += t.latency
                     intervals.append((t.start, t.end))
                     if t.processed is not None:
@@ -358,7 +362,7 @@ def replay(endpoint: str, rec: Recording, n: int, v_d: float, rtt_s: float = 0.0
         results[i] = DeviceResult(i, i % len(rec.prompts), emitted, rounds, wall, slept,
                                   verify, ok,
                                   statistics.median(processed) if processed else None,
-                                  intervals)
+                                  intervals, drawn)
 
     threads = [threading.Thread(target=device, args=(i,), daemon=True) for i in range(n)]
     for th in threads:
@@ -509,33 +513,41 @@ class Prediction:
 def predict(table: dict[int, dict[int, float]], rec: Recording, n: int, v_d: float,
             rtt_s: float = 0.0, overhead_s: float = 0.0, replicas: int = 1,
             prompts: Sequence[int] | None = None, passes: int = 1,
-            jitter: float = JITTER) -> Prediction:
+            jitter: float = JITTER, draft_s: Sequence[float] | None = None) -> Prediction:
     """Load-blind Eq. 1, the load-aware fixed point, and the step simulation, per device.
 
     `prompts`: which recorded prompt each device replays (default i mod P); goodput uses
-    that prompt's emitted tokens per round, exactly what the replay counts.  The
-    simulation (`configspec_opt.verifier_sim`) plays the same devices (their rounds,
-    drafting jitter, rtt and round overhead) forward on the measured table.
+    that prompt's emitted tokens per round, exactly what the replay counts.  `draft_s`:
+    each device's mean drafting time per round as its replay drew it (default K/v_d):
+    with one device and ±90 % jitter the draws alone moved its mean by 15-20 %, which is
+    the emulation's noise, not the verifier's.  The simulation
+    (`configspec_opt.verifier_sim`) plays the same devices (their rounds, drafting
+    jitter, rtt and round overhead) forward on the measured table.  Goodput is the mean
+    over devices of each one's emitted tokens per round over its round time.
     """
     idx = list(prompts) if prompts is not None else [i % len(rec.prompts) for i in range(n)]
-    sim_devices = [SimDevice(rec.k, rec.k / v_d, passes * len(rec.prompts[i].rounds),
+    drafts = list(draft_s) if draft_s is not None else [rec.k / v_d] * len(idx)
+    if len(drafts) != len(idx):
+        raise ValueError(f"{len(drafts)} drafting times for {len(idx)} devices")
+    sim_devices = [SimDevice(rec.k, d, passes * len(rec.prompts[i].rounds),
                              passes * len(rec.prompts[i].tokens), rtt_s, overhead_s, jitter)
-                   for i in idx]
+                   for i, d in zip(idx, drafts, strict=True)]
     try:
         g_sim: float | None = simulate(table, sim_devices, replicas=replicas).goodput
     except ValueError:  # a step larger than the table's last row
         g_sim = None
-    e = statistics.fmean(len(rec.prompts[i].tokens) / len(rec.prompts[i].rounds) for i in idx)
+    e = [len(rec.prompts[i].tokens) / len(rec.prompts[i].rounds) for i in idx]
     k = rec.k
-    draft = k / v_d
-    r_blind = draft + latency_at(table, 1, k) + rtt_s
-    busy = draft + rtt_s + overhead_s
-    b = least_fixed_point(table, max(table), [Rider(float(n), k, busy)], replicas)
-    t = None if b is None else batch_latency(table, max(table), b, k, busy)
-    if b is None or t is None:
-        return Prediction(None, e / r_blind, None, r_blind, None, g_sim)
-    r_aware = busy + t
-    return Prediction(b, e / r_blind, e / r_aware, r_blind, r_aware, g_sim)
+    r_blind = [d + latency_at(table, 1, k) + rtt_s for d in drafts]
+    g_blind = statistics.fmean(x / r for x, r in zip(e, r_blind, strict=True))
+    busy = [d + rtt_s + overhead_s for d in drafts]
+    b = least_fixed_point(table, max(table), [Rider(1.0, k, s) for s in busy], replicas)
+    ts = [] if b is None else [batch_latency(table, max(table), b, k, s) for s in busy]
+    if b is None or any(t is None for t in ts):
+        return Prediction(None, g_blind, None, statistics.fmean(r_blind), None, g_sim)
+    r_aware = [s + t for s, t in zip(busy, ts, strict=True) if t is not None]
+    return Prediction(b, g_blind, statistics.fmean(x / r for x, r in zip(e, r_aware, strict=True)),
+                      statistics.fmean(r_blind), statistics.fmean(r_aware), g_sim)
 
 
 def rel_err(pred: float | None, meas: float) -> float | None:
@@ -642,7 +654,8 @@ def run_fleet(endpoint: str, recs: Sequence[Recording], ns: Sequence[int], v_d: 
         for n in ns:
             run = replay(endpoint, rec, n, v_d, rtt_s, passes, jitter=jitter)
             pr = predict(table, rec, n, v_d, rtt_s, ov, prompts=[d.prompt for d in run.devices],
-                         passes=passes, jitter=jitter)
+                         passes=passes, jitter=jitter,
+                         draft_s=[d.drawn_draft_s / d.rounds for d in run.devices])
             rounds = sum(d.rounds for d in run.devices)
             row = Row(n, rec.k, rec.alpha, rec.tokens_per_round, run.b_steady, run.b_whole,
                       run.server_batch, pr.b, run.goodput, pr.g_blind, pr.g_aware, ov,

@@ -47,6 +47,9 @@ def fleet_trial(
     server_threads: Annotated[int, typer.Option(help="llama-server -t.", min=1)] = 1,
     passes: Annotated[int, typer.Option(help="Replays of each recording per device.",
                                         min=1)] = 1,
+    jitter: Annotated[float, typer.Option(
+        help="Drafting time per round drawn from K/v_d x [1 - j, 1 + j].",
+        min=0.0, max=0.99)] = 0.2,
     as_json: JsonOpt = False,
 ) -> None:
     """Replay recorded speculative decoding from N devices against one batched verifier."""
@@ -75,13 +78,13 @@ def fleet_trial(
             recs = ft.record(drf, tgt, texts, ks, max_new_tokens)
             if recording is not None:
                 ft.save_recordings(recording, recs)
-        err.print(f"drafting is EMULATED: a sleep of K/v_d at v_d = {v_d:g} tok/s per round; "
-                  "verification is real (llama-server)")
+        err.print(f"drafting is EMULATED: a sleep of K/v_d at v_d = {v_d:g} tok/s per round "
+                  f"(+-{jitter:.0%}); verification is real (llama-server)")
         try:
             with LlamaServer(tgt, parallel=max(ns), ctx=512 * max(ns),
                              threads=server_threads) as srv:
                 rows, info = ft.run_fleet(srv.url, recs, ns, v_d, rtt, passes=passes,
-                                          log=None if as_json else err.print)
+                                          log=None if as_json else err.print, jitter=jitter)
                 info["server"] = " ".join(srv.command()[1:])
         except LlamaServerError as exc:
             raise EndpointError(str(exc)) from None
