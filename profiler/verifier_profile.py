@@ -30,9 +30,9 @@ arriving spread out, are handled while the previous step runs.  Where the server
 own work (llama-server's ``timings``: prompt and generation ms), a cell's value is the
 median of the server's times plus the least time any request of the cell spent outside
 them (client, HTTP, wire: one request's handling, unqueued) - `Cell.value`.  At b = 1 that
-is the client's latency; at b = 16 it was 3-8 % below it here.  Without a server clock
-(OpenAI route) the value is the client's median latency.  ``clock`` in the provenance says
-which.
+is the client's latency; at b = 16 it was 3-8 % below it here.  llama-server reports
+``timings`` on both of its routes; a server that does not (vLLM, SGLang) gets the client's
+median latency.  ``clock`` in the provenance says which.
 
 **What the server saw.**  llama-server with ``--metrics`` counts busy slots at each decode:
 the mean over a cell is the batch the server actually formed (``observed_batch``); without
@@ -604,7 +604,7 @@ class Cell:
 
     @property
     def median(self) -> float:
-        """T(b, K): the median latency in seconds, what the table records."""
+        """The clients' median latency (s); the table records `value`."""
         return statistics.median(self.latencies)
 
     @property
