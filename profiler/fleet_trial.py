@@ -43,6 +43,7 @@ from configspec_opt.files import atomic_write_text
 from configspec_opt.verifier_load import Rider, batch_latency, latency_at, least_fixed_point
 from configspec_opt.verifier_sim import SimDevice, simulate
 from profiler.verifier_profile import (
+    Cell,
     CellOptions,
     Client,
     Endpoint,
@@ -51,8 +52,11 @@ from profiler.verifier_profile import (
     Timed,
     measure_cell,
     probe,
+    row_below,
     spread_slot,
+    steady_value,
     token_pool,
+    warm_up,
 )
 
 FORMAT = "configspec-fleet-recording/1"
@@ -390,10 +394,6 @@ def replay(endpoint: str, rec: Recording, n: int, v_d: float, rtt_s: float = 0.0
 # --------------------------------------------------------------------------- T(b, K)
 
 
-# A cell above this multiple of proportional growth from the row below is measured again.
-SUPERLINEAR = 1.15
-
-
 def measure_table(endpoint: str, bs: Sequence[int], ks: Sequence[int],
                   context_tokens: int = 128, timeout_s: float = 60.0,
                   cell: CellOptions | None = None,
@@ -402,8 +402,8 @@ def measure_table(endpoint: str, bs: Sequence[int], ks: Sequence[int],
     """T(b, K) on this server: verifier_profile's cells, K + 1 new tokens per request.
 
     Returns the table (column K = a round with K drafts) and the server's observed batch
-    per cell.  A cell that grows faster than proportionally from the row below (more than
-    `SUPERLINEAR` x b/b') is measured twice more and the median of the three kept.
+    per cell.  The server is warmed up first, and a cell that grows faster than
+    proportionally from the row below is measured twice more (`steady_value`).
     """
     # long enough that a noisy moment on a shared machine does not make the cell
     # (a 6 s cell once read T(1, 2) 35% high, and every prediction of that K with it)
@@ -418,28 +418,17 @@ def measure_table(endpoint: str, bs: Sequence[int], ks: Sequence[int],
     table: dict[int, dict[int, float]] = {}
     observed: dict[tuple[int, int], float | None] = {}
     try:
-        # discarded: the first cells on a freshly started server read up to 30 % high
-        # (two runs of five), and T(1, K) has no row below it to catch that
-        warm = CellOptions(min_requests=20, max_requests=60, max_time_s=3.0, precision=1.0)
-        for b in sorted({1, max(bs)}):
-            measure_cell(clients[:b], min(ks) + 1, warm)
-        prev: int | None = None
+        warm_up(clients, bs, min(ks) + 1)
         for b in sorted(bs):
             row = {}
             for k in sorted(ks):
-                c = measure_cell(clients[:b], k + 1, cell, monitor)
-                medians = [c.value]
-                # a step of b costing more than b/b' steps of b' (serving them one batch
-                # after another) is a noisy moment, not the server: measure twice more
-                while (prev is not None and len(medians) < 3
-                       and statistics.median(medians) > SUPERLINEAR * table[prev][k] * b / prev):
-                    medians.append(measure_cell(clients[:b], k + 1, cell, monitor).value)
-                row[k] = statistics.median(medians)
+                def one(b: int = b, k: int = k) -> Cell:
+                    return measure_cell(clients[:b], k + 1, cell, monitor)
+                c, row[k], _ = steady_value(one, b, row_below(table, b, k))
                 observed[(b, k)] = c.observed_batch
                 if on_cell is not None:
                     on_cell(b, k, row[k])
             table[b] = row
-            prev = b
     finally:
         monitor.close()
         for cl in clients:

@@ -733,6 +733,50 @@ def measure_cell(clients: Sequence[Client], k: int, opts: CellOptions,
                 server if len(server) == len(kept) else [])
 
 
+# A cell above this multiple of proportional growth from the row below is measured again.
+SUPERLINEAR = 1.15
+# The discarded cells that warm a server up (fresh servers read up to 30 % high at first).
+WARM_UP = CellOptions(min_requests=20, max_requests=60, max_time_s=3.0, precision=1.0)
+
+
+def superlinear(value: float, b: int, below: tuple[int, float] | None) -> bool:
+    """Whether a step of b costs more than `SUPERLINEAR` x b/b' steps of the row below.
+
+    Serving the b requests as b/b' steps of b' one after another would cost b/b' x T(b');
+    a step that costs clearly more is a noisy moment of a shared machine, not the server.
+    """
+    return below is not None and value > SUPERLINEAR * below[1] * b / below[0]
+
+
+def steady_value(measure: Callable[[], Cell], b: int,
+                 below: tuple[int, float] | None) -> tuple[Cell, float, int]:
+    """One cell's value; a superlinear one is measured twice more and the median kept.
+
+    Returns the first cell (its counts go into the provenance), the value, and how many
+    times the cell was measured.
+    """
+    first = measure()
+    values = [first.value]
+    while len(values) < 3 and superlinear(statistics.median(values), b, below):
+        values.append(measure().value)
+    return first, statistics.median(values), len(values)
+
+
+def row_below(table: Mapping[int, Mapping[int, float]], b: int,
+              k: int) -> tuple[int, float] | None:
+    """The nearest measured row under b with a value at K: (b', T(b', K)), or None."""
+    under = [bb for bb in table if bb < b and k in table[bb]]
+    return (max(under), float(table[max(under)][k])) if under else None
+
+
+def warm_up(clients: Sequence[Client], bs: Iterable[int], k: int) -> None:
+    """Discarded cells at the smallest and largest b: T(1, K) has no row below to catch a
+    cold server (two runs of five read it up to 30 % high)."""
+    sizes = sorted(set(bs))
+    for b in sorted({sizes[0], sizes[-1]}):
+        measure_cell(clients[:b], k, WARM_UP)
+
+
 # --------------------------------------------------------------------------- planning
 
 
@@ -874,6 +918,16 @@ class VerifierSession:
         """Column K of the table: a round verifies the last bonus token and K drafts (K + 1)."""
         cell = measure_cell(self._clients(b), k + 1, self.opts.cell, self.monitor, on_request)
         return replace(cell, k=k)
+
+    def measure_steady(self, b: int, k: int, below: tuple[int, float] | None,
+                       on_request: Callable[[int], None] | None = None
+                       ) -> tuple[Cell, float, int]:
+        """`measure`, re-measured when superlinear from the row below (`steady_value`)."""
+        return steady_value(lambda: self.measure(b, k, on_request), b, below)
+
+    def warm_up(self, bs: Iterable[int], k: int) -> None:
+        """Warm the server up before the first timed cell (`warm_up`)."""
+        warm_up(self._clients(max(bs)), bs, k + 1)
 
     def warnings_for(self, cell: Cell) -> list[str]:
         """What a reader must know of a cell: an imprecise median, or a prompt cache not reused."""

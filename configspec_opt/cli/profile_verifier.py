@@ -217,7 +217,12 @@ def _warn(msg: str, warnings: list[str], as_json: bool) -> None:
 def _measure(spec_path: Path, target: str, session: VerifierSession, plan: Plan,
              fields: dict[str, Any], warnings: list[str],
              as_json: bool) -> tuple[dict[int, dict[int, float]], int, int, dict[str, Any]]:
-    """Every planned cell, row by row; the table is written whenever it is rectangular."""
+    """Every planned cell, row by row; the table is written whenever it is rectangular.
+
+    The server is warmed up first, and a cell that grows faster than proportionally from
+    the row below is measured again (`profiler.verifier_profile.steady_value`).
+    """
+    from profiler.verifier_profile import row_below
     from profiler.writeback import write_verifier
 
     table = {b: dict(row) for b, row in plan.keep.items()}
@@ -231,14 +236,22 @@ def _measure(spec_path: Path, target: str, session: VerifierSession, plan: Plan,
     task = progress.add_task("verifier", total=total)
     try:
         with progress:
+            if total:
+                progress.update(task, description="warming the server up")
+                session.warm_up(plan.todo, min(k for ks in plan.todo.values() for k in ks))
             for b in sorted(plan.todo):
                 for kk in plan.todo[b]:
                     def tick(n: int, b: int = b, kk: int = kk) -> None:
                         progress.update(task, description=f"b={b} K={kk} n={n}")
-                    cell = session.measure(b, kk, tick)
+                    below = row_below(table, b, kk)
+                    cell, value, times = session.measure_steady(b, kk, below, tick)
                     cells[(b, kk)] = cell
-                    table.setdefault(b, {})[kk] = round(cell.value, 6)
-                    for w in session.warnings_for(cell):
+                    table.setdefault(b, {})[kk] = round(value, 6)
+                    again = [] if times == 1 or below is None else [
+                        f"b={b} K={kk}: {cell.value * 1e3:.1f} ms grew faster than "
+                        f"proportionally from b={below[0]} ({below[1] * 1e3:.1f} ms): "
+                        f"measured {times} times, the median kept"]
+                    for w in again + session.warnings_for(cell):
                         warnings.append(w)
                         if not as_json:
                             progress.console.print(f"[yellow]warning:[/yellow] {escape(w)}",

@@ -24,7 +24,16 @@ from typer.testing import CliRunner
 from configspec_opt.cli import app
 from configspec_opt.loader import load_spec
 from profiler.llama_server import LlamaServer, free_port
-from profiler.verifier_profile import PROTOCOL, Cell, not_batching, not_batching_message, plan_cells
+from profiler.verifier_profile import (
+    PROTOCOL,
+    Cell,
+    not_batching,
+    not_batching_message,
+    plan_cells,
+    row_below,
+    steady_value,
+    superlinear,
+)
 
 runner = CliRunner()
 
@@ -298,3 +307,41 @@ def test_a_cells_value_is_the_servers_step_plus_one_unqueued_handling(
                         statistics.median(server) + min(o for _, o in pairs), rel_tol=1e-9)
     without = Cell(2, 2, client, [], None, 1.0, True)
     assert not without.server_clock and without.value == without.median
+
+
+def _cell(value: float) -> Cell:
+    return Cell(4, 2, [value], [], None, 1.0, True)
+
+
+def test_a_superlinear_cell_is_measured_three_times_and_the_median_kept() -> None:
+    below = (2, 0.100)  # a step of 4 should cost at most 1.15 x 0.2 s
+    seen = iter([0.500, 0.210, 0.190])
+    calls: list[float] = []
+
+    def measure() -> Cell:
+        calls.append(next(seen))
+        return _cell(calls[-1])
+
+    first, value, times = steady_value(measure, 4, below)
+    assert times == 3 and first.value == 0.500
+    assert value == statistics.median([0.500, 0.210, 0.190])
+
+
+def test_a_cell_within_proportional_growth_is_measured_once() -> None:
+    calls = []
+
+    def measure() -> Cell:
+        calls.append(1)
+        return _cell(0.229)
+
+    assert steady_value(measure, 4, (2, 0.100))[1:] == (0.229, 1)
+    assert steady_value(measure, 1, None)[1:] == (0.229, 1)  # no row below: nothing to compare
+    assert len(calls) == 2
+    assert not superlinear(0.229, 4, (2, 0.100)) and superlinear(0.231, 4, (2, 0.100))
+
+
+def test_the_row_below_is_the_nearest_measured_one_at_that_k() -> None:
+    table = {1: {2: 0.02, 4: 0.03}, 2: {2: 0.04}, 8: {2: 0.2, 4: 0.3}}
+    assert row_below(table, 8, 2) == (2, 0.04)
+    assert row_below(table, 8, 4) == (1, 0.03)
+    assert row_below(table, 1, 2) is None
