@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -12,6 +11,7 @@ from configspec_opt.spec import Spec
 from solvers.diagnose import Diagnosis, diagnose_infeasible, relaxed_spec
 from solvers.solve import solve
 from solvers.status import Status
+from tests.core.shrunk import shrunk
 from tests.core.strategies import fleet_specs
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "llama70b-edge.yaml"
@@ -26,13 +26,6 @@ def _edit(text: str, edits: dict[str, str]) -> dict:  # type: ignore[type-arg]
     return YAML(typ="safe").load(text)  # type: ignore[no-any-return]
 
 
-def _shrunk(spec: Spec, diag: Diagnosis, factor: float) -> Spec:
-    smaller = Diagnosis(relaxations=[
-        replace(r, relax_to=r.limit + (r.relax_to - r.limit) * factor)
-        for r in diag.relaxations])
-    return relaxed_spec(spec, smaller)
-
-
 def test_slo_conflict_is_named_and_minimal() -> None:
     spec = Spec.model_validate(_edit(EXAMPLE.read_text(),
                                      {"min_goodput_tok_s: 2.0": "min_goodput_tok_s: 5.0"}))
@@ -44,7 +37,7 @@ def test_slo_conflict_is_named_and_minimal() -> None:
     assert r.constraint == "constraints.per_device.min_goodput_tok_s"
     assert r.limit == 5.0 and r.relax_to < 5.0
     assert solve(relaxed_spec(spec, diag)).status is Status.optimal
-    assert solve(_shrunk(spec, diag, 0.99), diagnose=False).status is Status.infeasible
+    assert solve(shrunk(spec, diag, 0.99), diagnose=False).status is Status.infeasible
 
 
 def test_budget_conflict_with_slo() -> None:
@@ -55,7 +48,7 @@ def test_budget_conflict_with_slo() -> None:
     keys = {r.constraint for r in diag.relaxations}
     assert len(keys) == 1  # the fewest constraints first
     assert solve(relaxed_spec(spec, diag)).status is Status.optimal
-    assert solve(_shrunk(spec, diag, 0.98), diagnose=False).status is Status.infeasible
+    assert solve(shrunk(spec, diag, 0.98), diagnose=False).status is Status.infeasible
     assert "smallest fix" in diag.message
 
 

@@ -6,7 +6,6 @@ give a fix that is checked by solving the relaxed spec at the fleet's true load.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +13,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from configspec_opt.spec import Spec
-from solvers.diagnose import Diagnosis, Relaxation, relaxed_spec
+from solvers.diagnose import relaxed_spec
 from solvers.solve import solve
 from solvers.status import Status
+from tests.core.shrunk import shrunk
 from tests.core.test_verifier_load import verifier_fleets
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "fleet-verifier" / \
@@ -28,17 +28,6 @@ def _with(spec: Spec, **fleet: Any) -> Spec:
     data = spec.model_dump(exclude_none=True)
     data.setdefault("constraints", {}).setdefault("fleet", {}).update(fleet)
     return Spec.model_validate(data)
-
-
-def _shrunk(spec: Spec, diag: Diagnosis, factor: float) -> Spec:
-    """Every relaxation `factor` of the way; an integer limit one step less (a fraction of
-    the way would round back to the named fix: 1 -> 2 shrunk by 2 % is 1.98, i.e. 2)."""
-    def less(r: Relaxation) -> float:
-        if r.integer:
-            return r.relax_to - (1.0 if r.relax_to > r.limit else -1.0)
-        return r.limit + (r.relax_to - r.limit) * factor
-    return relaxed_spec(spec, Diagnosis(relaxations=[
-        replace(r, relax_to=less(r)) for r in diag.relaxations]))
 
 
 def test_a_budget_below_the_replicas_is_relaxed_to_a_fix_that_solves() -> None:
@@ -54,7 +43,7 @@ def test_a_budget_below_the_replicas_is_relaxed_to_a_fix_that_solves() -> None:
     assert r.relax_to >= 4.10
     assert solve(relaxed_spec(spec, diag), diagnose=False).status in SOLVED
     if "smallest fix" in diag.message:
-        assert solve(_shrunk(spec, diag, 0.98), diagnose=False).status is Status.infeasible
+        assert solve(shrunk(spec, diag, 0.98), diagnose=False).status is Status.infeasible
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow,
@@ -84,4 +73,4 @@ def test_any_fix_named_under_load_solves(data: st.DataObject) -> None:
         return
     assert fixed.status in SOLVED, diag.message
     if "smallest fix" in diag.message:
-        assert solve(_shrunk(spec, diag, 0.98), diagnose=False).status is Status.infeasible
+        assert solve(shrunk(spec, diag, 0.98), diagnose=False).status is Status.infeasible
