@@ -18,9 +18,10 @@ load model reads (`configspec_opt.verifier_load`: a fleet's request waits for th
 progress, then runs in the next).  Clients that each send as soon as their last answer came
 drift into alternating steps of fewer requests, and the cell would time two half steps.
 A request is timed only if it started after every client finished its warm-up request and
-ended before the stop signal.  Per cell: the median, IQR/median, and the requests behind
-it; the cell stops once the median's relative standard error
-(0.93 * IQR/median / sqrt(requests / b)) is at most ``precision``, or at
+ended before the stop signal.  Per cell: the median, IQR/median (of the server's times
+where it reports them, see below), and the requests behind it; the cell stops once the
+median's relative standard error (0.93 * IQR/median / sqrt(requests / b)) is at most
+``precision``, or at
 ``max_requests`` / ``max_time_s`` (with a warning).
 
 **The step as the server timed it.**  Sent together, the b requests of a cell are
@@ -609,8 +610,13 @@ class Cell:
 
     @property
     def spread(self) -> float:
-        """IQR / median."""
-        return iqr_rel(self.latencies)
+        """IQR / median of what the value is the median of (the server's times, or latencies)."""
+        return iqr_rel(self.timed)
+
+    @property
+    def timed(self) -> list[float]:
+        """The samples behind the value: the server's times where it gave them all."""
+        return self.server if self.server_clock else self.latencies
 
     @property
     def processed_median(self) -> float | None:
@@ -636,6 +642,12 @@ def median_rel_se(xs: Sequence[float], b: int) -> float:
     if n_eff < 1:
         return math.inf
     return _SE_FACTOR * iqr_rel(xs) / math.sqrt(n_eff)
+
+
+def _timed_values(kept: Sequence[Timed]) -> list[float]:
+    """What a cell's value is the median of: the server's times where it gave them all."""
+    server = [t.server_s for t in kept if t.server_s is not None]
+    return server if len(server) == len(kept) else [t.latency for t in kept]
 
 
 def measure_cell(clients: Sequence[Client], k: int, opts: CellOptions,
@@ -694,11 +706,10 @@ def measure_cell(clients: Sequence[Client], k: int, opts: CellOptions,
                 kept = [t for t in done if t.start >= t_window]
             if on_request is not None:
                 on_request(len(kept))
-            if began and len(kept) >= max(opts.min_requests, 3 * b):
-                lat = [t.latency for t in kept]
-                if median_rel_se(lat, b) <= opts.precision:
-                    converged = True
-                    break
+            if (began and len(kept) >= max(opts.min_requests, 3 * b)
+                    and median_rel_se(_timed_values(kept), b) <= opts.precision):
+                converged = True
+                break
             if len(kept) >= opts.max_requests:
                 break
             # past max_time, wait for one measured request (up to the hard cap below):
@@ -933,7 +944,7 @@ class VerifierSession:
         """What a reader must know of a cell: an imprecise median, or a prompt cache not reused."""
         out = []
         if not cell.converged:
-            se = median_rel_se(cell.latencies, cell.b)
+            se = median_rel_se(cell.timed, cell.b)
             want = self.opts.cell.precision
             if se > want:
                 out.append(f"b={cell.b} K={cell.k}: median not stable after {cell.n} requests "
