@@ -91,4 +91,4 @@ def fleet_trial(
         if as_json:
             emit_json({"rows": [r.record() for r in rows], **json.loads(json.dumps(info))})
             return
-        out.print(ft.markdown(rows), markup=False)
+        out.print(ft.markdown(rows), markup=False, soft_wrap=True)  # a Markdown table: no wrapping
