@@ -61,7 +61,7 @@ import statistics
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import PurePosixPath
@@ -780,7 +780,7 @@ def row_below(table: Mapping[int, Mapping[int, float]], b: int,
     return (max(under), float(table[max(under)][k])) if under else None
 
 
-def warm_up(clients: Sequence[Client], bs: Iterable[int], k: int) -> None:
+def warm_up(clients: Sequence[Client], bs: Collection[int], k: int) -> None:
     """Discarded cells at the smallest and largest b: T(1, K) has no row below to catch a
     cold server (two runs of five read it up to 30 % high)."""
     sizes = sorted(set(bs))
@@ -936,7 +936,7 @@ class VerifierSession:
         """`measure`, re-measured when superlinear from the row below (`steady_value`)."""
         return steady_value(lambda: self.measure(b, k, on_request), b, below)
 
-    def warm_up(self, bs: Iterable[int], k: int) -> None:
+    def warm_up(self, bs: Collection[int], k: int) -> None:
         """Warm the server up before the first timed cell (`warm_up`)."""
         warm_up(self._clients(max(bs)), bs, k + 1)
 
