@@ -28,7 +28,7 @@ from typing import Any
 
 from configspec_opt.loader import parse_spec
 from configspec_opt.python_api import solve
-from configspec_opt.verifier_sim import SimDevice, simulate
+from configspec_opt.verifier_sim import simulate
 from profiler import fleet_trial as ft
 from profiler.llama_server import LlamaServer
 from profiler.prompts import bundled_prompts
@@ -164,11 +164,9 @@ def main() -> None:
                 pred = float(report["fleet"]["goodput_tok_s"]) / n
                 run = ft.replay(srv.url, mix[0][0], n, mix[0][1], mix=mix)
                 measured[label] = run.goodput
-                sim = simulate(table, [
-                    SimDevice(r.k, r.k / v, len(r.prompts[i % len(r.prompts)].rounds),
-                              len(r.prompts[i % len(r.prompts)].tokens), 0.0, overhead,
-                              ft.JITTER)
-                    for i, (r, v) in enumerate(mix)]).goodput
+                sim = simulate(table, [ft.sim_device(r, i % len(r.prompts), r.k / v, 0.0,
+                                                     overhead)
+                                       for i, (r, v) in enumerate(mix)]).goodput
                 what = " + ".join(f"{c}× {q} K={k}" for q, k, c in got)
                 lines.append(f"| {n} | {label} | {what} | {pred:.2f} | {run.goodput:.2f} | "
                              f"{pred / run.goodput - 1:+.1%} | {sim:.2f} | "

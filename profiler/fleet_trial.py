@@ -499,6 +499,14 @@ class Prediction:
     g_sim: float | None = None
 
 
+def sim_device(rec: Recording, prompt: int, draft_s: float, rtt_s: float = 0.0,
+               overhead_s: float = 0.0, jitter: float = JITTER, passes: int = 1) -> SimDevice:
+    """The step simulation's device for one replaying `rec`'s prompt `prompt`."""
+    p = rec.prompts[prompt]
+    return SimDevice(rec.k, draft_s, passes * len(p.rounds), passes * len(p.tokens), rtt_s,
+                     overhead_s, jitter)
+
+
 def predict(table: dict[int, dict[int, float]], rec: Recording, n: int, v_d: float,
             rtt_s: float = 0.0, overhead_s: float = 0.0, replicas: int = 1,
             prompts: Sequence[int] | None = None, passes: int = 1,
@@ -518,8 +526,7 @@ def predict(table: dict[int, dict[int, float]], rec: Recording, n: int, v_d: flo
     drafts = list(draft_s) if draft_s is not None else [rec.k / v_d] * len(idx)
     if len(drafts) != len(idx):
         raise ValueError(f"{len(drafts)} drafting times for {len(idx)} devices")
-    sim_devices = [SimDevice(rec.k, d, passes * len(rec.prompts[i].rounds),
-                             passes * len(rec.prompts[i].tokens), rtt_s, overhead_s, jitter)
+    sim_devices = [sim_device(rec, i, d, rtt_s, overhead_s, jitter, passes)
                    for i, d in zip(idx, drafts, strict=True)]
     try:
         g_sim: float | None = simulate(table, sim_devices, replicas=replicas).goodput

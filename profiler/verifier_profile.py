@@ -644,10 +644,10 @@ def median_rel_se(xs: Sequence[float], b: int) -> float:
     return _SE_FACTOR * iqr_rel(xs) / math.sqrt(n_eff)
 
 
-def _timed_values(kept: Sequence[Timed]) -> list[float]:
-    """What a cell's value is the median of: the server's times where it gave them all."""
+def _server_times(kept: Sequence[Timed]) -> list[float]:
+    """The server's own times, if it gave one for every request (else none: client's clock)."""
     server = [t.server_s for t in kept if t.server_s is not None]
-    return server if len(server) == len(kept) else [t.latency for t in kept]
+    return server if len(server) == len(kept) else []
 
 
 def measure_cell(clients: Sequence[Client], k: int, opts: CellOptions,
@@ -707,7 +707,8 @@ def measure_cell(clients: Sequence[Client], k: int, opts: CellOptions,
             if on_request is not None:
                 on_request(len(kept))
             if (began and len(kept) >= max(opts.min_requests, 3 * b)
-                    and median_rel_se(_timed_values(kept), b) <= opts.precision):
+                    and median_rel_se(_server_times(kept) or [t.latency for t in kept], b)
+                    <= opts.precision):
                 converged = True
                 break
             if len(kept) >= opts.max_requests:
@@ -737,11 +738,9 @@ def measure_cell(clients: Sequence[Client], k: int, opts: CellOptions,
     if not kept:
         raise EndpointError(f"b={b} K={k}: no request completed within {opts.max_time_s:g} s "
                             "(--max-time)")
-    server = [t.server_s for t in kept if t.server_s is not None]
     return Cell(b, k, [t.latency for t in kept],
                 [t.processed for t in kept if t.processed is not None],
-                observed, t_stop - t_begin, converged,
-                server if len(server) == len(kept) else [])
+                observed, t_stop - t_begin, converged, _server_times(kept))
 
 
 # A cell above this multiple of proportional growth from the row below is measured again.
