@@ -403,7 +403,8 @@ def measure_table(endpoint: str, bs: Sequence[int], ks: Sequence[int],
 
     Returns the table (column K = a round with K drafts) and the server's observed batch
     per cell.  The server is warmed up first, and a cell that grows faster than
-    proportionally from the row below is measured twice more (`steady_value`).
+    proportionally from the row below, or reads faster than it, is measured twice more
+    (`steady_value`).
     """
     # long enough that a noisy moment on a shared machine does not make the cell
     # (a 6 s cell once read T(1, 2) 35% high, and every prediction of that K with it)
@@ -424,8 +425,9 @@ def measure_table(endpoint: str, bs: Sequence[int], ks: Sequence[int],
             for k in sorted(ks):
                 def one(b: int = b, k: int = k) -> Cell:
                     return measure_cell(clients[:b], k + 1, cell, monitor)
-                c, row[k], _ = steady_value(one, b, row_below(table, b, k))
-                observed[(b, k)] = c.observed_batch
+                steady = steady_value(one, b, row_below(table, b, k))
+                row[k] = steady.value
+                observed[(b, k)] = steady.cell.observed_batch
                 if on_cell is not None:
                     on_cell(b, k, row[k])
             table[b] = row

@@ -35,6 +35,16 @@ is the client's latency; at b = 16 it was 3-8 % below it here.  llama-server rep
 ``timings`` on both of its routes; a server that does not (vLLM, SGLang) gets the client's
 median latency.  ``clock`` in the provenance says which.
 
+**A burst the server split.**  llama-server starts a step as soon as its first request is
+in, so a burst whose last requests arrive a moment later runs as two steps, and the later
+requests' own times are a smaller step's: read by the server's clock, the cell would be
+low.  Such a request waited a whole step at the server, which its latency minus its server
+time shows; its burst is left out (`split_bursts`).  Where most bursts split, the server is
+not running b requests as one step, and the cell is the time until a burst's last answer
+instead (b x T(1) on a server that runs one request at a time, which the not-batching check
+then sees).  Sending every request's last byte together did not help: it split more bursts
+here (2-5 of 35 at b = 2, against 0 without).
+
 **What the server saw.**  llama-server with ``--metrics`` counts busy slots at each decode:
 the mean over a cell is the batch the server actually formed (``observed_batch``); without
 metrics ``/slots`` is sampled.  llama-server also reports the prompt tokens it evaluated
@@ -76,7 +86,7 @@ LatencyTable = dict[int, dict[int, float]]
 # every one of them is unchanged
 IDENTITY_KEYS = ("endpoint", "server", "model", "api", "context_tokens", "protocol")
 # How cells are timed (module doc); a table timed otherwise is measured afresh, not resumed.
-PROTOCOL = "steps of b sent together, spread slots, server clock"
+PROTOCOL = "steps of b sent together, spread slots, server clock, split bursts left out"
 NOT_BATCHING_FACTOR = 0.9
 OBSERVED_BATCHING = 1.2  # mean requests per decode above which a server batches
 _SE_FACTOR = 0.93  # se(median) ~ 1.2533 * sigma / sqrt(n), sigma ~ IQR / 1.349
@@ -350,6 +360,7 @@ class Timed:
     end: float
     processed: int | None  # prompt tokens the server evaluated (None: not reported)
     server_s: float | None = None  # the server's own time for the request (None: not reported)
+    burst: int = 0  # which of the cell's bursts (the b requests sent together) it belongs to
 
     @property
     def latency(self) -> float:
@@ -573,7 +584,12 @@ class Cell:
     """One cell of the latency table: b concurrent requests of K new tokens, as measured.
 
     `latencies` are seconds; `converged` is false when the cell stopped at a
-    limit before its median was precise enough (`warnings_for` says so).
+    limit before its median was precise enough (`warnings_for` says so).  A burst the
+    server split over several steps did not time a step of b: its requests are left out
+    (`split` counts them).  Where most bursts split, the server does not run b requests as
+    one step, and the cell is what b requests sent together cost it instead: per burst, the
+    time until the last of them was answered (`burst_times`, the clients' clock) - b times
+    T(1) on a server that runs one request at a time.
     """
 
     b: int
@@ -584,6 +600,9 @@ class Cell:
     elapsed_s: float
     converged: bool
     server: list[float] = field(default_factory=list)  # per request, where the server says
+    split: int = 0   # bursts the server split over several steps (`split_bursts`)
+    bursts: int = 0  # bursts timed
+    burst_times: list[float] = field(default_factory=list)  # set where most bursts split
 
     @property
     def n(self) -> int:
@@ -598,6 +617,8 @@ class Cell:
     @property
     def value(self) -> float:
         """T(b, K), what the table records: the step by the server's clock (module doc)."""
+        if self.burst_times:
+            return statistics.median(self.burst_times)
         if not self.server_clock:
             return self.median
         outside = min(c - s for c, s in zip(self.latencies, self.server, strict=True))
@@ -616,7 +637,14 @@ class Cell:
     @property
     def timed(self) -> list[float]:
         """The samples behind the value: the server's times where it gave them all."""
+        if self.burst_times:
+            return self.burst_times
         return self.server if self.server_clock else self.latencies
+
+    @property
+    def rel_se(self) -> float:
+        """Relative standard error of the value's median (`median_rel_se`)."""
+        return median_rel_se(self.timed, 1 if self.burst_times else self.b)
 
     @property
     def processed_median(self) -> float | None:
@@ -671,9 +699,12 @@ def measure_cell(clients: Sequence[Client], k: int, opts: CellOptions,
             first = cl.round(k)  # warm-up request of this cell: not timed
             with lock:
                 warm_end.append(first.end)
+            burst = 0
             while not stop.is_set():
                 together.wait()
                 t = cl.round(k)
+                t.burst = burst
+                burst += 1
                 with lock:
                     done.append(t)
         except threading.BrokenBarrierError:
@@ -707,8 +738,7 @@ def measure_cell(clients: Sequence[Client], k: int, opts: CellOptions,
             if on_request is not None:
                 on_request(len(kept))
             if (began and len(kept) >= max(opts.min_requests, 3 * b)
-                    and median_rel_se(_server_times(kept) or [t.latency for t in kept], b)
-                    <= opts.precision):
+                    and cell_of(b, k, kept).rel_se <= opts.precision):
                 converged = True
                 break
             if len(kept) >= opts.max_requests:
@@ -738,9 +768,49 @@ def measure_cell(clients: Sequence[Client], k: int, opts: CellOptions,
     if not kept:
         raise EndpointError(f"b={b} K={k}: no request completed within {opts.max_time_s:g} s "
                             "(--max-time)")
-    return Cell(b, k, [t.latency for t in kept],
-                [t.processed for t in kept if t.processed is not None],
-                observed, t_stop - t_begin, converged, _server_times(kept))
+    return replace(cell_of(b, k, kept), observed_batch=observed,
+                   elapsed_s=t_stop - t_begin, converged=converged)
+
+
+def split_bursts(kept: Sequence[Timed]) -> set[int]:
+    """The bursts the server did not run as one step (needs the server's clock).
+
+    A request that the server ran in a later step than its burst's first waited a whole
+    step at the server: its latency exceeds the server's time by the least such excess
+    (one request's handling, unqueued) plus at least a step.  Half of the burst's
+    shortest server time is the line: on a shared 2-core machine an unsplit burst of 16
+    waited at most a third of a step (the handling of the other requests).
+    """
+    if not _server_times(kept):
+        return set()
+    outside = min(t.latency - (t.server_s or 0.0) for t in kept)
+    bursts: dict[int, list[Timed]] = {}
+    for t in kept:
+        bursts.setdefault(t.burst, []).append(t)
+    split: set[int] = set()
+    for i, ts in bursts.items():
+        if len(ts) < 2:
+            continue  # one request is one step: a delay outside the server is no split
+        step = min(t.server_s or 0.0 for t in ts)
+        if any(t.latency - (t.server_s or 0.0) - outside > step / 2 for t in ts):
+            split.add(i)
+    return split
+
+
+def cell_of(b: int, k: int, kept: Sequence[Timed]) -> Cell:
+    """The cell of `kept` requests, before the window's bookkeeping (see `Cell.split`)."""
+    split = split_bursts(kept)
+    bursts: dict[int, list[Timed]] = {}
+    for t in kept:
+        bursts.setdefault(t.burst, []).append(t)
+    mostly_split = 2 * len(split) > len(bursts)
+    use = [t for t in kept if mostly_split or t.burst not in split]
+    whole = [max(t.end for t in ts) - min(t.start for t in ts) for ts in bursts.values()
+             if len(ts) == b] if mostly_split else []
+    return Cell(b, k, [t.latency for t in use],
+                [t.processed for t in use if t.processed is not None],
+                None, 0.0, False, [] if mostly_split else _server_times(use), len(split),
+                len(bursts), whole)
 
 
 # A cell above this multiple of proportional growth from the row below is measured again.
@@ -758,18 +828,53 @@ def superlinear(value: float, b: int, below: tuple[int, float] | None) -> bool:
     return below is not None and value > SUPERLINEAR * below[1] * b / below[0]
 
 
-def steady_value(measure: Callable[[], Cell], b: int,
-                 below: tuple[int, float] | None) -> tuple[Cell, float, int]:
-    """One cell's value; a superlinear one is measured twice more and the median kept.
+def faster_than_below(value: float, below: tuple[int, float] | None) -> bool:
+    """Whether a step of b reads faster than the smaller step of the row below.
 
-    Returns the first cell (its counts go into the provenance), the value, and how many
-    times the cell was measured.
+    A step of more requests does the work of the fewer and more, so it is never faster;
+    where T grows little with b (a wide server), noise makes the two cross.
+    """
+    return below is not None and value < below[1]
+
+
+@dataclass(frozen=True)
+class Steady:
+    """A cell's value after the plausibility checks of `steady_value`.
+
+    `cell` is the first measurement (its counts go into the provenance), `times` how
+    many were taken, `measured` their median and `value` what the table records: the
+    median, raised to the row below where it still read faster (`floored`).
+    """
+
+    cell: Cell
+    measured: float
+    value: float
+    times: int
+
+    @property
+    def floored(self) -> bool:
+        """Whether the table records the row below's value instead of the median."""
+        return self.value > self.measured
+
+
+def steady_value(measure: Callable[[], Cell], b: int,
+                 below: tuple[int, float] | None) -> Steady:
+    """One cell's value, checked against the row below (b' < b at the same K).
+
+    A cell that reads superlinear in b or faster than the row below is measured twice
+    more and the median kept; a median still faster than the row below is raised to it
+    (the running maximum over b, which the spec requires), and `Steady.floored` says so.
     """
     first = measure()
     values = [first.value]
-    while len(values) < 3 and superlinear(statistics.median(values), b, below):
+
+    def implausible(v: float) -> bool:
+        return superlinear(v, b, below) or faster_than_below(v, below)
+
+    while len(values) < 3 and implausible(statistics.median(values)):
         values.append(measure().value)
-    return first, statistics.median(values), len(values)
+    med = statistics.median(values)
+    return Steady(first, med, max(med, below[1]) if below is not None else med, len(values))
 
 
 def row_below(table: Mapping[int, Mapping[int, float]], b: int,
@@ -930,9 +1035,8 @@ class VerifierSession:
         return replace(cell, k=k)
 
     def measure_steady(self, b: int, k: int, below: tuple[int, float] | None,
-                       on_request: Callable[[int], None] | None = None
-                       ) -> tuple[Cell, float, int]:
-        """`measure`, re-measured when superlinear from the row below (`steady_value`)."""
+                       on_request: Callable[[int], None] | None = None) -> Steady:
+        """`measure`, checked against the row below (`steady_value`)."""
         return steady_value(lambda: self.measure(b, k, on_request), b, below)
 
     def warm_up(self, bs: Collection[int], k: int) -> None:
@@ -943,7 +1047,7 @@ class VerifierSession:
         """What a reader must know of a cell: an imprecise median, or a prompt cache not reused."""
         out = []
         if not cell.converged:
-            se = median_rel_se(cell.timed, cell.b)
+            se = cell.rel_se
             want = self.opts.cell.precision
             if se > want:
                 out.append(f"b={cell.b} K={cell.k}: median not stable after {cell.n} requests "
@@ -953,6 +1057,10 @@ class VerifierSession:
                 out.append(f"b={cell.b} K={cell.k}: only {cell.n} timed requests in "
                            f"{cell.elapsed_s:.0f} s (--min-requests "
                            f"{max(self.opts.cell.min_requests, 3 * cell.b)})")
+        if cell.split and not cell.server_clock:
+            out.append(f"b={cell.b} K={cell.k}: the server split {cell.split} of {cell.bursts} "
+                       f"bursts of {cell.b} requests over several steps: the cell is the "
+                       "clients' time for a burst (does the server batch? --parallel?)")
         pm = cell.processed_median
         if pm is not None and pm > cell.k + 2:
             out.append(f"b={cell.b} K={cell.k}: the server evaluated {pm:g} prompt tokens per "

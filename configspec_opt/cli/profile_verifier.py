@@ -29,7 +29,7 @@ from configspec_opt.errors import UsageError
 from configspec_opt.spec import Spec, Target
 
 if TYPE_CHECKING:
-    from profiler.verifier_profile import Cell, Plan, VerifierSession
+    from profiler.verifier_profile import Cell, Plan, Steady, VerifierSession
 
 DEFAULT_BATCH = "1,2,4,8,16"
 DEFAULT_KS = (2, 4, 8)
@@ -208,6 +208,22 @@ def _run(spec_path: Path, target_name: str, endpoint: str | None, batch: str, k:
     _report(spec_path, t.name, plan, table, session, written, warnings, as_json)
 
 
+def _steady_warnings(st: Steady, below: tuple[int, float] | None) -> list[str]:
+    """What `steady_value` did to a cell, for the reader: measured again, or raised."""
+    if st.times == 1 or below is None:
+        return []
+    c, (b0, t0) = st.cell, below
+    how = ("grew faster than proportionally from" if st.cell.value > t0
+           else "read faster than")
+    out = [f"b={c.b} K={c.k}: {c.value * 1e3:.1f} ms {how} b={b0} ({t0 * 1e3:.1f} ms): "
+           f"measured {st.times} times, the median kept"]
+    if st.floored:
+        out.append(f"b={c.b} K={c.k}: the median {st.measured * 1e3:.1f} ms is still below "
+                   f"b={b0}: the table records b={b0}'s {t0 * 1e3:.1f} ms (a step of more "
+                   "requests is never faster)")
+    return out
+
+
 def _warn(msg: str, warnings: list[str], as_json: bool) -> None:
     warnings.append(msg)
     if not as_json:
@@ -244,14 +260,10 @@ def _measure(spec_path: Path, target: str, session: VerifierSession, plan: Plan,
                     def tick(n: int, b: int = b, kk: int = kk) -> None:
                         progress.update(task, description=f"b={b} K={kk} n={n}")
                     below = row_below(table, b, kk)
-                    cell, value, times = session.measure_steady(b, kk, below, tick)
-                    cells[(b, kk)] = cell
-                    table.setdefault(b, {})[kk] = round(value, 6)
-                    again = [] if times == 1 or below is None else [
-                        f"b={b} K={kk}: {cell.value * 1e3:.1f} ms grew faster than "
-                        f"proportionally from b={below[0]} ({below[1] * 1e3:.1f} ms): "
-                        f"measured {times} times, the median kept"]
-                    for w in again + session.warnings_for(cell):
+                    st = session.measure_steady(b, kk, below, tick)
+                    cells[(b, kk)] = cell = st.cell
+                    table.setdefault(b, {})[kk] = round(st.value, 6)
+                    for w in _steady_warnings(st, below) + session.warnings_for(cell):
                         warnings.append(w)
                         if not as_json:
                             progress.console.print(f"[yellow]warning:[/yellow] {escape(w)}",
@@ -291,7 +303,8 @@ def _rectangular(table: dict[int, dict[int, float]]) -> bool:
 def _provenance(session: VerifierSession, cells: dict[tuple[int, int], Cell],
                 old: dict[str, Any], table: dict[int, dict[int, float]],
                 warnings: list[str]) -> dict[str, Any]:
-    """Identity, settings, and per-cell tables (requests, spread, observed batch, tokens)."""
+    """Identity, settings, and per-cell tables (requests, spread, observed batch, bursts the
+    server split, tokens)."""
     prov = session.provenance_base()
 
     def per_cell(name: str, value: Any) -> dict[int, dict[int, Any]]:
@@ -318,6 +331,9 @@ def _provenance(session: VerifierSession, cells: dict[tuple[int, int], Cell],
                         else round(c.observed_batch, 2))
     if observed:
         prov["observed_batch"] = observed
+    split = per_cell("split_bursts", lambda c: f"{c.split}/{c.bursts}" if c.split else None)
+    if split:
+        prov["split_bursts"] = split
     processed = per_cell("processed_tokens", lambda c: _num(c.processed_median))
     if processed:
         prov["processed_tokens"] = processed

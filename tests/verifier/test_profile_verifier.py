@@ -26,11 +26,15 @@ from configspec_opt.loader import load_spec
 from profiler.llama_server import LlamaServer, free_port
 from profiler.verifier_profile import (
     PROTOCOL,
+    SUPERLINEAR,
     Cell,
+    Timed,
+    cell_of,
     not_batching,
     not_batching_message,
     plan_cells,
     row_below,
+    split_bursts,
     steady_value,
     superlinear,
 )
@@ -116,15 +120,22 @@ def test_measures_every_cell_and_writes_the_table(spec_file: Path,
     assert prov["server"].startswith("llama.cpp llama-server")
     assert prov["model"] == "SmolLM2-135M-Instruct.Q4_1.gguf"
     assert prov["context_tokens"] == 64 and prov["date"]
-    assert prov["clock"] == "server"  # llama-server times its own work (timings)
+    # llama-server times its own work (timings); a cell whose bursts it mostly split is
+    # timed by the clients instead, but a burst of one request cannot be split
+    assert prov["clock"] in ("server", "client and server")
     assert set(prov["repeats"]) == {1, 2, 4}
     assert all(n >= 1 for row in prov["repeats"].values() for n in row.values())
-    # the server really ran b requests together, and evaluated only the round's K + 1 new
-    # tokens (the previous bonus token and K drafts)
+    # the server counted what it ran together: never more than was sent, and more than
+    # one request at some b (else the command refuses the table: exit 4); it evaluated
+    # only the round's K + 1 new tokens (the previous bonus token and K drafts)
     observed = prov["observed_batch"]
-    for b in (2, 4):
-        for k in (2, 4):
-            assert observed[b][k] > 1.0, observed
+    assert all(1.0 <= observed[b][k] <= b + 1e-9 for b in (1, 2, 4) for k in (2, 4)), observed
+    assert max(observed[b][k] for b in (2, 4) for k in (2, 4)) > 1.0
+    for row_b, row in (prov.get("split_bursts") or {}).items():
+        assert row_b > 1, prov["split_bursts"]
+        for split in row.values():
+            some, of = map(int, split.split("/"))
+            assert 0 < some <= of
     for row_b, row in prov["processed_tokens"].items():
         for k, n in row.items():
             assert 1 <= n <= k + 1, (row_b, k, n)
@@ -209,6 +220,72 @@ def not_an_llm_server() -> Iterator[str]:
     yield f"http://127.0.0.1:{srv.server_address[1]}"
     srv.shutdown()
     srv.server_close()
+
+
+def test_a_server_that_runs_one_request_at_a_time_is_refused_by_timing(
+        spec_file: Path, llama_server_binary: Path, smollm2_gguf: Path) -> None:
+    """One slot, no metrics and no /slots: only timing can tell, and the server's own clock
+    cannot (each request's `timings` is one request's step).  Every burst of b waits at the
+    server, so the cell is the time until the burst's last answer, b x T(1)."""
+    before = spec_file.read_bytes()
+    with LlamaServer(smollm2_gguf, parallel=1, ctx=512, threads=1, metrics=False,
+                     binary=llama_server_binary, extra_args=["--no-slots"]) as srv:
+        res = runner.invoke(app, ["profile-verifier", str(spec_file), "-t", "smollm2-135m",
+                                  "--endpoint", srv.url, "--batch", "1,2", "--k", "2",
+                                  "--context", "64", "--min-requests", "16",
+                                  "--max-requests", "60", "--max-time", "4"])
+    assert res.exit_code == 4, res.output
+    assert "does not seem to batch" in res.output
+    assert spec_file.read_bytes() == before
+
+
+def _burst(i: int, t0: float, server: list[float], waited: list[float],
+           outside: float = 0.002) -> list[Timed]:
+    """Requests of burst i sent at t0: each spent `outside`, waited, then its server time."""
+    return [Timed(t0, t0 + outside + w + s, 3, s, i) for s, w in zip(server, waited,
+                                                                      strict=True)]
+
+
+@settings(max_examples=120, deadline=None)
+@given(st.integers(2, 8), st.lists(st.tuples(st.floats(0.01, 0.5), st.booleans(),
+                                             st.floats(0.0, 0.45)), min_size=1,
+                                   max_size=12), st.data())
+def test_a_burst_the_server_split_is_found_and_left_out(
+        b: int, bursts: list[tuple[float, bool, float]], data: st.DataObject) -> None:
+    """A request that waited a whole step at the server marks its burst split; handling
+    jitter under half a step does not.  Split bursts are left out of the server's clock
+    while they are at most half; beyond that the cell is the clients' time per burst."""
+    kept: list[Timed] = []
+    truth = set()
+    t0 = 0.0
+    for i, (step, split, jitter) in enumerate(bursts):
+        late = data.draw(st.integers(1, b - 1)) if split else 0
+        waited = [jitter * step * data.draw(st.floats(0, 1)) for _ in range(b - late)]
+        waited += [step * data.draw(st.floats(1.0, 3.0)) for _ in range(late)]
+        kept += _burst(i, t0, [step] * b, waited)
+        if split:
+            truth.add(i)
+        t0 += 10.0
+    assert split_bursts(kept) == truth
+    cell = cell_of(b, 2, kept)
+    assert (cell.split, cell.bursts) == (len(truth), len(bursts))
+    if 2 * len(truth) > len(bursts):
+        assert not cell.server_clock and cell.n == len(kept)
+        assert sorted(cell.burst_times) == sorted(
+            max(t.end for t in kept if t.burst == i) - min(t.start for t in kept
+                                                            if t.burst == i)
+            for i in range(len(bursts)))
+        assert cell.value == statistics.median(cell.burst_times)
+    else:
+        clean = [t for t in kept if t.burst not in truth]
+        assert cell.server_clock and cell.n == len(clean)
+        assert sorted(cell.server) == sorted(t.server_s or 0 for t in clean)
+        assert cell.value >= statistics.median(cell.server)
+
+
+def test_a_lone_request_is_never_a_split_burst() -> None:
+    kept = _burst(0, 0.0, [0.02], [0.0]) + _burst(1, 1.0, [0.02], [0.5])
+    assert split_bursts(kept) == set()
 
 
 def test_a_server_that_is_not_an_llm_server_exits_4(spec_file: Path,
@@ -322,9 +399,34 @@ def test_a_superlinear_cell_is_measured_three_times_and_the_median_kept() -> Non
         calls.append(next(seen))
         return _cell(calls[-1])
 
-    first, value, times = steady_value(measure, 4, below)
-    assert times == 3 and first.value == 0.500
-    assert value == statistics.median([0.500, 0.210, 0.190])
+    res = steady_value(measure, 4, below)
+    assert res.times == 3 and res.cell.value == 0.500
+    assert res.value == res.measured == statistics.median([0.500, 0.210, 0.190])
+    assert not res.floored
+
+
+@given(below=st.floats(0.01, 1.0), reads=st.lists(st.floats(0.001, 2.0), min_size=3,
+                                                   max_size=3))
+def test_a_table_cell_is_never_below_the_row_below(below: float,
+                                                    reads: list[float]) -> None:
+    """Whatever the reads, the recorded value keeps the table non-decreasing in b; it is
+    the median of the reads taken, raised to the row below only when that median is lower;
+    a cell is measured again exactly while its reads' median is implausible."""
+    seen = iter(reads)
+    taken: list[float] = []
+
+    def measure() -> Cell:
+        taken.append(next(seen))
+        return _cell(taken[-1])
+
+    res = steady_value(measure, 4, (2, below))
+    assert res.value >= below
+    assert res.measured == statistics.median(taken) and res.times == len(taken)
+    assert res.value == max(res.measured, below)
+    assert res.floored == (res.measured < below)
+    for n in range(1, len(taken)):
+        med = statistics.median(taken[:n])
+        assert med < below or med > SUPERLINEAR * below * 2  # why it was measured again
 
 
 def test_a_cell_within_proportional_growth_is_measured_once() -> None:
@@ -334,8 +436,9 @@ def test_a_cell_within_proportional_growth_is_measured_once() -> None:
         calls.append(1)
         return _cell(0.229)
 
-    assert steady_value(measure, 4, (2, 0.100))[1:] == (0.229, 1)
-    assert steady_value(measure, 1, None)[1:] == (0.229, 1)  # no row below: nothing to compare
+    for below in ((2, 0.100), None):  # None: no row below, nothing to compare
+        res = steady_value(measure, 4, below)
+        assert (res.value, res.times, res.floored) == (0.229, 1, False)
     assert len(calls) == 2
     assert not superlinear(0.229, 4, (2, 0.100)) and superlinear(0.231, 4, (2, 0.100))
 
