@@ -155,31 +155,44 @@ def solve_report(
     loaded: LoadedSpec, *, objective: str | None = None, devices: list[str] | None = None,
     time_limit: float | None = None, gap: float = 1e-9, explain: bool | None = None,
     tie_break: bool = True, prune: bool = True, load_blind: bool = False,
+    simulate: float | None = None,
 ) -> SolveJSON:
     """`configspec solve --json`: the assignment, fleet metrics, solver facts, diagnosis."""
     return solve_with_report(loaded, objective=objective, devices=devices,
                              time_limit=time_limit, gap=gap, explain=explain,
-                             tie_break=tie_break, prune=prune, load_blind=load_blind)[1]
+                             tie_break=tie_break, prune=prune, load_blind=load_blind,
+                             simulate=simulate)[1]
 
 
 def solve_with_report(
     loaded: LoadedSpec, *, objective: str | None = None, devices: list[str] | None = None,
     time_limit: float | None = None, gap: float = 1e-9, explain: bool | None = None,
     tie_break: bool = True, prune: bool = True, load_blind: bool = False,
+    simulate: float | None = None,
 ) -> tuple[Solution, SolveJSON]:
     """The typed solver result and its `solve --json` report (the CLI and the Python API).
 
     Explanations swap one pool at a time with the rest fixed; under a batched
     verifier each swap is settled at its own load with the solution's replicas.
+    `simulate` (a drafting jitter, e.g. 0.2) also plays every batched verifier of the
+    answer forward step by step (`configspec_opt.verifier_check`).
     """
     from configspec_opt.explain import explain as explain_pools
     from configspec_opt.report import solution_dict
+    from configspec_opt.verifier_check import simulate_verifiers
     from solvers.adapter import SolverOptions, require_solver
     from solvers.deadline import limited
     from solvers.solve import solve
 
     require_solver()
     obj, only = solve_inputs(loaded, objective, devices)
+    if simulate is not None:
+        if load_blind:
+            raise UsageError("the simulation plays batched verifiers' load forward and a "
+                             "load-blind solve models none: ask for one of the two")
+        if not 0.0 <= simulate < 1.0:
+            raise UsageError(f"the simulation's drafting jitter must be in [0, 1), got "
+                             f"{simulate:g}")
     with limited(time_limit):  # one deadline for every stage, round and diagnosis
         sol = solve(loaded.spec, objective=obj, only=only,
                     options=SolverOptions(time_limit=time_limit, rel_gap=gap),
@@ -190,8 +203,11 @@ def solve_with_report(
     explanations = explain_pools(sol.problem, sol.objective, sol.assignment,
                                  {v.target: v.replicas for v in sol.verifiers}) \
         if explain and sol.assignment else None
+    simulated = simulate_verifiers(sol.assignment, sol.problem.verifiers, sol.verifiers,
+                                   jitter=simulate) \
+        if simulate is not None and sol.assignment and sol.verifiers else []
     return sol, solution_dict(sol, spec_sha256=loaded.sha256, explanations=explanations,
-                              warnings=loaded.warnings)
+                              warnings=loaded.warnings, simulated=simulated)
 
 
 def pareto_report(

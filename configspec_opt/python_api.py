@@ -86,20 +86,21 @@ def solve(
     spec: LoadedSpec | Spec | str | Path, *, objective: str | None = None,
     devices: list[str] | None = None, time_limit: float | None = None, gap: float = 1e-9,
     explain: bool | None = None, tie_break: bool = True, prune: bool = True,
-    load_blind: bool = False,
+    load_blind: bool = False, simulate: float | None = None,
 ) -> SolveResult:
     """Solve a spec (a path, a `load_spec` result or a `Spec`) as `configspec solve` does.
 
     The keyword arguments are the CLI's options (`objective="min:energy"`,
-    `devices=["rpi5"]`, ...).  Invalid specs and options raise the CLI's errors
-    (`SpecError`, `UsageError`; a missing solver `SolverUnavailableError`); an
-    infeasible spec returns a result whose `status` says so, with its diagnosis in
-    `report["diagnosis"]`.
+    `devices=["rpi5"]`, `simulate=0.2` for `--simulate --jitter 0.2`, ...).  Invalid
+    specs and options raise the CLI's errors (`SpecError`, `UsageError`; a missing
+    solver `SolverUnavailableError`); an infeasible spec returns a result whose
+    `status` says so, with its diagnosis in `report["diagnosis"]`.
     """
     from configspec_opt.operations import solve_with_report
 
     loaded = _loaded(spec)
     sol, report = solve_with_report(
         loaded, objective=objective, devices=devices, time_limit=time_limit, gap=gap,
-        explain=explain, tie_break=tie_break, prune=prune, load_blind=load_blind)
+        explain=explain, tie_break=tie_break, prune=prune, load_blind=load_blind,
+        simulate=simulate)
     return SolveResult(report, sol, loaded)

@@ -23,12 +23,15 @@ from configspec_opt.results import (
     ConstraintJSON,
     ObjectiveJSON,
     ParetoJSON,
+    SimulatedJSON,
     SolveJSON,
     SolverJSON,
     TermJSON,
+    VerifierJSON,
     explanation_summary,
 )
 from configspec_opt.spec import Metric, Objective, Term
+from configspec_opt.verifier_check import SimulatedVerifier
 from configspec_opt.verifiers import VerifierState
 
 if TYPE_CHECKING:
@@ -59,19 +62,36 @@ def candidate_dict(c: Candidate) -> dict[str, Any]:
     }
 
 
-def fleet_dict(fm: FleetMetrics | None, verifiers: Sequence[VerifierState] = ()
-               ) -> dict[str, Any] | None:
-    """Fleet figures; batched verifiers as they settle (replicas, load, latency per K)."""
+def fleet_dict(fm: FleetMetrics | None, verifiers: Sequence[VerifierState] = (),
+               simulated: Sequence[SimulatedVerifier] = ()) -> dict[str, Any] | None:
+    """Fleet figures; batched verifiers as they settle (replicas, load, latency per K), and
+    as the step simulation plays them where it was asked for."""
     if fm is None:
         return None
     out = {k: (_num(v) if isinstance(v, float) else v) for k, v in fm.to_dict().items()}
+    sims = {s.target: s for s in simulated}
     if verifiers:
-        out["verifiers"] = [
-            {"target": v.target, "replicas": v.replicas,
-             "in_flight_per_replica": v.in_flight_per_replica,
-             "latency_s_by_k": {str(k): t for k, t in v.latency_s_by_k.items()},
-             "cost_usd_per_hour": v.cost_usd_per_hour} for v in verifiers]
+        rows: list[VerifierJSON] = []
+        for v in verifiers:
+            row: VerifierJSON = {
+                "target": v.target, "replicas": v.replicas,
+                "in_flight_per_replica": v.in_flight_per_replica,
+                "latency_s_by_k": {str(k): t for k, t in v.latency_s_by_k.items()},
+                "cost_usd_per_hour": v.cost_usd_per_hour}
+            if v.target in sims:
+                row["simulated"] = simulated_dict(sims[v.target])
+            rows.append(row)
+        out["verifiers"] = rows
     return out
+
+
+def simulated_dict(s: SimulatedVerifier) -> SimulatedJSON:
+    """One verifier's step simulation: goodput of its devices (sum) and what it assumed."""
+    return {"devices": s.devices, "goodput_tok_s": s.simulated_goodput_tok_s,
+            "goodput_range_tok_s": [s.low_tok_s, s.high_tok_s],
+            "model_goodput_tok_s": s.model_goodput_tok_s, "model_error": s.model_error,
+            "mean_step": s.mean_step, "jitter": s.jitter, "seeds": s.seeds,
+            "rounds": s.rounds}
 
 
 def objective_dict(objective: Objective, value: float | None) -> ObjectiveJSON:
@@ -100,6 +120,7 @@ def solution_dict(
     spec_sha256: str | None = None,
     explanations: list[PoolExplanation] | None = None,
     warnings: Iterable[str] = (),
+    simulated: Sequence[SimulatedVerifier] = (),
 ) -> SolveJSON:
     """The whole `solve --json` answer of a solution (the CLI, HTTP and locks read it)."""
     by_pool: dict[str, int] = {}
@@ -111,7 +132,7 @@ def solution_dict(
         "status": sol.status.value,
         "objective": objective_dict(sol.objective, sol.objective_value),
         "assignments": assignments,
-        "fleet": fleet_dict(sol.fleet, sol.verifiers),
+        "fleet": fleet_dict(sol.fleet, sol.verifiers, simulated),
         "solver": _solver_dict(sol),
     }
     if sol.assignment:
@@ -225,6 +246,16 @@ def print_solution(console: Console, data: SolveJSON) -> None:
         console.print(f"verifier {v['target']}: {v['replicas']} replicas, "
                       f"{v['in_flight_per_replica']:.2f} requests in flight per replica, "
                       f"{lat}, {_fmt(v['cost_usd_per_hour'])} $/h", markup=False)
+        sim = v.get("simulated")
+        if sim:
+            lo, hi = sim["goodput_range_tok_s"]
+            console.print(
+                f"  simulated step by step ({sim['devices']} devices, drafting "
+                f"+-{sim['jitter']:.0%}, {sim['seeds']} start phases): "
+                f"{_fmt(sim['goodput_tok_s'], 6)} tok/s ({_fmt(lo, 6)}-{_fmt(hi, 6)}), "
+                f"mean step {sim['mean_step']:.1f}; the model says "
+                f"{_fmt(sim['model_goodput_tok_s'], 6)} tok/s ({sim['model_error']:+.1%})",
+                markup=False)
     binding = [c["constraint"] for c in data.get("constraints", []) if c["binding"]]
     if binding:
         console.print("binding: " + ", ".join(binding), markup=False)

@@ -121,6 +121,24 @@ class ExplanationJSON(TypedDict):
     blocked_by: list[AlternativeJSON]
 
 
+class SimulatedJSON(TypedDict):
+    """A batched verifier's devices played forward step by step (`solve --simulate`).
+
+    Goodput is the sum over the verifier's devices (tok/s); `model_error` is (model -
+    simulated) / simulated; `jitter`, `seeds` and `rounds` are what the simulation assumed.
+    """
+
+    devices: int
+    goodput_tok_s: float
+    goodput_range_tok_s: list[float]
+    model_goodput_tok_s: float
+    model_error: float
+    mean_step: float
+    jitter: float
+    seeds: int
+    rounds: int
+
+
 class VerifierJSON(TypedDict):
     """A batched verifier as the fleet settles it: replicas, requests in flight, T per K."""
 
@@ -129,6 +147,7 @@ class VerifierJSON(TypedDict):
     in_flight_per_replica: float
     latency_s_by_k: dict[str, float]
     cost_usd_per_hour: float
+    simulated: NotRequired[SimulatedJSON]
 
 
 class SolveJSON(TypedDict):

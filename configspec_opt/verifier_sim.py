@@ -39,13 +39,14 @@ class SimDevice:
 
     A round is: draft for `draft_s` x U[1 - jitter, 1 + jitter], then `rtt_s` plus
     `overhead_s` (client and wire time outside the server's step), then the request
-    waits for and runs in a step.  `rounds` rounds emit `tokens` tokens in all.
+    waits for and runs in a step.  `rounds` rounds emit `tokens` tokens in all (a count
+    where a replay counted them, the expectation where the rounds are modelled).
     """
 
     k: int
     draft_s: float
     rounds: int
-    tokens: int
+    tokens: float
     rtt_s: float = 0.0
     overhead_s: float = 0.0
     jitter: float = 0.0

@@ -33,7 +33,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
               "configspec_opt.loader",
               "configspec_opt.results")),  # the JSON answers' types: plain declarations
     ("candidates", ("configspec_opt.candidates", "configspec_opt.verifier_load",
-                    "configspec_opt.verifier_sim",
+                    "configspec_opt.verifier_sim", "configspec_opt.verifier_check",
                     "configspec_opt.verifiers", "configspec_opt.rows",
                     "configspec_opt.constraint_families", "configspec_opt.usability")),
     ("problem", ("configspec_opt.problem", "configspec_opt.fleet")),

@@ -72,6 +72,10 @@ class SolveParams(SpecParams):
     load_blind: bool = Field(False, description="Ignore batched verifiers' load: fixed "
                              "verify_latency_s and per-token price (what a load-blind model "
                              "picks).")
+    simulate: float | None = Field(None, ge=0, lt=1, description="Also play each batched "
+                                   "verifier of the answer forward step by step, with each "
+                                   "round's drafting time within +- this share of K/v_d "
+                                   "(`solve --simulate --jitter`); null: no simulation.")
 
 
 class ParetoParams(SpecParams):

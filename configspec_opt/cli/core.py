@@ -110,13 +110,21 @@ def solve(
     load_blind: Annotated[bool, typer.Option(
         "--load-blind", help="Ignore batched verifiers' load: fixed verify_latency_s and "
         "per-token price, as a model without load would pick.")] = False,
+    simulate: Annotated[bool, typer.Option(
+        "--simulate", help="Also play each batched verifier of the answer forward step by "
+        "step (the devices, the measured T(n, K), replicas): goodput next to the model's.")]
+    = False,
+    jitter: Annotated[float, typer.Option(
+        help="With --simulate: each round's drafting time drawn within +-this share of "
+        "K/v_d.")] = 0.2,
 ) -> None:
     """Choose (draft, quant, K, target) for every pool. Exit 0 solved, 1 infeasible, 2 invalid."""
     with user_errors(as_json):
         with progress.status("solving ..."), hard_stop(time_limit, as_json):
             data = solve_report(load_spec(spec), objective=objective, devices=device,
                                 time_limit=time_limit, gap=gap, explain=explain,
-                                tie_break=tie_break, prune=prune, load_blind=load_blind)
+                                tie_break=tie_break, prune=prune, load_blind=load_blind,
+                                simulate=jitter if simulate else None)
         if as_json:
             emit_json(data)
         else:
