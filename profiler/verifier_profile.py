@@ -722,6 +722,7 @@ def measure_cell(clients: Sequence[Client], k: int, opts: CellOptions,
     began = False
     t_window = math.inf
     kept: list[Timed] = []
+    checked = 0
     converged = False
     try:
         while True:
@@ -737,10 +738,11 @@ def measure_cell(clients: Sequence[Client], k: int, opts: CellOptions,
                 kept = [t for t in done if t.start >= t_window]
             if on_request is not None:
                 on_request(len(kept))
-            if (began and len(kept) >= max(opts.min_requests, 3 * b)
+            if (began and len(kept) > checked and len(kept) >= max(opts.min_requests, 3 * b)
                     and cell_of(b, k, kept).rel_se <= opts.precision):
                 converged = True
                 break
+            checked = len(kept)  # the stopping rule is looked at again once more came in
             if len(kept) >= opts.max_requests:
                 break
             # past max_time, wait for one measured request (up to the hard cap below):
