@@ -76,7 +76,15 @@ class Problem:
 
 
 def level_rows(plans: Sequence[VerifierPlan]) -> list[Row]:
-    """Per verifier and load level: requests in flight at that level <= beta * replicas."""
+    """Per verifier and load level: requests in flight at that level <= beta * replicas.
+
+    Then one row per verifier that sums them, each level's load over its beta, against
+    the replicas once.  Only one level holds devices in an answer, so the sum is that
+    level's own row again; but the LP relaxation, which spreads a fleet over several
+    levels, could give each level all the replicas (at 48 pools its bound was 24 % above
+    the optimum), and with the sum it shares them out: the replicas a level's load needs
+    count against the others'.
+    """
     rows: list[Row] = []
     for plan in plans:
         for level, beta in enumerate(plan.levels, start=1):
@@ -85,11 +93,22 @@ def level_rows(plans: Sequence[VerifierPlan]) -> list[Row]:
                 f"in-flight requests at {plan.target}, load level {beta:g}",
                 _in_flight_at(plan.target, level), "<=", 0.0, unit="requests",
                 replica_coef={plan.target: -beta}, internal=True))
+        rows.append(Row(
+            f"targets[{plan.target}].verifier.load_levels",
+            f"replicas the in-flight requests at {plan.target} need at their load level",
+            _replicas_needed(plan), "<=", 0.0, unit="replicas",
+            replica_coef={plan.target: -1.0}, internal=True))
     return rows
 
 
 def _in_flight_at(target: str, level: int) -> Callable[[Candidate], float]:
     return lambda c: c.in_flight if c.target == target and c.level == level else 0.0
+
+
+def _replicas_needed(plan: VerifierPlan) -> Callable[[Candidate], float]:
+    betas = list(plan.levels)
+    return lambda c: (c.in_flight / betas[c.level - 1]
+                      if c.target == plan.target and c.level > 0 else 0.0)
 
 
 def fleet_rows(families: Sequence[Family], plans: Sequence[VerifierPlan] = ()) -> list[Row]:
