@@ -84,7 +84,7 @@ def positive_data_acceptance_or_documented(ctx: Any, response: Any, case: Any) -
             raise
         body = response.json()
         messages = [e["message"] for e in body.get("errors") or []
-                    if not re.match(r"\.\.\. and \d+ more problems", e["message"])] \
+                    if not re.match(r"\.\.\. and [\d,]+ more problems? ", e["message"])] \
             or [body.get("detail", "")]
         unstated = [m for m in messages if _documented_rule(m) is None]
         if unstated:
