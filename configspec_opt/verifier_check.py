@@ -59,13 +59,11 @@ class SimulatedVerifier:
             / self.simulated_goodput_tok_s
 
 
-def sim_devices(assignment: Sequence[tuple[Candidate, int]], target: str,
-                jitter: float, rounds: int) -> list[SimDevice]:
-    """The simulated devices of `target`: each candidate's round, `n` times."""
+def sim_devices(riders: Sequence[tuple[Candidate, int]], jitter: float,
+                rounds: int) -> list[SimDevice]:
+    """The simulated devices of one verifier: each candidate's round, `n` times."""
     out = []
-    for c, n in assignment:
-        if c.target != target or n <= 0:
-            continue
+    for c, n in riders:
         drafting = c.k / c.draft_tok_s
         tokens = c.goodput_tok_s * c.round_time_s  # expected tokens emitted per round
         rest = max(0.0, c.busy_s - drafting)  # catch-up, rtt and overhead: not jittered
@@ -89,18 +87,18 @@ def simulate_verifiers(assignment: Sequence[tuple[Candidate, int]],
     out = []
     for st in states:
         plan = by_target[st.target]
-        devices = sum(n for c, n in assignment if c.target == st.target and n > 0)
+        riders = [(c, n) for c, n in assignment if c.target == st.target and n > 0]
+        devices = sum(n for _, n in riders)
         if devices == 0:
             continue
         rounds = max(MIN_ROUNDS, min(MAX_ROUNDS, ROUND_BUDGET // devices))
-        devs = sim_devices(assignment, st.target, jitter, rounds)
         table = plan.verifier.latency_s
-        res = simulate(table, devs, slots=int(b_limit(table, plan.verifier.max_batch)),
+        res = simulate(table, sim_devices(riders, jitter, rounds),
+                       slots=int(b_limit(table, plan.verifier.max_batch)),
                        seeds=seeds, replicas=max(st.replicas, 1))
         per_seed = [sum(r.goodput) for r in res.runs]
         steps = [r.request_weighted_step for r in res.runs]
-        model = sum(c.goodput_tok_s * n for c, n in assignment
-                    if c.target == st.target and n > 0)
+        model = sum(c.goodput_tok_s * n for c, n in riders)
         out.append(SimulatedVerifier(
             st.target, devices, model, sum(per_seed) / len(per_seed), min(per_seed),
             max(per_seed), sum(steps) / len(steps), jitter, seeds, rounds))

@@ -786,11 +786,8 @@ def split_bursts(kept: Sequence[Timed]) -> set[int]:
     if not _server_times(kept):
         return set()
     outside = min(t.latency - (t.server_s or 0.0) for t in kept)
-    bursts: dict[int, list[Timed]] = {}
-    for t in kept:
-        bursts.setdefault(t.burst, []).append(t)
     split: set[int] = set()
-    for i, ts in bursts.items():
+    for i, ts in _by_burst(kept).items():
         if len(ts) < 2:
             continue  # one request is one step: a delay outside the server is no split
         step = min(t.server_s or 0.0 for t in ts)
@@ -799,12 +796,17 @@ def split_bursts(kept: Sequence[Timed]) -> set[int]:
     return split
 
 
-def cell_of(b: int, k: int, kept: Sequence[Timed]) -> Cell:
-    """The cell of `kept` requests, before the window's bookkeeping (see `Cell.split`)."""
-    split = split_bursts(kept)
+def _by_burst(kept: Sequence[Timed]) -> dict[int, list[Timed]]:
     bursts: dict[int, list[Timed]] = {}
     for t in kept:
         bursts.setdefault(t.burst, []).append(t)
+    return bursts
+
+
+def cell_of(b: int, k: int, kept: Sequence[Timed]) -> Cell:
+    """The cell of `kept` requests, before the window's bookkeeping (see `Cell.split`)."""
+    split = split_bursts(kept)
+    bursts = _by_burst(kept)
     mostly_split = 2 * len(split) > len(bursts)
     use = [t for t in kept if mostly_split or t.burst not in split]
     whole = [max(t.end for t in ts) - min(t.start for t in ts) for ts in bursts.values()
