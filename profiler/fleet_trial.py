@@ -34,7 +34,7 @@ import random
 import statistics
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -597,6 +597,7 @@ class Row:
     verify_ms: float     # mean verification latency per round
     contexts_ok: bool
     g_sim: float | None = None  # the step simulation's goodput (verifier_sim)
+    table_drift: float | None = None  # how far the rows it reads moved during the runs
 
     @property
     def err_blind(self) -> float | None:
@@ -622,15 +623,39 @@ class Row:
         return d
 
 
+def bracketed(before: Mapping[int, Mapping[int, float]],
+              after: Mapping[int, Mapping[int, float]]
+              ) -> tuple[dict[int, dict[int, float]], dict[int, float]]:
+    """The table for the runs between two measurements of it: their mean, and each row's drift.
+
+    A shared machine drifts: one b = 2..11 column read 30 % high for a minute and then
+    normal again.  Measuring the table before and after a K's fleet runs and taking the
+    mean of each cell brackets the runs as a calibration does; a row's drift, its largest
+    |after / before - 1|, says how far it moved meanwhile.  The mean of two tables
+    non-decreasing in b is non-decreasing too.
+    """
+    mean = {b: {k: 0.5 * (v + after[b][k]) for k, v in row.items()} for b, row in before.items()}
+    drift = {b: max((abs(after[b][k] / v - 1.0) for k, v in row.items() if v > 0), default=0.0)
+             for b, row in before.items()}
+    return mean, drift
+
+
+def drift_upto(drift: Mapping[int, float], n: int) -> float:
+    """The largest drift of the rows a fleet of n devices reads (b <= n; the first row always)."""
+    first = min(drift)
+    return max(d for b, d in drift.items() if b <= max(n, first))
+
+
 def run_fleet(endpoint: str, recs: Sequence[Recording], ns: Sequence[int], v_d: float,
               rtt_s: float = 0.0, context_tokens: int | None = None,
               cell: CellOptions | None = None, passes: int = 1,
               log: Callable[[str], None] | None = None,
-              jitter: float = JITTER) -> tuple[list[Row], dict[str, Any]]:
-    """Per K: T(b, K) for b in {1} | ns, the b = 1 round overhead, then every N replayed.
+              jitter: float = JITTER, bracket: bool = True) -> tuple[list[Row], dict[str, Any]]:
+    """Per K: T(b, K) for b in {1} | ns, the b = 1 round overhead, every N replayed, and
+    (`bracket`) T(b, K) again; the predictions read the mean of both tables (`bracketed`).
 
-    The table of one K is measured right before that K's fleet runs on the same server,
-    so both see the same machine state.
+    The table of one K is measured right before (and after) that K's fleet runs on the
+    same server, so both see the same machine state.
     """
     bs = sorted({1, *ns})
     if context_tokens is None:  # the replay's mean context: prompt + half the output
@@ -638,19 +663,36 @@ def run_fleet(endpoint: str, recs: Sequence[Recording], ns: Sequence[int], v_d: 
             len(p.prompt) + len(p.tokens) / 2 for r in recs for p in r.prompts))
     rows: list[Row] = []
     tables: dict[int, dict[int, float]] = {}
+    sides: dict[str, dict[str, dict[int, float]]] = {"before": {}, "after": {}}
+    drifts: dict[int, dict[int, float]] = {}
     observed: dict[str, float | None] = {}
+
+    def show(what: str, table: Mapping[int, Mapping[int, float]], k: int) -> str:
+        return f"K={k} {what}: T(b) = " + ", ".join(f"{table[b][k] * 1e3:.1f} ms @b={b}"
+                                                     for b in bs)
+
     for rec in recs:
-        table, obs = measure_table(endpoint, bs, [rec.k], context_tokens, cell=cell)
+        before, obs = measure_table(endpoint, bs, [rec.k], context_tokens, cell=cell)
+        observed.update({f"b={b},K={k}": v for (b, k), v in obs.items()})
+        ov = measure_overhead(endpoint, rec, before[1][rec.k], v_d, rtt_s)
+        if log is not None:
+            log(show("before", before, rec.k) + f"; round overhead at b=1 {ov * 1e3:.1f} ms")
+        runs = [replay(endpoint, rec, n, v_d, rtt_s, passes, jitter=jitter) for n in ns]
+        table, drift = before, dict.fromkeys(before, 0.0)
+        if bracket:
+            after, _ = measure_table(endpoint, bs, [rec.k], context_tokens, cell=cell)
+            table, drift = bracketed(before, after)
+            if log is not None:
+                log(show("after", after, rec.k) + "; drift " + ", ".join(
+                    f"{d:.0%} @b={b}" for b, d in sorted(drift.items())))
+            for b, trow in after.items():
+                sides["after"].setdefault(str(b), {}).update(trow)
+        for b, trow in before.items():
+            sides["before"].setdefault(str(b), {}).update(trow)
         for b, trow in table.items():
             tables.setdefault(b, {}).update(trow)
-        observed.update({f"b={b},K={k}": v for (b, k), v in obs.items()})
-        ov = measure_overhead(endpoint, rec, table[1][rec.k], v_d, rtt_s)
-        if log is not None:
-            log(f"K={rec.k}: T(b) = " + ", ".join(f"{table[b][rec.k] * 1e3:.1f} ms @b={b}"
-                                                  for b in bs)
-                + f"; round overhead at b=1 {ov * 1e3:.1f} ms")
-        for n in ns:
-            run = replay(endpoint, rec, n, v_d, rtt_s, passes, jitter=jitter)
+        drifts[rec.k] = drift
+        for n, run in zip(ns, runs, strict=True):
             pr = predict(table, rec, n, v_d, rtt_s, ov, prompts=[d.prompt for d in run.devices],
                          passes=passes, jitter=jitter,
                          draft_s=[d.drawn_draft_s / d.rounds for d in run.devices])
@@ -659,14 +701,20 @@ def run_fleet(endpoint: str, recs: Sequence[Recording], ns: Sequence[int], v_d: 
                       run.server_batch, pr.b, run.goodput, pr.g_blind, pr.g_aware, ov,
                       1e3 * sum(d.draft_sleep_s for d in run.devices) / rounds,
                       1e3 * sum(d.verify_s for d in run.devices) / rounds,
-                      all(d.context_ok for d in run.devices), pr.g_sim)
+                      all(d.context_ok for d in run.devices), pr.g_sim,
+                      drift_upto(drift, n) if bracket else None)
             rows.append(row)
             if log is not None:
                 log(format_row(row))
     info = {"v_d_emulated": v_d, "rtt_s": rtt_s, "jitter": jitter,
             "context_tokens": context_tokens,
             "table_s": {str(b): r for b, r in tables.items()},
-            "table_note": "column K measured with K + 1 new tokens per request (x + K drafts)",
+            "table_sides_s": sides if bracket else {"before": sides["before"]},
+            "table_drift": ({str(k): {str(b): x for b, x in d.items()} for k, d in drifts.items()}
+                            if bracket else None),
+            "table_note": ("column K measured with K + 1 new tokens per request (x + K "
+                           "drafts)" + ("; the mean of the tables measured before and after "
+                                        "that K's runs" if bracket else "")),
             "observed_batch": observed, "passes": passes}
     return rows, info
 
@@ -676,8 +724,9 @@ def _f(x: float | None, fmt: str) -> str:
 
 
 HEADER = ("| N | K | α | b meas | b pred | server batch | G meas tok/s | G load-blind | err "
-          "| G load-aware | err | G simulated | err | draft / verify ms | overhead ms |\n"
-          "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "| G load-aware | err | G simulated | err | draft / verify ms | overhead ms "
+          "| table drift |\n"
+          "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 
 
 def format_row(r: Row) -> str:
@@ -686,7 +735,8 @@ def format_row(r: Row) -> str:
             f"{_f(r.server_batch, '.2f')} | {r.g_meas:.2f} | {r.g_blind:.2f} | "
             f"{_f(r.err_blind, '+.1%')} | {_f(r.g_aware, '.2f')} | {_f(r.err_aware, '+.1%')} | "
             f"{_f(r.g_sim, '.2f')} | {_f(r.err_sim, '+.1%')} | "
-            f"{r.draft_ms:.0f} / {r.verify_ms:.1f} | {r.overhead_s * 1e3:.1f} |")
+            f"{r.draft_ms:.0f} / {r.verify_ms:.1f} | {r.overhead_s * 1e3:.1f} | "
+            f"{_f(r.table_drift, '.1%')} |")
 
 
 def decisions(rows: Sequence[Row]) -> str:

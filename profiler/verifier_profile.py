@@ -568,15 +568,19 @@ class LoadMonitor:
 class CellOptions:
     """When a cell stops: once its median is precise, or at a limit (with a warning).
 
-    Precise means at least `min_requests` (and 3 per client) and a relative
-    standard error of the median at most `precision`; the limits are
-    `max_requests` and `max_time_s` seconds.
+    Precise means at least `min_requests` requests in at least `min_bursts` bursts
+    and a relative standard error of the median at most `precision`; the limits are
+    `max_requests` and `max_time_s` seconds.  The b requests of one burst run in one
+    step and share its time, so a burst is one sample, not b: a b = 16 cell once
+    stopped after 3 bursts (48 requests) and read 30 % high while the machine had
+    a slow minute.
     """
 
     min_requests: int = 20
     max_requests: int = 400
     max_time_s: float = 30.0
     precision: float = 0.03
+    min_bursts: int = 6
 
 
 @dataclass
@@ -738,7 +742,8 @@ def measure_cell(clients: Sequence[Client], k: int, opts: CellOptions,
                 kept = [t for t in done if t.start >= t_window]
             if on_request is not None:
                 on_request(len(kept))
-            if (began and len(kept) > checked and len(kept) >= max(opts.min_requests, 3 * b)
+            if (began and len(kept) > checked and len(kept) >= opts.min_requests
+                    and len({t.burst for t in kept}) >= opts.min_bursts
                     and cell_of(b, k, kept).rel_se <= opts.precision):
                 converged = True
                 break
@@ -820,7 +825,8 @@ def cell_of(b: int, k: int, kept: Sequence[Timed]) -> Cell:
 # A cell above this multiple of proportional growth from the row below is measured again.
 SUPERLINEAR = 1.15
 # The discarded cells that warm a server up (fresh servers read up to 30 % high at first).
-WARM_UP = CellOptions(min_requests=20, max_requests=60, max_time_s=3.0, precision=1.0)
+WARM_UP = CellOptions(min_requests=20, max_requests=60, max_time_s=3.0, precision=1.0,
+                      min_bursts=3)
 
 
 def superlinear(value: float, b: int, below: tuple[int, float] | None) -> bool:

@@ -50,6 +50,9 @@ def fleet_trial(
     jitter: Annotated[float, typer.Option(
         help="Drafting time per round drawn from K/v_d x [1 - j, 1 + j].",
         min=0.0, max=0.99)] = 0.2,
+    bracket: Annotated[bool, typer.Option(
+        help="Measure each K's table before and after its runs and predict with the "
+        "mean (the drift is reported).")] = True,
     as_json: JsonOpt = False,
 ) -> None:
     """Replay recorded speculative decoding from N devices against one batched verifier."""
@@ -84,7 +87,8 @@ def fleet_trial(
             with LlamaServer(tgt, parallel=max(ns), ctx=512 * max(ns),
                              threads=server_threads) as srv:
                 rows, info = ft.run_fleet(srv.url, recs, ns, v_d, rtt, passes=passes,
-                                          log=None if as_json else err.print, jitter=jitter)
+                                          log=None if as_json else err.print, jitter=jitter,
+                                          bracket=bracket)
                 info["server"] = " ".join(srv.command()[1:])
         except LlamaServerError as exc:
             raise EndpointError(str(exc)) from None

@@ -87,6 +87,9 @@ def profile_verifier(
                                               min=2)] = 20,
     max_requests: Annotated[int, typer.Option(help="Timed requests per cell, at most.",
                                               min=2)] = 400,
+    min_bursts: Annotated[int, typer.Option(
+        help="Bursts (steps of b requests sent together) per cell, at least: one burst is "
+        "one sample of a step's time.", min=1)] = 6,
     max_time: Annotated[float, typer.Option(help="Seconds per cell, at most.", min=0.1)]
     = 30.0,
     precision: Annotated[float, typer.Option(
@@ -118,8 +121,9 @@ def profile_verifier(
         if min_requests > max_requests:
             raise UsageError("--min-requests is above --max-requests")
         try:
-            _run(spec, target, endpoint, batch, k, context_tokens, min_requests, max_requests,
-                 max_time, precision, timeout, api, model, seed, force,
+            _run(spec, target, endpoint, batch, k, context_tokens,
+                 (min_requests, max_requests, max_time, precision, min_bursts),
+                 timeout, api, model, seed, force,
                  (replicas_min, replicas_max, price_per_replica_hour, max_batch), as_json)
         except KeyboardInterrupt:  # before any row: nothing was written
             err.print("interrupted: the spec is unchanged")
@@ -153,8 +157,8 @@ def _verifier_fields(t: Target, given: tuple[int | None, int | None, float | Non
 
 
 def _run(spec_path: Path, target_name: str, endpoint: str | None, batch: str, k: str | None,
-         context_tokens: int, min_requests: int, max_requests: int, max_time: float,
-         precision: float, timeout: float, api: str, model: str | None, seed: int,
+         context_tokens: int, cell: tuple[int, int, float, float, int],
+         timeout: float, api: str, model: str | None, seed: int,
          force: bool, given: tuple[int | None, int | None, float | None, int | None],
          as_json: bool) -> None:
     from configspec_opt.loader import load_spec
@@ -180,7 +184,7 @@ def _run(spec_path: Path, target_name: str, endpoint: str | None, batch: str, k:
     original = spec_path.read_text(encoding="utf-8")
 
     opts = SessionOptions(context_tokens=context_tokens, timeout_s=timeout, seed=seed,
-                          cell=CellOptions(min_requests, max_requests, max_time, precision))
+                          cell=CellOptions(*cell))
     session = VerifierSession(url, opts, api, model)  # connection problems end here: exit 4
     warnings: list[str] = []
     try:

@@ -7,9 +7,13 @@ skips with the build command in the message.
 
 from __future__ import annotations
 
+import itertools
+import math
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from profiler import fleet_trial as ft
 from profiler.llama_server import LlamaServer
@@ -47,6 +51,30 @@ def test_spread_slots_are_distinct_and_span_the_server() -> None:
             assert last is not None and last >= slots - -(-slots // count)  # within one gap
     assert spread_slot(0, 3, 2) is None  # more clients than slots: the server picks
     assert spread_slot(0, 1, None) is None
+
+
+_rows = st.lists(st.floats(0.001, 2.0), min_size=1, max_size=5).map(
+    lambda xs: {2 ** i: {2: x} for i, x in enumerate(sorted(xs))})
+
+
+@given(_rows, st.lists(st.floats(0.5, 2.0), min_size=5, max_size=5))
+def test_the_bracketed_table_lies_between_its_two_measurements(
+        before: dict[int, dict[int, float]], scale: list[float]) -> None:
+    after = {b: {2: row[2] * scale[i]} for i, (b, row) in enumerate(sorted(before.items()))}
+    for b in sorted(after)[1:]:  # the second measurement is non-decreasing in b too
+        after[b][2] = max(after[b][2], after[b // 2][2])
+    mean, drift = ft.bracketed(before, after)
+    assert set(mean) == set(before) == set(drift)
+    for b in before:
+        lo, hi = sorted((before[b][2], after[b][2]))
+        assert lo <= mean[b][2] <= hi
+        assert math.isclose(drift[b], abs(after[b][2] / before[b][2] - 1.0))
+        for n in (1, b, 2 * b):  # a fleet of n reads the rows up to n
+            assert ft.drift_upto(drift, n) >= drift[b] or b > max(n, 1)
+    assert ft.drift_upto(drift, 1) == drift[1]
+    bs = sorted(mean)
+    assert all(mean[lo][2] <= mean[hi][2] for lo, hi in itertools.pairwise(bs))
+    assert set(ft.bracketed(before, before)[1].values()) == {0.0}
 
 
 def test_recording_round_trips(recording: ft.Recording, tmp_path: Path) -> None:

@@ -28,15 +28,21 @@ from profiler.verifier_profile import (
     PROTOCOL,
     SUPERLINEAR,
     Cell,
+    CellOptions,
+    Client,
+    Endpoint,
     Timed,
     cell_of,
+    measure_cell,
     not_batching,
     not_batching_message,
     plan_cells,
+    probe,
     row_below,
     split_bursts,
     steady_value,
     superlinear,
+    token_pool,
 )
 
 runner = CliRunner()
@@ -73,7 +79,7 @@ objective:
 """
 
 FAST = ["--batch", "1,2,4", "--k", "2,4", "--context", "64", "--min-requests", "6",
-        "--max-requests", "40", "--max-time", "2.5", "--precision", "0.05"]
+        "--max-requests", "40", "--max-time", "2.5", "--precision", "0.05", "--min-bursts", "3"]
 
 
 def _without_table(text: str) -> str:
@@ -448,3 +454,20 @@ def test_the_row_below_is_the_nearest_measured_one_at_that_k() -> None:
     assert row_below(table, 8, 2) == (2, 0.04)
     assert row_below(table, 8, 4) == (1, 0.03)
     assert row_below(table, 1, 2) is None
+
+
+def test_a_cell_times_at_least_min_bursts_bursts(llama_server: LlamaServer) -> None:
+    # precision 1.0 is met by any two requests: only min_bursts keeps the cell going
+    ep = Endpoint.parse(llama_server.url)
+    info = probe(ep, 30.0, "llama")
+    pool = token_pool(ep, info, 30.0)
+    clients = [Client(i, ep, info, pool, 32, 30.0, 0) for i in range(2)]
+    try:
+        opts = CellOptions(min_requests=2, max_requests=400, max_time_s=60.0, precision=1.0,
+                           min_bursts=5)
+        cell = measure_cell(clients, 3, opts)
+    finally:
+        for cl in clients:
+            cl.close()
+    assert cell.converged
+    assert cell.bursts >= 5, cell.bursts
