@@ -762,6 +762,35 @@ def decisions(rows: Sequence[Row]) -> str:
     return "\n".join(lines)
 
 
+# A point whose table rows moved more than this during its runs does not test the model
+# to 10 %: its input was not one number.
+STEADY_DRIFT = 0.10
+
+
+def verdict(rows: Sequence[Row], within: float = 0.10) -> str:
+    """How many points each prediction got within `within`, on all points and on those
+    whose table held still (drift at most `STEADY_DRIFT`), with the median and worst error."""
+    lines = []
+    steady = [r for r in rows if r.table_drift is not None and r.table_drift <= STEADY_DRIFT]
+    for name, subset in (("all points", list(rows)), ("table steady", steady)):
+        if not subset or (name == "table steady" and len(steady) == len(rows)):
+            continue
+        parts = []
+        for model, errs in (("load-blind", [r.err_blind for r in subset]),
+                            ("load-aware", [r.err_aware for r in subset]),
+                            ("simulated", [r.err_sim for r in subset])):
+            known = [e for e in errs if e is not None]
+            if not known:
+                continue
+            worst = max(known, key=abs)
+            parts.append(f"{model} {sum(abs(e) <= within for e in known)}/{len(known)} "
+                         f"(median |err| {statistics.median(abs(e) for e in known):.1%}, "
+                         f"worst {worst:+.1%})")
+        lines.append(f"within {within:.0%}, {name} ({len(subset)}): " + "; ".join(parts))
+    return "\n".join(lines)
+
+
 def markdown(rows: Sequence[Row]) -> str:
-    """The trial's Markdown report: the table of every row, then the K decisions."""
-    return "\n".join([HEADER, *(format_row(r) for r in rows), "", decisions(rows)])
+    """The trial's Markdown report: the table of every row, the verdict, the K decisions."""
+    return "\n".join([HEADER, *(format_row(r) for r in rows), "", verdict(rows), "",
+                      decisions(rows)])

@@ -1091,6 +1091,7 @@ class VerifierSession:
             "settings": {"min_requests": o.cell.min_requests,
                          "max_requests": o.cell.max_requests,
                          "max_time_s": o.cell.max_time_s, "precision": o.cell.precision,
+                         "min_bursts": o.cell.min_bursts,
                          "timeout_s": o.timeout_s, "seed": o.seed},
         }
         return {key: v for key, v in prov.items() if v is not None}

@@ -121,3 +121,21 @@ def test_a_split_fleet_replays_each_devices_own_recording(
         assert d.context_ok
     with pytest.raises(ValueError, match="mix names 1 devices"):
         ft.replay(llama_server.url, recordings[K], 2, 200.0, mix=mix[:1])
+
+
+def _row(g_meas: float, g_aware: float, drift: float) -> ft.Row:
+    return ft.Row(4, K, 0.5, 1.8, 1.0, 1.0, None, 1.0, g_meas, 2.0 * g_meas, g_aware, 0.0,
+                  100.0, 50.0, True, g_meas, drift)
+
+
+def test_the_verdict_counts_points_within_ten_percent_and_the_steady_ones_apart() -> None:
+    rows = [_row(10.0, 10.5, 0.02), _row(10.0, 12.0, 0.02), _row(10.0, 8.0, 0.3)]
+    text = ft.verdict(rows)
+    all_line, steady_line = text.splitlines()
+    assert all_line.startswith("within 10%, all points (3)")
+    assert "load-aware 1/3" in all_line and "worst +20.0%" in all_line
+    assert "load-blind 0/3" in all_line and "simulated 3/3" in all_line
+    assert steady_line.startswith("within 10%, table steady (2)")
+    assert "load-aware 1/2" in steady_line
+    # every point steady: one line
+    assert len(ft.verdict(rows[:2]).splitlines()) == 1
