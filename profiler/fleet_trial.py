@@ -40,7 +40,13 @@ from pathlib import Path
 from typing import Any
 
 from configspec_opt.files import atomic_write_text
-from configspec_opt.verifier_load import Rider, batch_latency, latency_at, least_fixed_point
+from configspec_opt.verifier_load import (
+    LatencyTable,
+    Rider,
+    batch_latency,
+    latency_at,
+    least_fixed_point,
+)
 from configspec_opt.verifier_sim import SimDevice, simulate
 from profiler.verifier_profile import (
     Cell,
@@ -246,6 +252,8 @@ class DeviceResult:
     processed_median: float | None
     intervals: list[tuple[float, float]] = field(repr=False, default_factory=list)
     drawn_draft_s: float = 0.0  # the drafting times drawn for its rounds, summed (no rtt)
+    served: list[tuple[float, float, float]] = field(repr=False, default_factory=list)
+    """(end, the server's own time, latency) of each request the server timed (`fleet_steps`)."""
 
     @property
     def goodput(self) -> float:
@@ -256,6 +264,7 @@ class DeviceResult:
         """The result for the report, without the per-request intervals (large, only for `b`)."""
         d = asdict(self)
         d.pop("intervals")
+        d.pop("served")
         d["goodput"] = self.goodput
         return d
 
@@ -334,6 +343,7 @@ def replay(endpoint: str, rec: Recording, n: int, v_d: float, rtt_s: float = 0.0
         rng = random.Random(seed * 1_000_003 + i)
         sleep((own_draft_s + rtt_s) * rng.random())
         intervals: list[tuple[float, float]] = []
+        served: list[tuple[float, float, float]] = []
         processed: list[int] = []
         slept = verify = drawn = 0.0
         emitted = rounds = 0
@@ -352,6 +362,8 @@ def replay(endpoint: str, rec: Recording, n: int, v_d: float, rtt_s: float = 0.0
                     drawn += drafting
                     verify += t.latency
                     intervals.append((t.start, t.end))
+                    if t.server_s is not None:
+                        served.append((t.end, t.server_s, t.latency))
                     if t.processed is not None:
                         processed.append(t.processed)
                     new = advance(r)
@@ -366,7 +378,7 @@ def replay(endpoint: str, rec: Recording, n: int, v_d: float, rtt_s: float = 0.0
         results[i] = DeviceResult(i, i % len(rec.prompts), emitted, rounds, wall, slept,
                                   verify, ok,
                                   statistics.median(processed) if processed else None,
-                                  intervals, drawn)
+                                  intervals, drawn, served)
 
     threads = [threading.Thread(target=device, args=(i,), daemon=True) for i in range(n)]
     for th in threads:
@@ -485,6 +497,54 @@ def measure_sleep_excess(seconds: float, samples: int = 10) -> float:
 # --------------------------------------------------------------------------- prediction
 
 
+def fleet_steps(devices: Sequence[DeviceResult]) -> list[tuple[int, float]]:
+    """The server's steps during a replay, rebuilt from its requests: (size n, step time s).
+
+    llama-server times a request from the start of the step it runs in to that step's
+    end, so the requests of one step report the same time (within the sampling of the
+    others, under a millisecond each) and reach their clients within the step's response
+    handling, while the next step ends a whole step later.  In order of arrival at the
+    clients, a request joins the step of the one before when their server times agree
+    within 3 % (at least 0.5 ms) and it arrived within half a step of that step's first
+    answer.  The step time is the mean of its requests' server times.
+    """
+    served = sorted((e, srv) for d in devices for e, srv, _ in d.served)
+    groups: list[list[float]] = []
+    first_end = 0.0
+    for end, srv in served:
+        if groups:
+            ref = groups[-1][0]
+            if abs(srv - ref) <= max(5e-4, 0.03 * ref) and end - first_end <= 0.5 * ref:
+                groups[-1].append(srv)
+                continue
+        groups.append([srv])
+        first_end = end
+    return [(len(g), statistics.fmean(g)) for g in groups]
+
+
+def step_scale(devices: Sequence[DeviceResult], table: LatencyTable, k: int) -> float | None:
+    """How the server's steps during the run compare with the table: sum over the run's
+    steps of (step time + least handling) over the sum of T(n, K) for the same sizes.
+
+    The table's cell is its step by the server's clock plus the least handling any of
+    its requests saw (`Cell.value`), so the run's steps get the least handling any of its
+    requests saw.  1.0 means the server ran the fleet's steps at the table's speed; the
+    trial's drift shows that on a shared machine it need not.  None when the server gave
+    no times or every step was larger than the table.
+    """
+    outside = [lat - srv for d in devices for _, srv, lat in d.served]
+    if not outside:
+        return None
+    handling = max(0.0, min(outside))
+    last = max(table)
+    steps = [(n, t) for n, t in fleet_steps(devices) if n <= last]
+    if not steps:
+        return None
+    return (sum(t + handling for _, t in steps)
+            / sum(latency_at(table, float(n), k) for n, _ in steps))
+
+
+
 @dataclass(frozen=True)
 class Prediction:
     """The model's goodput (tok/s) and round time (s) per device: load-blind and load-aware.
@@ -512,7 +572,8 @@ def sim_device(rec: Recording, prompt: int, draft_s: float, rtt_s: float = 0.0,
 def predict(table: dict[int, dict[int, float]], rec: Recording, n: int, v_d: float,
             rtt_s: float = 0.0, overhead_s: float = 0.0, replicas: int = 1,
             prompts: Sequence[int] | None = None, passes: int = 1,
-            jitter: float = JITTER, draft_s: Sequence[float] | None = None) -> Prediction:
+            jitter: float = JITTER, draft_s: Sequence[float] | None = None,
+            simulated: bool = True) -> Prediction:
     """Load-blind Eq. 1, the load-aware fixed point, and the step simulation, per device.
 
     `prompts`: which recorded prompt each device replays (default i mod P); goodput uses
@@ -521,8 +582,9 @@ def predict(table: dict[int, dict[int, float]], rec: Recording, n: int, v_d: flo
     with one device and ±90 % jitter the draws alone moved its mean by 15-20 %, which is
     the emulation's noise, not the verifier's.  The simulation
     (`configspec_opt.verifier_sim`) plays the same devices (their rounds, drafting
-    jitter, rtt and round overhead) forward on the measured table.  Goodput is the mean
-    over devices of each one's emitted tokens per round over its round time.
+    jitter, rtt and round overhead) forward on the measured table (`simulated`; False
+    leaves it out).  Goodput is the mean over devices of each one's emitted tokens per
+    round over its round time.
     """
     idx = list(prompts) if prompts is not None else [i % len(rec.prompts) for i in range(n)]
     drafts = list(draft_s) if draft_s is not None else [rec.k / v_d] * len(idx)
@@ -530,8 +592,10 @@ def predict(table: dict[int, dict[int, float]], rec: Recording, n: int, v_d: flo
         raise ValueError(f"{len(drafts)} drafting times for {len(idx)} devices")
     sim_devices = [sim_device(rec, i, d, rtt_s, overhead_s, jitter, passes)
                    for i, d in zip(idx, drafts, strict=True)]
+    g_sim: float | None = None
     try:
-        g_sim: float | None = simulate(table, sim_devices, replicas=replicas).goodput
+        if simulated:
+            g_sim = simulate(table, sim_devices, replicas=replicas).goodput
     except ValueError:  # a step larger than the table's last row
         g_sim = None
     e = [len(rec.prompts[i].tokens) / len(rec.prompts[i].rounds) for i in idx]
@@ -598,6 +662,8 @@ class Row:
     contexts_ok: bool
     g_sim: float | None = None  # the step simulation's goodput (verifier_sim)
     table_drift: float | None = None  # how far the rows it reads moved during the runs
+    step_scale: float | None = None  # the run's own steps over the table's (`step_scale`)
+    g_aware_steps: float | None = None  # the load-aware model on the table x step_scale
 
     @property
     def err_blind(self) -> float | None:
@@ -614,12 +680,19 @@ class Row:
         """Relative error of the step simulation's goodput (None without one)."""
         return rel_err(self.g_sim, self.g_meas)
 
+    @property
+    def err_aware_steps(self) -> float | None:
+        """Relative error of the load-aware model fed the run's own step speed: the model's
+        error apart from the table's drift (not a prediction: it reads the run)."""
+        return rel_err(self.g_aware_steps, self.g_meas)
+
     def record(self) -> dict[str, Any]:
         """The row as the trial's JSON report keeps it, errors included."""
         d = asdict(self)
         d["err_blind"] = self.err_blind
         d["err_aware"] = self.err_aware
         d["err_sim"] = self.err_sim
+        d["err_aware_steps"] = self.err_aware_steps
         return d
 
 
@@ -697,12 +770,21 @@ def run_fleet(endpoint: str, recs: Sequence[Recording], ns: Sequence[int], v_d: 
                          passes=passes, jitter=jitter,
                          draft_s=[d.drawn_draft_s / d.rounds for d in run.devices])
             rounds = sum(d.rounds for d in run.devices)
+            scale = step_scale(run.devices, table, rec.k)
+            g_steps = None
+            if scale is not None:
+                scaled = {b: {k: v * scale for k, v in r.items()} for b, r in table.items()}
+                g_steps = predict(scaled, rec, n, v_d, rtt_s, ov,
+                                  prompts=[d.prompt for d in run.devices], passes=passes,
+                                  jitter=jitter, simulated=False,
+                                  draft_s=[d.drawn_draft_s / d.rounds for d in run.devices]
+                                  ).g_aware
             row = Row(n, rec.k, rec.alpha, rec.tokens_per_round, run.b_steady, run.b_whole,
                       run.server_batch, pr.b, run.goodput, pr.g_blind, pr.g_aware, ov,
                       1e3 * sum(d.draft_sleep_s for d in run.devices) / rounds,
                       1e3 * sum(d.verify_s for d in run.devices) / rounds,
                       all(d.context_ok for d in run.devices), pr.g_sim,
-                      drift_upto(drift, n) if bracket else None)
+                      drift_upto(drift, n) if bracket else None, scale, g_steps)
             rows.append(row)
             if log is not None:
                 log(format_row(row))
@@ -725,8 +807,8 @@ def _f(x: float | None, fmt: str) -> str:
 
 HEADER = ("| N | K | α | b meas | b pred | server batch | G meas tok/s | G load-blind | err "
           "| G load-aware | err | G simulated | err | draft / verify ms | overhead ms "
-          "| table drift |\n"
-          "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "| table drift | run's steps / table | G load-aware on the run's steps | err |\n"
+          "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 
 
 def format_row(r: Row) -> str:
@@ -736,7 +818,8 @@ def format_row(r: Row) -> str:
             f"{_f(r.err_blind, '+.1%')} | {_f(r.g_aware, '.2f')} | {_f(r.err_aware, '+.1%')} | "
             f"{_f(r.g_sim, '.2f')} | {_f(r.err_sim, '+.1%')} | "
             f"{r.draft_ms:.0f} / {r.verify_ms:.1f} | {r.overhead_s * 1e3:.1f} | "
-            f"{_f(r.table_drift, '.1%')} |")
+            f"{_f(r.table_drift, '.1%')} | {_f(r.step_scale, '.3f')} | "
+            f"{_f(r.g_aware_steps, '.2f')} | {_f(r.err_aware_steps, '+.1%')} |")
 
 
 def decisions(rows: Sequence[Row]) -> str:
@@ -778,7 +861,9 @@ def verdict(rows: Sequence[Row], within: float = 0.10) -> str:
         parts = []
         for model, errs in (("load-blind", [r.err_blind for r in subset]),
                             ("load-aware", [r.err_aware for r in subset]),
-                            ("simulated", [r.err_sim for r in subset])):
+                            ("simulated", [r.err_sim for r in subset]),
+                            ("load-aware on the run's steps",
+                             [r.err_aware_steps for r in subset])):
             known = [e for e in errs if e is not None]
             if not known:
                 continue

@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import math
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -77,6 +78,26 @@ def test_the_bracketed_table_lies_between_its_two_measurements(
     assert set(ft.bracketed(before, before)[1].values()) == {0.0}
 
 
+@given(st.lists(st.tuples(st.integers(1, 16), st.floats(0.02, 1.0)), min_size=1, max_size=30),
+       st.randoms(use_true_random=False))
+def test_fleet_steps_are_rebuilt_from_the_requests_server_times(
+        steps: list[tuple[int, float]], rnd: Any) -> None:
+    """Back-to-back steps of n requests: each request reports its step's time (+ under
+    0.2 ms of sampling) and reaches its client up to min(5 ms, a quarter step) after it."""
+    devices: dict[int, ft.DeviceResult] = {}
+    end = 0.0
+    for n, d in steps:
+        end += d
+        for i in range(n):
+            dev = devices.setdefault(i, ft.DeviceResult(i, 0, 0, 0, 1.0, 0.0, 0.0, True, None))
+            srv = d + rnd.uniform(0.0, 2e-4)
+            arrive = end + rnd.uniform(0.0, min(5e-3, d / 4))
+            dev.served.append((arrive, srv, srv + 1e-3))
+    got = ft.fleet_steps(list(devices.values()))
+    assert [n for n, _ in got] == [n for n, _ in steps]
+    assert all(abs(t - d) <= 2e-4 for (_, t), (_, d) in zip(got, steps, strict=True))
+
+
 def test_recording_round_trips(recording: ft.Recording, tmp_path: Path) -> None:
     path = tmp_path / "rec.json"
     ft.save_recordings(path, [recording])
@@ -107,6 +128,16 @@ def test_replay_against_llama_server(recording: ft.Recording,
     # the simulation's devices draft at least (1 - jitter) K/v_d and verify at least T(1, K)
     assert pr.g_sim is not None and 0 < pr.g_sim <= pr.g_blind / (1 - ft.JITTER)
     assert pr.b is None or 0.0 <= pr.b <= N
+    # the steps rebuilt from the requests' server times hold every request once, no step
+    # holds more than N, and their mean size is the server's own count (busy slots/decode)
+    steps = ft.fleet_steps(run.devices)
+    assert sum(n for n, _ in steps) == sum(d.rounds for d in run.devices)
+    assert all(1 <= n <= N and t > 0 for n, t in steps)
+    if run.server_batch is not None:
+        mean = sum(n for n, _ in steps) / len(steps)
+        assert abs(mean - run.server_batch) <= 0.25 * run.server_batch, (mean, run.server_batch)
+    scale = ft.step_scale(run.devices, table, K)
+    assert scale is not None and scale > 0
 
 
 def test_a_split_fleet_replays_each_devices_own_recording(
