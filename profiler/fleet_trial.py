@@ -725,7 +725,8 @@ def run_fleet(endpoint: str, recs: Sequence[Recording], ns: Sequence[int], v_d: 
               log: Callable[[str], None] | None = None,
               jitter: float = JITTER, bracket: bool = True) -> tuple[list[Row], dict[str, Any]]:
     """Per K: T(b, K) for b in {1} | ns, the b = 1 round overhead, every N replayed, and
-    (`bracket`) T(b, K) again; the predictions read the mean of both tables (`bracketed`).
+    (`bracket`) T(b, K) and the overhead again; the predictions read the mean of both
+    tables (`bracketed`) and of both overheads.
 
     The table of one K is measured right before (and after) that K's fleet runs on the
     same server, so both see the same machine state.
@@ -755,9 +756,11 @@ def run_fleet(endpoint: str, recs: Sequence[Recording], ns: Sequence[int], v_d: 
         if bracket:
             after, _ = measure_table(endpoint, bs, [rec.k], context_tokens, cell=cell)
             table, drift = bracketed(before, after)
+            ov = 0.5 * (ov + measure_overhead(endpoint, rec, after[1][rec.k], v_d, rtt_s))
             if log is not None:
                 log(show("after", after, rec.k) + "; drift " + ", ".join(
-                    f"{d:.0%} @b={b}" for b, d in sorted(drift.items())))
+                    f"{d:.0%} @b={b}" for b, d in sorted(drift.items()))
+                    + f"; round overhead, mean of before and after {ov * 1e3:.1f} ms")
             for b, trow in after.items():
                 sides["after"].setdefault(str(b), {}).update(trow)
         for b, trow in before.items():
