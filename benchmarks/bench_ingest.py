@@ -161,8 +161,8 @@ def main() -> None:
             "stored_profiles_used": len(body.get("stored_profiles") or [])}
         print(json.dumps(report, indent=2))
     finally:
-        for r in replicas:
-            r.stop()
+        for rep in replicas:
+            rep.stop()
         if pg is not None:
             pg.stop()
 

@@ -31,7 +31,7 @@ async def measure(conninfo: str, jobs: int, concurrency: int) -> dict[str, objec
     app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=conninfo))
     done: list[int] = []
 
-    @app.task(name="noop")
+    @app.task(name="noop")  # type: ignore[untyped-decorator, unused-ignore]
     async def noop(i: int) -> None:
         done.append(i)
 

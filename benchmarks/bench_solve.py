@@ -26,6 +26,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,8 @@ PLATFORMS = [(4, 6.0, 1.0), (8, 8.0, 1.5), (16, 25.0, 3.0), (64, 45.0, 9.0)]
 
 def make_spec(pools: int, seed: int = 7) -> dict[str, Any]:
     rng = random.Random(seed)
-    devices, profiles = [], []
+    devices: list[dict[str, Any]] = []
+    profiles: list[dict[str, Any]] = []
     for i in range(pools):
         mem, power, speed = rng.choice(PLATFORMS)
         name = f"pool-{i:04d}"
@@ -137,7 +139,7 @@ def run_direct(path: str) -> dict[str, Any]:
     variants = problem.variants
     vidx = {v: j for j, v in enumerate(variants)}
     nv = len(variants)
-    h = highspy.Highs()
+    h = highspy.Highs()  # type: ignore[no-untyped-call, unused-ignore]
     h.setOptionValue("output_flag", False)
     h.setOptionValue("mip_rel_gap", 1e-9)
     h.setOptionValue("mip_abs_gap", 1e-9)
@@ -203,8 +205,8 @@ def run_cli(path: str) -> dict[str, Any]:
             "objective": data["objective"]["value"], "exit": proc.returncode}
 
 
-WORKERS = {"parse": run_parse, "configspec": run_configspec, "direct": run_direct,
-           "cli": run_cli}
+WORKERS: dict[str, Callable[..., dict[str, Any]]] = {
+    "parse": run_parse, "configspec": run_configspec, "direct": run_direct, "cli": run_cli}
 
 
 def measure(kind: str, *args: str) -> dict[str, Any]:

@@ -43,7 +43,7 @@ def test_bad_keys_are_422(make_client: MakeClient) -> None:
     with make_client() as c:
         for key in (b"has space", b"x" * 201, "caf\u00e9".encode()):
             r = c.post("/v1/profiles", json={"profiles": [ENTRY]},
-                       headers={"Idempotency-Key": key})  # type: ignore[dict-item]
+                       headers={"Idempotency-Key": key})  # type: ignore[dict-item, arg-type, unused-ignore]
             assert_problem(r, 422, "invalid-request")
         assert c.get("/v1/profiles").json()["profiles"] == []
 

@@ -31,28 +31,28 @@ def _r(x: float, digits: int = 3) -> float:
 @st.composite
 def fleet_specs(draw: st.DrawFn, objective: dict[str, Any] | None = None) -> Spec:
     n_targets = draw(st.integers(1, 2))
-    targets = [{"name": f"t{i}", "family": "f",
+    targets: list[dict[str, Any]] = [{"name": f"t{i}", "family": "f",
                 "price_usd_per_mtok": _r(draw(st.floats(0.2, 2.0))),
                 "verify_latency_s": _r(draw(st.floats(0.05, 0.8))),
                 "verify_latency_per_token_s": draw(st.sampled_from([0.0, 0.01]))}
                for i in range(n_targets)]
-    drafts = []
+    drafts: list[dict[str, Any]] = []
     for i in range(draw(st.integers(1, 3))):
         quants = {f"q{j}": {"size_gb": _r(draw(st.floats(0.3, 6.0)), 2)}
                   for j in range(draw(st.integers(1, 2)))}
         drafts.append({"name": f"d{i}", "family": "f", "quants": quants})
-    devices = [{"name": f"dev{i}", "count": draw(st.integers(1, 2)),
+    devices: list[dict[str, Any]] = [{"name": f"dev{i}", "count": draw(st.integers(1, 2)),
                 "memory_gb": draw(st.sampled_from([4.0, 8.0])),
                 "rtt_s": draw(st.sampled_from([0.0, 0.03]))}
                for i in range(draw(st.integers(1, 3)))]
     k_max = draw(st.integers(2, 4))
-    profiles = []
+    profiles: list[dict[str, Any]] = []
     for dev in devices:
         for d in drafts:
             for q in d["quants"]:
                 if not draw(st.booleans()) and profiles:
                     continue
-                acc = {}
+                acc: dict[str, Any] = {}
                 for t in targets:
                     if draw(st.booleans()):
                         acc[t["name"]] = {"per_token": _r(draw(st.floats(0.3, 0.95)))}
@@ -73,12 +73,12 @@ def fleet_specs(draw: st.DrawFn, objective: dict[str, Any] | None = None) -> Spe
         u = draw(st.floats(u_lo, u_hi))
         lo = sum(pc.device.count * min(getattr(c, attr) for c in pc.candidates) for pc in pools)
         hi = sum(pc.device.count * max(getattr(c, attr) for c in pc.candidates) for pc in pools)
-        return lo + u * (hi - lo)
+        return float(lo + u * (hi - lo))
 
     def spread(attr: str, u_lo: float = 0.2, u_hi: float = 1.0) -> float:
         u = draw(st.floats(u_lo, u_hi))
         vals = [getattr(c, attr) for pc in pools for c in pc.candidates]
-        return min(vals) + u * (max(vals) - min(vals))
+        return float(min(vals) + u * (max(vals) - min(vals)))
 
     fleet: dict[str, Any] = {}
     if pools:

@@ -112,7 +112,7 @@ def test_cli_json_reports_the_certified_gap(tmp_path: Path) -> None:
 
 
 def _example_without_orin_power() -> dict[str, Any]:
-    data = YAML(typ="safe").load(EXAMPLE.read_text())
+    data: dict[str, Any] = YAML(typ="safe").load(EXAMPLE.read_text())
     for p in data["profiles"]:
         if p["device"] == "orin":
             p.pop("power_w", None)

@@ -82,7 +82,7 @@ def test_out_file_leaves_the_spec_untouched(tiny_spec: Path) -> None:
     assert tiny_spec.read_text() == before
     tiny_spec.write_text(before.replace("search:", "profiles_from: [measured.yaml]\nsearch:"))
     prof = load_spec(tiny_spec).spec.profiles
-    assert [(p.quant, sorted(p.acceptance["tiny-target"])) for p in prof] == [  # type: ignore
+    assert [(p.quant, sorted(p.acceptance["tiny-target"])) for p in prof] == [  # type: ignore[type-var, unused-ignore]
         ("close", [2, 3])]
 
 

@@ -288,8 +288,8 @@ def test_live_llama_server_metrics_url_and_log_agree(speculative_server: object,
     assert r.exit_code == 0, r.stderr
     # the two outputs of one run count the same rounds: alpha(3) agrees
     assert json.loads(r.stdout)["alpha"] == pytest.approx(summary["alpha"]["3"], abs=1e-4)
-    assert _profile(spec, "orin").acceptance[TARGET][3] == \
-        _profile(spec, "rpi5").acceptance[TARGET][3]  # type: ignore[attr-defined]
+    orin = _profile(spec, "orin").acceptance[TARGET][3]  # type: ignore[attr-defined]
+    assert orin == _profile(spec, "rpi5").acceptance[TARGET][3]  # type: ignore[attr-defined]
 
 
 def test_imports_need_no_extra(spec: Path) -> None:

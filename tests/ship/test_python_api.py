@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,7 +16,7 @@ from tests.cli_helpers import EXAMPLE, ROOT, invoke, parse_html
 VOLATILE = ("time_s", "build_s", "stages")
 
 
-def _stable(report: dict) -> dict:  # type: ignore[type-arg]
+def _stable(report: Mapping[str, Any]) -> dict[str, Any]:
     out = dict(report)
     out["solver"] = {k: v for k, v in report["solver"].items() if k not in VOLATILE}
     return out
