@@ -57,6 +57,9 @@ UNSTATED_RULES = (
     "metrics",
     "an integer is written without a fraction (36, not 36.0): JSON Schema counts 36.0 as an "
     "integer, the spec loader does not",
+    "query: when a target has a batched verifier (`verifier:`), Pareto `y` is one that a "
+    "fleet constraint can bound: minimize:cost, maximize:goodput, minimize:power, "
+    "minimize:energy or maximize:cost_efficiency",
 )
 
 

@@ -152,7 +152,7 @@ def create_job(s: Session, spec_sha256: str, params: dict[str, Any],
     """Queue a job under a random id; committed by the caller before the 202 is sent."""
     job = JobRecord(id=secrets.token_hex(16), spec_sha256=spec_sha256, params=params,
                     stored_profiles=stored_profiles, state="queued", attempts=0,
-                    created_at=utcnow())
+                    created_at=db_now(s))
     s.add(job)
     s.flush()
     return job
@@ -170,8 +170,9 @@ def count_unfinished_jobs(s: Session) -> int:
 
 
 def db_now(s: Session) -> datetime:
-    """The time leases are measured in: the database server's clock on PostgreSQL (one
-    clock for every machine), this machine's on SQLite (one machine by construction)."""
+    """The time jobs are stamped and leases measured in: the database server's clock on
+    PostgreSQL (one clock for every machine), this machine's on SQLite (one machine by
+    construction)."""
     if s.get_bind().dialect.name == "postgresql":
         value = s.scalar(select(func.clock_timestamp()))
         assert isinstance(value, datetime)
@@ -204,7 +205,10 @@ def claim_next_job(s: Session, worker: str = "", lease_s: float = 30.0,
 
     PostgreSQL: `FOR UPDATE SKIP LOCKED`, so workers claiming at once take
     different jobs; SQLite: the transaction's `BEGIN IMMEDIATE` holds the write
-    lock.  With `max_attempts`, exhausted jobs are failed first.
+    lock.  With `max_attempts`, exhausted jobs are failed first.  The start is
+    stamped once the job is in hand: a worker that began claiming, then waited
+    for SQLite's lock while the job was being queued, stamped a start 51 ms
+    before the job's creation.
     """
     now = db_now(s)
     if max_attempts is not None:
@@ -215,10 +219,11 @@ def claim_next_job(s: Session, worker: str = "", lease_s: float = 30.0,
                     .with_for_update(skip_locked=True)).first()
     if job is None:
         return None
+    started = db_now(s)
     job.state = "running"
     job.attempts += 1
-    job.started_at = now
-    job.lease_until = now + timedelta(seconds=lease_s)
+    job.started_at = started
+    job.lease_until = started + timedelta(seconds=lease_s)
     job.worker = worker[:100] or None
     s.flush()
     return job
@@ -249,7 +254,7 @@ def finish_job(s: Session, job_id: str, *, attempt: int | None = None,
     cond = JobRecord.id == job_id if attempt is None else _held(job_id, attempt)
     result = s.execute(update(JobRecord).where(cond).values(
         state="failed" if error is not None else "succeeded", result_id=result_id,
-        error=error, finished_at=utcnow(), lease_until=None)
+        error=error, finished_at=db_now(s), lease_until=None)
         .execution_options(synchronize_session=False))
     return int(getattr(result, "rowcount", 0) or 0) == 1
 

@@ -64,6 +64,7 @@ RULE_MESSAGES = (
     r"per-device cost efficiency is n/a on replica-priced target",
     r"^unknown device .+ \(known: |both name \w+: a front needs two different metrics",
     r"^Input should be a valid integer \(got -?\d+\.0\)$",
+    r"^under a batched verifier the y axis must be one of ",
 )
 assert len(RULE_MESSAGES) == len(UNSTATED_RULES)
 

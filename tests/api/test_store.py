@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -171,6 +172,38 @@ def test_concurrent_claims_take_each_job_once(db: Database) -> None:
     for th in threads:
         th.join(timeout=60)
     assert sorted(claimed) == sorted(ids)
+
+
+def test_a_job_starts_after_it_was_queued_even_when_its_worker_waited_for_it(
+        db: Database) -> None:
+    """A worker begins claiming while the queueing transaction holds SQLite's write lock
+    (PostgreSQL: before the job is visible) and gets the job once it is committed: its
+    start, and then its end, are stamped no earlier than its creation."""
+    got: list[JobRecord] = []
+
+    def worker() -> None:
+        for _ in range(500):
+            with db.transaction() as s:
+                job = repo.claim_next_job(s, "w", 30.0, 3)
+                if job is not None:
+                    assert repo.finish_job(s, job.id, attempt=job.attempts)
+                    got.append(job)
+                    return
+            time.sleep(0.01)
+
+    with db.transaction() as s:
+        repo.save_spec(s, "c" * 64, "x", "text")  # SQLite: the write lock is ours from here
+        th = threading.Thread(target=worker)
+        th.start()
+        time.sleep(0.2)  # the worker is waiting for the lock, or finding no job
+        job_id = repo.create_job(s, "c" * 64, {}, None).id
+    th.join(timeout=60)
+    assert got and got[0].id == job_id
+    with db.transaction() as s:
+        done = repo.get_job(s, job_id)
+        assert done is not None and done.started_at is not None
+        assert done.finished_at is not None
+        assert done.created_at <= done.started_at <= done.finished_at
 
 
 def test_a_job_result_is_stored_once(db: Database) -> None:
