@@ -544,7 +544,6 @@ def step_scale(devices: Sequence[DeviceResult], table: LatencyTable, k: int) -> 
             / sum(latency_at(table, float(n), k) for n, _ in steps))
 
 
-
 @dataclass(frozen=True)
 class Prediction:
     """The model's goodput (tok/s) and round time (s) per device: load-blind and load-aware.
