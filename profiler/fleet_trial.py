@@ -29,6 +29,7 @@ No llama_cpp import at module level (recording imports it), no Pyomo, no FastAPI
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 import statistics
@@ -768,19 +769,16 @@ def run_fleet(endpoint: str, recs: Sequence[Recording], ns: Sequence[int], v_d: 
             tables.setdefault(b, {}).update(trow)
         drifts[rec.k] = drift
         for n, run in zip(ns, runs, strict=True):
-            pr = predict(table, rec, n, v_d, rtt_s, ov, prompts=[d.prompt for d in run.devices],
-                         passes=passes, jitter=jitter,
-                         draft_s=[d.drawn_draft_s / d.rounds for d in run.devices])
+            on = functools.partial(predict, rec=rec, n=n, v_d=v_d, rtt_s=rtt_s, overhead_s=ov,
+                                   prompts=[d.prompt for d in run.devices], passes=passes,
+                                   jitter=jitter,
+                                   draft_s=[d.drawn_draft_s / d.rounds for d in run.devices])
+            pr = on(table)
             rounds = sum(d.rounds for d in run.devices)
             scale = step_scale(run.devices, table, rec.k)
-            g_steps = None
-            if scale is not None:
-                scaled = {b: {k: v * scale for k, v in r.items()} for b, r in table.items()}
-                g_steps = predict(scaled, rec, n, v_d, rtt_s, ov,
-                                  prompts=[d.prompt for d in run.devices], passes=passes,
-                                  jitter=jitter, simulated=False,
-                                  draft_s=[d.drawn_draft_s / d.rounds for d in run.devices]
-                                  ).g_aware
+            g_steps = None if scale is None else on(
+                {b: {k: v * scale for k, v in r.items()} for b, r in table.items()},
+                simulated=False).g_aware
             row = Row(n, rec.k, rec.alpha, rec.tokens_per_round, run.b_steady, run.b_whole,
                       run.server_batch, pr.b, run.goodput, pr.g_blind, pr.g_aware, ov,
                       1e3 * sum(d.draft_sleep_s for d in run.devices) / rounds,

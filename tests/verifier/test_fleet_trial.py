@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from profiler import fleet_trial as ft
 from profiler.llama_server import LlamaServer
-from profiler.verifier_profile import spread_slot
+from profiler.verifier_profile import CellOptions, spread_slot
 
 pytest.importorskip("llama_cpp")
 
@@ -152,6 +152,24 @@ def test_a_split_fleet_replays_each_devices_own_recording(
         assert d.context_ok
     with pytest.raises(ValueError, match="mix names 1 devices"):
         ft.replay(llama_server.url, recordings[K], 2, 200.0, mix=mix[:1])
+
+
+def test_run_fleet_brackets_the_table_and_reports_every_point(
+        recording: ft.Recording, llama_server: LlamaServer) -> None:
+    cell = CellOptions(min_requests=6, max_requests=40, max_time_s=2.0, precision=0.1,
+                       min_bursts=3)
+    rows, info = ft.run_fleet(llama_server.url, [recording], [1, N], 200.0, cell=cell)
+    assert [(r.n, r.k) for r in rows] == [(1, K), (N, K)]
+    before, after = info["table_sides_s"]["before"], info["table_sides_s"]["after"]
+    for b, row in info["table_s"].items():  # the table used lies between its two measurements
+        lo, hi = sorted((before[str(b)][K], after[str(b)][K]))
+        assert lo <= row[K] <= hi
+    for r in rows:
+        assert r.contexts_ok and r.g_meas > 0 and r.g_blind > 0
+        assert r.table_drift is not None and r.table_drift >= 0.0
+        assert r.step_scale is not None and r.step_scale > 0
+        assert r.g_aware_steps is not None and r.g_aware_steps > 0
+    assert "within 10%, all points (2)" in ft.markdown(rows)
 
 
 def _row(g_meas: float, g_aware: float, drift: float) -> ft.Row:
