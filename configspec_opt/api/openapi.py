@@ -60,6 +60,8 @@ UNSTATED_RULES = (
     "query: when a target has a batched verifier (`verifier:`), Pareto `y` is one that a "
     "fleet constraint can bound: minimize:cost, maximize:goodput, minimize:power, "
     "minimize:energy or maximize:cost_efficiency",
+    "query: `simulate` and `load_blind` are not asked for together (the simulation plays "
+    "batched verifiers' load forward, a load-blind solve models none)",
 )
 
 

@@ -75,7 +75,8 @@ class SolveParams(SpecParams):
     simulate: float | None = Field(None, ge=0, lt=1, description="Also play each batched "
                                    "verifier of the answer forward step by step, with each "
                                    "round's drafting time within +- this share of K/v_d "
-                                   "(`solve --simulate --jitter`); null: no simulation.")
+                                   "(`solve --simulate --jitter`); null: no simulation. "
+                                   "Not with load_blind.")
 
 
 class ParetoParams(SpecParams):

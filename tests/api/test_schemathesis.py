@@ -65,6 +65,7 @@ RULE_MESSAGES = (
     r"^unknown device .+ \(known: |both name \w+: a front needs two different metrics",
     r"^Input should be a valid integer \(got -?\d+\.0\)$",
     r"^under a batched verifier the y axis must be one of ",
+    r"^the simulation plays batched verifiers' load forward and a load-blind solve models none",
 )
 assert len(RULE_MESSAGES) == len(UNSTATED_RULES)
 
