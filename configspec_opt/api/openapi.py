@@ -62,6 +62,8 @@ UNSTATED_RULES = (
     "minimize:energy or maximize:cost_efficiency",
     "query: `simulate` and `load_blind` are not asked for together (the simulation plays "
     "batched verifiers' load forward, a load-blind solve models none)",
+    "min_goodput (the slowest device's goodput) is only maximised, in the spec's objective "
+    "and in the `objective` query alike",
 )
 
 

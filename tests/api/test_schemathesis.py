@@ -66,6 +66,7 @@ RULE_MESSAGES = (
     r"^Input should be a valid integer \(got -?\d+\.0\)$",
     r"^under a batched verifier the y axis must be one of ",
     r"^the simulation plays batched verifiers' load forward and a load-blind solve models none",
+    r"^min_goodput can only be maximised",
 )
 assert len(RULE_MESSAGES) == len(UNSTATED_RULES)
 
