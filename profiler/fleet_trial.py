@@ -302,7 +302,8 @@ JITTER = 0.2
 def replay(endpoint: str, rec: Recording, n: int, v_d: float, rtt_s: float = 0.0,
            passes: int = 1, timeout_s: float = 60.0,
            sleep: Callable[[float], None] = time.sleep, jitter: float = JITTER,
-           seed: int = 0, mix: Sequence[tuple[Recording, float]] | None = None) -> RunResult:
+           seed: int = 0, mix: Sequence[tuple[Recording, float]] | None = None,
+           phases: Sequence[float] | None = None) -> RunResult:
     """N emulated devices (device i replays prompt i mod P on a spread slot); see the module doc.
 
     Devices are independent, as a fleet's are: each starts at a random phase of its
@@ -313,7 +314,10 @@ def replay(endpoint: str, rec: Recording, n: int, v_d: float, rtt_s: float = 0.0
     staggered ones would never meet: neither is a fleet. Seeded: runs repeat.
 
     `mix`: one (recording, v_d) per device, for a fleet whose devices draft differently
-    (a split pool); `rec` and `v_d` then only name the run.
+    (a split pool); `rec` and `v_d` then only name the run.  `phases`: each device's
+    start offset in seconds instead of a random one, to start the fleet in a chosen
+    state (cohorts; `benchmarks/bench_fleet_cohorts.py`); the drafting draws stay those
+    of `seed`.
     """
     ep = Endpoint.parse(endpoint)
     info = probe(ep, timeout_s, "llama")
@@ -324,6 +328,8 @@ def replay(endpoint: str, rec: Recording, n: int, v_d: float, rtt_s: float = 0.0
     plan = list(mix) if mix is not None else [(rec, v_d)] * n
     if len(plan) != n:
         raise ValueError(f"mix names {len(plan)} devices, not N={n}")
+    if phases is not None and (len(phases) != n or any(x < 0 for x in phases)):
+        raise ValueError(f"phases must be {n} offsets >= 0 s, one per device")
     draft_s = max(r.k / v for r, v in plan)
     barrier = threading.Barrier(n + 1)
     results: list[DeviceResult | None] = [None] * n
@@ -342,7 +348,8 @@ def replay(endpoint: str, rec: Recording, n: int, v_d: float, rtt_s: float = 0.0
         if errors:
             return
         rng = random.Random(seed * 1_000_003 + i)
-        sleep((own_draft_s + rtt_s) * rng.random())
+        phase = (own_draft_s + rtt_s) * rng.random()
+        sleep(phase if phases is None else phases[i])
         intervals: list[tuple[float, float]] = []
         served: list[tuple[float, float, float]] = []
         processed: list[int] = []

@@ -154,6 +154,22 @@ def test_a_split_fleet_replays_each_devices_own_recording(
         ft.replay(llama_server.url, recordings[K], 2, 200.0, mix=mix[:1])
 
 
+def test_phases_start_each_device_where_it_is_told(recording: ft.Recording,
+                                                  llama_server: LlamaServer) -> None:
+    """`phases`: device 1 sends its first request no sooner than its offset allows.
+
+    Device 0 starts at once and drafts K/v_d x at most (1 + jitter) before its first
+    request; device 1 sleeps 0.5 s first, and a sleep never ends early.
+    """
+    run = ft.replay(llama_server.url, recording, N, v_d=200.0, phases=[0.0, 0.5])
+    first = {d.device: d.intervals[0][0] for d in run.devices}
+    assert first[1] - first[0] >= 0.5 - K / 200.0 * (1 + ft.JITTER)
+    assert all(d.context_ok for d in run.devices)
+    for bad in ([0.0], [0.0, -1.0]):
+        with pytest.raises(ValueError, match="phases must be 2 offsets"):
+            ft.replay(llama_server.url, recording, N, v_d=200.0, phases=bad)
+
+
 def test_run_fleet_brackets_the_table_and_reports_every_point(
         recording: ft.Recording, llama_server: LlamaServer) -> None:
     cell = CellOptions(min_requests=6, max_requests=40, max_time_s=2.0, precision=0.1,
