@@ -161,6 +161,7 @@ def _solver_dict(sol: Solution) -> SolverJSON:
         "build_s": sol.build_s,
         "gap": _num(sol.gap),
         "proven_optimal": sol.proven_optimal,
+        "proven_within": sol.proven_within,
         "tie_break": sol.tie_break,
         "candidates": len(sol.problem.candidates),
         "pruned_dominated": sol.problem.pruned,
@@ -264,8 +265,8 @@ def print_solution(console: Console, data: SolveJSON) -> None:
                       + escape(", ".join(data["split_pools"])), markup=True)
     s = data["solver"]
     console.print(f"solver: highs, {s['time_s']:.3f} s, gap {_fmt(s['gap'])}, "
-                  f"proven optimal: {s['proven_optimal']}, candidates {s['candidates']} "
-                  f"({s['pruned_dominated']} dominated removed)")
+                  f"proven optimal (gap <= {s['proven_within']:g}): {s['proven_optimal']}, "
+                  f"candidates {s['candidates']} ({s['pruned_dominated']} dominated removed)")
     diag = data.get("diagnosis")
     if diag:
         console.print(f"[red]{escape(diag['message'])}[/red]", markup=True)

@@ -255,7 +255,9 @@ def solver_line(data: Mapping[str, Any]) -> str:
     status = data.get("status", "?")
     cls = "ok" if status == "optimal" else "bad" if status not in ("feasible",) else ""
     gap = s.get("gap")
-    return (f'<span class="{cls}">{esc(status)}</span>, gap {fmt_num(gap)}, proven optimal: '
+    within = s.get("proven_within")
+    proven = "proven optimal" + ("" if within is None else f" (gap ≤ {fmt_num(within)})")
+    return (f'<span class="{cls}">{esc(status)}</span>, gap {fmt_num(gap)}, {proven}: '
             f"{fmt_num(s.get('proven_optimal'))}, {fmt_num(s.get('time_s'), 3)} s, "
             f"{fmt_num(s.get('candidates'))} candidates "
             f"({fmt_num(s.get('pruned_dominated'))} dominated removed)")

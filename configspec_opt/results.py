@@ -56,6 +56,7 @@ class SolverJSON(TypedDict):
     build_s: float
     gap: float | None
     proven_optimal: bool
+    proven_within: float  # proven_optimal means gap <= this (1e-6; 0.01 under batched verifiers)
     tie_break: str
     candidates: int
     pruned_dominated: int

@@ -93,7 +93,8 @@ class Solution:
     unless `status` is optimal or feasible.  `objective_values` has one value per
     term of the objective, `term_gaps` the certified relative gap of each (None:
     unknown).  `proven_optimal` is true only when every gap is within
-    `PROVEN_REL_GAP`; `diagnosis` is set for an infeasible spec.
+    `proven_within`: `PROVEN_REL_GAP`, or `LOAD_REL_GAP` under batched verifiers
+    (whose load levels are refined to that); `diagnosis` is set for an infeasible spec.
     """
 
     status: Status
@@ -106,6 +107,7 @@ class Solution:
     time_s: float = 0.0
     build_s: float = 0.0
     gap: float | None = None
+    proven_within: float = PROVEN_REL_GAP  # the gap `proven_optimal` certifies
     stages: list[StageInfo] = field(default_factory=list)
     tie_break: str = "off"  # exact | node_limit | time_limit | skipped | off
     term_gaps: list[float | None] = field(default_factory=list)
@@ -514,6 +516,7 @@ def solve(
     plans = plans_for(spec)
     if plans:
         sol = _solve_under_load(spec, objective, only, options, prune, plans, tie_break)
+        sol.proven_within = LOAD_REL_GAP
     else:
         sol = _solve_fixed(spec, objective, only, options, prune, tie_break)
     if sol.status is Status.infeasible and diagnose:

@@ -23,8 +23,9 @@ from hypothesis.errors import InvalidArgument
 from configspec_opt import verifier_load as vl
 from configspec_opt.candidates import Candidate, enumerate_candidates
 from configspec_opt.loader import load_spec
+from configspec_opt.report import solution_dict
 from configspec_opt.spec import Metric, Objective, Spec, Term
-from solvers.solve import LOAD_REL_GAP, Solution, solve
+from solvers.solve import LOAD_REL_GAP, PROVEN_REL_GAP, Solution, solve
 from solvers.status import Status
 from tests.core.brute_load import (
     Evaluation,
@@ -620,6 +621,21 @@ def test_a_spec_without_verifiers_solves_as_before() -> None:
     assert sol.fleet is not None and sol.fleet.cost_usd_per_hour == pytest.approx(
         5.129916116, rel=1e-9)
     assert spec.load_blind() == spec
+
+
+def test_the_report_says_what_proven_optimal_certifies() -> None:
+    """`solver.proven_within`: 1e-6 for fixed latencies, the load levels' 1 % under load.
+
+    Under batched verifiers the levels are refined until the certified gap is at most
+    `LOAD_REL_GAP`, so a proven answer may sit up to 1 % from the optimum; the report
+    must say so next to `proven_optimal` rather than let it read as 1e-6.
+    """
+    shared = load_spec(EXAMPLE.parent / "fleet-verifier" / "shared-verifier.yaml").spec
+    for spec, within in ((load_spec(EXAMPLE).spec, PROVEN_REL_GAP), (shared, LOAD_REL_GAP)):
+        sol = solve(spec)
+        s = solution_dict(sol)["solver"]
+        assert s["proven_within"] == within
+        assert s["proven_optimal"] and s["gap"] is not None and s["gap"] <= within
 
 
 def test_search_size_counts_the_enumeration() -> None:

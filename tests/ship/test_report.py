@@ -30,7 +30,7 @@ def test_report_is_self_contained_and_tells_the_answer(tmp_path: Path) -> None:
     # where it came from: the spec's hash (the one solve reports), the tool's version
     assert solved["spec_sha256"] in visible
     assert "configspec-opt 0.1.0" in visible
-    assert "optimal" in visible and "proven optimal: yes" in visible
+    assert "optimal" in visible and "proven optimal (gap ≤ 1e-06): yes" in visible
     # fleet metrics with limits and which bind, the why per pool
     assert "constraints.fleet.max_cost_usd_per_hour" in visible
     assert "runner-up llama-3.2-1b-instruct Q4_K_M K=7" in visible
