@@ -9,7 +9,8 @@ on how the fleet started, not on the configuration, so this benchmark replays on
 (one recording, one K, one server) from chosen start phases (`fleet_trial.replay(phases=)`):
 random ones, as in the trial, and phases that place the devices in two given cohorts.  For
 each start it prints the measured goodput, the steps the server really ran (rebuilt from
-the requests, `fleet_trial.fleet_steps`), the simulation of that same start, and the
+the requests, `fleet_trial.fleet_steps`), how widely they spread over the server's slots
+against the table's steps (`fleet_trial.step_span`), the simulation of that same start, and the
 mean-value model, which knows nothing of the start.  The table T(n, K) is measured right
 before and after the runs; the predictions read the mean (`fleet_trial.bracketed`).
 """
@@ -122,9 +123,9 @@ def main() -> None:
         f"{b}: {table[b][a.k] * 1e3:.1f} ({drift[b]:.0%})" for b in bs)
         + f"; round overhead {ov * 1e3:.1f} ms")
     print("| start | G meas | round ms | steps the server ran (share of requests) | server busy "
-          "| run's steps / table | G sim, same start | err | G sim, random starts (range) "
-          "| G mean-value model | err |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+          "| step span / table's | run's steps / table | G sim, same start | err "
+          "| G sim, random starts (range) | G mean-value model | err |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name, ph, run in runs:
         drafts = [d.drawn_draft_s / d.rounds for d in run.devices]
         prompts = [d.prompt for d in run.devices]
@@ -145,8 +146,10 @@ def main() -> None:
         wall = statistics.fmean(d.wall_s for d in run.devices)
         rnd = statistics.fmean(d.wall_s / d.rounds for d in run.devices)
         scale = ft.step_scale(run.devices, table, a.k)
+        span = ft.step_span(run.devices, a.n)
         print(f"| {name} | {g:.2f} | {rnd * 1e3:.0f} | {hist(steps)} | "
               f"{sum(t for _, t in steps) / wall:.0%} | "
+              f"{'-' if span is None else format(span, '.2f')} | "
               f"{'-' if scale is None else format(scale, '.2f')} | {same} | "
               f"{statistics.fmean(rand):.2f} ({min(rand):.2f}-{max(rand):.2f}) | "
               f"{aware} | {err_aware} |")

@@ -255,6 +255,7 @@ class DeviceResult:
     drawn_draft_s: float = 0.0  # the drafting times drawn for its rounds, summed (no rtt)
     served: list[tuple[float, float, float]] = field(repr=False, default_factory=list)
     """(end, the server's own time, latency) of each request the server timed (`fleet_steps`)."""
+    slot: int | None = None  # the server slot it sat on (None: the server picked)
 
     @property
     def goodput(self) -> float:
@@ -280,6 +281,7 @@ class RunResult:
     b_steady: float      # mean requests in flight while every device was active
     b_whole: float       # over the whole run (tail included)
     server_batch: float | None  # llama-server's busy slots per decode (--metrics)
+    server_slots: int | None = None  # the server's slots (None: it does not say)
 
     @property
     def goodput(self) -> float:
@@ -386,7 +388,8 @@ def replay(endpoint: str, rec: Recording, n: int, v_d: float, rtt_s: float = 0.0
         results[i] = DeviceResult(i, i % len(rec.prompts), emitted, rounds, wall, slept,
                                   verify, ok,
                                   statistics.median(processed) if processed else None,
-                                  intervals, drawn, served)
+                                  intervals, drawn, served,
+                                  cl.slot if info.slots is not None else None)
 
     threads = [threading.Thread(target=device, args=(i,), daemon=True) for i in range(n)]
     for th in threads:
@@ -408,7 +411,7 @@ def replay(endpoint: str, rec: Recording, n: int, v_d: float, rtt_s: float = 0.0
     ends = [max(e for _, e in d.intervals) for d in devs]
     steady = t_start + draft_s + rtt_s  # every device has started
     return RunResult(n, rec.k, devs, in_flight_mean(ivs, steady, min(ends)),
-                     in_flight_mean(ivs, t_start, max(ends)), server_batch)
+                     in_flight_mean(ivs, t_start, max(ends)), server_batch, info.slots)
 
 
 # --------------------------------------------------------------------------- T(b, K)
@@ -505,6 +508,22 @@ def measure_sleep_excess(seconds: float, samples: int = 10) -> float:
 # --------------------------------------------------------------------------- prediction
 
 
+def _step_groups(devices: Sequence[DeviceResult]) -> list[list[tuple[float, int | None]]]:
+    """The requests of each server step: (server time, slot) per request; see `fleet_steps`."""
+    served = sorted((e, srv, d.slot) for d in devices for e, srv, _ in d.served)
+    groups: list[list[tuple[float, int | None]]] = []
+    first_end = 0.0
+    for end, srv, slot in served:
+        if groups:
+            ref = groups[-1][0][0]
+            if abs(srv - ref) <= max(5e-4, 0.03 * ref) and end - first_end <= 0.5 * ref:
+                groups[-1].append((srv, slot))
+                continue
+        groups.append([(srv, slot)])
+        first_end = end
+    return groups
+
+
 def fleet_steps(devices: Sequence[DeviceResult]) -> list[tuple[int, float]]:
     """The server's steps during a replay, rebuilt from its requests: (size n, step time s).
 
@@ -516,18 +535,30 @@ def fleet_steps(devices: Sequence[DeviceResult]) -> list[tuple[int, float]]:
     within 3 % (at least 0.5 ms) and it arrived within half a step of that step's first
     answer.  The step time is the mean of its requests' server times.
     """
-    served = sorted((e, srv) for d in devices for e, srv, _ in d.served)
-    groups: list[list[float]] = []
-    first_end = 0.0
-    for end, srv in served:
-        if groups:
-            ref = groups[-1][0]
-            if abs(srv - ref) <= max(5e-4, 0.03 * ref) and end - first_end <= 0.5 * ref:
-                groups[-1].append(srv)
-                continue
-        groups.append([srv])
-        first_end = end
-    return [(len(g), statistics.fmean(g)) for g in groups]
+    return [(len(g), statistics.fmean(t for t, _ in g)) for g in _step_groups(devices)]
+
+
+def step_span(devices: Sequence[DeviceResult], slots: int) -> float | None:
+    """How widely the run's steps spread over the server's slots, against the table's.
+
+    llama-server's step cost grows with the range of slots its requests touch, and the
+    latency table spreads a step of n over the server (`spread_slot`): this is the mean,
+    over the run's steps of n >= 2, of the step's slot range (highest - lowest slot) over
+    that of the table's step of n.  Below 1 the fleet's steps held nearer slots than the
+    table's and ran cheaper (`benchmarks/bench_fleet_cohorts.py`).  None without steps of
+    two or more on known slots.
+    """
+    ratios = []
+    for g in _step_groups(devices):
+        held = [x for _, x in g if x is not None]
+        if len(held) < 2 or len(held) != len(g):
+            continue
+        table = [spread_slot(i, len(held), slots) for i in range(len(held))]
+        lo, hi = table[0], table[-1]
+        if lo is None or hi is None or hi <= lo:
+            continue
+        ratios.append((max(held) - min(held)) / (hi - lo))
+    return statistics.fmean(ratios) if ratios else None
 
 
 def step_scale(devices: Sequence[DeviceResult], table: LatencyTable, k: int) -> float | None:
@@ -671,6 +702,7 @@ class Row:
     table_drift: float | None = None  # how far the rows it reads moved during the runs
     step_scale: float | None = None  # the run's own steps over the table's (`step_scale`)
     g_aware_steps: float | None = None  # the load-aware model on the table x step_scale
+    step_span: float | None = None  # the run's steps' slot range over the table's (`step_span`)
 
     @property
     def err_blind(self) -> float | None:
@@ -791,7 +823,9 @@ def run_fleet(endpoint: str, recs: Sequence[Recording], ns: Sequence[int], v_d: 
                       1e3 * sum(d.draft_sleep_s for d in run.devices) / rounds,
                       1e3 * sum(d.verify_s for d in run.devices) / rounds,
                       all(d.context_ok for d in run.devices), pr.g_sim,
-                      drift_upto(drift, n) if bracket else None, scale, g_steps)
+                      drift_upto(drift, n) if bracket else None, scale, g_steps,
+                      None if run.server_slots is None
+                      else step_span(run.devices, run.server_slots))
             rows.append(row)
             if log is not None:
                 log(format_row(row))
@@ -814,8 +848,9 @@ def _f(x: float | None, fmt: str) -> str:
 
 HEADER = ("| N | K | α | b meas | b pred | server batch | G meas tok/s | G load-blind | err "
           "| G load-aware | err | G simulated | err | draft / verify ms | overhead ms "
-          "| table drift | run's steps / table | G load-aware on the run's steps | err |\n"
-          "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "| table drift | step span / table's | run's steps / table "
+          "| G load-aware on the run's steps | err |\n"
+          "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 
 
 def format_row(r: Row) -> str:
@@ -825,7 +860,8 @@ def format_row(r: Row) -> str:
             f"{_f(r.err_blind, '+.1%')} | {_f(r.g_aware, '.2f')} | {_f(r.err_aware, '+.1%')} | "
             f"{_f(r.g_sim, '.2f')} | {_f(r.err_sim, '+.1%')} | "
             f"{r.draft_ms:.0f} / {r.verify_ms:.1f} | {r.overhead_s * 1e3:.1f} | "
-            f"{_f(r.table_drift, '.1%')} | {_f(r.step_scale, '.3f')} | "
+            f"{_f(r.table_drift, '.1%')} | {_f(r.step_span, '.2f')} | "
+            f"{_f(r.step_scale, '.3f')} | "
             f"{_f(r.g_aware_steps, '.2f')} | {_f(r.err_aware_steps, '+.1%')} |")
 
 

@@ -98,6 +98,47 @@ def test_fleet_steps_are_rebuilt_from_the_requests_server_times(
     assert all(abs(t - d) <= 2e-4 for (_, t), (_, d) in zip(got, steps, strict=True))
 
 
+def _devices_on_slots(steps: list[list[int]], slots: int) -> list[ft.DeviceResult]:
+    """Back-to-back steps of 50 ms, each of the devices on the given slots (device = slot)."""
+    devices = {i: ft.DeviceResult(i, 0, 0, 0, 1.0, 0.0, 0.0, True, None, slot=i)
+               for i in range(slots)}
+    end = 0.0
+    for j, held in enumerate(steps):
+        end += 0.05 + 1e-3 * j  # distinct step times, as a real run's are
+        for x in held:
+            devices[x].served.append((end, 0.05 + 1e-3 * j, 0.051))
+    return list(devices.values())
+
+
+def _spread_span(n: int, slots: int) -> int:
+    return (n - 1) * slots // n
+
+
+@given(st.lists(st.sets(st.integers(0, 15), min_size=2), min_size=1, max_size=12))
+def test_step_span_compares_each_steps_slot_range_with_the_tables(steps: list[set[int]]) -> None:
+    """A step on the table's own (spread) slots reads 1; on neighbouring slots (n - 1) over
+    the table's range; any step between those two bounds and (slots - 1) over the range."""
+    slots = 16
+    got = ft.step_span(_devices_on_slots([sorted(x) for x in steps], slots), slots)
+    lows = [(len(x) - 1) / _spread_span(len(x), slots) for x in steps]
+    highs = [(slots - 1) / _spread_span(len(x), slots) for x in steps]
+    assert got is not None
+    assert sum(lows) / len(lows) - 1e-12 <= got <= sum(highs) / len(highs) + 1e-12
+    spread = [[i * slots // len(x) for i in range(len(x))] for x in steps]
+    assert ft.step_span(_devices_on_slots(spread, slots), slots) == pytest.approx(1.0)
+    packed = [list(range(len(x))) for x in steps]
+    assert ft.step_span(_devices_on_slots(packed, slots), slots) == pytest.approx(
+        sum(lows) / len(lows))
+
+
+def test_step_span_needs_steps_of_two_on_known_slots() -> None:
+    assert ft.step_span(_devices_on_slots([[3], [5]], 16), 16) is None
+    unknown = [ft.DeviceResult(i, 0, 0, 0, 1.0, 0.0, 0.0, True, None) for i in range(2)]
+    for d in unknown:
+        d.served.append((1.0, 0.05, 0.051))
+    assert ft.step_span(unknown, 16) is None
+
+
 def test_recording_round_trips(recording: ft.Recording, tmp_path: Path) -> None:
     path = tmp_path / "rec.json"
     ft.save_recordings(path, [recording])
@@ -185,6 +226,9 @@ def test_run_fleet_brackets_the_table_and_reports_every_point(
         assert r.table_drift is not None and r.table_drift >= 0.0
         assert r.step_scale is not None and r.step_scale > 0
         assert r.g_aware_steps is not None and r.g_aware_steps > 0
+        # N devices sit on the slots the table's step of N uses: a step of all N spans
+        # exactly the table's range (if the two ever met in one), one alone has no span
+        assert r.step_span is None or (r.n == N and r.step_span == pytest.approx(1.0))
     assert "within 10%, all points (2)" in ft.markdown(rows)
 
 
