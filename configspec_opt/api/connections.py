@@ -52,13 +52,27 @@ def problem_bytes(status: int, kind: str, title: str, detail: str) -> bytes:
                        "detail": detail}).encode()
 
 
-def timeout_response(detail: str) -> bytes:
-    """A whole 408 answer, written straight to the socket (no request may exist yet)."""
-    body = problem_bytes(408, "request-timeout", "Request Timeout", detail)
-    head = (f"HTTP/1.1 408 Request Timeout\r\ncontent-type: {PROBLEM_JSON}\r\n"
+def raw_response(status: int, reason: str, kind: str, detail: str) -> bytes:
+    """A whole problem+json answer that closes the connection, written straight to the
+    socket (no request, and so no FastAPI handler, may exist yet)."""
+    body = problem_bytes(status, kind, reason, detail)
+    head = (f"HTTP/1.1 {status} {reason}\r\ncontent-type: {PROBLEM_JSON}\r\n"
             f"content-length: {len(body)}\r\nconnection: close\r\n"
             "x-content-type-options: nosniff\r\ncache-control: no-store\r\n\r\n")
     return head.encode() + body
+
+
+def timeout_response(detail: str) -> bytes:
+    """A whole 408 answer (`raw_response`)."""
+    return raw_response(408, "Request Timeout", "request-timeout", detail)
+
+
+# A refused connection reads on for this long (and at most this much) before it closes,
+# so that a client still sending reads the refusal instead of a TCP reset.
+LINGER_S = 2.0
+LINGER_BYTES = 1 << 20
+# h11's limit on a request's line and headers where uvicorn's config sets none (16 KiB)
+HEAD_LIMIT_DEFAULT = 16 * 1024
 
 
 class _Closed:
@@ -98,6 +112,8 @@ class GuardedH11Protocol(H11Protocol):
         self._app_task: asyncio.Task[Any] | None = None
         self._cancelled_here = False
         self._address = ""
+        self._lingering: asyncio.TimerHandle | None = None
+        self._discarded = 0
 
     # -- the asyncio.Protocol side ---------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -108,6 +124,11 @@ class GuardedH11Protocol(H11Protocol):
 
     def data_received(self, data: bytes) -> None:
         """Count the bytes towards the current phase, then re-check what the client still owes."""
+        if self._lingering is not None:  # refused: read and drop what the client still sends
+            self._discarded += len(data)
+            if self._discarded > LINGER_BYTES:
+                self.transport.close()
+            return
         self._phase_bytes += len(data)
         super().data_received(data)
         self._sync()
@@ -118,8 +139,33 @@ class GuardedH11Protocol(H11Protocol):
         super().on_response_complete()
         self._sync()
 
+    def send_400_response(self, msg: str) -> None:
+        """Refuse a request h11 cannot parse so that the client can read the refusal.
+
+        uvicorn writes a plain 400 and closes at once; a client still sending (a URL of
+        100 KB, say) then gets a TCP reset instead of the answer, since closing a socket
+        with unread data resets it.  Here the answer is problem+json, 431 when the
+        request line and headers outgrew h11's buffer, and the connection half-closes
+        and reads on (`LINGER_S`, `LINGER_BYTES`) before it closes.
+        """
+        limit = self.config.h11_max_incomplete_event_size or HEAD_LIMIT_DEFAULT
+        if self._phase == "header" and self._phase_bytes > limit:
+            answer = raw_response(431, "Request Header Fields Too Large", "header-too-large",
+                                  f"the request line and headers exceed {limit // 1024} KiB "
+                                  "(a long query string?); send the values in a body")
+        else:
+            answer = raw_response(400, "Bad Request", "bad-request",
+                                  f"not a valid HTTP/1.1 request: {msg}")
+        self._leave()
+        self.transport.write(answer)
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self._lingering = asyncio.get_running_loop().call_later(LINGER_S, self.transport.close)
+
     def connection_lost(self, exc: Exception | None) -> None:
         """Forget the connection; cancel the request's handling if its answer was still unsent."""
+        if self._lingering is not None:
+            self._lingering.cancel()
         self._leave()
         super().connection_lost(exc)
         if self.cycle is not None and not self.cycle.response_complete:

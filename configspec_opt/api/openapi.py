@@ -198,6 +198,8 @@ def install(app: FastAPI) -> None:
                 guarded = op.setdefault("responses", {})
                 guarded.setdefault("421", {"description": "Host not served here "
                                            "(configspec serve --allowed-host)"})
+                guarded.setdefault("431", {"description": "Request line and headers over "
+                                           "16 KiB (a long query string)"})
                 if method.upper() not in ("GET", "HEAD", "OPTIONS"):
                     guarded.setdefault("403", {"description": "Cross-origin write from a "
                                                "browser (configspec serve --allow-origin)"})

@@ -208,6 +208,47 @@ def test_a_silent_connection_gets_408(guarded: LiveServer) -> None:
     assert "did not arrive within" in problem["detail"]
 
 
+def _read_all(s: socket.socket) -> bytes:
+    """Everything the server sends until it closes (ConnectionResetError propagates)."""
+    chunks = []
+    while chunk := s.recv(65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_an_oversized_request_line_is_refused_with_431_not_reset(guarded: LiveServer) -> None:
+    """A URL past h11's 16 KiB: the client, still sending, reads a 431, never a reset.
+
+    Schemathesis sent `/v1/evaluate?device=...` with 100 KB of query and the old
+    server answered a plain 400 and closed while the request was still arriving, so the
+    client saw `Connection reset by peer`.  The whole request is sent before reading.
+    The URL is 600 KiB, more than the event loop reads at once (256 KiB), so h11 sees
+    the head incomplete and past its limit (a smaller head read in one piece is parsed
+    whole and answered by the app).
+    """
+    query = "&".join(f"device=d{i:06d}" for i in range(600 * 1024 // 16))
+    s = socket.create_connection(("127.0.0.1", guarded.port), timeout=10)
+    s.sendall(f"POST /v1/evaluate?{query} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+              "Content-Length: 2\r\nContent-Type: application/json\r\n\r\n{}".encode())
+    answer = _read_all(s)
+    s.close()
+    assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
+    head, body = answer.split(b"\r\n\r\n", 1)
+    assert b"content-type: application/problem+json" in head.lower()
+    problem = json.loads(body)
+    assert problem["status"] == 431 and "16 KiB" in problem["detail"]
+    assert httpx.get(f"{guarded.url}/healthz", timeout=10).status_code == 200
+
+
+def test_a_request_that_is_not_http_gets_a_400_problem(guarded: LiveServer) -> None:
+    s = socket.create_connection(("127.0.0.1", guarded.port), timeout=10)
+    s.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+    answer = _read_all(s)
+    s.close()
+    assert answer.startswith(b"HTTP/1.1 400 "), answer[:200]
+    assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["status"] == 400
+
+
 # --- item 3: time limits end to end ---------------------------------------------------
 
 
