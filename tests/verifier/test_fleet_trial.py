@@ -95,7 +95,8 @@ def test_fleet_steps_are_rebuilt_from_the_requests_server_times(
             dev.served.append((arrive, srv, srv + 1e-3))
     got = ft.fleet_steps(list(devices.values()))
     assert [n for n, _ in got] == [n for n, _ in steps]
-    assert all(abs(t - d) <= 2e-4 for (_, t), (_, d) in zip(got, steps, strict=True))
+    # the sampling may draw 2e-4 itself, and (d + 2e-4) - d rounds a little above it
+    assert all(abs(t - d) <= 2e-4 + 1e-9 for (_, t), (_, d) in zip(got, steps, strict=True))
 
 
 def _devices_on_slots(steps: list[list[int]], slots: int) -> list[ft.DeviceResult]:
