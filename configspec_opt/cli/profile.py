@@ -9,7 +9,8 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -45,16 +46,58 @@ if TYPE_CHECKING:
     from profiler.power import PowerSource
 
 
-class RichReporter:
-    """Progress bars with ETA on stderr; warnings printed as they happen."""
+class CtrlC:
+    """Ctrl-C that a ctypes callback swallowed, raised again at the next safe point.
 
-    def __init__(self, quiet: bool = False) -> None:
+    llama-cpp-python logs through a Python function that llama.cpp calls from C; a
+    KeyboardInterrupt raised while it runs is printed ("Exception ignored on calling
+    ctypes callback function") and dropped, and `profile` went on to measure and write
+    the next variant.  The handler records the interrupt as well, and `check` (each
+    progress tick, and before each write) raises it again where Python can.
+    """
+
+    def __init__(self) -> None:
+        self.pending = False
+
+    def handler(self, signum: int, frame: object) -> None:
+        """The SIGINT handler: note it, then interrupt as Python's default does."""
+        self.pending = True
+        raise KeyboardInterrupt
+
+    def check(self) -> None:
+        """Raise an interrupt that arrived but did not stop the run."""
+        if self.pending:
+            raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def ctrl_c_kept() -> Iterator[CtrlC]:
+    """`CtrlC`'s handler for the block (main thread only; elsewhere a no-op check)."""
+    ctrl_c = CtrlC()
+    if threading.current_thread() is not threading.main_thread():
+        yield ctrl_c
+        return
+    previous = signal.signal(signal.SIGINT, ctrl_c.handler)
+    try:
+        yield ctrl_c
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+class RichReporter:
+    """Progress bars with ETA on stderr; warnings printed as they happen.
+
+    `check` runs at each tick (`CtrlC.check`: an interrupt a C callback swallowed).
+    """
+
+    def __init__(self, quiet: bool = False, check: Callable[[], None] | None = None) -> None:
         self.progress = Progress(
             TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
             TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
             console=err, transient=False, disable=quiet)
         self._task: TaskID | None = None
         self.warnings: list[str] = []
+        self._check = check
 
     def __enter__(self) -> RichReporter:
         self.progress.start()
@@ -69,6 +112,8 @@ class RichReporter:
 
     def advance(self, n: int = 1) -> None:
         """Move the current bar on; ignored between steps."""
+        if self._check is not None:
+            self._check()
         if self._task is not None:
             self.progress.advance(self._task, n)
 
@@ -222,7 +267,7 @@ def _profile(spec_path: Path, device: str, target: list[str] | None, drafts: lis
 
     measured: list[dict[str, Any]] = []
     skipped_existing: list[str] = []
-    with RichReporter(quiet=as_json) as rep:
+    with ctrl_c_kept() as ctrl_c, RichReporter(quiet=as_json, check=ctrl_c.check) as rep:
         src, note = choose_power(power, rep.warn)
         session = ProfileSession(dev.name, opts, rep, src, note)
         try:
@@ -235,6 +280,7 @@ def _profile(spec_path: Path, device: str, target: list[str] | None, drafts: lis
                 prior = next((p for p in existing if (p.device, p.draft, p.quant)
                               == (dev.name, v.draft, v.quant)), None)
                 entry = _merge(session.measure(v, targets), prior)
+                ctrl_c.check()
                 with _sigint_deferred():  # written and counted together, or neither
                     where = write_profiles(spec_path, [entry], out_file)
                     measured.append(entry)

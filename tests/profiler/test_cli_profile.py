@@ -204,3 +204,36 @@ def test_ctrl_c_leaves_a_valid_spec(tiny_spec: Path) -> None:
     spec = load_spec(tiny_spec).spec
     assert [p.quant for p in spec.profiles] == ["close"]
     assert sorted(p.name for p in tiny_spec.parent.iterdir() if p.name.startswith(".")) == []
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_ctrl_c_swallowed_by_a_c_callback_is_raised_at_the_next_tick() -> None:
+    """The one-off failure of `test_ctrl_c_leaves_a_valid_spec`, made deterministic.
+
+    llama.cpp calls llama-cpp-python's log function from C; a Ctrl-C handled while it
+    runs raises KeyboardInterrupt inside a ctypes callback, which ctypes prints and
+    drops, and `profile` measured and wrote the next variant, exit 0.  Here libc's qsort
+    calls a Python comparison that receives SIGINT: the interrupt is dropped as it was,
+    and the reporter's next tick raises it again.
+    """
+    import ctypes
+    import signal
+
+    from configspec_opt.cli.profile import RichReporter, ctrl_c_kept
+
+    cmp_type = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_int),
+                                ctypes.POINTER(ctypes.c_int))
+
+    def compare(a: Any, b: Any) -> int:
+        signal.raise_signal(signal.SIGINT)  # Ctrl-C arrives while C runs this callback
+        return int(a[0] - b[0])
+
+    values = (ctypes.c_int * 2)(2, 1)
+    libc = ctypes.CDLL(None)
+    with ctrl_c_kept() as ctrl_c:
+        libc.qsort(values, 2, ctypes.sizeof(ctypes.c_int), cmp_type(compare))
+        assert list(values) == [1, 2]  # the C call went on: the interrupt was swallowed
+        assert ctrl_c.pending
+        with pytest.raises(KeyboardInterrupt):
+            RichReporter(quiet=True, check=ctrl_c.check).advance()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
