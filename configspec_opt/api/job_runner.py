@@ -29,7 +29,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -155,12 +155,23 @@ class JobRunner:
         return ClaimedJob(job.id, spec.text, dict(job.params), job.stored_profiles,
                           job.attempts)
 
-    async def _storage(self, what: str, fn: Callable[[Session], T]) -> T:
-        """`fn` in a transaction, retried with a growing pause while storage fails."""
+    def _hold(self, job: ClaimedJob | None) -> None:
+        if job is not None:
+            self.held[job.id] = job.attempts
+
+    async def _storage(self, what: str, fn: Callable[[Session], T],
+                       kept: Callable[[T], None] | None = None) -> T:
+        """`fn` in a transaction, retried with a growing pause while storage fails.
+
+        `kept`: a transaction whose caller is cancelled is still waited for, and what it
+        returned goes to `kept` (`_waited`); the claim uses it so that a job claimed
+        while the runner stops is handed back by `stop`.
+        """
         pause = BACKOFF_S[0]
         while True:
             try:
-                value = await self.db.run(fn)
+                value = await (self.db.run(fn) if kept is None
+                               else _waited(self.db.run(fn), kept))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -180,7 +191,7 @@ class JobRunner:
     async def _loop(self) -> None:
         while True:
             try:
-                job = await self._storage("claim a job", self._claim)
+                job = await self._storage("claim a job", self._claim, kept=self._hold)
                 if job is None:
                     self._wake.clear()
                     with contextlib.suppress(asyncio.TimeoutError):
@@ -282,3 +293,20 @@ class JobRunner:
 
         if not await self._storage("record a failed job", failed):
             log.warning("job %s: failure dropped: another worker holds the job now", job.id)
+
+
+async def _waited(call: Awaitable[T], kept: Callable[[T], None]) -> T:
+    """`call`'s result, and if the caller is cancelled meanwhile, `call` still finished and
+    its result handed to `kept` before the cancellation goes on.
+
+    Cancelling a wait on a transaction does not stop its thread (anyio abandons it): a
+    claim that committed after `stop` returned held a job that no runner ran until its
+    lease ran out (seen as a job `running` on a stopped server).
+    """
+    running = asyncio.ensure_future(call)
+    try:
+        return await asyncio.shield(running)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            kept(await running)
+        raise

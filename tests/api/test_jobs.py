@@ -5,6 +5,8 @@ Every test here runs against SQLite and PostgreSQL (tests/conftest.py).
 
 from __future__ import annotations
 
+import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
@@ -199,4 +201,31 @@ def test_a_stopping_server_hands_its_job_back(make_client: MakeClient, db_url: s
         assert job is not None and (job.state, job.lease_until) == ("queued", None)
         assert job.attempts == 1
 
+
+def test_a_job_claimed_while_the_runner_stops_is_handed_back(
+        make_client: MakeClient, tmp_path: Path, example_text: str) -> None:
+    """A claim waiting for SQLite's write lock when the runner stops: once it commits, the
+    job is handed back (queued), not left `running` on a stopped runner.
+
+    Cancelling the wait does not stop the claim's thread; before the fix `stop` returned
+    at once and the claim committed afterwards (`test_full_queue_is_429` saw a job
+    `running` after `pause_jobs`, once, in a fresh-clone run).
+    """
+    path = tmp_path / "race.sqlite3"
+    with make_client(db=path) as c:
+        pause_jobs(c)
+        job_id = c.post("/v1/jobs", content=example_text, headers=YAML_CT).json()["id"]
+        lock = sqlite3.connect(path, timeout=0, isolation_level=None)
+        lock.execute("BEGIN IMMEDIATE")  # the write lock is ours: a claim waits for it
+        resume_jobs(c)
+        time.sleep(0.5)  # the claim loops are waiting for the lock
+        stopper = threading.Thread(target=pause_jobs, args=(c,))
+        stopper.start()
+        time.sleep(0.5)  # `stop` has cancelled the loops while their claims wait
+        lock.execute("COMMIT")
+        lock.close()
+        stopper.join(timeout=60)
+        assert not stopper.is_alive()
+        time.sleep(0.5)  # an abandoned claim, if any, would commit meanwhile
+        assert c.get(f"/v1/jobs/{job_id}").json()["status"] == "queued"
 
