@@ -63,6 +63,9 @@ def fleet_trial(
         from profiler.prompts import bundled_prompts
 
         ks, ns = _ints(k, "--k"), _ints(n, "--n")
+        if recording is not None and not recording.is_file() and not recording.parent.is_dir():
+            raise UsageError(f"--recording {recording}: its folder {recording.parent} does not "
+                             "exist (the recording is written there after minutes of decoding)")
         tgt = target or ft.smollm2_target()
         cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") \
             / "configspec-opt" / "fleet-trial"

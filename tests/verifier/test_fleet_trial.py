@@ -249,3 +249,18 @@ def test_the_verdict_counts_points_within_ten_percent_and_the_steady_ones_apart(
     assert "load-aware 1/2" in steady_line
     # every point steady: one line
     assert len(ft.verdict(rows[:2]).splitlines()) == 1
+
+
+def test_fleet_trial_refuses_a_recording_it_could_not_write(tmp_path: Path) -> None:
+    """A --recording in a missing folder is refused before any decoding, not after it
+    with a traceback from the atomic write (found trying the command's unhappy paths)."""
+    from typer.testing import CliRunner
+
+    from configspec_opt.cli import app
+
+    where = tmp_path / "no-such-folder" / "rec.json"
+    res = CliRunner().invoke(app, ["fleet-trial", "--recording", str(where), "--n", "1",
+                                   "--k", "2"])
+    assert res.exit_code == 2, res.output
+    assert "does not exist" in res.output
+    assert not where.parent.exists()
