@@ -553,11 +553,10 @@ def step_span(devices: Sequence[DeviceResult], slots: int) -> float | None:
         held = [x for _, x in g if x is not None]
         if len(held) < 2 or len(held) != len(g):
             continue
-        table = [spread_slot(i, len(held), slots) for i in range(len(held))]
-        lo, hi = table[0], table[-1]
-        if lo is None or hi is None or hi <= lo:
+        spread = spread_slot(len(held) - 1, len(held), slots)  # the table's first slot is 0
+        if not spread:
             continue
-        ratios.append((max(held) - min(held)) / (hi - lo))
+        ratios.append((max(held) - min(held)) / spread)
     return statistics.fmean(ratios) if ratios else None
 
 
