@@ -41,9 +41,9 @@ requests' own times are a smaller step's: read by the server's clock, the cell w
 low.  Such a request waited a whole step at the server, which its latency minus its server
 time shows; its burst is left out (`split_bursts`).  Where most bursts split, the server is
 not running b requests as one step, and the cell is the time until a burst's last answer
-instead (b x T(1) on a server that runs one request at a time, which the not-batching check
-then sees).  Sending every request's last byte together did not help: it split more bursts
-here (2-5 of 35 at b = 2, against 0 without).
+instead (about b x T(1) on a server that runs one request at a time; the not-batching check
+reads the server's clock for that, `serial_ratio`).  Sending every request's last byte
+together did not help: it split more bursts here (2-5 of 35 at b = 2, against 0 without).
 
 **What the server saw.**  llama-server with ``--metrics`` counts busy slots at each decode:
 the mean over a cell is the batch the server actually formed (``observed_batch``); without
@@ -89,6 +89,9 @@ IDENTITY_KEYS = ("endpoint", "server", "model", "api", "context_tokens", "protoc
 PROTOCOL = "steps of b sent together, spread slots, server clock, split bursts left out"
 NOT_BATCHING_FACTOR = 0.9
 OBSERVED_BATCHING = 1.2  # mean requests per decode above which a server batches
+# A burst's time over the sum of its requests' server times above which they ran one after
+# another: ~1 on a server that serialises, ~1/b (one shared step) on one that batches.
+SERIAL_RATIO = 0.75
 _SE_FACTOR = 0.93  # se(median) ~ 1.2533 * sigma / sqrt(n), sigma ~ IQR / 1.349
 NOT_BATCHING_MESSAGE = ("the server does not seem to batch concurrent requests (--parallel?): "
                         "T(b)/T({b0}) >= {f:g}*b/{b0} at every b")
@@ -607,6 +610,7 @@ class Cell:
     split: int = 0   # bursts the server split over several steps (`split_bursts`)
     bursts: int = 0  # bursts timed
     burst_times: list[float] = field(default_factory=list)  # set where most bursts split
+    serial: float | None = None  # `serial_ratio` of the cell's bursts, by the server's clock
 
     @property
     def n(self) -> int:
@@ -808,6 +812,26 @@ def _by_burst(kept: Sequence[Timed]) -> dict[int, list[Timed]]:
     return bursts
 
 
+def serial_ratio(kept: Sequence[Timed], b: int) -> float | None:
+    """How far the requests of a burst ran one after another, by the server's clock.
+
+    Per complete burst of b > 1: its time from the first send to the last answer, less one
+    request's handling outside the server (the least such time of the cell), over the sum of
+    its requests' server times; the median over bursts.  A server that runs them one at a
+    time reads ~1 (each waited for the others), one that verifies them in one step ~1/b
+    (each request's server time is that shared step) and a split burst of a batching server
+    still well under 1.  None without the server's clock or a complete burst.
+    """
+    if b < 2 or not _server_times(kept):
+        return None
+    outside = max(0.0, min(t.latency - (t.server_s or 0.0) for t in kept))
+    ratios = [(max(t.end for t in ts) - min(t.start for t in ts) - outside)
+              / sum(t.server_s or 0.0 for t in ts)
+              for ts in _by_burst(kept).values()
+              if len(ts) == b and sum(t.server_s or 0.0 for t in ts) > 0]
+    return statistics.median(ratios) if ratios else None
+
+
 def cell_of(b: int, k: int, kept: Sequence[Timed]) -> Cell:
     """The cell of `kept` requests, before the window's bookkeeping (see `Cell.split`)."""
     split = split_bursts(kept)
@@ -819,7 +843,7 @@ def cell_of(b: int, k: int, kept: Sequence[Timed]) -> Cell:
     return Cell(b, k, [t.latency for t in use],
                 [t.processed for t in use if t.processed is not None],
                 None, 0.0, False, [] if mostly_split else _server_times(use), len(split),
-                len(bursts), whole)
+                len(bursts), whole, serial_ratio(kept, b))
 
 
 # A cell above this multiple of proportional growth from the row below is measured again.
@@ -970,12 +994,17 @@ def plan_cells(existing: Mapping[int, Mapping[int, float]] | None,
 
 def not_batching(table: Mapping[int, Mapping[int, float]],
                  observed: Mapping[int, Mapping[int, float | None]] | None = None,
-                 factor: float = NOT_BATCHING_FACTOR) -> bool:
+                 factor: float = NOT_BATCHING_FACTOR,
+                 serial: Mapping[int, Mapping[int, float | None]] | None = None) -> bool:
     """True when the server serialises concurrent requests instead of batching them.
 
     Where the server counted how many requests it ran together (`observed`, the mean
     busy slots per decode) that count decides: not batching when it stayed below
-    `OBSERVED_BATCHING` at every b > 1.  Otherwise timing decides: latency grows
+    `OBSERVED_BATCHING` at every b > 1.  Next, where the server timed every request
+    (`serial`, `serial_ratio` per cell) its clock decides: not batching when the bursts ran
+    one after another (at least `SERIAL_RATIO`) at every b > 1 - the clients' times cannot,
+    since one request's HTTP handling overlaps another's step (1.64 x T(1) measured for a
+    burst of 2 on one slot).  Otherwise timing decides: latency grows
     ~linearly with b, T(b)/T(b0) >= factor*b/b0 at every b > b0, b0 the smallest
     measured b (1 normally) and T(b) the median over K of the ratio.  Needs two rows.
     """
@@ -986,6 +1015,10 @@ def not_batching(table: Mapping[int, Mapping[int, float]],
             if v is not None]
     if seen:
         return max(seen) < OBSERVED_BATCHING
+    ratios_seen = [v for b, row in (serial or {}).items() if b > 1 for v in row.values()
+                   if v is not None]
+    if ratios_seen:
+        return min(ratios_seen) >= SERIAL_RATIO
     b0 = rows[0]
     for b in rows[1:]:
         ratios = [table[b][k] / table[b0][k] for k in table[b] if k in table[b0]
@@ -996,13 +1029,21 @@ def not_batching(table: Mapping[int, Mapping[int, float]],
 
 
 def not_batching_message(table: Mapping[int, Mapping[int, float]],
-                         observed: Mapping[int, Mapping[int, float | None]] | None = None) -> str:
+                         observed: Mapping[int, Mapping[int, float | None]] | None = None,
+                         serial: Mapping[int, Mapping[int, float | None]] | None = None) -> str:
     """Why the server is judged not to batch, in the terms `not_batching` decided on."""
     seen = [v for b, row in (observed or {}).items() if b > 1 for v in row.values()
             if v is not None]
+    head = NOT_BATCHING_MESSAGE.split(":")[0]
     if seen:
-        return (NOT_BATCHING_MESSAGE.split(":")[0] + f": it ran at most {max(seen):.2f} "
+        return (head + f": it ran at most {max(seen):.2f} "
                 f"requests together while up to {max(table)} were sent together")
+    ratios = [v for b, row in (serial or {}).items() if b > 1 for v in row.values()
+              if v is not None]
+    if ratios:
+        return (head + ": by its own clock, the requests sent together ran one after another "
+                f"(a burst took at least {min(ratios):.2f} x the sum of its requests' "
+                f"server times; a batched step takes ~1/b)")
     return NOT_BATCHING_MESSAGE.format(b0=min(table), f=NOT_BATCHING_FACTOR)
 
 

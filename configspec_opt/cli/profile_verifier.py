@@ -197,18 +197,21 @@ def _run(spec_path: Path, target_name: str, endpoint: str | None, batch: str, k:
         if slots is not None and max(plan.todo or {0: []}) > slots:
             _warn(f"b up to {max(plan.todo)} but the server runs {slots} requests at once "
                   "(--parallel): the larger b queue at the server", warnings, as_json)
-        table, written, measured, prov = _measure(spec_path, t.name, session, plan, fields,
-                                                  warnings, as_json)
+        table, written, measured, prov, cells = _measure(spec_path, t.name, session, plan,
+                                                         fields, warnings, as_json)
     finally:
         session.close()
     observed = prov.get("observed_batch") if isinstance(prov.get("observed_batch"), dict) \
         else None
-    if measured and not_batching(table, observed):
+    serial: dict[int, dict[int, float | None]] = {}
+    for (b, kk), c in cells.items():
+        serial.setdefault(b, {})[kk] = c.serial
+    if measured and not_batching(table, observed, serial=serial):
         if spec_path.read_text(encoding="utf-8") != original:
             from configspec_opt.files import atomic_write_text
 
             atomic_write_text(spec_path, original)
-        raise NotBatchingError(not_batching_message(table, observed))
+        raise NotBatchingError(not_batching_message(table, observed, serial))
     _report(spec_path, t.name, plan, table, session, written, warnings, as_json)
 
 
@@ -236,7 +239,8 @@ def _warn(msg: str, warnings: list[str], as_json: bool) -> None:
 
 def _measure(spec_path: Path, target: str, session: VerifierSession, plan: Plan,
              fields: dict[str, Any], warnings: list[str],
-             as_json: bool) -> tuple[dict[int, dict[int, float]], int, int, dict[str, Any]]:
+             as_json: bool) -> tuple[dict[int, dict[int, float]], int, int, dict[str, Any],
+                                     dict[tuple[int, int], Cell]]:
     """Every planned cell, row by row; the table is written whenever it is rectangular.
 
     The server is warmed up first, and a cell that grows faster than proportionally from
@@ -287,7 +291,7 @@ def _measure(spec_path: Path, target: str, session: VerifierSession, plan: Plan,
         raise typer.Exit(130) from None
     if total == 0 and fields:
         write_verifier(spec_path, target, dict(fields))
-    return table, written, total, prov
+    return table, written, total, prov, cells
 
 
 def _old_prov(spec_path: Path, target: str) -> dict[str, Any] | None:

@@ -39,6 +39,7 @@ from profiler.verifier_profile import (
     plan_cells,
     probe,
     row_below,
+    serial_ratio,
     split_bursts,
     steady_value,
     superlinear,
@@ -287,6 +288,34 @@ def test_a_burst_the_server_split_is_found_and_left_out(
         assert cell.server_clock and cell.n == len(clean)
         assert sorted(cell.server) == sorted(t.server_s or 0 for t in clean)
         assert cell.value >= statistics.median(cell.server)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(2, 16), st.floats(0.002, 0.5), st.floats(0.0, 0.05), st.data())
+def test_the_servers_clock_tells_one_after_another_from_one_step(
+        b: int, step: float, outside: float, data: st.DataObject) -> None:
+    """A server that runs a burst's requests one after another reads at least SERIAL_RATIO
+    whatever its handling time; one that verifies them in one step, each arriving up to
+    half a step late, reads under it - and `not_batching` follows the server's clock even
+    where the clients' times (handling overlapping the steps) would say otherwise."""
+    from profiler.verifier_profile import SERIAL_RATIO
+
+    serial: list[Timed] = []
+    batched: list[Timed] = []
+    for i in range(data.draw(st.integers(1, 6))):
+        t0 = 10.0 * i
+        times = [step * data.draw(st.floats(0.8, 1.2)) for _ in range(b)]
+        serial += _burst(i, t0, times, [sum(times[:j]) for j in range(b)], outside)
+        late = [step / 2 * data.draw(st.floats(0, 0.999)) for _ in range(b)]
+        batched += _burst(i, t0, [step] * b, late, outside)
+    rs, rb = serial_ratio(serial, b), serial_ratio(batched, b)
+    assert rs is not None and rs >= SERIAL_RATIO
+    assert rb is not None and rb < SERIAL_RATIO
+    assert serial_ratio(serial[:1], 1) is None
+    linear_looking = {1: {2: 1.0}, 2: {2: 1.0 * b}}
+    assert not not_batching(linear_looking, serial={b: {2: rb}})
+    assert not_batching({1: {2: 1.0}, 2: {2: 1.5}}, serial={2: {2: rs}})
+    assert "one after another" in not_batching_message({1: {2: 1.0}}, serial={2: {2: rs}})
 
 
 def test_a_lone_request_is_never_a_split_burst() -> None:
