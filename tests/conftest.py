@@ -5,16 +5,27 @@ a test asks for it; `db_url` is parametrised over SQLite and PostgreSQL, so
 a test that takes it runs against both.  Without PostgreSQL the
 PostgreSQL half is skipped with the reason, unless
 CONFIGSPEC_REQUIRE_POSTGRES=1 (CI), where it fails instead.
+
+Property tests draw the same examples on every run (Hypothesis's `derandomize`), so a
+commit's suite passes or fails by its code alone: a fresh random draw that finds a new
+counterexample is a finding, but it must not fail an unrelated change's CI.
+`HYPOTHESIS_PROFILE=explore python -m pytest` draws afresh (run it when changing a model).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from tests.pg import PostgresServer, Unavailable, require_postgres
+
+settings.register_profile("repeatable", derandomize=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 
 
 @pytest.fixture(scope="session")

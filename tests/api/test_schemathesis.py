@@ -19,8 +19,9 @@ here as a documented refusal, not a failure.  Anything else refused fails.
 Example counts are modest (`API_FUZZ_EXAMPLES`, default 25 per operation), and the
 cases are the same on every run (Hypothesis's `derandomize`), so the suite passes or
 fails for the code, not for the draw: every fresh draw used to find one more unstated
-rule, a real finding but a flaky CI.  `API_FUZZ_RANDOM=1` draws new cases: run it (with
-more examples) after changing the API or the spec's rules, and state what it finds.
+rule, a real finding but a flaky CI.  `API_FUZZ_RANDOM=1` (or the suite's
+`HYPOTHESIS_PROFILE=explore`, tests/conftest.py) draws new cases: run it (with more
+examples) after changing the API or the spec's rules, and state what it finds.
 """
 
 from __future__ import annotations
@@ -49,7 +50,8 @@ from configspec_opt.api.settings import Settings
 from tests.api.live import LiveServer
 
 MAX_EXAMPLES = int(os.environ.get("API_FUZZ_EXAMPLES", "25"))
-RANDOM_DRAWS = os.environ.get("API_FUZZ_RANDOM") == "1"
+RANDOM_DRAWS = (os.environ.get("API_FUZZ_RANDOM") == "1"
+                or os.environ.get("HYPOTHESIS_PROFILE") == "explore")
 TOKEN = "schemathesis-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 SCHEMA = schemathesis.openapi.from_dict(create_app(Settings(

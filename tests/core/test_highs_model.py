@@ -147,7 +147,7 @@ def _same_optimum(spec: Spec, a: Solution, b: Solution) -> None:
 
 
 @pytest.mark.parametrize("objective", OBJECTIVES, ids=lambda o: str(o)[:60])
-@settings(max_examples=25, deadline=None, derandomize=True,
+@settings(max_examples=25, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 @given(data=st.data())
 def test_both_backends_reach_the_brute_force_optimum_with_binding_limits(
@@ -166,7 +166,7 @@ def test_both_backends_reach_the_brute_force_optimum_with_binding_limits(
         assert a.proven_optimal and b.proven_optimal
 
 
-@settings(max_examples=30, deadline=None, derandomize=True,
+@settings(max_examples=30, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 @given(spec=fleet_specs())
 def test_both_backends_agree_on_random_fleets(spec: Spec) -> None:
@@ -194,7 +194,7 @@ def _bounds(sol: Solution, maximize: bool) -> tuple[float, float]:
 
 @pytest.mark.parametrize("objective", [{"maximize": "goodput"}, {"minimize": "cost"}],
                          ids=lambda o: "-".join(*o.items()))
-@settings(max_examples=12, deadline=None, derandomize=True,
+@settings(max_examples=12, deadline=None,
           suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_both_backends_under_load(objective: dict[str, Any], data: st.DataObject) -> None:
@@ -324,7 +324,7 @@ def _check_same_model(problem: Problem, fairness: bool) -> None:
     _assert_same_model(f, m)
 
 
-@settings(max_examples=30, deadline=None, derandomize=True)
+@settings(max_examples=30, deadline=None)
 @given(spec=fleet_specs(), fairness=st.booleans())
 def test_the_same_model_as_the_pyomo_formulation(spec: Spec, fairness: bool) -> None:
     """Row by row, column by column: bounds, integrality, coefficients, scaling, objective."""
@@ -333,7 +333,7 @@ def test_the_same_model_as_the_pyomo_formulation(spec: Spec, fairness: bool) -> 
     _check_same_model(problem, fairness)
 
 
-@settings(max_examples=15, deadline=None, derandomize=True,
+@settings(max_examples=15, deadline=None,
           suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data(), mode=st.sampled_from(["conservative", "optimistic"]))
 def test_the_same_model_with_batched_verifiers(data: st.DataObject, mode: Mode) -> None:

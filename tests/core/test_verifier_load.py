@@ -242,7 +242,7 @@ def latency_tables(draw: st.DrawFn, ks: tuple[int, ...] = (2, 3, 4),
     return table
 
 
-@settings(max_examples=60, deadline=None, derandomize=True)
+@settings(max_examples=60, deadline=None)
 @given(data=st.data())
 def test_least_fixed_point_matches_a_fine_scan(data: st.DataObject) -> None:
     table = data.draw(latency_tables())
@@ -496,7 +496,7 @@ def _check_against_brute_force(spec: Spec) -> str:
 
 
 @pytest.mark.parametrize("objective", OBJECTIVES, ids=lambda o: "-".join(*o.items()))
-@settings(max_examples=25, deadline=None, derandomize=True,
+@settings(max_examples=25, deadline=None,
           suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_solver_matches_brute_force_under_load(objective: dict[str, Any],
@@ -587,7 +587,7 @@ def test_load_blind_solves_as_the_spec_without_verifiers(objective: dict[str, An
         sum(n * cand.cost_usd_per_hour for cand, n in a.assignment), rel=1e-12)
 
 
-@settings(max_examples=8, deadline=None, derandomize=True,
+@settings(max_examples=8, deadline=None,
           suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_load_blind_on_random_fleets(data: st.DataObject) -> None:
@@ -742,7 +742,7 @@ def test_equal_answers_under_load_resolve_to_the_first_name(objective: dict[str,
         free.objective_value)
 
 
-@settings(max_examples=10, deadline=None, derandomize=True,
+@settings(max_examples=10, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 @given(data=st.data())
 def test_pareto_under_load_matches_brute_force(data: st.DataObject) -> None:
