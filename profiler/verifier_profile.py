@@ -819,16 +819,19 @@ def serial_ratio(kept: Sequence[Timed], b: int) -> float | None:
     request's handling outside the server (the least such time of the cell), over the sum of
     its requests' server times; the median over bursts.  A server that runs them one at a
     time reads ~1 (each waited for the others), one that verifies them in one step ~1/b
-    (each request's server time is that shared step) and a split burst of a batching server
-    still well under 1.  None without the server's clock or a complete burst.
+    (each request's server time is that shared step), and a burst that a batching server
+    split into s steps about s/b (a burst of 2 split in two reads ~1: it did run one after
+    another, so the median over bursts decides).  None without the server's clock or a
+    complete burst.
     """
     if b < 2 or not _server_times(kept):
         return None
     outside = max(0.0, min(t.latency - (t.server_s or 0.0) for t in kept))
-    ratios = [(max(t.end for t in ts) - min(t.start for t in ts) - outside)
-              / sum(t.server_s or 0.0 for t in ts)
-              for ts in _by_burst(kept).values()
-              if len(ts) == b and sum(t.server_s or 0.0 for t in ts) > 0]
+    ratios = []
+    for ts in _by_burst(kept).values():
+        work = sum(t.server_s or 0.0 for t in ts)
+        if len(ts) == b and work > 0:
+            ratios.append((max(t.end for t in ts) - min(t.start for t in ts) - outside) / work)
     return statistics.median(ratios) if ratios else None
 
 
