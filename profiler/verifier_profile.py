@@ -794,7 +794,7 @@ def split_bursts(kept: Sequence[Timed]) -> set[int]:
     """
     if not _server_times(kept):
         return set()
-    outside = min(t.latency - (t.server_s or 0.0) for t in kept)
+    outside = _outside(kept)
     split: set[int] = set()
     for i, ts in _by_burst(kept).items():
         if len(ts) < 2:
@@ -803,6 +803,12 @@ def split_bursts(kept: Sequence[Timed]) -> set[int]:
         if any(t.latency - (t.server_s or 0.0) - outside > step / 2 for t in ts):
             split.add(i)
     return split
+
+
+def _outside(kept: Sequence[Timed]) -> float:
+    """One request's handling outside the server, unqueued: the least latency less server
+    time of the cell (needs the server's clock)."""
+    return min(t.latency - (t.server_s or 0.0) for t in kept)
 
 
 def _by_burst(kept: Sequence[Timed]) -> dict[int, list[Timed]]:
@@ -826,7 +832,7 @@ def serial_ratio(kept: Sequence[Timed], b: int) -> float | None:
     """
     if b < 2 or not _server_times(kept):
         return None
-    outside = max(0.0, min(t.latency - (t.server_s or 0.0) for t in kept))
+    outside = max(0.0, _outside(kept))
     ratios = []
     for ts in _by_burst(kept).values():
         work = sum(t.server_s or 0.0 for t in ts)
@@ -995,6 +1001,12 @@ def plan_cells(existing: Mapping[int, Mapping[int, float]] | None,
 # --------------------------------------------------------------------------- the verdict
 
 
+def _beyond_one(per_cell: Mapping[int, Mapping[int, float | None]] | None) -> list[float]:
+    """The known values of the cells at b > 1 (where b requests could share a step)."""
+    return [v for b, row in (per_cell or {}).items() if b > 1 for v in row.values()
+            if v is not None]
+
+
 def not_batching(table: Mapping[int, Mapping[int, float]],
                  observed: Mapping[int, Mapping[int, float | None]] | None = None,
                  factor: float = NOT_BATCHING_FACTOR,
@@ -1014,12 +1026,10 @@ def not_batching(table: Mapping[int, Mapping[int, float]],
     rows = sorted(table)
     if len(rows) < 2:
         return False
-    seen = [v for b, row in (observed or {}).items() if b > 1 for v in row.values()
-            if v is not None]
+    seen = _beyond_one(observed)
     if seen:
         return max(seen) < OBSERVED_BATCHING
-    ratios_seen = [v for b, row in (serial or {}).items() if b > 1 for v in row.values()
-                   if v is not None]
+    ratios_seen = _beyond_one(serial)
     if ratios_seen:
         return min(ratios_seen) >= SERIAL_RATIO
     b0 = rows[0]
@@ -1035,14 +1045,12 @@ def not_batching_message(table: Mapping[int, Mapping[int, float]],
                          observed: Mapping[int, Mapping[int, float | None]] | None = None,
                          serial: Mapping[int, Mapping[int, float | None]] | None = None) -> str:
     """Why the server is judged not to batch, in the terms `not_batching` decided on."""
-    seen = [v for b, row in (observed or {}).items() if b > 1 for v in row.values()
-            if v is not None]
+    seen = _beyond_one(observed)
     head = NOT_BATCHING_MESSAGE.split(":")[0]
     if seen:
         return (head + f": it ran at most {max(seen):.2f} "
                 f"requests together while up to {max(table)} were sent together")
-    ratios = [v for b, row in (serial or {}).items() if b > 1 for v in row.values()
-              if v is not None]
+    ratios = _beyond_one(serial)
     if ratios:
         return (head + ": by its own clock, the requests sent together ran one after another "
                 f"(a burst took at least {min(ratios):.2f} x the sum of its requests' "

@@ -26,6 +26,7 @@ from configspec_opt.loader import load_spec
 from profiler.llama_server import LlamaServer, free_port
 from profiler.verifier_profile import (
     PROTOCOL,
+    SERIAL_RATIO,
     SUPERLINEAR,
     Cell,
     CellOptions,
@@ -298,8 +299,6 @@ def test_the_servers_clock_tells_one_after_another_from_one_step(
     whatever its handling time; one that verifies them in one step, each arriving up to
     half a step late, reads under it - and `not_batching` follows the server's clock even
     where the clients' times (handling overlapping the steps) would say otherwise."""
-    from profiler.verifier_profile import SERIAL_RATIO
-
     serial: list[Timed] = []
     batched: list[Timed] = []
     for i in range(data.draw(st.integers(1, 6))):
