@@ -14,7 +14,7 @@ per round, concave and increasing in K) between known points, and beyond the
 last known K extrapolated linearly in alpha from the last two known points.
 v_d comes from each device's goodput-optimal row, P from the same row (the
 energy-optimal and cost-optimal rows then check the derivation: see
-tests/test_paper.py).  Run `python examples/paper/derive.py` to rewrite the
+tests/core/test_paper.py).  Run `python examples/paper/derive.py` to rewrite the
 two specs beside this file.
 """
 
