@@ -40,7 +40,8 @@ from configspec_opt.vcs.lock import (
     LOCK_SUFFIX,
     changed_sources,
     lock_data,
-    read_lock,
+    parse_lock,
+    read_lock_text,
     spec_path_of,
     tool_version,
 )
@@ -115,8 +116,10 @@ def decision_from_spec(path: Path) -> Decision:
 
 
 def decision_from_lock(path: Path) -> Decision:
-    """Read a lock (no solve); its spec must sit beside it and match its hashes."""
-    data = read_lock(path)
+    """Read a lock (no solve); its spec must sit beside it and match its hashes, and every
+    pool, name and K the lock assigns must be the spec's (a lock is edited by hand too)."""
+    text = read_lock_text(path)
+    data = parse_lock(text, str(path))
     spec_path = spec_path_of(path)
     if not spec_path.is_file():
         raise ExportError(f"{path}: its spec {spec_path} is missing; the deployment files "
@@ -127,6 +130,7 @@ def decision_from_lock(path: Path) -> Decision:
     if changed:
         raise ExportError(f"{path} is out of date: {', '.join(changed)} changed since it was "
                           f"written (run `configspec lock {spec_path}`, or export the spec)")
+    parse_lock(text, str(path), spec=loaded.spec)
     return Decision(rounded(data), loaded, "lock", path.name)
 
 

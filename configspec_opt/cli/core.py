@@ -186,9 +186,17 @@ def pareto(
 @app.command()
 def schema(
     output: Annotated[Path | None, typer.Option("--out", help="Write to this file.")] = None,
+    lock: Annotated[bool, typer.Option(
+        "--lock", help="The schema of a .lock file instead (schema/configspec-lock.schema.json)."
+    )] = False,
 ) -> None:
     """JSON Schema of the spec, for editors (yaml-language-server) and tools."""
-    text = json.dumps(spec_schema(), indent=2) + "\n"
+    if lock:
+        from configspec_opt.vcs.lock_schema import lock_json_schema
+
+        text = json.dumps(lock_json_schema(), indent=2) + "\n"
+    else:
+        text = json.dumps(spec_schema(), indent=2) + "\n"
     if output is None:
         sys.stdout.write(text)
     else:

@@ -151,11 +151,11 @@ def is_template(text: str) -> bool:
     return bool(_TEMPLATE.search(text))
 
 
-def _first_issue(exc: SpecError) -> str:
+def _first_issue(exc: SpecError, what: str = "invalid spec") -> str:
     if not exc.issues:
-        return "invalid spec"
+        return what
     more = len(exc.issues) - 1
-    return "invalid spec: " + exc.issues[0].format() + (
+    return f"{what}: " + exc.issues[0].format() + (
         f" (+{more} more problem{'s' if more != 1 else ''})" if more else "")
 
 
@@ -185,7 +185,8 @@ def check_spec(spec: Path, *, resolve: bool = False) -> CheckResult:
     try:
         data = read_lock(lock)
     except LockError as exc:
-        return CheckResult(spec, "bad_lock", f"{exc}; run `configspec lock {spec}`")
+        return CheckResult(spec, "bad_lock", f"{_first_issue(exc, 'invalid lock')}; run "
+                           f"`configspec lock {spec}`")
     tool = str(data.get("tool")) if data.get("tool") is not None else None
     changed = changed_sources(data, loaded, spec.name)
     if changed:

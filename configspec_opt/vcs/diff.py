@@ -211,9 +211,14 @@ def _same_numbers(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> bool:
 
 
 def _flat_fleet(data: dict[str, Any], per_target: bool) -> dict[str, Any]:
-    """Fleet metrics as flat numbers; the load per target only when it adds information."""
-    fleet = dict(data.get("fleet") or {})
-    by_target = fleet.pop("verifier_load_by_target", None) or {}
+    """Fleet metrics as flat numbers; the load per target only when it adds information.
+
+    The batched verifiers' rows (`verifiers`) are no metric: their load is in the
+    fleet's figures already.
+    """
+    fleet = {k: v for k, v in (data.get("fleet") or {}).items()
+             if v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))}
+    by_target = (data.get("fleet") or {}).get("verifier_load_by_target") or {}
     if per_target:
         for target, load in by_target.items():
             fleet[f"verifier_load_tok_s[{target}]"] = load

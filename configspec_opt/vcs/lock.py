@@ -18,15 +18,13 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from ruamel.yaml.error import YAMLError
-
-from configspec_opt.errors import ConfigspecError
-from configspec_opt.loader import LoadedSpec
+from configspec_opt.errors import SpecError, SpecIssue
+from configspec_opt.loader import LoadedSpec, Source, parse_data
+from configspec_opt.spec import Spec
 from configspec_opt.spec_files import FileRefused, read_text_file, write_through
+from configspec_opt.vcs.lock_schema import LOCK_VERSION, lock_issues
 from configspec_opt.vcs.yamldump import dump_yaml
-from configspec_opt.yaml_data import load_yaml
 
-LOCK_VERSION = 1
 LOCK_SUFFIX = ".lock"
 SOLVED = ("optimal", "feasible")
 
@@ -37,10 +35,20 @@ _SOLVER_KEYS = ("name", "proven_optimal", "candidates", "pruned_dominated")
 TIE_BREAK = "equal optima resolve to the first (target, draft, quant, K) in name order"
 
 
-class LockError(ConfigspecError):
-    """A lock file that cannot be read or was written by an incompatible version."""
+@dataclass
+class LockError(SpecError):
+    """A lock that cannot be read, is malformed, or does not fit its spec: exit 2, located
+    like a spec's problems (`lock_schema`)."""
 
-    exit_code = 2
+    @classmethod
+    def of(cls, message: str, file: str) -> LockError:
+        """One problem of the file as a whole (no line to point at)."""
+        return cls([SpecIssue(message, file=file)])
+
+    def __str__(self) -> str:
+        n = len(self.issues)
+        head = f"invalid lock ({n} problem{'s' if n != 1 else ''})"
+        return head + ":\n" + "\n".join("  " + i.format() for i in self.issues)
 
 
 def tool_version() -> str:
@@ -61,7 +69,7 @@ def spec_path_of(lock: str | Path) -> Path:
     """The spec a lock belongs to; LockError when the name does not end in `.lock`."""
     p = Path(lock)
     if not p.name.endswith(LOCK_SUFFIX):
-        raise LockError(f"{p}: a lock file's name ends in {LOCK_SUFFIX}")
+        raise LockError.of(f"a lock file's name ends in {LOCK_SUFFIX}", str(p))
     return p.with_name(p.name[: -len(LOCK_SUFFIX)])
 
 
@@ -120,12 +128,16 @@ class LockWrite:
 
 
 def write_lock(loaded: LoadedSpec, spec_path: Path) -> LockWrite:
-    """Solve and write `spec_path`.lock (only if its bytes change); refuse unsolved specs."""
+    """Solve and write `spec_path`.lock (only if its bytes change); refuse unsolved specs.
+
+    The text is validated as every reader validates it before it is written.
+    """
     data = lock_data(loaded, spec_path.name)
     path = lock_path(spec_path)
     if data["status"] not in SOLVED:
         return LockWrite(path, data, changed=False)
     text = render_lock(data)
+    parse_lock(text, str(path), spec=loaded.spec)  # what is written reads back, always
     try:
         old: str | None = read_text_file(path)
     except FileRefused:
@@ -135,30 +147,35 @@ def write_lock(loaded: LoadedSpec, spec_path: Path) -> LockWrite:
     return LockWrite(path, data, changed=old != text)
 
 
-def parse_lock(text: str, name: str) -> dict[str, Any]:
-    """A lock's data, or a LockError saying why it is not a lock this version reads."""
+def parse_lock(text: str, name: str, *, spec: Spec | None = None) -> dict[str, Any]:
+    """A lock's data, validated against `lock_schema` (and `spec`, when given).
+
+    The data is returned as the file holds it (plain dicts and lists): the
+    schema checks it, it does not rewrite it.  LockError, located, otherwise.
+    """
+    src = Source(name, text)
     try:
-        data = load_yaml(text)
-    except YAMLError as exc:
-        raise LockError(f"unreadable lock {name}: {exc}".splitlines()[0]) from None
-    if not isinstance(data, dict) or "lock_version" not in data:
-        raise LockError(f"{name} is not a configspec lock (no lock_version)")
-    if data["lock_version"] != LOCK_VERSION:
-        raise LockError(f"{name} has lock_version {data['lock_version']!r}; this configspec "
-                        f"({tool_version()}) reads version {LOCK_VERSION}")
-    spec = data.get("spec")
-    if not isinstance(spec, dict) or not isinstance(spec.get("sha256"), str):
-        raise LockError(f"{name} has no spec.sha256")
+        data = parse_data(src)
+    except SpecError as exc:
+        raise LockError(exc.issues) from None
+    issues = lock_issues(data, src, spec=spec)
+    if issues:
+        raise LockError(issues)
+    assert isinstance(data, dict)
     return data
 
 
-def read_lock(path: Path) -> dict[str, Any]:
-    """Read and check a lock file; LockError when it cannot be read or is not one we read."""
+def read_lock_text(path: Path) -> str:
+    """A lock's text, through the one bounded reader; LockError when it cannot be read."""
     try:
-        text = read_text_file(path)
+        return read_text_file(path)
     except FileRefused as exc:
-        raise LockError(f"cannot read {path}: {exc}") from None
-    return parse_lock(text, str(path))
+        raise LockError.of(f"cannot read: {exc}", str(path)) from None
+
+
+def read_lock(path: Path, *, spec: Spec | None = None) -> dict[str, Any]:
+    """Read and validate a lock file; LockError, located, when it is not a lock we read."""
+    return parse_lock(read_lock_text(path), str(path), spec=spec)
 
 
 def changed_sources(lock: dict[str, Any], loaded: LoadedSpec, spec_file: str) -> list[str]:
