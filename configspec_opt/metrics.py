@@ -7,7 +7,10 @@ drafted tokens plus the target's bonus token.
 
 from __future__ import annotations
 
+import itertools
 import math
+from collections.abc import Mapping
+from decimal import Decimal
 
 from configspec_opt.errors import NumericError
 
@@ -51,6 +54,30 @@ def round_time_s(k: int, draft_tok_s: float, verify_latency_s: float, rtt_s: flo
 def tokens_per_round(k: int, alpha: float) -> float:
     """Accepted tokens per round: K*alpha(K) drafted plus one bonus token."""
     return k * alpha + 1.0
+
+
+def written_precision(x: float) -> float:
+    """Half a unit in the last decimal place of `x` as written (0.39: 0.005, 0.5775: 5e-5):
+    how far a value typed or rounded to that many digits may be from the one measured."""
+    exponent = Decimal(repr(x)).as_tuple().exponent
+    return 0.5 * 10.0**exponent if isinstance(exponent, int) else 0.0
+
+
+def falling_expectation(table: Mapping[int, float]) -> list[tuple[int, int]]:
+    """The (K', K) steps of an acceptance table where K*alpha(K) falls: K' < K successive
+    keys with K*alpha(K) < K'*alpha(K'), by more than the digits the two values are written
+    with can explain.
+
+    K*alpha(K) is the expected number of drafted tokens a round of K accepts.  Drafting
+    one more token cannot lower it: the first K' tokens are accepted exactly as before and
+    the extra ones only add, so it never falls as K grows.  A table where it does is not a
+    measurement of one draft against one target (K values measured on different prompts,
+    by different tools, or extrapolated); the solver would trust it anyway.
+    """
+    ks = sorted(table)
+    return [(a, b) for a, b in itertools.pairwise(ks)
+            if b * table[b] < a * table[a]
+            - a * written_precision(table[a]) - b * written_precision(table[b])]
 
 
 def goodput_tok_s(k: int, alpha: float, round_s: float) -> float:

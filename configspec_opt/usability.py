@@ -14,6 +14,11 @@ when it has no profile, none of its profiles can be used, or its pins
 exclude every profiled configuration.  A profile left out by a pin while the
 pool has other candidates is what the pin asks for, not reported.
 Per-device SLOs are constraints, not structure: `solve` diagnoses them.
+
+One more warning is about plausibility, not structure: an acceptance table
+whose expected accepted tokens per round, K*alpha(K), fall as K grows
+(`metrics.falling_expectation`), located at the table.  The profile stays a
+candidate; the numbers are probably not one measurement.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ from typing import Any, Literal
 from configspec_opt.candidates import PoolCandidates, enumerate_candidates
 from configspec_opt.errors import PathPart, SpecError, SpecIssue
 from configspec_opt.loader import LoadedSpec, Source, _locate
+from configspec_opt.metrics import falling_expectation
+from configspec_opt.spec import PerTokenAcceptance
 
 PROFILE_KINDS = frozenset({"memory", "family", "no_acceptance", "k_range"})
 # Lines and columns come from ruamel's round-trip parse (the loader's locator),
@@ -80,6 +87,43 @@ def analyse(loaded: LoadedSpec,
                                   f"{p.device}/{p.draft}/{p.quant} can never be a candidate: "
                                   f"{e.message}")
             out.append(UsabilityWarning("profile", e.kind, name, issue, e.profile))
+    out.extend(implausible(loaded, locator=locator))
+    return out
+
+
+def falling_message(target: str, table: dict[int, float]) -> str | None:
+    """The warning for a table whose K*alpha(K) falls as K grows (None when it does not)."""
+    steps = falling_expectation(table)
+    if not steps:
+        return None
+    shown = ", ".join(f"K={b} ({a * table[a]:.4g} at K={a}, {b * table[b]:.4g} at K={b})"
+                      for a, b in steps[:6]) + (", ..." if len(steps) > 6 else "")
+    return (f"acceptance[{target}]: K*alpha(K), the expected accepted tokens per round, "
+            f"falls at {shown}; drafting one more token cannot lower it, so this table is "
+            "not one measurement")
+
+
+def implausible(loaded: LoadedSpec, keys: set[tuple[str, str, str]] | None = None,
+                targets: set[str] | None = None, *,
+                locator: _Locator | None = None) -> list[UsabilityWarning]:
+    """Acceptance tables (of the profiles `keys`, for `targets`; default all) whose
+    K*alpha(K) falls as K grows, located at the table."""
+    locator = locator or _Locator(loaded)
+    out: list[UsabilityWarning] = []
+    for i, p in enumerate(loaded.spec.profiles):
+        if keys is not None and (p.device, p.draft, p.quant) not in keys:
+            continue
+        for tname, acc in p.acceptance.items():
+            if isinstance(acc, PerTokenAcceptance) or (targets and tname not in targets):
+                continue
+            message = falling_message(tname, acc)
+            if message is not None:
+                issue = locator.issue(("profiles", i, "acceptance", tname),
+                                      f"{p.device}/{p.draft}/{p.quant}: {message}",
+                                      "measure the table in one run: `configspec profile`, "
+                                      "or one `configspec import vllm-metrics`")
+                out.append(UsabilityWarning("profile", "falling_expectation", p.device,
+                                            issue, i))
     return out
 
 

@@ -26,7 +26,7 @@ from configspec_opt.files import atomic_write_text
 from configspec_opt.loader import parse_spec
 
 KEY_FIELDS = ("device", "draft", "quant")
-_FLOW_UNSAFE = re.compile(r"[:#,\[\]{}&*!|>'\"%@`]|^[-?\s]|\s$")
+_FLOW_UNSAFE = re.compile(r"[:#,?\[\]{}&*!|>'\"%@`]|^[-\s]|\s$")
 _KEY_ONLY = re.compile(r"^(\s*)[^\s#-][^:#]*:\s*(#.*)?$")
 
 

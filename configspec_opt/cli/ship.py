@@ -185,15 +185,40 @@ def _acceptance_keys(spec: Spec, draft: str, quants: list[str] | None,
     return keys
 
 
+def _warnings(spec: Path, updates: list[Any], written: Any, target: str | None) -> list[str]:
+    """K values left from other sources, and tables whose K*alpha(K) falls (located in the
+    file as written; by profile only on a dry run, where nothing is written)."""
+    from configspec_opt.imports.writer import kept_warnings
+    from configspec_opt.loader import load_spec
+    from configspec_opt.usability import falling_message, implausible
+
+    if target is None:
+        return []
+    found = kept_warnings(written.entries, target)
+    if written.files:
+        found += [w.format() for w in implausible(load_spec(spec), {u.key for u in updates},
+                                                  {target})]
+        return found
+    for e in written.entries:
+        table = (e.get("acceptance") or {}).get(target)
+        if isinstance(table, dict) and "per_token" not in table:
+            message = falling_message(target, {int(k): float(v) for k, v in table.items()})
+            if message is not None:
+                found.append(f"{'/'.join(str(e.get(k)) for k in ('device', 'draft', 'quant'))}"
+                             f": {message}")
+    return found
+
+
 def _finish(spec: Path, updates: list[Any], dry_run: bool, as_json: bool,
-            summary: dict[str, Any]) -> None:
+            summary: dict[str, Any], target: str | None = None) -> None:
     from configspec_opt.imports.writer import apply
 
     written = apply(spec, updates, dry_run=dry_run)
+    warnings = _warnings(spec, updates, written, target)
     if as_json:
         emit_json({"status": "dry-run" if dry_run else "written", "spec": str(spec),
                    **summary, "files": [str(p) for p in written.files],
-                   "notes": written.notes, "diff": written.diff,
+                   "notes": written.notes, "warnings": warnings, "diff": written.diff,
                    "profiles": [{k: e.get(k) for k in ("device", "draft", "quant")}
                                 for e in written.entries]})
         return
@@ -201,6 +226,8 @@ def _finish(spec: Path, updates: list[Any], dry_run: bool, as_json: bool,
         out.print(line, markup=False, soft_wrap=True)
     for note in written.notes:
         out.print(f"note: {note}", markup=False, soft_wrap=True)
+    for warning in warnings:
+        out.print(f"warning: {warning}", markup=False, soft_wrap=True)
     if dry_run:
         sys.stdout.write(written.diff or "no change\n")
         return
@@ -239,7 +266,7 @@ def import_llama_bench(
     """
     from configspec_opt.imports import llama_bench
     from configspec_opt.imports.source import read_input
-    from configspec_opt.imports.writer import ProfileUpdate
+    from configspec_opt.imports.writer import ProfileUpdate, check_imported
     from configspec_opt.loader import load_spec
 
     with user_errors(as_json):
@@ -265,9 +292,10 @@ def import_llama_bench(
         if draft is None or quant is None:
             matched = {m for r in results for m in by_file.get(r.model_basename, [])}
             if len(matched) != 1:
-                names = sorted({r.model_basename for r in results})
+                names = sorted({r.model_basename[:80] for r in results})
+                more = f" and {len(names) - 5:,} more" if len(names) > 5 else ""
                 raise UsageError(
-                    f"cannot tell which draft {', '.join(names)} is: "
+                    f"cannot tell which draft {', '.join(names[:5])}{more} is: "
                     + ("no quants[].gguf of the spec has that file name"
                        if not matched else f"it matches {sorted(matched)}")
                     + "; give --draft and --quant")
@@ -278,13 +306,14 @@ def import_llama_bench(
             results = [r for r in results if r.model_basename == Path(declared).name]
         if len(results) > 1:
             raise UsageError("several text-generation results fit: "
-                             + "; ".join(r.describe() for r in results)
+                             + llama_bench.listed(results)
                              + " (narrow with --model, --threads, --n-gen or --depth)")
         r = results[0]
         record = {**r.provenance(src), "imported_at": _now()}
         v_d = round(r.avg_ts, 2)
         update = ProfileUpdate(device, draft, quant, draft_tok_s=v_d,
                                provenance={"draft_tok_s": record})
+        check_imported(update, src.name, r.line)
         _finish(spec, [update], dry_run, as_json, {
             "draft_tok_s": v_d, "result": r.describe(),
             "lines": [f"{device} {draft} {quant}: draft_tok_s {v_d} from {r.describe()}"]})
@@ -298,6 +327,9 @@ PoolsOpt = Annotated[list[str] | None, typer.Option(
     "profile of the draft).")]
 TargetOpt = Annotated[str | None, typer.Option(
     help="Target name in the spec (default: the one target of the draft's family).")]
+ReplaceOpt = Annotated[bool, typer.Option(
+    "--replace", help="The target's tables keep only the K values this import measured "
+    "(default: other K values stay, and the command warns which and from where).")]
 
 
 @import_app.command("vllm-metrics")
@@ -319,6 +351,7 @@ def import_vllm_metrics(
     full_accept: Annotated[bool, typer.Option(
         "--full-accept/--no-full-accept", help="Also write full_accept (fraction of rounds "
         "accepting all K).")] = True,
+    replace: ReplaceOpt = False,
     dry_run: DryRunOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -328,12 +361,12 @@ def import_vllm_metrics(
     ones; acceptance belongs to the draft and the target, so every pool's profile of the
     draft is updated unless --device/--quant narrow it.
 
-    Exit 0 written, 2 invalid spec or ambiguous choice, 4 unreachable URL or not vLLM's
-    speculative-decoding counters.
+    Exit 0 written, 2 invalid spec or ambiguous choice, 4 unreachable URL, not vLLM's
+    speculative-decoding counters, or counts no server reports.
     """
     from configspec_opt.imports import vllm_metrics
     from configspec_opt.imports.source import read_input
-    from configspec_opt.imports.writer import ProfileUpdate
+    from configspec_opt.imports.writer import ProfileUpdate, check_imported
     from configspec_opt.loader import load_spec
 
     with user_errors(as_json):
@@ -351,7 +384,9 @@ def import_vllm_metrics(
         record = {**acc.record, "imported_at": _now()}
         updates = [ProfileUpdate(*k, acceptance={tname: acc.alpha},
                                  full_accept={tname: acc.full_accept} if full_accept else {},
-                                 provenance={"acceptance": {tname: record}}) for k in keys]
+                                 provenance={"acceptance": {tname: record}}, replace=replace)
+                   for k in keys]
+        check_imported(updates[0], src.name)
         ks = f"K=1..{max(acc.alpha)}"
         lines = [f"{tname}: alpha({ks}) = "
                  + ", ".join(f"{v:.4g}" for v in acc.alpha.values())
@@ -361,7 +396,7 @@ def import_vllm_metrics(
             lines.append(f"note: {record['note']}")
         _finish(spec, updates, dry_run, as_json,
                 {"target": tname, "alpha": acc.alpha, "full_accept": acc.full_accept,
-                 "draft_rounds": counters.drafts, "lines": lines})
+                 "draft_rounds": counters.drafts, "lines": lines}, tname)
 
 
 @import_app.command("llama-spec")
@@ -377,16 +412,18 @@ def import_llama_spec(
     k: Annotated[int | None, typer.Option(
         "--k", help="K it drafted (required for a llama-server log; checked against "
         "n_draft otherwise).", min=1, max=64)] = None,
+    replace: ReplaceOpt = False,
     dry_run: DryRunOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """alpha(K) at the K it ran with, from llama.cpp's n_drafted / n_accept statistics.
 
-    Exit 0 written, 2 invalid spec or missing --k, 4 a log without those statistics.
+    Exit 0 written, 2 invalid spec or missing --k, 4 a log without those statistics or
+    with impossible ones (the line named).
     """
     from configspec_opt.imports import llama_spec
     from configspec_opt.imports.source import read_input
-    from configspec_opt.imports.writer import ProfileUpdate
+    from configspec_opt.imports.writer import ProfileUpdate, check_imported
     from configspec_opt.loader import load_spec
 
     with user_errors(as_json):
@@ -398,8 +435,10 @@ def import_llama_spec(
         alpha = round(stats.alpha, 4)
         record = {**stats.record(src), "imported_at": _now()}
         updates = [ProfileUpdate(*key, acceptance={tname: {stats.k: alpha}},
-                                 provenance={"acceptance": {tname: record}}) for key in keys]
+                                 provenance={"acceptance": {tname: record}}, replace=replace)
+                   for key in keys]
+        check_imported(updates[0], src.name, stats.k_line)
         lines = [f"{tname}: alpha({stats.k}) = {alpha:.4g} ({stats.accepted} accepted / "
                  f"{stats.drafted} drafted)", *(f"  into {d} {m} {q}" for d, m, q in keys)]
         _finish(spec, updates, dry_run, as_json,
-                {"target": tname, "k": stats.k, "alpha": alpha, "lines": lines})
+                {"target": tname, "k": stats.k, "alpha": alpha, "lines": lines}, tname)

@@ -16,13 +16,20 @@ the per-position counts sum to the accepted tokens); both prefixes are read.
 
 Counters are cumulative since the server started; `--baseline` (an earlier
 scrape) subtracts the traffic before it.
+
+A counter no server can report is refused, with its metric and line: a value that
+is not a finite count >= 0 (NaN, +Inf, negative, 1e400), a series written twice
+(two scrapes pasted together), a position accepted in more rounds than were
+drafted, more accepted tokens than drafted ones.  Nothing is clamped: alpha comes
+from the counts as they are or not at all.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +43,8 @@ ACCEPTED = "spec_decode_num_accepted_tokens"
 PER_POS = "spec_decode_num_accepted_tokens_per_pos"
 _SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)(?:\s+-?\d+)?\s*$")
 _LABEL = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*(?:,|$)')
+_COUNT = re.compile(r"\+?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+MAX_LISTED = 8  # positions or lines named in one message
 
 
 @dataclass(frozen=True)
@@ -45,6 +54,8 @@ class Sample:
     name: str
     labels: dict[str, str]
     value: float
+    line: int = 0
+    text: str = ""  # the value as written
 
 
 def _labels(text: str, line_no: int, where: str) -> dict[str, str]:
@@ -78,7 +89,8 @@ def parse_exposition(src: Input) -> list[Sample]:
         except ValueError:
             raise ImportInputError(f"{src.name}:{no}: value {m.group(3)[:40]!r} is not a "
                                    "number") from None
-        samples.append(Sample(m.group(1), _labels(m.group(2) or "", no, src.name), value))
+        samples.append(Sample(m.group(1), _labels(m.group(2) or "", no, src.name), value,
+                              no, m.group(3)))
     if not samples:
         raise ImportInputError(f"{src.name}: no metrics in it (empty, or only comments)")
     return samples
@@ -104,6 +116,32 @@ class Counters:
     draft_tokens: float | None
     accepted: float | None
     per_position: list[float] = field(default_factory=list)
+    lines: dict[str, list[int]] = field(default_factory=dict)  # counter -> its sample lines
+    names: dict[str, str] = field(default_factory=dict)  # counter -> its name in the file
+
+    def check(self, where: str) -> None:
+        """Refuse counts no server reports: more accepted than drafted, per position or in
+        total.  `where` names the input(s) the counts came from."""
+        def at(key: str) -> str:
+            return where + _lines(self.lines.get(key, []))
+
+        def name(key: str) -> str:
+            return self.names.get(key, self.server + key)
+
+        for i, v in enumerate(self.per_position):
+            if v > self.drafts:
+                raise ImportInputError(
+                    f"{at(f'{PER_POS}:{i}')}: {name(PER_POS)}{{position=\"{i}\"}} counts "
+                    f"{_num(v)} accepted tokens at position {i} in {_num(self.drafts)} draft "
+                    f"rounds ({name(DRAFTS)}, {at(DRAFTS)}): a position is accepted at "
+                    "most once per round")
+        accepted = self.accepted if self.accepted is not None else sum(self.per_position)
+        key = ACCEPTED if self.accepted is not None else PER_POS
+        if self.draft_tokens is not None and accepted > self.draft_tokens:
+            raise ImportInputError(
+                f"{at(key)}: {name(key)} counts {_num(accepted)} accepted tokens, more than "
+                f"the {_num(self.draft_tokens)} drafted ({name(DRAFT_TOKENS)}, "
+                f"{at(DRAFT_TOKENS)})")
 
     def minus(self, before: Counters) -> Counters:
         """The counts since `before` (a baseline scrape of the same server), per position too.
@@ -124,7 +162,8 @@ class Counters:
         out = Counters(self.server, self.model_name, self.drafts - before.drafts,
                        sub(self.draft_tokens, before.draft_tokens),
                        sub(self.accepted, before.accepted), per)
-        if out.drafts < 0 or any(v < 0 for v in per):
+        if out.drafts < 0 or any(v < 0 for v in per) or \
+                any(v is not None and v < 0 for v in (out.draft_tokens, out.accepted)):
             raise ImportInputError("a counter fell between the baseline and the scrape (the "
                                    "server restarted?): scrape again without --baseline")
         return out
@@ -154,28 +193,75 @@ def counters(samples: Sequence[Sample], src: Input, model_name: str | None = Non
     else:
         chosen = models[0]
     mine = [(s, parts[1]) for s, parts in spec if s.labels.get("model_name", "") == chosen]
-    sums: dict[str, float] = {}
-    per: dict[int, float] = {}
-    for s, base in mine:
-        if base == PER_POS:
-            try:
-                pos = int(s.labels["position"])
-            except (KeyError, ValueError):
-                raise ImportInputError(f"{src.name}: {s.name} without a numeric position "
-                                       "label") from None
-            per[pos] = per.get(pos, 0.0) + s.value
-        else:
-            sums[base] = sums.get(base, 0.0) + s.value
     server = servers[0]
-    if DRAFTS not in sums:
+    seen: dict[tuple[str, frozenset[tuple[str, str]]], int] = {}
+    # per engine (the labels but position): counter (`PER_POS:i` per position) -> value, lines
+    values: dict[frozenset[tuple[str, str]], dict[str, float]] = {}
+    names = {base: s.name for s, base in reversed(mine)}
+    lines: dict[frozenset[tuple[str, str]], dict[str, list[int]]] = {}
+    for s, base in mine:
+        key = (base, frozenset(s.labels.items()))
+        if key in seen:
+            raise ImportInputError(
+                f"{src.name}:{s.line}: {s.name} with these labels is also on line "
+                f"{seen[key]}: one scrape per file (two scrapes pasted together?)")
+        seen[key] = s.line
+        if not (math.isfinite(s.value) and s.value >= 0 and _COUNT.fullmatch(s.text)):
+            shown = s.text if len(s.text) <= 24 else f"{s.text[:12]}...{s.text[-8:]}"
+            raise ImportInputError(f"{src.name}:{s.line}: {s.name} is {shown}: a counter is "
+                                   "a finite count >= 0")
+        if base == PER_POS:
+            pos = s.labels.get("position", "")
+            if not (pos.isascii() and pos.isdigit() and len(pos) <= 6):
+                raise ImportInputError(f"{src.name}:{s.line}: {s.name} without a numeric "
+                                       "position label")
+            base = f"{PER_POS}:{int(pos)}"
+        engine = frozenset((k, v) for k, v in s.labels.items() if k != "position")
+        mine_v = values.setdefault(engine, {})
+        mine_v[base] = mine_v.get(base, 0.0) + s.value
+        lines.setdefault(engine, {}).setdefault(base, []).append(s.line)
+    if not any(DRAFTS in v for v in values.values()):
         raise ImportInputError(f"{src.name} has no {server}{DRAFTS}_total counter")
-    if not per:
+    positions = sorted({int(k.split(":")[1]) for v in values.values() for k in v
+                        if k.startswith(PER_POS + ":")})
+    if not positions:
         raise ImportInputError(f"{src.name} has no {server}{PER_POS}_total counters (older "
                                "servers did not count acceptance per position)")
-    if sorted(per) != list(range(len(per))):
-        raise ImportInputError(f"{src.name}: positions {sorted(per)} are not 0..{len(per) - 1}")
-    return Counters(server, chosen or None, sums[DRAFTS], sums.get(DRAFT_TOKENS),
-                    sums.get(ACCEPTED), [per[i] for i in range(len(per))])
+    if positions != list(range(len(positions))):
+        missing = sorted(set(range(positions[-1] + 1)) - set(positions))
+        raise ImportInputError(f"{src.name}: positions are not 0..{positions[-1]}: "
+                               f"{_listed(missing)} missing")
+
+    def counted(v: Mapping[str, float], at: dict[str, list[int]]) -> Counters:
+        return Counters(server, chosen or None, v.get(DRAFTS, 0.0), v.get(DRAFT_TOKENS),
+                        v.get(ACCEPTED),
+                        [v.get(f"{PER_POS}:{i}", 0.0) for i in range(len(positions))], at,
+                        names)
+
+    every: dict[str, float] = {}
+    every_line: dict[str, list[int]] = {}
+    for engine, v in values.items():
+        if DRAFTS in v:
+            counted(v, lines[engine]).check(src.name)
+        for k, x in v.items():
+            every[k] = every.get(k, 0.0) + x
+            every_line.setdefault(k, []).extend(lines[engine][k])
+    total = counted(every, every_line)
+    total.check(src.name)
+    return total
+
+
+def _num(v: float) -> str:
+    return f"{v:,.0f}" if float(v).is_integer() else f"{v:,.6g}"
+
+
+def _listed(values: Sequence[int]) -> str:
+    shown = ", ".join(map(str, values[:MAX_LISTED]))
+    return shown + (f", ... ({len(values):,} in all)" if len(values) > MAX_LISTED else "")
+
+
+def _lines(lines: Sequence[int]) -> str:
+    return ":" + _listed(sorted(lines)).replace(", ", ",") if lines else ""
 
 
 @dataclass(frozen=True)
@@ -194,9 +280,11 @@ def acceptance(c: Counters, src: Input, baseline: Input | None = None,
         raise ImportInputError(f"{src.name}: no draft rounds counted yet"
                                + (" since the baseline" if baseline else "")
                                + ": send requests through the server first")
+    c.check(src.name if baseline is None else f"{src.name} minus {baseline.name}")
     k_max = len(c.per_position)
-    rates = [min(1.0, max(0.0, v / c.drafts)) for v in c.per_position]
-    alpha = {k: round(sum(rates[:k]) / k, digits) for k in range(1, k_max + 1)}
+    rates = [v / c.drafts for v in c.per_position]
+    sums = list(itertools.accumulate(rates))
+    alpha = {k: round(sums[k - 1] / k, digits) for k in range(1, k_max + 1)}
     full = {k: round(rates[k - 1], digits) for k in range(1, k_max + 1)}
     record: dict[str, Any] = {
         "tool": "configspec import vllm-metrics", "source": src.name, "sha256": src.sha256,

@@ -8,23 +8,34 @@ merged per K (K values not imported keep their values); a compact
 `{per_token: a}` is replaced by the measured table, and the result says so.
 After writing, the spec is loaded again; if it no longer validates, every file
 is put back as it was.
+
+Imported values are first checked against the spec's own rules for them (the
+`Profile` model's fields), so that a value out of range is blamed on the input it
+came from (exit 4), not on the spec (`check_imported`).  A table that keeps K values
+from another source says so in its provenance: the target's record lists the K
+values it wrote (`k_values`, `full_accept_k_values`) and, under `kept`, every
+earlier source still behind a K of the table, with those K; `kept_warnings` turns
+that into what the command prints, and `ProfileUpdate.replace` drops them instead.
 """
 
 from __future__ import annotations
 
 import copy
 import difflib
-from collections.abc import Mapping, Sequence
+import functools
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+from pydantic import TypeAdapter, ValidationError
 from ruamel.yaml import YAML
 
 from configspec_opt.errors import OutputError, SpecError, UsageError
 from configspec_opt.files import atomic_write_text
+from configspec_opt.imports.source import ImportInputError
 from configspec_opt.loader import LoadedSpec, Source, load_spec, parse_data
-from configspec_opt.spec import Spec
+from configspec_opt.spec import Profile, Spec
 
 KEY = ("device", "draft", "quant")
 
@@ -40,6 +51,7 @@ class ProfileUpdate:
     acceptance: dict[str, dict[int, float]] = field(default_factory=dict)
     full_accept: dict[str, dict[int, float]] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)  # merged one level deep
+    replace: bool = False  # the imported targets' tables hold only the imported K values
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -83,6 +95,108 @@ def _table(value: Any) -> dict[int, float] | None:
         return None
 
 
+@functools.cache
+def _rule(name: str) -> TypeAdapter[Any]:
+    """The spec's validation of Profile field `name`, on its own."""
+    info = Profile.model_fields[name]
+    rule: Any = Annotated[(info.annotation, *info.metadata)] if info.metadata \
+        else info.annotation
+    return TypeAdapter(rule)
+
+
+def check_imported(up: ProfileUpdate, source: str, line: int | None = None) -> None:
+    """Refuse imported values the spec would refuse, naming the input (`source`, at `line`
+    when known) rather than the spec: the numbers are wrong where they were measured."""
+    where = f"{source}:{line}" if line else source
+    values: list[tuple[str, Any]] = [("acceptance", up.acceptance),
+                                     ("full_accept", up.full_accept)]
+    if up.draft_tok_s is not None:
+        values.insert(0, ("draft_tok_s", up.draft_tok_s))
+    for name, value in values:
+        try:
+            _rule(name).validate_python(value)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            loc = [part for part in first["loc"] if part not in ("table", "per_token")]
+            if name == "draft_tok_s":
+                what = f"draft_tok_s {value!r}"
+            elif loc and loc[-1] == "[key]":
+                what = f"{name}[{loc[0]}] at K = {loc[1]!r}"
+            else:
+                what = f"{name}[{loc[0]}][{loc[1]}] = {value[loc[0]][loc[1]]!r}"
+            raise ImportInputError(f"{where}: the imported {what} is not a value a spec "
+                                   f"holds: {first['msg'].lower()}") from None
+
+
+def _ks(values: Any) -> set[int]:
+    """K values of a provenance list or table (anything else: none)."""
+    if isinstance(values, Mapping):
+        values = list(values)
+    if not isinstance(values, list):
+        return set()
+    return {int(v) for v in values if (isinstance(v, int) and not isinstance(v, bool))
+            or (isinstance(v, str) and v.isdigit())}
+
+
+def _earlier(prov: Mapping[str, Any], target: str, old_acc: set[int],
+             old_full: set[int]) -> list[dict[str, Any]]:
+    """The sources behind a target's tables before this import, each with the K values it
+    supplied (`k_values`, `full_accept_k_values`); K values no record claims go to one
+    entry without a source (typed by hand, or written before imports recorded them)."""
+    acc = prov.get("acceptance")
+    rec = acc.get(target) if isinstance(acc, Mapping) else None
+    out: list[dict[str, Any]] = []
+    if isinstance(rec, Mapping):
+        own = {k: v for k, v in rec.items()
+               if k not in ("kept", "k_values", "full_accept_k_values")}
+        if "k_values" in rec:  # written by this module
+            a, f = _ks(rec["k_values"]), _ks(rec.get("full_accept_k_values"))
+        elif "per_k" in rec:  # `configspec profile`: one record for every K it measured
+            a = f = _ks(rec["per_k"])
+            own = {"tool": prov.get("tool", "configspec profile"),
+                   **({"measured_at": prov["measured_at"]} if "measured_at" in prov else {}),
+                   **own}
+        elif isinstance(rec.get("k"), int) and rec.get("tool") == "configspec import llama-spec":
+            a, f = {rec["k"]}, set()
+        elif isinstance(rec.get("k"), int):  # vllm-metrics before k_values: 1..k
+            a = f = set(range(1, rec["k"] + 1))
+        else:
+            a, f = set(old_acc), set(old_full)
+        out.append({**own, "k_values": sorted(a), "full_accept_k_values": sorted(f)})
+        for kept in rec.get("kept") or []:
+            if isinstance(kept, Mapping):
+                out.append({**kept, "k_values": sorted(_ks(kept.get("k_values"))),
+                            "full_accept_k_values":
+                                sorted(_ks(kept.get("full_accept_k_values")))})
+    claimed_a = {k for e in out for k in e["k_values"]}
+    claimed_f = {k for e in out for k in e["full_accept_k_values"]}
+    if old_acc - claimed_a or old_full - claimed_f:
+        out.append({"source": None, "note": "no recorded source (written by hand?)",
+                    "k_values": sorted(old_acc - claimed_a),
+                    "full_accept_k_values": sorted(old_full - claimed_f)})
+    return out
+
+
+def _kept(earlier: Iterable[Mapping[str, Any]], acc: set[int],
+          full: set[int]) -> list[dict[str, Any]]:
+    """Each earlier source cut to the K values still in the tables (`acc`, `full`);
+    sources left with none are dropped, empty K lists left out."""
+    out = []
+    for e in earlier:
+        a = [k for k in e["k_values"] if k in acc]
+        f = [k for k in e["full_accept_k_values"] if k in full]
+        acc -= set(a)
+        full -= set(f)
+        if not a and not f:
+            continue
+        rec = {k: v for k, v in e.items() if k not in ("k_values", "full_accept_k_values")}
+        if isinstance(rec.get("per_k"), Mapping):
+            rec["per_k"] = {k: v for k, v in rec["per_k"].items() if str(k) in map(str, a)}
+        out.append({**rec, **({"k_values": a} if a else {}),
+                    **({"full_accept_k_values": f} if f else {})})
+    return out
+
+
 def merge(entry: Mapping[str, Any] | None, up: ProfileUpdate, notes: list[str]) -> dict[str, Any]:
     """The entry as it should be written: `entry` (raw, from the file) with `up` applied."""
     where = f"{up.device}/{up.draft}/{up.quant}"
@@ -90,31 +204,106 @@ def merge(entry: Mapping[str, Any] | None, up: ProfileUpdate, notes: list[str]) 
         "device": up.device, "draft": up.draft, "quant": up.quant}
     if up.draft_tok_s is not None:
         out["draft_tok_s"] = up.draft_tok_s
+    before: dict[str, dict[str, set[int]]] = {}  # table name -> target -> K values before
     for name, new_tables in (("acceptance", up.acceptance), ("full_accept", up.full_accept)):
-        if not new_tables:
-            continue
         tables = dict(out.get(name) or {})
-        for target, values in new_tables.items():
+        for target in dict.fromkeys([*up.acceptance, *up.full_accept]):
             old = tables.get(target)
             table = _table(old)
+            before.setdefault(name, {})[target] = set(table or {})
+            if target not in new_tables and not (up.replace and table is not None):
+                continue
             if table is None:
                 table = {}
                 if old is not None:
                     notes.append(f"{where}: {name}[{target}] was {dict(old)}; replaced by the "
                                  "measured table")
-            table.update(values)
-            tables[target] = table
-        out[name] = tables
-    if up.provenance:
-        prov = dict(out.get("provenance") or {})
-        for key, value in up.provenance.items():
-            if isinstance(value, Mapping) and isinstance(prov.get(key), Mapping) \
-                    and key == "acceptance":
-                prov[key] = {**prov[key], **value}
+            elif up.replace:
+                dropped = sorted(set(table) - set(new_tables.get(target, {})))
+                if dropped:
+                    notes.append(f"{where}: {name}[{target}] K={_ranges(dropped)} dropped "
+                                 "(--replace)")
+                table = {}
+            table.update(new_tables.get(target, {}))
+            if table:
+                tables[target] = table
             else:
-                prov[key] = value
+                tables.pop(target, None)
+        if tables or name in out:
+            out[name] = tables
+    prov = dict(out.get("provenance") or {})
+    for key, value in up.provenance.items():
+        if key == "acceptance" and isinstance(value, Mapping):
+            records = dict(prov.get(key) or {}) if isinstance(prov.get(key), Mapping) else {}
+            for target, record in value.items():
+                records[target] = _attributed(prov, target, record, up, before)
+            prov[key] = records
+        else:
+            prov[key] = value
+    if prov:
         out["provenance"] = prov
     return out
+
+
+def _attributed(prov: Mapping[str, Any], target: str, record: Mapping[str, Any],
+                up: ProfileUpdate, before: Mapping[str, Mapping[str, set[int]]]) -> dict[str, Any]:
+    """This import's provenance record for `target`: the K values it wrote and, under
+    `kept`, the earlier sources of the K values it left in the tables."""
+    new_acc = set(up.acceptance.get(target, {}))
+    new_full = set(up.full_accept.get(target, {}))
+    old_acc = before.get("acceptance", {}).get(target, set())
+    old_full = before.get("full_accept", {}).get(target, set())
+    rec = {k: v for k, v in record.items() if k != "kept"}
+    rec["k_values"] = sorted(new_acc)
+    if new_full:
+        rec["full_accept_k_values"] = sorted(new_full)
+    if not up.replace:
+        kept = _kept(_earlier(prov, target, old_acc, old_full), old_acc - new_acc,
+                     old_full - new_full)
+        if kept:
+            rec["kept"] = kept
+    return rec
+
+
+def _ranges(ks: Iterable[int]) -> str:
+    """K values as `1..5, 8`."""
+    out: list[str] = []
+    for k in sorted(ks):
+        if out and out[-1].split("..")[-1] == str(k - 1):
+            out[-1] = out[-1].split("..")[0] + f"..{k}"
+        else:
+            out.append(str(k))
+    return ", ".join(out)
+
+
+def _origin(rec: Mapping[str, Any]) -> str:
+    tool, source, when = rec.get("tool"), rec.get("source"), rec.get("measured_at")
+    if tool and source:
+        return f"{tool} of {source}"
+    if tool:
+        return f"{tool}" + (f" ({when})" if when else "")
+    return str(rec.get("note") or "an earlier source")
+
+
+def kept_warnings(entries: Sequence[Mapping[str, Any]], target: str) -> list[str]:
+    """What the command warns about: K values of `target`'s tables that this import left
+    from other sources (recorded under the record's `kept`), one line per source and K
+    values, naming every profile it applies to."""
+    found: dict[str, list[str]] = {}
+    for e in entries:
+        prov = e.get("provenance")
+        acc = prov.get("acceptance") if isinstance(prov, Mapping) else None
+        rec = acc.get(target) if isinstance(acc, Mapping) else None
+        if not isinstance(rec, Mapping):
+            continue
+        for kept in rec.get("kept") or []:
+            parts = [f"{name} K={_ranges(kept[key])}"
+                     for name, key in (("acceptance", "k_values"),
+                                       ("full_accept", "full_accept_k_values")) if kept.get(key)]
+            line = f"{' and '.join(parts)} of {target} kept from {_origin(kept)}"
+            found.setdefault(line, []).append("/".join(str(e.get(k)) for k in KEY))
+    return [f"{line}, in {', '.join(profiles)}: this import did not measure them "
+            "(--replace drops them)" for line, profiles in found.items()]
 
 
 def _raw(path: Path, text: str) -> Any:

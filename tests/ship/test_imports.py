@@ -26,6 +26,11 @@ TARGET = "llama-3.1-70b"
 def spec(tmp_path: Path) -> Path:
     """The example, its Q4_K_M declared with the GGUF llama-bench ran, one pool without
     profiles (a laptop) and a comment on a profile entry."""
+    return make_spec(tmp_path)
+
+
+def make_spec(tmp_path: Path) -> Path:
+    """`spec`, for other test files."""
     text = (EXAMPLE.read_text()
             .replace("Q4_K_M: {size_gb: 0.81}",
                      "Q4_K_M: {size_gb: 0.81, gguf: models/Llama-3.2-1B-Instruct-Q4_K_M.gguf}")
