@@ -367,3 +367,24 @@ def test_a_fall_the_written_digits_explain_is_not_warned_about() -> None:
     assert falling_expectation({2: 0.7, 3: 0.65, 5: 0.3, 6: 0.26}) == [(3, 5)]
     assert written_precision(0.39) == pytest.approx(0.005)
     assert written_precision(0.5775) == pytest.approx(5e-5)
+
+
+def test_counts_that_contradict_after_the_baseline_is_subtracted(spec: Path,
+                                                                 tmp_path: Path) -> None:
+    """Each scrape is possible alone; their difference counts 4,000 accepted first tokens in
+    1,000 rounds: refused, naming both inputs."""
+    before = spec.read_text()
+    base = tmp_path / "before.prom"
+    base.write_text(re.sub(r"\} (\d+)\.0$", lambda m: "} " + str(int(m.group(1)) // 2) + ".0",
+                           PROM, flags=re.M)
+                    .replace("drafts_total{engine=\"0\",model_name=\"meta-llama/Llama-3.1-70B-"
+                             "Instruct\"} 3000.0", "drafts_total{engine=\"0\",model_name=\"meta-"
+                             "llama/Llama-3.1-70B-Instruct\"} 5400.0")
+                    .replace("drafts_total{engine=\"1\",model_name=\"meta-llama/Llama-3.1-70B-"
+                             "Instruct\"} 2000.0", "drafts_total{engine=\"1\",model_name=\"meta-"
+                             "llama/Llama-3.1-70B-Instruct\"} 3600.0"))
+    after = tmp_path / "after.prom"
+    after.write_text(PROM)
+    r = invoke("import", "vllm-metrics", after, spec, "--draft", DRAFT, "--baseline", base)
+    _refused(r, spec, before, f"{after} minus {base}: ", "counts 4,000 accepted tokens at "
+             "position 0 in 1,000 draft rounds")
