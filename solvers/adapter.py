@@ -42,6 +42,9 @@ class SolverOptions:
     threads: int | None = 1
     tee: bool = False
     backend: Literal["highs", "pyomo"] = "highs"
+    # "auto": the decomposition (`solvers.decompose`) for large plain fleets where it
+    # applies, else the monolithic MILP; "milp" / "decompose" force one where it applies.
+    method: Literal["auto", "milp", "decompose"] = "auto"
 
 
 def time_limit_left(options: SolverOptions, started: float) -> float | None:

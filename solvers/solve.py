@@ -157,6 +157,17 @@ def _rel_gap(value: float, bound: float | None, sense: str) -> float | None:
     return diff / size if size > 0.0 else 0.0
 
 
+def _decompose(problem: Problem, fairness: bool, options: SolverOptions) -> bool:
+    """Whether `options.method` and the problem call for `solvers.decompose`."""
+    if options.method == "milp":
+        return False
+    from solvers.decompose import DECOMPOSE_MIN_CANDIDATES, decomposable
+
+    if options.method == "auto" and len(problem.candidates) < DECOMPOSE_MIN_CANDIDATES:
+        return False
+    return decomposable(problem, fairness) is None
+
+
 class StageStopped(Exception):
     """A MILP ended without an assignment (infeasible, or out of time before finding one);
     `result` says which.  Public: `solvers.pareto` drives `Optimizer` stage by stage too."""
@@ -175,11 +186,17 @@ class Optimizer:
         t0 = time.perf_counter()
         self.f: FleetModel
         self.session: Session
+        self.method = "milp"
         if options.backend == "pyomo":
             from solvers.formulation import build
 
             formulation = build(problem, fairness=fairness)
             self.f, self.session = formulation, HighsSession(formulation.model, options)
+        elif _decompose(problem, fairness, options):
+            from solvers.decompose import DecomposedModel
+
+            self.f = self.session = DecomposedModel(problem, options)
+            self.method = "decomposition"
         else:
             from solvers.highs_model import HighsModel
 
@@ -431,7 +448,8 @@ class Optimizer:
                 value = self.optimize_term(term)
                 self.stage_values.append(value)
                 self.f.add_row(self.bound_row(term, value, term.tolerance))
-        if tie_break and len(self.problem.candidates) > TIE_BREAK_MAX_CANDIDATES:
+        if tie_break and (len(self.problem.candidates) > TIE_BREAK_MAX_CANDIDATES
+                          or self.method == "decomposition"):
             self.tie = "skipped"
         elif tie_break and deadline.expired():
             self.tie = "time_limit"
