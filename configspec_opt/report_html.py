@@ -24,6 +24,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from configspec_opt.results import ParetoJSON, SolveJSON
+from configspec_opt.safe_text import terminal_safe
 from configspec_opt.spec import Spec
 from configspec_opt.vcs.diff import FLEET_METRICS
 
@@ -59,9 +60,10 @@ def esc(value: Any) -> str:
     """Escape any value for HTML text or an attribute; None becomes the empty string.
 
     Every piece of user text goes through this, so a name from a spec can never
-    inject markup into a report.
+    inject markup into a report, nor a control character reach a terminal that
+    shows `report -o -` (it is written as a visible escape, `terminal_safe`).
     """
-    return html.escape("" if value is None else str(value), quote=True)
+    return html.escape(terminal_safe("" if value is None else str(value)), quote=True)
 
 
 def fmt_num(x: Any, digits: int = 4) -> str:

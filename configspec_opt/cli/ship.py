@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from configspec_opt.cli.app import app, emit_json, out, progress, user_errors
+from configspec_opt.cli.app import app, emit_json, out, progress, user_errors, write_shown
 from configspec_opt.cli.options import JsonOpt
 from configspec_opt.errors import UsageError
 from configspec_opt.export import ExportFormat
@@ -229,7 +229,7 @@ def _finish(spec: Path, updates: list[Any], dry_run: bool, as_json: bool,
     for warning in warnings:
         out.print(f"warning: {warning}", markup=False, soft_wrap=True)
     if dry_run:
-        sys.stdout.write(written.diff or "no change\n")
+        write_shown(written.diff or "no change\n")
         return
     if not written.files:
         out.print(f"{spec}: already up to date", markup=False, soft_wrap=True)

@@ -11,7 +11,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from configspec_opt.cli.app import app, emit_json, err, out, progress, user_errors
+from configspec_opt.cli.app import app, emit_json, err, out, progress, user_errors, write_shown
 from configspec_opt.cli.options import JsonOpt
 from configspec_opt.errors import ConfigspecError, OutputError, SpecError, UsageError
 from configspec_opt.plots.data import Kind
@@ -270,10 +270,10 @@ def fmt(
         if result.changed:
             changed.append(path)
             if show_diff:
-                sys.stdout.writelines(difflib.unified_diff(
+                write_shown("".join(difflib.unified_diff(
                     result.original.splitlines(keepends=True),
                     result.formatted.splitlines(keepends=True),
-                    f"{path} (before)", f"{path} (formatted)"))
+                    f"{path} (before)", f"{path} (formatted)")))
             verb = "would reformat" if dry_run else "reformatted"
             (err if dry_run else out).print(f"{verb} {path}", markup=False, soft_wrap=True)
     if not changed and not failed:
