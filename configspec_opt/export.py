@@ -34,7 +34,8 @@ from ruamel.yaml import YAML
 
 from configspec_opt.errors import ConfigspecError, OutputError
 from configspec_opt.files import write_output
-from configspec_opt.loader import LoadedSpec, load_spec
+from configspec_opt.loader import LoadedSpec, echo, load_spec
+from configspec_opt.safe_text import NOT_IN_NAMES, one_line
 from configspec_opt.spec import Device, Spec
 from configspec_opt.vcs.lock import (
     LOCK_SUFFIX,
@@ -247,7 +248,7 @@ def manifest_document(decision: Decision, pools: list[dict[str, Any]]) -> dict[s
 # --------------------------------------------------------------------------- rendering
 
 
-def _env_value(value: Any, missing: str) -> str:
+def _env_value(key: str, value: Any, missing: str) -> str:
     if value is None:
         return missing
     if isinstance(value, bool):
@@ -255,15 +256,24 @@ def _env_value(value: Any, missing: str) -> str:
     if isinstance(value, float):
         return repr(value)
     text = str(value)
+    if NOT_IN_NAMES.search(text):
+        raise ExportError(f"{ENV_PREFIX}{key} would be {echo(text)}: an env file holds one "
+                          "line per value and no control characters (rename what it names, "
+                          "or export --format json or yaml)")
     return text if _ENV_BARE.match(text) else shlex.quote(text)
 
 
 def render_env(pairs: list[tuple[str, Any, str]], header: str) -> str:
     """KEY=value lines a POSIX shell sources (`set -a; . FILE; set +a`); values are bare
-    wherever possible so that `docker --env-file` and systemd read them the same way."""
-    lines = [f"# {ln}".rstrip() for ln in header.splitlines()]
+    wherever possible so that `docker --env-file` and systemd read them the same way.
+
+    Every line is one line: a value with a control character or line break is refused
+    (names cannot hold one; a file name can), the header's text is escaped (`one_line`).
+    """
+    lines = [f"# {one_line(ln)}".rstrip() for ln in header.removesuffix("\n").split("\n")
+             if header]
     for key, value, missing in pairs:
-        lines.append(f"{ENV_PREFIX}{key}={_env_value(value, missing)}")
+        lines.append(f"{ENV_PREFIX}{key}={_env_value(key, value, missing)}")
     return "\n".join(lines) + "\n"
 
 

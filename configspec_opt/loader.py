@@ -349,7 +349,10 @@ def validation_issues(
     for err in exc.errors(include_url=False):
         loc = prefix + tuple(p for p in err["loc"] if p not in ("table", "per_token"))
         kind = err["type"]
-        if kind == "extra_forbidden":
+        if loc and loc[-1] == "[key]":  # a mapping's key (a quant's name) is at fault
+            issues.append(_locate(src, loc[:-1], _key_message(err, echo_values), at_key=True,
+                                  shown=loc[:-2]))
+        elif kind == "extra_forbidden":
             key = loc[-1]
             allowed = _fields_at(model, loc[:-1]) if model else _profile_fields(loc[len(prefix):])
             close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.6)
@@ -487,3 +490,8 @@ def _position(node: Any, key: Any, *, want_key: bool) -> tuple[int, int] | None:
         return tuple(lc.item(key))
     except (KeyError, IndexError, TypeError, AttributeError):
         return None
+def _key_message(err: Any, echo_values: bool) -> str:
+    shown = f" {echo(err.get('input'))}" if echo_values else ""
+    return f"key{shown}: {err['msg']}"
+
+

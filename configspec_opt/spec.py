@@ -14,6 +14,7 @@ from enum import Enum
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -25,7 +26,9 @@ from pydantic import (
     model_validator,
 )
 from pydantic.json_schema import JsonSchemaValue
-from pydantic_core import CoreSchema
+from pydantic_core import CoreSchema, PydanticCustomError
+
+from configspec_opt.safe_text import NOT_IN_NAMES_PATTERN, one_line_problem
 
 # Every number is strict (a bool or a string is not a number; an int is a float) and
 # bounded by what it can physically mean: a value outside these ranges is a typo or
@@ -48,7 +51,36 @@ EnergyBound = Annotated[float, Strict(), Field(ge=1e-12, le=1e12)]
 EfficiencyBound = Annotated[float, Strict(), Field(ge=1e-6, le=1e15)]
 FleetWatts = Annotated[float, Strict(), Field(ge=1e-3, le=1e13)]
 FleetUsdPerHour = Annotated[float, Strict(), Field(ge=1e-9, le=1e18)]
-Name = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+def _one_line(value: str) -> str:
+    problem = one_line_problem(value)
+    if problem is not None:
+        raise PydanticCustomError("control_character", problem)
+    return value
+
+
+@dataclass(frozen=True)
+class _OneLineSchema:
+    """The JSON Schema side of `OneLine`, for editors: no match of the refused characters.
+
+    Said with `not` rather than as a `pattern` of the whole string, because pydantic
+    turns a mapping key's `pattern` into `patternProperties`, under which a key that
+    does not match is still allowed, with any value.
+    """
+
+    def __get_pydantic_json_schema__(
+        self, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        json_schema = handler(core_schema)
+        json_schema["not"] = {"pattern": NOT_IN_NAMES_PATTERN}
+        return json_schema
+
+
+# The one rule for names and the identifiers beside them (platform, file paths,
+# endpoints): no control character, no line break (configspec_opt.safe_text).
+OneLine = Annotated[str, AfterValidator(_one_line), _OneLineSchema()]
+Name = Annotated[OneLine, Field(min_length=1, max_length=200)]
 
 
 def _not_a_bool(value: Any) -> Any:
@@ -219,8 +251,9 @@ class Target(StrictModel):
     capacity_tok_s: Annotated[float, Strict(), Field(ge=1e-3, le=1e12)] | None = Field(
         None, description="Verifier throughput (tokens/s) shared by the whole fleet."
     )
-    gguf: str | None = Field(None, description="Local GGUF of the target, for the profiler.")
-    endpoint: str | None = Field(
+    gguf: OneLine | None = Field(
+        None, description="Local GGUF of the target, for the profiler.")
+    endpoint: OneLine | None = Field(
         None, description="OpenAI-compatible completions endpoint of the target, for the profiler."
     )
     verifier: Verifier | None = Field(
@@ -240,7 +273,7 @@ class Quant(StrictModel):
     """One quantisation of a draft model: a file to ship."""
 
     size_gb: Gigabytes
-    gguf: str | None = Field(None, description="Path of the GGUF file, for the profiler.")
+    gguf: OneLine | None = Field(None, description="Path of the GGUF file, for the profiler.")
 
 
 class Draft(StrictModel):
@@ -268,7 +301,7 @@ class Device(StrictModel):
     """A pool of identical edge devices."""
 
     name: Name
-    platform: str | None = None
+    platform: OneLine | None = None
     count: Int = Field(ge=1, le=10_000_000)
     memory_gb: Gigabytes
     rtt_s: Seconds = Field(0.0, description="Network round trip added to every round.")
@@ -519,7 +552,7 @@ class Spec(StrictModel):
     drafts: list[Draft] = Field(min_length=1)
     devices: list[Device] = Field(min_length=1)
     profiles: list[Profile] = Field(default_factory=list)
-    profiles_from: list[str] = Field(
+    profiles_from: list[OneLine] = Field(
         default_factory=list,
         description="Files (YAML or JSON, relative to the spec) holding more profiles.",
     )

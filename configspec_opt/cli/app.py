@@ -8,15 +8,18 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any, NoReturn
 
 import typer
-from rich.console import Console
+from rich.console import Console, ConsoleOptions, RenderableType
 from rich.markup import escape
+from rich.segment import Segment
+from rich.text import Text
 
 from configspec_opt.errors import ConfigspecError, ExtraNotInstalledError, SpecError
+from configspec_opt.safe_text import terminal_safe
 
 app = typer.Typer(
     name="configspec",
@@ -26,16 +29,46 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+class SafeConsole(Console):
+    """A console that cannot print a control character: each one is shown as an escape
+    (`terminal_safe`), whatever the call site prints (a name, a message quoting a
+    file, a table cell, a progress description).
+
+    Strings are escaped before layout (`render_str`), so tables measure what is shown;
+    every rendered segment is escaped again as a backstop for text that never was a
+    `str` here (rich's own `Text` objects).  Rich's own control segments (cursor
+    moves of a spinner) pass: they are not text.
+    """
+
+    def render_str(self, text: str, **kwargs: Any) -> Text:
+        """`Console.render_str` of the escaped text."""
+        return super().render_str(terminal_safe(text), **kwargs)
+
+    def render(self, renderable: RenderableType,
+               options: ConsoleOptions | None = None) -> Iterable[Segment]:
+        """`Console.render` with every text segment escaped."""
+        for segment in super().render(renderable, options):
+            shown = segment.text if segment.control else terminal_safe(segment.text)
+            yield segment if shown == segment.text else Segment(shown, segment.style)
+
+
 # The terminal's width, or $COLUMNS, or 80 when piped: tables are laid out for 80
 # columns (names wrap, numbers stay whole); `COLUMNS=160 configspec ...` widens them.
 # Most of what is printed is the user's text (names, paths, messages quoting values):
 # no markup, no emoji codes, so `[red]` or `:x:` in a device name prints as written
 # and `[/b]` cannot raise a MarkupError.  A print that wants colour says markup=True
 # and escapes what it interpolates.
-out = Console(highlight=False, markup=False, emoji=False)
-err = Console(stderr=True, highlight=False, markup=False, emoji=False, soft_wrap=True)
-progress = Console(stderr=True, highlight=False, markup=False, emoji=False)
+out = SafeConsole(highlight=False, markup=False, emoji=False)
+err = SafeConsole(stderr=True, highlight=False, markup=False, emoji=False, soft_wrap=True)
+progress = SafeConsole(stderr=True, highlight=False, markup=False, emoji=False)
 """Spinners for anything slow (stderr; silent with -q and when stderr is not a terminal)."""
+
+
+class _SafeFormatter(logging.Formatter):
+    """Log lines quote names and files too: escaped as the consoles escape them."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return terminal_safe(super().format(record))
 
 
 def _version(value: bool) -> None:
@@ -62,14 +95,26 @@ def _global_options(
     edge-cloud speculative-decoding fleet."""
     level = logging.ERROR if quiet else (logging.DEBUG if verbose >= 2 else
                                          logging.INFO if verbose == 1 else logging.WARNING)
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(_SafeFormatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
     progress.quiet = quiet
 
 
 def emit_json(data: Any) -> None:
-    """Only JSON on stdout: no rich markup, no wrapping."""
+    """Only JSON on stdout: no rich markup, no wrapping.
+
+    ASCII only (json.dumps' default): every control character, DEL and C1 included, is
+    written as a \\u escape, so no `--json` output can act on a terminal.
+    """
     sys.stdout.write(json.dumps(data, indent=2, allow_nan=False) + "\n")
     sys.stdout.flush()
+
+
+def write_shown(text: str) -> None:
+    """Text for people written to stdout as is (a unified diff of a spec): escaped as
+    the consoles escape, so a file's control characters cannot act on the terminal."""
+    sys.stdout.write(terminal_safe(text))
 
 
 def fail(exc: ConfigspecError, as_json: bool) -> NoReturn:
@@ -143,37 +188,6 @@ def require_extra(error: type[ExtraNotInstalledError], what: str, *modules: str)
         except ImportError as exc:
             raise error(f"{what} needs the '{error.extra}' extra ({exc.name or name} is "
                         "not installed)") from None
-
-
-def require_db_driver(url: str, what: str) -> None:
-    """Import the database driver `url` names now: without it a PostgreSQL URL is a missing
-    `postgres` extra (exit 3, the pip command), another driver a usage error naming it,
-    instead of a traceback once the server or worker has started."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    from configspec_opt.errors import PostgresUnavailableError, UsageError
-    from configspec_opt.store.engine import describe_url
-
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        raise UsageError("--db: not a SQLAlchemy URL (dialect+driver://user@host/name) "
-                         "nor a file path") from None
-    try:
-        parsed.get_dialect().import_dbapi()
-    except ArgumentError as exc:  # an unknown dialect or driver
-        raise UsageError(f"--db {describe_url(url)}: {exc}") from None
-    except ImportError as exc:
-        module = (exc.name or "").partition(".")[0]
-        if parsed.get_backend_name() == "postgresql" and module == "psycopg":
-            raise PostgresUnavailableError(f"{what} with a PostgreSQL database needs the "
-                                           "'postgres' extra (psycopg is not installed)"
-                                           ) from None
-        hint = " (or write postgresql+psycopg://..., the driver of the 'postgres' extra)" \
-            if parsed.get_backend_name() == "postgresql" else ""
-        raise UsageError(f"--db {describe_url(url)}: its driver ({module or exc}) is not "
-                         f"installed{hint}") from None
 
 
 Command = Callable[..., Any]

@@ -10,9 +10,7 @@ from rich.table import Table
 
 from configspec_opt.cli.app import app, emit_json, err, out, require_extra, user_errors
 from configspec_opt.cli.options import (
-    Bounds,
     ChatOpt,
-    HttpTimeoutOpt,
     JsonOpt,
     NCtxOpt,
     PowerOpt,
@@ -59,7 +57,7 @@ def trial(
     max_new_tokens: Annotated[int, typer.Option(help="Tokens per prompt.", min=2)] = 64,
     temperature: Annotated[float, typer.Option(
         help="0: greedy verification (checked lossless); >0: rejection sampling (local).",
-        parser=Bounds(min=0))] = 0.0,
+        min=0.0)] = 0.0,
     seed: SeedOpt = 0,
     threads: ThreadsOpt = 0,
     n_ctx: NCtxOpt = 2048,
@@ -68,7 +66,7 @@ def trial(
     power: PowerOpt = "auto",
     plot: Annotated[Path | None, typer.Option(
         help="Also draw measured and predicted goodput vs K (PNG or SVG).")] = None,
-    timeout: HttpTimeoutOpt = 120.0,
+    timeout: Annotated[float, typer.Option(help="HTTP timeout, seconds.")] = 120.0,
     as_json: JsonOpt = False,
 ) -> None:
     """Run speculative decoding for real and compare it with Eq. 1-3's prediction."""

@@ -11,15 +11,9 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from configspec_opt.cli.app import app, emit_json, err, out, progress, user_errors
-from configspec_opt.cli.options import JsonOpt, PointsOpt
-from configspec_opt.errors import (
-    ConfigspecError,
-    OutputError,
-    PlotUnavailableError,
-    SpecError,
-    UsageError,
-)
+from configspec_opt.cli.app import app, emit_json, err, out, progress, user_errors, write_shown
+from configspec_opt.cli.options import JsonOpt
+from configspec_opt.errors import ConfigspecError, OutputError, SpecError, UsageError
 from configspec_opt.plots.data import Kind
 
 
@@ -276,10 +270,10 @@ def fmt(
         if result.changed:
             changed.append(path)
             if show_diff:
-                sys.stdout.writelines(difflib.unified_diff(
+                write_shown("".join(difflib.unified_diff(
                     result.original.splitlines(keepends=True),
                     result.formatted.splitlines(keepends=True),
-                    f"{path} (before)", f"{path} (formatted)"))
+                    f"{path} (before)", f"{path} (formatted)")))
             verb = "would reformat" if dry_run else "reformatted"
             (err if dry_run else out).print(f"{verb} {path}", markup=False, soft_wrap=True)
     if not changed and not failed:
@@ -289,6 +283,12 @@ def fmt(
         raise typer.Exit(failed)
     if dry_run and changed:
         raise typer.Exit(1)
+
+
+class PlotUnavailableError(ConfigspecError):
+    """matplotlib is not installed (the edge install); exit 3 like a missing solver."""
+
+    exit_code = 3
 
 
 KIND_HELP = ("goodput-k: goodput vs K per device and draft (paper Fig. 2); goodput: goodput "
@@ -334,7 +334,7 @@ def plot(
         "--output", "-o", help="Image to write, .png or .svg (repeatable). "
         "Default: SPEC-KIND.png in the current directory.")] = None,
     k: Annotated[int | None, typer.Option(
-        "--at-k", min=1, help="Bars (goodput, cost, energy) at this K, as the paper's K=5; "
+        "--at-k", help="Bars (goodput, cost, energy) at this K, as the paper's K=5; "
         "default: each bar at its best K.")] = None,
     objective: Annotated[list[str] | None, typer.Option(
         "--objective", help="Mark the solver's choice for this objective "
@@ -350,7 +350,7 @@ def plot(
     = "goodput",
     y: Annotated[str, typer.Option(help="front: second metric, as `configspec pareto --y`.")]
     = "cost",
-    points: PointsOpt = 20,
+    points: Annotated[int, typer.Option(help="front: at most this many points.")] = 20,
 ) -> None:
     """Draw one of the ConfigSpec paper's figures for a spec, the solver's choices marked."""
     with user_errors():
@@ -363,8 +363,8 @@ def plot(
         try:
             from configspec_opt.plots.draw import render
         except ImportError as exc:
-            raise PlotUnavailableError(f"`configspec plot` needs the 'plot' extra "
-                                       f"({exc.name or exc} is not installed)") from None
+            raise PlotUnavailableError("plots need matplotlib: pip install "
+                                       f"'configspec-opt[plot]' ({exc})") from None
         loaded = load_spec(spec)
         only = select_pools(loaded.spec, device)
         objectives: list[Objective | None] = [None]

@@ -8,16 +8,22 @@ number spelling (`0.90` stays `0.90`), anchors and comments are kept as
 written: reordering keys would move comments away from what they describe.
 JSON specs get `json.dumps(indent=2)` order-preserving output.
 
-Formatting never changes meaning: the result is parsed again and compared
-with the input's data, and a difference is an error, not a rewrite.
+Formatting never changes meaning: the result is parsed again (by the reader
+every other command uses) and compared with the input's data.  Output that
+does not parse, or parses to other data, is fmt's own bug: it is reported as
+such (FormatError), never blamed on the user's file, and nothing is written.
+Quotes are written where any YAML reader needs them (`SafeEmitter`: `a:b` in
+a flow mapping keeps its quotes).
 """
 
 from __future__ import annotations
 
 import io
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
@@ -25,6 +31,7 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from configspec_opt.errors import ConfigspecError, SpecError, SpecIssue
 from configspec_opt.loader import Source, parse_data
 from configspec_opt.spec_files import FileRefused, read_text_file, write_through
+from configspec_opt.vcs.yamldump import SafeEmitter
 
 MAX_PASSES = 3
 
@@ -35,8 +42,15 @@ class FormatError(ConfigspecError):
     exit_code = 2
 
 
+def _own_bug(what: str) -> FormatError:
+    """fmt's own failure: said as such, never as a problem of the user's file."""
+    return FormatError(f"not formatted, the file is unchanged: configspec fmt {what}. This "
+                       "is a bug in fmt, not in the file; please report it with the file")
+
+
 def _yaml() -> YAML:
     yaml = YAML(typ="rt")
+    yaml.Emitter = SafeEmitter
     yaml.width = 4096
     yaml.indent(mapping=2, sequence=4, offset=2)
     yaml.preserve_quotes = False
@@ -76,16 +90,27 @@ def format_text(text: str, name: str = "<spec>") -> str:
     else:
         out = _tidy(_yaml_once(text, name))
         for _ in range(MAX_PASSES):  # ruamel settles comment spacing in at most one pass
-            again = _tidy(_yaml_once(out, name))
+            again = _tidy(_own_output(_yaml_once, out, name))
             if again == out:
                 break
             out = again
         else:
-            raise FormatError(f"{name}: formatting does not settle; please report this spec")
-    if parse_data(Source(name, out)) != before:
-        raise FormatError(f"{name}: formatting would change the spec's data; "
-                          "please report this spec")
+            raise _own_bug("does not settle on one layout")
+    if _own_output(lambda text, name: parse_data(Source(name, text)), out, name) != before:
+        raise _own_bug("would change the spec's data")
     return out
+
+
+T = TypeVar("T")
+
+
+def _own_output(parse: Callable[[str, str], T], text: str, name: str) -> T:
+    """Parse what fmt produced; a syntax error there is fmt's, not the user's file's."""
+    try:
+        return parse(text, name)
+    except SpecError as exc:
+        found = "; ".join(i.message for i in exc.issues)
+        raise _own_bug(f"produced YAML that does not parse ({found})") from None
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,10 @@ import re
 from typing import Any
 
 from ruamel.yaml import YAML
+from ruamel.yaml.emitter import RoundTripEmitter
 from ruamel.yaml.representer import RoundTripRepresenter
+
+from configspec_opt.safe_text import one_line
 
 FLOAT_DIGITS = 10
 """Significant digits kept for every float in a generated file."""
@@ -60,6 +63,27 @@ def _float_text(x: float) -> str:
     return text
 
 
+class SafeEmitter(RoundTripEmitter):
+    """ruamel's emitter with the quoting every YAML reader agrees on.
+
+    ruamel writes YAML 1.2, where a plain scalar may hold `:` and `?` inside a flow
+    collection (`{endpoint: javascript:alert(1)}`); libyaml, and so ruamel's own C
+    loader and PyYAML, refuse those, so such a scalar is quoted there.  A scalar with
+    a control character or a Unicode line break is written double-quoted, the one
+    style that escapes it (a plain or single-quoted NEL is folded to a space on reading).
+    """
+
+    def analyze_scalar(self, scalar: Any) -> Any:
+        """ruamel's analysis, with the styles above ruled out where they are unsafe."""
+        analysis = super().analyze_scalar(scalar)
+        if ":" in scalar or "?" in scalar:
+            analysis.allow_flow_plain = False
+        if _UNSAFE_CHARS.search(scalar):
+            analysis.allow_flow_plain = analysis.allow_block_plain = False
+            analysis.allow_single_quoted = analysis.allow_block = False
+        return analysis
+
+
 class _Representer(RoundTripRepresenter):
     def represent_none(self, data: Any) -> Any:
         return self.represent_scalar("tag:yaml.org,2002:null", "null")
@@ -81,16 +105,20 @@ _Representer.add_representer(str, _Representer.represent_str)
 
 
 def dump_yaml(data: Any, header: str = "") -> str:
-    """Block-style YAML of plain data (dicts, lists, str, int, float, bool, None).
+    """Block-style YAML of plain data (dicts, lists, str, int, float, bool, None), which
+    every YAML reader reads back as `data` whatever its strings hold (`SafeEmitter`).
 
-    `header` lines are written as `#` comments before the document.
+    `header` lines are written as `#` comments before the document, each one line
+    whatever it quotes (`one_line`: a name or file name cannot end the comment).
     """
     yaml = YAML(typ="rt")
     yaml.Representer = _Representer
+    yaml.Emitter = SafeEmitter
     yaml.default_flow_style = False
     yaml.width = 4096  # never fold a line: a fold would depend on the value's length
     yaml.indent(mapping=2, sequence=4, offset=2)
     buf = io.StringIO()
     yaml.dump(rounded(data), buf)
-    comment = "".join(f"# {line}".rstrip() + "\n" for line in header.splitlines())
+    lines = header.removesuffix("\n").split("\n") if header else []
+    comment = "".join(f"# {one_line(line)}".rstrip() + "\n" for line in lines)
     return comment + buf.getvalue()
