@@ -455,6 +455,41 @@ def families_for(spec: Spec, plans: Sequence[VerifierPlan] = ()) -> list[Family]
     return out
 
 
+@dataclass(frozen=True)
+class Declared:
+    """A limit as the spec states it, at the path a diagnosis names (no assignment needed)."""
+
+    constraint: str
+    label: str
+    limit: float
+    unit: str
+    sense: Literal["<=", ">="]
+
+
+def declared_constraints(spec: Spec) -> list[Declared]:
+    """Every numeric limit the spec declares: `constraints.per_device`, each pool's own
+    `slo`, and the fleet constraints in MILP order.  What a report lists when no
+    assignment exists whose values it could show against them."""
+    out = [Declared(f"constraints.per_device.{name}", f"per-device {d.label}",
+                    float(getattr(spec.constraints.per_device, name)), d.unit, d.bound_sense)
+           for name, d in BY_SLO.items()
+           if getattr(spec.constraints.per_device, name) is not None]
+    for i, device in enumerate(spec.devices):
+        for name, d in BY_SLO.items():
+            value = getattr(device.slo, name) if device.slo is not None else None
+            if value is not None:
+                out.append(Declared(f"devices[{i}].slo.{name}",
+                                    f"{d.label} of pool {device.name}", float(value), d.unit,
+                                    d.bound_sense))
+    for fam in families_for(spec):
+        if isinstance(fam, RowFamily):
+            out.append(Declared(fam.key, fam.label, fam.limit, fam.unit, fam.own_rows[0].sense))
+        elif isinstance(fam, VariantLimit):
+            out.append(Declared(fam.key, "distinct (draft, quant) variants", float(fam.limit),
+                                "", "<="))
+    return out
+
+
 def spec_with_limit(data: dict[str, object], key: str, value: float, integer: bool) -> None:
     """Write a relaxed limit back at its spec path (`targets[name].f`, `devices[i].slo.f`,
     `constraints.section.f`) in a `Spec.model_dump` dict."""

@@ -100,21 +100,41 @@ class OutputError(ConfigspecError):
     exit_code = 4
 
 
+EXTRA_OF_COMMAND: dict[str, str | None] = {
+    "validate, evaluate, schema, fmt, check": None,
+    "export LOCK, diff LOCK LOCK": None,
+    "import llama-bench / vllm-metrics / llama-spec": None,
+    "profile-verifier": None,
+    "fleet-trial --recording FILE (an existing recording)": None,
+    "solve, pareto, lock, report": "solver",
+    "check --resolve, diff SPEC, export SPEC": "solver",
+    "profile, trial, quantize": "profiler",
+    "fleet-trial (recording)": "profiler",
+    "plot, trial --plot": "plot",
+    "serve, worker, db prune": "server",
+    "serve, worker, db prune with --db postgresql+psycopg://...": "postgres",
+}
+"""Which extra each command needs (None: the base install), the one place that says so:
+the README's table is checked against it and the missing-extra messages name it.  The
+report's Pareto plot is optional: without `plot` it is a table and says how to add it."""
+
+
 def install_command(extra: str) -> str:
-    """The one command that adds an extra to an install of configspec-opt."""
-    return f"pip install 'configspec-opt[{extra}]'"
+    """The one command that adds an extra to an install of configspec-opt (double quotes:
+    the same line works in sh, zsh, PowerShell and cmd.exe)."""
+    return f'pip install "configspec-opt[{extra}]"'
 
 
 class ExtraNotInstalledError(ConfigspecError):
     """A part of configspec-opt whose extra this install lacks: exit 3 (README), never a
-    traceback, and the message always ends with the pip command that adds it."""
+    traceback, and the message always ends with the pip command that adds it (so a
+    message is written without one)."""
 
     exit_code = 3
     extra = "all"
 
     def __str__(self) -> str:
-        text = super().__str__()
-        return text if "pip install" in text else f"{text}: {install_command(self.extra)}"
+        return f"{super().__str__()}: {install_command(self.extra)}"
 
 
 class SolverUnavailableError(ExtraNotInstalledError):
@@ -139,6 +159,12 @@ class PlotUnavailableError(ExtraNotInstalledError):
     """matplotlib is not installed (plot, trial --plot)."""
 
     extra = "plot"
+
+
+class PostgresUnavailableError(ExtraNotInstalledError):
+    """psycopg is not installed and the database URL names PostgreSQL (serve, worker, db)."""
+
+    extra = "postgres"
 
 
 class UsageError(ConfigspecError):

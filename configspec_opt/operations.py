@@ -8,6 +8,7 @@ modules are imported only when a solve needs them.
 
 from __future__ import annotations
 
+import math
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
@@ -139,6 +140,19 @@ def evaluate_report(loaded: LoadedSpec, *, sort: SortKey = SortKey.goodput,
             "warnings": [*loaded.warnings, *(w.format() for w in usability)]}
 
 
+def check_solver_options(*, time_limit: float | None = None, gap: float = 0.0,
+                         points: int = 1) -> None:
+    """Refuse solver options no solve can honour (the Python API; the CLI and the HTTP API
+    refuse them as they read them): a time limit of 0 or less used to run no solve at all
+    and end "no assignment was searched for", a NaN gap or limit to be no limit."""
+    if time_limit is not None and not (math.isfinite(time_limit) and time_limit > 0):
+        raise UsageError(f"time_limit must be a number of seconds above 0, got {time_limit!r}")
+    if not (math.isfinite(gap) and 0 <= gap <= 1):
+        raise UsageError(f"gap must be a relative MIP gap from 0 to 1, got {gap!r}")
+    if points < 1:
+        raise UsageError(f"points must be 1 or more, got {points!r}")
+
+
 def solve_inputs(loaded: LoadedSpec, objective: str | None,
                  devices: list[str] | None) -> tuple[Objective | None, set[str] | None]:
     """The objective override and pool selection, checked against the spec."""
@@ -184,6 +198,7 @@ def solve_with_report(
     from solvers.deadline import limited
     from solvers.solve import solve
 
+    check_solver_options(time_limit=time_limit, gap=gap)
     require_solver()
     obj, only = solve_inputs(loaded, objective, devices)
     if simulate is not None:
@@ -220,6 +235,7 @@ def pareto_report(
     from solvers.deadline import limited
     from solvers.pareto import pareto
 
+    check_solver_options(time_limit=time_limit, points=points)
     require_solver()
     tx, ty = parse_term(x), parse_term(y)
     if tx.metric is ty.metric:

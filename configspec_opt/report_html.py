@@ -23,6 +23,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from configspec_opt.errors import install_command
 from configspec_opt.results import ParetoJSON, SolveJSON
 from configspec_opt.safe_text import terminal_safe
 from configspec_opt.spec import Spec
@@ -169,12 +170,11 @@ def fleet_table(data: Mapping[str, Any]) -> str:
 def slo_usage(spec: Spec | None, data: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Per-device SLOs (constraints.per_device and each pool's own) against each pool's
     assigned value: the rows `solve --json` leaves out because they act per candidate."""
+    from configspec_opt.metric_registry import BY_SLO
+
     if spec is None:
         return []
-    checks = (("min_goodput_tok_s", "goodput_tok_s", "tok/s"),
-              ("max_energy_j_per_tok", "energy_j_per_tok", "J/tok"),
-              ("min_cost_efficiency_tok_per_usd", "cost_tok_per_usd", "tok/$"),
-              ("max_power_w", "power_w", "W"))
+    checks = [(name, str(d.candidate_key), d.unit) for name, d in BY_SLO.items()]
     devices = {d.name: d for d in spec.devices}
     out = []
     for a in data.get("assignments") or []:
@@ -202,6 +202,8 @@ def constraints_table(data: Mapping[str, Any], spec: Spec | None = None) -> str:
     With `spec`, per-device SLOs are checked too (`slo_usage`); without it only
     the fleet-level constraints that `solve --json` lists appear.
     """
+    if not data.get("assignments"):
+        return declared_table(data, spec)
     rows = [*(data.get("constraints") or []), *slo_usage(spec, data)]
     if not rows:
         return "<p>No constraints declared.</p>"
@@ -213,17 +215,66 @@ def constraints_table(data: Mapping[str, Any], spec: Spec | None = None) -> str:
                   ["bind" if c["binding"] else "" for c in rows])
 
 
+def declared_table(data: Mapping[str, Any], spec: Spec | None) -> str:
+    """Without an assignment: every limit the spec declares (there is no value to set
+    against it), each marked with what the diagnosis says of it."""
+    from configspec_opt.constraint_families import declared_constraints
+
+    lead = "<p>No assignment, so no values to set against the limits"
+    if spec is None:
+        return lead + ".</p>"
+    diag = data.get("diagnosis") or {}
+    relax = {r["constraint"]: r for r in diag.get("relaxations") or []}
+    conflicts = list(diag.get("conflicts_with") or [])
+
+    def verdict(key: str, unit: str) -> str:
+        if key in relax:
+            return (f'<span class="bad">relax to {fmt_num(relax[key]["relax_to"], 6)}'
+                    f"{' ' + esc(unit) if unit else ''}</span>")
+        if any(c == key or c.startswith(key + "[") for c in conflicts):
+            return "at its limit once relaxed (the relaxation runs into it)"
+        return ""
+
+    rows = declared_constraints(spec)
+    pins = spec.constraints.pinned
+    parts = [lead + "; the limits the spec declares"
+             + (", and what the diagnosis above says of them" if diag else "") + ":</p>"]
+    if rows:
+        body = [[(f"<code>{esc(c.constraint)}</code>", False), (esc(c.label), False),
+                 (esc(c.sense), False), (fmt_num(c.limit), True), (esc(c.unit), False),
+                 (verdict(c.constraint, c.unit), False)] for c in rows]
+        parts.append(_table(["constraint", "what", "sense", "limit", "unit", "diagnosis"], body,
+                            ["bind" if c.constraint in relax else "" for c in rows]))
+    if pins:
+        parts.append("<p>Pinned:</p><ul>" + "".join(
+            f"<li>pool {esc(p.device)}: " + esc(", ".join(
+                f"{f} {getattr(p, f)}" for f in ("target", "draft", "quant", "k")
+                if getattr(p, f) is not None)) + "</li>" for p in pins) + "</ul>")
+    if not rows and not pins:
+        parts = ["<p>No constraints declared (no per-device SLO, no fleet limit, no pin).</p>"]
+    return "\n".join(parts)
+
+
 def why_list(data: Mapping[str, Any]) -> str:
     """The per-pool "why" as a list, with the same sentences as the text report.
 
-    Says so when explanations were skipped (large fleets compute them only on
-    `--explain`), rather than showing an empty list.
+    Says why when there is none: no assignment to explain, or explanations not asked
+    for (a solve computes them by default only up to `EXPLAIN_MAX_CANDIDATES`).
     """
     from configspec_opt.explain import PoolExplanation
+    from configspec_opt.operations import EXPLAIN_MAX_CANDIDATES
 
     items = data.get("explain")
+    if not data.get("assignments"):
+        return (f"<p>No assignment ({esc(data.get('status', 'not solved'))}), so nothing to "
+                "explain: the diagnosis above says what to change.</p>"
+                if data.get("diagnosis") else
+                f"<p>No assignment ({esc(data.get('status', 'not solved'))}), so nothing to "
+                "explain.</p>")
     if items is None:
-        return "<p>Explanations were not computed (large fleet; <code>--explain</code>).</p>"
+        return ("<p>Explanations were not computed: a solve computes them by default for "
+                f"at most {EXPLAIN_MAX_CANDIDATES:,} candidates (<code>--explain</code>, "
+                "<code>explain=True</code>).</p>")
     lines = []
     for e in items:
         summary = PoolExplanation(e["device"], e["split"], e["runner_up"],
@@ -276,7 +327,8 @@ def solution_fragment(data: Mapping[str, Any], spec: Spec | None = None) -> str:
              diagnosis_block(data),
              "<h2>Assignment per pool</h2>", assignment_table(data),
              "<h2>Fleet metrics</h2>", fleet_table(data),
-             "<h2>Constraints: limits and which bind</h2>", constraints_table(data, spec),
+             "<h2>Constraints: limits and which bind</h2>" if data.get("assignments") else
+             "<h2>Constraints declared</h2>", constraints_table(data, spec),
              "<h2>Why each pool got its configuration</h2>", why_list(data)]
     if data.get("message"):
         parts.append(f'<p class="note">{esc(data["message"])}</p>')
@@ -353,7 +405,7 @@ def pareto_section(front: Mapping[str, Any] | None, data: Mapping[str, Any],
     svg = pareto_svg(points, chosen, objective_text(data.get("objective") or {}))
     if svg is None:
         parts.append('<p class="note">The plot is omitted: matplotlib is not installed '
-                     "(<code>pip install 'configspec-opt[plot]'</code>). The front is in the "
+                     f"(<code>{esc(install_command('plot'))}</code>). The front is in the "
                      "table below.</p>")
     else:
         parts.append(f"<figure>{svg}<figcaption>Each point is a whole-fleet assignment no "
@@ -380,14 +432,16 @@ def pareto_section(front: Mapping[str, Any] | None, data: Mapping[str, Any],
 
 def render_report(data: Mapping[str, Any], *, spec: Spec | None, spec_file: str,
                   tool: str, front: Mapping[str, Any] | None, pareto_note: str | None,
-                  generated: str | None = None) -> str:
-    """The whole report from `solve --json` data and `pareto --json` data (pure)."""
+                  generated: str | None = None, template: str | None = None) -> str:
+    """The whole report from `solve --json` data and `pareto --json` data (pure);
+    `template`: the note that the spec is a template, shown before anything else."""
     name = spec.name if spec is not None else spec_file
     meta = (f'<p class="meta">spec <code>{esc(spec_file)}</code> &middot; sha256 '
             f"<code>{esc(data.get('spec_sha256', 'n/a'))}</code><br>{esc(tool)} &middot; "
             f"generated {esc(generated or now_utc())}</p>")
-    body = [f"<h1>configspec report: {esc(name)}</h1>", meta, solution_fragment(data, spec),
-            pareto_section(front, data, pareto_note)]
+    body = [f"<h1>configspec report: {esc(name)}</h1>", meta,
+            *([f'<p class="note bad">{esc(template)}</p>'] if template else []),
+            solution_fragment(data, spec), pareto_section(front, data, pareto_note)]
     return page(f"configspec report: {name}", "\n".join(body))
 
 
@@ -397,6 +451,7 @@ def build_report(loaded: LoadedSpec, spec_file: str, *, pareto: bool = True,
     and the solve data (the caller decides the exit code from its status)."""
     from configspec_opt.errors import ConfigspecError
     from configspec_opt.operations import pareto_report, solve_report
+    from configspec_opt.vcs.check import template_note
     from configspec_opt.vcs.lock import tool_version
 
     data = solve_report(loaded, explain=True, time_limit=time_limit)
@@ -414,7 +469,7 @@ def build_report(loaded: LoadedSpec, spec_file: str, *, pareto: bool = True,
             note = f"Not computed: {exc}"
     html_text = render_report(data, spec=loaded.spec, spec_file=spec_file,
                               tool=f"configspec-opt {tool_version()}", front=front,
-                              pareto_note=note)
+                              pareto_note=note, template=template_note(loaded, spec_file))
     return html_text, data
 
 

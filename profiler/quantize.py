@@ -27,8 +27,8 @@ def quantize(src: Path, dst: Path, ftype: str, threads: int = 0) -> Path:
     try:
         import llama_cpp
     except ImportError as exc:
-        raise ProfilerUnavailableError(f"quantising needs llama-cpp-python ({exc.name} is not "
-                                       "installed)") from None
+        raise ProfilerUnavailableError(f"quantising needs the 'profiler' extra ({exc.name} "
+                                       "is not installed)") from None
 
     name = ftype.upper()
     if name not in FTYPES:

@@ -74,12 +74,9 @@ def require_solver() -> None:
         import numpy  # noqa: F401
     except ImportError as exc:
         raise SolverUnavailableError(
-            f"the optimiser is not installed: pip install 'configspec-opt[solver]' ({exc})"
-        ) from None
+            f"the optimiser is not installed ({exc.name or exc} is missing)") from None
     if _missing("pyomo"):
-        raise SolverUnavailableError(
-            "the optimiser is not installed: pip install 'configspec-opt[solver]' "
-            "(No module named 'pyomo')")
+        raise SolverUnavailableError("the optimiser is not installed (pyomo is missing)")
 
 
 def _pyomo_highs() -> Any:
@@ -88,12 +85,10 @@ def _pyomo_highs() -> Any:
         from pyomo.contrib.solver.solvers.highs import Highs
     except ImportError as exc:
         raise SolverUnavailableError(
-            f"the optimiser is not installed: pip install 'configspec-opt[solver]' ({exc})"
-        ) from None
+            f"the optimiser is not installed ({exc.name or exc} is missing)") from None
     solver = Highs()
     if not solver.available():
-        raise SolverUnavailableError(
-            "HiGHS (highspy) is not available: pip install 'configspec-opt[solver]'")
+        raise SolverUnavailableError("HiGHS (highspy) is not available")
     return solver
 
 

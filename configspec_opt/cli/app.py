@@ -190,4 +190,35 @@ def require_extra(error: type[ExtraNotInstalledError], what: str, *modules: str)
                         "not installed)") from None
 
 
+def require_db_driver(url: str, what: str) -> None:
+    """Import the database driver `url` names now: without it a PostgreSQL URL is a missing
+    `postgres` extra (exit 3, the pip command), another driver a usage error naming it,
+    instead of a traceback once the server or worker has started."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    from configspec_opt.errors import PostgresUnavailableError, UsageError
+    from configspec_opt.store.engine import describe_url
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise UsageError("--db: not a SQLAlchemy URL (dialect+driver://user@host/name) "
+                         "nor a file path") from None
+    try:
+        parsed.get_dialect().import_dbapi()
+    except ArgumentError as exc:  # an unknown dialect or driver
+        raise UsageError(f"--db {describe_url(url)}: {exc}") from None
+    except ImportError as exc:
+        module = (exc.name or "").partition(".")[0]
+        if parsed.get_backend_name() == "postgresql" and module == "psycopg":
+            raise PostgresUnavailableError(f"{what} with a PostgreSQL database needs the "
+                                           "'postgres' extra (psycopg is not installed)"
+                                           ) from None
+        hint = " (or write postgresql+psycopg://..., the driver of the 'postgres' extra)" \
+            if parsed.get_backend_name() == "postgresql" else ""
+        raise UsageError(f"--db {describe_url(url)}: its driver ({module or exc}) is not "
+                         f"installed{hint}") from None
+
+
 Command = Callable[..., Any]

@@ -13,7 +13,14 @@ from typing import Annotated
 import typer
 
 from configspec_opt.cli.app import app, emit_json, hard_stop, out, progress, user_errors
-from configspec_opt.cli.options import JsonOpt
+from configspec_opt.cli.options import (
+    GapOpt,
+    JitterOpt,
+    JsonOpt,
+    PointsOpt,
+    TopOpt,
+    time_limit_option,
+)
 from configspec_opt.errors import UsageError
 from configspec_opt.loader import load_spec
 from configspec_opt.operations import (
@@ -26,6 +33,7 @@ from configspec_opt.operations import (
 )
 from configspec_opt.report import print_candidates, print_pareto, print_solution
 from configspec_opt.spec_files import PROFILES_ROOT_HELP, write_through
+from configspec_opt.vcs.check import template_note
 
 SpecArg = Annotated[Path, typer.Argument(
     help=f"Deployment spec (YAML or JSON, a regular file). {PROFILES_ROOT_HELP}",
@@ -49,14 +57,24 @@ def validate(
     family, no acceptance for any K in search.k), saying why.
     """
     with user_errors(as_json):
-        summary = validate_report(load_spec(spec), strict=strict)
+        loaded = load_spec(spec)
+        note = template_note(loaded, str(spec))
+        if note and not as_json:
+            _print_template(note)
+        summary = validate_report(loaded, strict=strict)
         if as_json:
-            emit_json(summary)
+            emit_json({**summary, "warnings": [*([note] if note else []),
+                                               *summary["warnings"]]})
             return
         out.print(f"{spec}: valid ({summary['pools']} pools, {summary['devices']} devices, "
                   f"{summary['candidates']} candidates, {summary['candidates_meeting_slo']} "
                   "meet the per-device SLOs)", markup=False, soft_wrap=True)
         _print_warnings(summary["warnings"])
+
+
+def _print_template(note: str) -> None:
+    """A template's note, first: what it lacks is expected, not a mistake."""
+    out.print(f"note: {note}", markup=False, soft_wrap=True)
 
 
 def _print_warnings(warnings: list[str]) -> None:
@@ -69,7 +87,7 @@ def evaluate(
     spec: SpecArg,
     sort: Annotated[SortKey, typer.Option(help="Order of the rows.")] = SortKey.goodput,
     device: DeviceOpt = None,
-    top: Annotated[int | None, typer.Option(help="Only the best N rows per device.")] = None,
+    top: TopOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Metrics (Eq. 1-3) of every candidate configuration, per device."""
@@ -93,11 +111,9 @@ def solve(
         help="Override the spec's objective, e.g. max:goodput, min:energy, cost_efficiency.")]
     = None,
     device: DeviceOpt = None,
-    time_limit: Annotated[float | None, typer.Option(
-        help="Seconds for the whole solve.", envvar="CONFIGSPEC_TIME_LIMIT")] = None,
-    gap: Annotated[float, typer.Option(
-        help="Relative MIP gap (default proves optimality).", envvar="CONFIGSPEC_GAP")]
-    = 1e-9,
+    time_limit: Annotated[float | None, time_limit_option("Seconds for the whole solve.")]
+    = None,
+    gap: GapOpt = 1e-9,
     explain: Annotated[bool | None, typer.Option(
         "--explain/--no-explain",
         help="Runner-up and binding constraint per pool (default: on for small fleets).")]
@@ -114,18 +130,22 @@ def solve(
         "--simulate", help="Also play each batched verifier of the answer forward step by "
         "step (the devices, the measured T(n, K), replicas): goodput next to the model's.")]
     = False,
-    jitter: Annotated[float, typer.Option(
-        help="With --simulate: each round's drafting time drawn within +-this share of "
-        "K/v_d.")] = 0.2,
+    jitter: JitterOpt = 0.2,
 ) -> None:
     """Choose (draft, quant, K, target) for every pool. Exit 0 solved, 1 infeasible, 2 invalid."""
     with user_errors(as_json):
+        loaded = load_spec(spec)
+        note = template_note(loaded, str(spec))
+        if note and not as_json:
+            _print_template(note)
         with progress.status("solving ..."), hard_stop(time_limit, as_json):
-            data = solve_report(load_spec(spec), objective=objective, devices=device,
+            data = solve_report(loaded, objective=objective, devices=device,
                                 time_limit=time_limit, gap=gap, explain=explain,
                                 tie_break=tie_break, prune=prune, load_blind=load_blind,
                                 simulate=jitter if simulate else None)
         if as_json:
+            if note:
+                data["warnings"] = [note, *data.get("warnings", [])]
             emit_json(data)
         else:
             print_solution(out, data)
@@ -149,14 +169,12 @@ def pareto(
     y: Annotated[str, typer.Option(help="Second metric, e.g. energy or min:energy.")]
     = "energy",
     device: DeviceOpt = None,
-    points: Annotated[int, typer.Option(help="At most this many points.",
-                                        envvar="CONFIGSPEC_PARETO_POINTS")] = 50,
+    points: PointsOpt = 50,
     fmt: Annotated[Format | None, typer.Option("--format", help="table (default), json or csv.")]
     = None,
     as_json: JsonOpt = False,
-    time_limit: Annotated[float | None, typer.Option(
-        help="Seconds for the whole front (a front cut short says so).",
-        envvar="CONFIGSPEC_TIME_LIMIT")] = None,
+    time_limit: Annotated[float | None, time_limit_option(
+        "Seconds for the whole front (a front cut short says so).")] = None,
 ) -> None:
     """Non-dominated trade-offs between two fleet metrics (epsilon-constraint)."""
     if as_json and fmt not in (None, Format.json):

@@ -16,8 +16,15 @@ from typing import Annotated
 
 import typer
 
-from configspec_opt.cli.app import app, emit_json, out, require_extra, user_errors
-from configspec_opt.cli.options import DbOpt, JsonOpt
+from configspec_opt.cli.app import (
+    app,
+    emit_json,
+    out,
+    require_db_driver,
+    require_extra,
+    user_errors,
+)
+from configspec_opt.cli.options import MAX_DAYS, Bounds, DbOpt, JsonOpt
 from configspec_opt.errors import ServerUnavailableError, UsageError
 
 db_app = typer.Typer(name="db", help="The HTTP service's database (retention).",
@@ -28,8 +35,9 @@ app.add_typer(db_app, name="db")
 @db_app.command()
 def prune(
     older_than: Annotated[float, typer.Option(
-        "--older-than", min=0, help="Delete finished jobs and results older than this many "
-        "days (0: all of them).")] = 30.0,
+        "--older-than", parser=Bounds(min=0, max=MAX_DAYS, unit="days"),
+        help="Delete finished jobs and results older than this many days (0: all of them).")]
+    = 30.0,
     keep: Annotated[int | None, typer.Option(
         "--keep", min=0, help="Besides, keep at most this many results and finished jobs "
         "(the newest).")] = None,
@@ -50,6 +58,7 @@ def prune(
         from configspec_opt.store.retention import prune as prune_store
 
         url = resolve_db_url(db)
+        require_db_driver(url, "`configspec db prune`")
         shown = describe_url(url)
         parsed = make_url(url)
         if parsed.get_backend_name() == "sqlite" and parsed.database and \
@@ -58,9 +67,6 @@ def prune(
             raise UsageError(f"no database at {parsed.database} (nothing to prune)")
         try:
             database = Database(url)
-        except ImportError as exc:
-            raise UsageError(f"cannot open database {shown}: its driver ({exc.name}) is not "
-                             "installed (PostgreSQL: pip install 'psycopg[binary]')") from None
         except (ValueError, SQLAlchemyError, OSError) as exc:
             raise UsageError(f"cannot open database {shown}: {exc}") from None
         try:

@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from configspec_opt.cli.app import app, emit_json, err, out, require_extra, user_errors
-from configspec_opt.cli.options import JsonOpt
+from configspec_opt.cli.options import Bounds, JsonOpt
 from configspec_opt.errors import ProfilerUnavailableError, UsageError
 
 
@@ -32,9 +32,10 @@ def fleet_trial(
     k: Annotated[str, typer.Option("--k", help="K values, comma-separated.")] = "2,4,8",
     n: Annotated[str, typer.Option("--n", help="Fleet sizes N, comma-separated.")] = "1,2,4,8",
     v_d: Annotated[float, typer.Option("--v-d", help="Emulated drafting speed, tok/s "
-                                       "(drafting is a sleep of K/v_d).", min=0.1)] = 20.0,
+                                       "(drafting is a sleep of K/v_d).",
+                                       parser=Bounds(min=0.1))] = 20.0,
     rtt: Annotated[float, typer.Option("--rtt", help="Emulated network rtt per round, s.",
-                                       min=0.0)] = 0.0,
+                                       parser=Bounds(min=0, max=60, unit="seconds"))] = 0.0,
     n_prompts: Annotated[int, typer.Option(help="Recorded prompts (bundled set).",
                                            min=1)] = 4,
     max_new_tokens: Annotated[int, typer.Option(help="Tokens per prompt.", min=2)] = 48,

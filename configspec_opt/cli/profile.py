@@ -30,7 +30,10 @@ from rich.table import Table
 
 from configspec_opt.cli.app import app, emit_json, err, out, require_extra, user_errors
 from configspec_opt.cli.options import (
+    MAX_TIME_LIMIT_S,
+    Bounds,
     ChatOpt,
+    HttpTimeoutOpt,
     JsonOpt,
     NCtxOpt,
     PowerOpt,
@@ -196,25 +199,28 @@ def profile(
                                          min=1)] = 3,
     temperature: Annotated[float, typer.Option(
         help="0: greedy acceptance; >0: sampled acceptance sum min(p, q) (local target).",
-        min=0.0)] = 0.0,
+        parser=Bounds(min=0))] = 0.0,
     seed: SeedOpt = 0,
     threads: ThreadsOpt = 0,
     n_ctx: NCtxOpt = 2048,
     repack: RepackOpt = False,
     chat: ChatOpt = None,
     power: PowerOpt = "auto",
-    idle_s: Annotated[float, typer.Option(help="Seconds of idle power baseline.", min=0)] = 2.0,
+    idle_s: Annotated[float, typer.Option(
+        help="Seconds of idle power baseline.",
+        parser=Bounds(min=0, max=MAX_TIME_LIMIT_S, unit="seconds"))] = 2.0,
     verify_latency: Annotated[bool, typer.Option(
         "--verify-latency", help="Also time T_verify(K) (and the RTT of a remote target).")]
     = False,
     max_spread: Annotated[float, typer.Option(
-        help="Warn when v_d repeats differ by more than this fraction.")] = 0.15,
+        help="Warn when v_d repeats differ by more than this fraction.",
+        parser=Bounds(min=0))] = 0.15,
     force: Annotated[bool, typer.Option(help="Re-measure entries that already exist.")] = False,
     out_file: Annotated[Path | None, typer.Option(
         "--out", help="Write profiles to this file instead of the spec.")] = None,
     push: Annotated[str | None, typer.Option(
         help="Also POST the profiles to this configspec service URL.")] = None,
-    timeout: Annotated[float, typer.Option(help="HTTP timeout, seconds.")] = 120.0,
+    timeout: HttpTimeoutOpt = 120.0,
     retries: Annotated[int, typer.Option(help="HTTP retries.", min=0)] = 3,
     as_json: JsonOpt = False,
 ) -> None:
@@ -347,7 +353,7 @@ def quantize(
     source: Annotated[str, typer.Argument(help="GGUF to quantise (path or pkg:module/file).")],
     ftype: Annotated[str, typer.Argument(help="Q4_0, Q8_0, Q3_K_S, ...")],
     output: Annotated[Path, typer.Option("--output", "-o", help="File to write.")],
-    threads: Annotated[int, typer.Option(help="Threads (0: all cores).")] = 0,
+    threads: Annotated[int, typer.Option(help="Threads (0: all cores).", min=0)] = 0,
 ) -> None:
     """Make a draft variant with llama.cpp's quantiser (re-quantising is allowed)."""
     with user_errors(False):

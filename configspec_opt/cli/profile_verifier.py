@@ -24,7 +24,7 @@ from rich.progress import (
 from rich.table import Table
 
 from configspec_opt.cli.app import app, emit_json, err, out, user_errors
-from configspec_opt.cli.options import JsonOpt
+from configspec_opt.cli.options import MAX_TIME_LIMIT_S, Bounds, JsonOpt
 from configspec_opt.errors import UsageError
 from configspec_opt.spec import Spec, Target
 
@@ -90,13 +90,16 @@ def profile_verifier(
     min_bursts: Annotated[int, typer.Option(
         help="Bursts (steps of b requests sent together) per cell, at least: one burst is "
         "one sample of a step's time.", min=1)] = 6,
-    max_time: Annotated[float, typer.Option(help="Seconds per cell, at most.", min=0.1)]
+    max_time: Annotated[float, typer.Option(
+        help="Seconds per cell, at most.",
+        parser=Bounds(min=0.1, max=MAX_TIME_LIMIT_S, unit="seconds"))]
     = 30.0,
     precision: Annotated[float, typer.Option(
         help="Stop a cell when the median's relative standard error is this small.",
-        min=0.0)] = 0.03,
-    timeout: Annotated[float, typer.Option(help="HTTP timeout per request, seconds.",
-                                           min=0.1)] = 60.0,
+        parser=Bounds(min=0))] = 0.03,
+    timeout: Annotated[float, typer.Option(
+        help="HTTP timeout per request, seconds.",
+        parser=Bounds(min=0.1, max=MAX_TIME_LIMIT_S, unit="seconds"))] = 60.0,
     api: Annotated[str, typer.Option(help="auto, llama (llama-server's /completion) or "
                                      "openai (/v1/completions).")] = "auto",
     model: Annotated[str | None, typer.Option(
@@ -110,7 +113,7 @@ def profile_verifier(
         help="verifier.replicas.max; with --price-per-replica-hour and --max-batch it "
         "creates a missing verifier: section.", min=1)] = None,
     price_per_replica_hour: Annotated[float | None, typer.Option(
-        help="verifier.price_usd_per_replica_hour.", min=0.0)] = None,
+        help="verifier.price_usd_per_replica_hour.", parser=Bounds(min=0))] = None,
     max_batch: Annotated[int | None, typer.Option(help="verifier.max_batch.", min=1)] = None,
     as_json: JsonOpt = False,
 ) -> None:

@@ -16,8 +16,11 @@ from typing import Annotated
 
 import typer
 
-from configspec_opt.cli.app import app, err, require_extra, user_errors
+from configspec_opt.cli.app import app, err, require_db_driver, require_extra, user_errors
 from configspec_opt.cli.options import (
+    MAX_DAYS,
+    MAX_TIME_LIMIT_S,
+    Bounds,
     DbOpt,
     JobAttemptsOpt,
     JobLeaseOpt,
@@ -27,6 +30,7 @@ from configspec_opt.cli.options import (
 from configspec_opt.errors import ServerUnavailableError, UsageError
 
 DEFAULT_PORT = 8765
+SECONDS = Bounds(min=0.01, max=MAX_TIME_LIMIT_S, unit="seconds")
 SERVER_MODULES = ("uvicorn", "fastapi", "sqlalchemy", "alembic", "platformdirs", "pyomo",
                   "highspy", "numpy")
 """What `configspec serve` imports from the server extra, which includes the solver's (its
@@ -89,13 +93,13 @@ def serve(
         min=0, help="Requests that may wait for a solver process before 503.")] = 4,
     max_body: Annotated[str, typer.Option(help="Largest request body (e.g. 4MiB).")] = "4MiB",
     time_limit: Annotated[float, typer.Option(
-        min=0.01, help="Default solver seconds of a synchronous request.")] = 10.0,
+        parser=SECONDS, help="Default solver seconds of a synchronous request.")] = 10.0,
     max_time_limit: Annotated[float, typer.Option(
-        min=0.01, help="Largest time_limit a synchronous request may ask for.")] = 60.0,
+        parser=SECONDS, help="Largest time_limit a synchronous request may ask for.")] = 60.0,
     job_time_limit: Annotated[float, typer.Option(
-        min=0.01, help="Default solver seconds of a job.")] = 300.0,
+        parser=SECONDS, help="Default solver seconds of a job.")] = 300.0,
     max_job_time_limit: Annotated[float, typer.Option(
-        min=0.01, help="Largest time_limit a job may ask for.")] = 3600.0,
+        parser=SECONDS, help="Largest time_limit a job may ask for.")] = 3600.0,
     max_jobs: Annotated[int, typer.Option(
         min=1, help="Unfinished jobs before POST /v1/jobs answers 429.")] = 100,
     embedded_workers: Annotated[bool, typer.Option(
@@ -116,16 +120,19 @@ def serve(
         "(https://host[:port]) allowed to write and to read answers (CORS; repeatable). "
         "Default: none, cross-origin writes get 403.")] = None,
     keep_days: Annotated[float, typer.Option(
-        min=0, help="Delete finished jobs and results older than this many days (0: never).")]
+        parser=Bounds(min=0, max=MAX_DAYS, unit="days"),
+        help="Delete finished jobs and results older than this many days (0: never).")]
     = 30.0,
     keep_results: Annotated[int, typer.Option(
         min=0, help="Keep at most this many results and finished jobs (0: no limit).")]
     = 100_000,
     header_timeout: Annotated[float, typer.Option(
-        min=0.1, help="Seconds a client may take to send a request's line and headers "
-        "(from connecting, or from the previous answer); then 408.")] = 10.0,
+        parser=Bounds(min=0.1, max=MAX_TIME_LIMIT_S, unit="seconds"),
+        help="Seconds a client may take to send a request's line and headers (from "
+        "connecting, or from the previous answer); then 408.")] = 10.0,
     body_timeout: Annotated[float, typer.Option(
-        min=0.1, help="Seconds a client may take to send a request's body; then 408.")] = 60.0,
+        parser=Bounds(min=0.1, max=MAX_TIME_LIMIT_S, unit="seconds"),
+        help="Seconds a client may take to send a request's body; then 408.")] = 60.0,
     max_client_connections: Annotated[int, typer.Option(
         min=1, help="Connections one client address may hold while still sending a request "
         "(or idle); a new one closes its oldest (408).")] = 32,
@@ -154,6 +161,7 @@ def serve(
         token = token_from_env()
         check_exposure(host, token, allow_remote)
         url = resolve_db_url(db)
+        require_db_driver(url, "`configspec serve`")
         try:
             settings = Settings(
                 db_url=url, token=token, workers=workers, backlog=backlog,

@@ -10,8 +10,8 @@ from typing import Annotated, Any
 
 import typer
 
-from configspec_opt.cli.app import app, emit_json, out, progress, user_errors, write_shown
-from configspec_opt.cli.options import JsonOpt
+from configspec_opt.cli.app import app, emit_json, err, out, progress, user_errors, write_shown
+from configspec_opt.cli.options import HttpTimeoutOpt, JsonOpt, time_limit_option
 from configspec_opt.errors import UsageError
 from configspec_opt.export import ExportFormat
 from configspec_opt.spec import Spec
@@ -33,8 +33,8 @@ def report(
         "--pareto/--no-pareto", help="Compute the goodput vs $/hour front (one solve per "
         "point).")] = True,
     points: Annotated[int, typer.Option(help="At most this many front points.", min=2)] = 20,
-    time_limit: Annotated[float | None, typer.Option(
-        help="Seconds for each solve.")] = None,
+    time_limit: Annotated[float | None, time_limit_option(
+        "Seconds for the solve, and again for the front.")] = None,
 ) -> None:
     """The answer as one self-contained HTML file, to attach to a pull request or a CI run.
 
@@ -48,12 +48,17 @@ def report(
     from configspec_opt.files import write_output
     from configspec_opt.loader import load_spec
     from configspec_opt.report_html import build_report
+    from configspec_opt.vcs.check import template_note
 
     with user_errors():
         from solvers.adapter import require_solver  # lazy: start-up
 
         require_solver()
         loaded = load_spec(spec)
+        note = template_note(loaded, str(spec))
+        if note:  # first; on stderr when the page itself goes to stdout
+            (err if output is not None and str(output) == "-" else out).print(
+                f"note: {note}", markup=False, soft_wrap=True)
         with progress.status("solving and computing the front for the report ..."):
             text, data = build_report(loaded, str(spec), pareto=pareto, points=points,
                                       time_limit=time_limit)
@@ -251,10 +256,10 @@ def import_llama_bench(
     = None,
     model: Annotated[str | None, typer.Option(
         help="Only results whose model_filename contains this.")] = None,
-    threads: Annotated[int | None, typer.Option(help="Only results with n_threads N.")]
+    threads: Annotated[int | None, typer.Option(help="Only results with n_threads N.", min=1)]
     = None,
-    n_gen: Annotated[int | None, typer.Option(help="Only the tg test of N tokens.")] = None,
-    depth: Annotated[int | None, typer.Option(help="Only results at context depth N.")]
+    n_gen: Annotated[int | None, typer.Option(help="Only the tg test of N tokens.", min=1)] = None,
+    depth: Annotated[int | None, typer.Option(help="Only results at context depth N.", min=0)]
     = None,
     dry_run: DryRunOpt = False,
     as_json: JsonOpt = False,
@@ -347,7 +352,7 @@ def import_vllm_metrics(
         help="The model_name label to read, when the server counts several.")] = None,
     baseline: Annotated[str | None, typer.Option(
         help="An earlier scrape (file or URL) to subtract: only the traffic since.")] = None,
-    timeout: Annotated[float, typer.Option(help="HTTP timeout, seconds.")] = 10.0,
+    timeout: HttpTimeoutOpt = 10.0,
     full_accept: Annotated[bool, typer.Option(
         "--full-accept/--no-full-accept", help="Also write full_accept (fraction of rounds "
         "accepting all K).")] = True,

@@ -10,7 +10,9 @@ from rich.table import Table
 
 from configspec_opt.cli.app import app, emit_json, err, out, require_extra, user_errors
 from configspec_opt.cli.options import (
+    Bounds,
     ChatOpt,
+    HttpTimeoutOpt,
     JsonOpt,
     NCtxOpt,
     PowerOpt,
@@ -57,7 +59,7 @@ def trial(
     max_new_tokens: Annotated[int, typer.Option(help="Tokens per prompt.", min=2)] = 64,
     temperature: Annotated[float, typer.Option(
         help="0: greedy verification (checked lossless); >0: rejection sampling (local).",
-        min=0.0)] = 0.0,
+        parser=Bounds(min=0))] = 0.0,
     seed: SeedOpt = 0,
     threads: ThreadsOpt = 0,
     n_ctx: NCtxOpt = 2048,
@@ -66,7 +68,7 @@ def trial(
     power: PowerOpt = "auto",
     plot: Annotated[Path | None, typer.Option(
         help="Also draw measured and predicted goodput vs K (PNG or SVG).")] = None,
-    timeout: Annotated[float, typer.Option(help="HTTP timeout, seconds.")] = 120.0,
+    timeout: HttpTimeoutOpt = 120.0,
     as_json: JsonOpt = False,
 ) -> None:
     """Run speculative decoding for real and compare it with Eq. 1-3's prediction."""

@@ -12,8 +12,14 @@ from rich.markup import escape
 from rich.table import Table
 
 from configspec_opt.cli.app import app, emit_json, err, out, progress, user_errors, write_shown
-from configspec_opt.cli.options import JsonOpt
-from configspec_opt.errors import ConfigspecError, OutputError, SpecError, UsageError
+from configspec_opt.cli.options import JsonOpt, PointsOpt
+from configspec_opt.errors import (
+    ConfigspecError,
+    OutputError,
+    PlotUnavailableError,
+    SpecError,
+    UsageError,
+)
 from configspec_opt.plots.data import Kind
 
 
@@ -285,12 +291,6 @@ def fmt(
         raise typer.Exit(1)
 
 
-class PlotUnavailableError(ConfigspecError):
-    """matplotlib is not installed (the edge install); exit 3 like a missing solver."""
-
-    exit_code = 3
-
-
 KIND_HELP = ("goodput-k: goodput vs K per device and draft (paper Fig. 2); goodput: goodput "
              "per draft and device (Fig. 3); cost: cost efficiency per draft (Fig. 4); energy: "
              "energy per token (Fig. 5); pareto: speed-energy trade-off of single configurations "
@@ -334,7 +334,7 @@ def plot(
         "--output", "-o", help="Image to write, .png or .svg (repeatable). "
         "Default: SPEC-KIND.png in the current directory.")] = None,
     k: Annotated[int | None, typer.Option(
-        "--at-k", help="Bars (goodput, cost, energy) at this K, as the paper's K=5; "
+        "--at-k", min=1, help="Bars (goodput, cost, energy) at this K, as the paper's K=5; "
         "default: each bar at its best K.")] = None,
     objective: Annotated[list[str] | None, typer.Option(
         "--objective", help="Mark the solver's choice for this objective "
@@ -350,7 +350,7 @@ def plot(
     = "goodput",
     y: Annotated[str, typer.Option(help="front: second metric, as `configspec pareto --y`.")]
     = "cost",
-    points: Annotated[int, typer.Option(help="front: at most this many points.")] = 20,
+    points: PointsOpt = 20,
 ) -> None:
     """Draw one of the ConfigSpec paper's figures for a spec, the solver's choices marked."""
     with user_errors():
@@ -363,8 +363,8 @@ def plot(
         try:
             from configspec_opt.plots.draw import render
         except ImportError as exc:
-            raise PlotUnavailableError("plots need matplotlib: pip install "
-                                       f"'configspec-opt[plot]' ({exc})") from None
+            raise PlotUnavailableError(f"`configspec plot` needs the 'plot' extra "
+                                       f"({exc.name or exc} is not installed)") from None
         loaded = load_spec(spec)
         only = select_pools(loaded.spec, device)
         objectives: list[Objective | None] = [None]

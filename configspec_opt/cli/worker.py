@@ -15,8 +15,10 @@ from typing import Annotated
 
 import typer
 
-from configspec_opt.cli.app import app, err, require_extra, user_errors
+from configspec_opt.cli.app import app, err, require_db_driver, require_extra, user_errors
 from configspec_opt.cli.options import (
+    MAX_TIME_LIMIT_S,
+    Bounds,
     DbOpt,
     JobAttemptsOpt,
     JobLeaseOpt,
@@ -72,8 +74,9 @@ def worker(
     job_lease: JobLeaseOpt = 30.0,
     job_attempts: JobAttemptsOpt = 3,
     poll: Annotated[float, typer.Option(
-        min=0.05, envvar="CONFIGSPEC_WORKER_POLL", help="Seconds between looks for new jobs "
-        "while idle.")] = 1.0,
+        parser=Bounds(min=0.05, max=MAX_TIME_LIMIT_S, unit="seconds"),
+        envvar="CONFIGSPEC_WORKER_POLL", help="Seconds between looks for new jobs while idle.")]
+    = 1.0,
     log_level: LogLevelOpt = LogLevel.info,
 ) -> None:
     """Solve queued jobs from the database (no HTTP); run as many as you like."""
@@ -84,6 +87,7 @@ def worker(
         from configspec_opt.store.engine import describe_url, resolve_db_url
 
         url = resolve_db_url(db)
+        require_db_driver(url, "`configspec worker`")
         log_to_stderr(log_level.value)
         try:
             asyncio.run(run_worker(url, concurrency, job_lease, job_attempts, poll))

@@ -26,7 +26,7 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from configspec_opt.errors import ConfigspecError, SpecError
 from configspec_opt.spec_files import FileRefused, read_text_file
@@ -40,6 +40,9 @@ from configspec_opt.vcs.lock import (
     read_lock,
     spec_path_of,
 )
+
+if TYPE_CHECKING:
+    from configspec_opt.loader import LoadedSpec
 
 SPEC_SUFFIXES = (".yaml", ".yml", ".json")
 SKIP_DIRS = frozenset({"node_modules", "__pycache__", "venv", "site-packages"})
@@ -149,6 +152,22 @@ def _spec_for(f: Path) -> Path:
 def is_template(text: str) -> bool:
     """A spec marked `# configspec: template` on a line of its own (YAML comments only)."""
     return bool(_TEMPLATE.search(text))
+
+
+def template_note(loaded: LoadedSpec, path: str = "SPEC") -> str | None:
+    """What `validate`, `solve` and `report` say first of a template spec (None for any
+    other): an "infeasible" or a pool without candidates is what a template is until its
+    profiles are measured, not a mistake to hunt for.  Names the pools still without a
+    profile and the command that measures one."""
+    if not loaded.sources or not is_template(loaded.sources[0].text):
+        return None
+    measured = {p.device for p in loaded.spec.profiles}
+    missing = [d.name for d in loaded.spec.devices if d.name not in measured]
+    what = (f"the profiles of pool{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
+            f"(`configspec profile {path} --device {missing[0]}` on that device, or "
+            "`configspec import`)" if missing else "what it leaves out (see its comments)")
+    return (f"this spec is a template (its `{TEMPLATE_MARK}` line): fill in {what}, "
+            "delete that line, then solve")
 
 
 def _first_issue(exc: SpecError, what: str = "invalid spec") -> str:

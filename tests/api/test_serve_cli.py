@@ -14,7 +14,7 @@ def test_without_the_server_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(__import__("sys").modules, "uvicorn", None)
     r = CliRunner().invoke(app, ["serve"])
     assert r.exit_code == 3
-    assert "pip install 'configspec-opt[server]'" in r.stderr
+    assert 'pip install "configspec-opt[server]"' in r.stderr
 
 
 def test_bad_limits_are_usage_errors(tmp_path: Path) -> None:

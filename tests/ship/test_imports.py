@@ -308,4 +308,4 @@ def test_imports_need_no_extra(spec: Path) -> None:
     assert r.exit_code == 0, r.stderr
     assert _profile(spec, "rpi5").draft_tok_s == 14.48  # type: ignore[attr-defined]
     r = run_process("report", spec, "-o", spec.with_suffix(".html"), prelude=hidden)
-    assert r.exit_code == 3 and "pip install 'configspec-opt[solver]'" in r.stderr
+    assert r.exit_code == 3 and 'pip install "configspec-opt[solver]"' in r.stderr

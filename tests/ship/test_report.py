@@ -69,7 +69,7 @@ def test_without_matplotlib_the_report_renders_and_says_so(tmp_path: Path) -> No
     page = parse_html(text)
     assert "svg" not in page.tags
     assert "matplotlib is not installed" in text
-    assert "pip install 'configspec-opt[plot]'" in text
+    assert 'pip install &quot;configspec-opt[plot]&quot;' in text
     assert "fleet goodput (tok/s)" in text  # the front is still there, as a table
 
 
