@@ -162,6 +162,7 @@ class DecomposedModel:
         self.add_rows(problem.rows)
         self.build_s = time.perf_counter() - t0
         self.log: list[str] = []  # what each run did, for benchmarks and debugging
+        self.repair_pools = REPAIR_POOLS
 
     # -- FleetModel ---------------------------------------------------------
     def add_rows(self, rows: list[Row]) -> None:
@@ -259,6 +260,8 @@ class DecomposedModel:
                             f"repair {st} {val:.10g} ({time.perf_counter() - t2:.2f} s)")
             if x is not None and val > inc_val:
                 inc_val, inc_x = val, x
+            if st == "infeasible":  # every pool free: no whole plan in this set
+                ub[s] = -np.inf
             stopped = st == "time_limit"
         exact = np.zeros_like(done)
         while not stopped:
@@ -392,8 +395,10 @@ class DecomposedModel:
                                      self.starts)
         order = np.argsort(top - second, kind="stable")
         free = split.copy()
-        free[order[:REPAIR_POOLS]] = True
-        extra = 8 * REPAIR_POOLS
+        free[order[:self.repair_pools]] = True
+        if not free.any():
+            free[order[:1]] = True
+        extra = 8 * max(1, self.repair_pools)
         while True:
             res = self._sub_milp(allowed, free, np.where(free[self.pool_of], 0.0, fixed), gap)
             if res.x is not None:
