@@ -163,10 +163,12 @@ def template_note(loaded: LoadedSpec, path: str = "SPEC") -> str | None:
         return None
     measured = {p.device for p in loaded.spec.profiles}
     missing = [d.name for d in loaded.spec.devices if d.name not in measured]
-    what = (f"the profiles of pool{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
-            f"(`configspec profile {path} --device {missing[0]}` on that device, or "
-            "`configspec import`)" if missing else "what it leaves out (see its comments)")
-    return (f"this spec is a template (its `{TEMPLATE_MARK}` line): fill in {what}, "
+    if not missing:
+        return (f"this spec is still marked a template (its `{TEMPLATE_MARK}` line) but "
+                f"every pool has a profile: delete that line, then `configspec lock {path}`")
+    return (f"this spec is a template (its `{TEMPLATE_MARK}` line): fill in the profiles of "
+            f"pool{'s' if len(missing) > 1 else ''} {', '.join(missing)} (`configspec "
+            f"profile {path} --device {missing[0]}` on that device, or `configspec import`), "
             "delete that line, then solve")
 
 

@@ -226,3 +226,14 @@ def test_a_template_note_leads_the_json_warnings() -> None:
     assert data["warnings"][0].startswith("this spec is a template")
     ok = invoke("solve", EXAMPLE, "--json", "--no-explain")
     assert not any("template" in w for w in json.loads(ok.stdout).get("warnings", []))
+
+
+def test_a_profiled_spec_still_marked_a_template_is_told_to_drop_the_mark(
+        tmp_path: Path) -> None:
+    spec = tmp_path / "fleet.yaml"
+    spec.write_text("# configspec: template\n" + EXAMPLE.read_text())
+    r = invoke("solve", spec, "--no-explain")
+    assert r.exit_code == 0
+    first = r.stdout.splitlines()[0]
+    assert "every pool has a profile: delete that line" in first
+    assert f"configspec lock {spec}" in first
