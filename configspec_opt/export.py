@@ -37,6 +37,7 @@ from configspec_opt.files import write_output
 from configspec_opt.loader import LoadedSpec, echo, load_spec
 from configspec_opt.safe_text import NOT_IN_NAMES, one_line
 from configspec_opt.spec import Device, Spec
+from configspec_opt.spec_files import FileRefused, read_text_file
 from configspec_opt.vcs.lock import (
     LOCK_SUFFIX,
     changed_sources,
@@ -386,8 +387,8 @@ def _previous_files(directory: Path, fmt: ExportFormat) -> set[str]:
     format's files are left alone: a directory may hold both)."""
     path = directory / f"{MANIFEST_STEM}.{fmt.value}"
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
+        text = read_text_file(path)
+    except FileRefused:
         return set()
     found: set[str] = set()
     if fmt is ExportFormat.env:
@@ -443,9 +444,9 @@ def write_export(decision: Decision, fmt: ExportFormat, directory: Path) -> Expo
 def read_pool_file(path: Path) -> dict[str, Any]:
     """A pool file written by `export` (JSON or YAML) as data, or an ExportError."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ExportError(f"cannot read {path}: {exc.strerror or exc}") from None
+        text = read_text_file(path)
+    except FileRefused as exc:
+        raise ExportError(f"cannot read {path}: {exc}") from None
     try:
         if path.suffix == ".json":
             data = json.loads(text)

@@ -28,6 +28,7 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from configspec_opt.consistency import Inconsistency, check_consistency
 from configspec_opt.errors import PathPart, SpecError, SpecIssue
+from configspec_opt.limits import CHARS, VALUES
 from configspec_opt.spec import Profile, Spec
 from configspec_opt.spec_files import (
     PROFILES_ROOT_ENV,
@@ -39,14 +40,21 @@ from configspec_opt.spec_files import (
     read_text_file,
     repository_root,
 )
-from configspec_opt.yaml_data import load_yaml
+from configspec_opt.yaml_data import (
+    FLOAT_MAX,
+    DataRefused,
+    bad_number,
+    check_depth,
+    find_scalar,
+    load_yaml,
+    max_depth,
+    number_problem,
+    too_deep,
+)
 
-MAX_NODES = 2_000_000
-MAX_DEPTH = 64
-# Text a document may expand to (aliases counted by what they expand to), the
-# length of a value echoed back in a message, and the problems listed in one error:
-# an error message must never be what exhausts memory.
-MAX_CHARS = 20_000_000
+# The length of a value echoed back in a message, and the problems listed in one
+# error: an error message must never be what exhausts memory.  What a document may
+# hold is limited in configspec_opt.limits.
 MAX_ECHO = 80
 MAX_ISSUES = 50
 _profiles_adapter: TypeAdapter[list[Profile]] = TypeAdapter(list[Profile])
@@ -116,11 +124,15 @@ def load_spec(path: str | Path, *, allow_includes: bool = True) -> LoadedSpec:
 
 
 def parse_spec(text: str, *, name: str = "<spec>", base_dir: Path | None = None,
-               root: Path | None = None) -> LoadedSpec:
+               root: Path | None = None,
+               files: Mapping[str, str] | Mapping[Path, str] | None = None) -> LoadedSpec:
     """Validate spec text.  `base_dir=None` refuses `profiles_from` (HTTP bodies).
 
     `profiles_from` files must lie under `root` (default: the git work tree holding
     base_dir, else base_dir itself) or a directory of CONFIGSPEC_PROFILES_ROOT.
+    `files` holds the text of profiles_from files by path (base_dir / the name as
+    written), taken instead of the disk and not confined again: an import validates
+    the texts it is about to write, a revision's spec its files at that revision.
     """
     main = Source(name, text)
     data = parse_data(main)
@@ -141,8 +153,10 @@ def parse_spec(text: str, *, name: str = "<spec>", base_dir: Path | None = None,
                                      "(send the profiles inline)")])
         extra: list[Profile] = list(spec.profiles)
         roots = allowed_roots(root if root is not None else repository_root(base_dir))
+        given = {os.path.normpath(p): t for p, t in (files or {}).items()}
         for j, rel in enumerate(spec.profiles_from):
-            src, profiles = _load_profile_file(base_dir / rel, main, j, roots)
+            src, profiles = _load_profile_file(base_dir / rel, main, j, roots,
+                                               given.get(os.path.normpath(base_dir / rel)))
             sources.append(src)
             origins.extend((src, i) for i in range(len(profiles)))
             extra.extend(profiles)
@@ -194,25 +208,50 @@ def _at_origin(origin: ProfileOrigin, main: Source, loc: tuple[PathPart, ...], m
 
 
 def parse_data(src: Source) -> Any:
-    """Text to plain Python data (dicts, lists, floats), with a located syntax error."""
-    if src.is_json:
-        try:
-            data = json.loads(src.text, parse_constant=_reject_constant,
-                              object_pairs_hook=_unique_keys)
-        except _DuplicateKeyError:
-            raise SpecError([_duplicate_key_issue(src)]) from None
-        except json.JSONDecodeError as exc:
-            raise SpecError([SpecIssue(f"invalid JSON: {exc.msg}", file=src.name,
-                                       line=exc.lineno, column=exc.colno)]) from None
-        except ValueError as exc:
-            raise SpecError([SpecIssue(f"invalid JSON: {exc}", file=src.name)]) from None
-        except RecursionError:
-            raise SpecError([SpecIssue("invalid JSON: nested too deeply",
-                                       file=src.name)]) from None
-        _check_size(data, src)
-        return data
+    """Text to plain Python data (dicts, lists, floats), with a located syntax error.
+
+    The one place JSON and YAML are read (specs, profiles files, locks, import
+    inputs, HTTP bodies): the nesting, the size a document expands to and every
+    number are checked here against configspec_opt.limits, so that nothing later
+    meets a RecursionError, a crash of a C parser, or an int no float can hold."""
+    data = _load_json(src) if src.is_json else _load_yaml(src)
+    _check_data(data, src)
+    return data
+
+
+def parse_json(src: Source) -> Any:
+    """`parse_data` for text that is JSON whatever its name (a JSONL line, an answer)."""
+    data = _load_json(src)
+    _check_data(data, src)
+    return data
+
+
+def _load_json(src: Source) -> Any:
     try:
-        data = load_yaml(src.text)
+        return json.loads(src.text, parse_constant=_reject_constant,
+                          object_pairs_hook=_unique_keys, parse_int=_json_number(int),
+                          parse_float=_json_number(float))
+    except _DuplicateKeyError:
+        raise SpecError([_duplicate_key_issue(src)]) from None
+    except _NumberRefused as exc:
+        token = exc.token
+        found = find_scalar(src.text, lambda value: value == token)  # JSON is YAML
+        line, column = (found.line, found.column) if found else _json_token_at(src.text, token)
+        raise SpecError([SpecIssue(f"invalid JSON: {exc.why}", found.path if found else (),
+                                   src.name, line, column)]) from None
+    except json.JSONDecodeError as exc:
+        raise SpecError([SpecIssue(f"invalid JSON: {exc.msg}", file=src.name,
+                                   line=exc.lineno, column=exc.colno)]) from None
+    except RecursionError:  # past Python's own limit (~1,000 levels)
+        raise SpecError([_json_depth_issue(src, max_depth())]) from None
+
+
+def _load_yaml(src: Source) -> Any:
+    try:
+        return load_yaml(src.text)
+    except DataRefused as exc:  # nested too deeply: the position says where, not a path
+        raise SpecError([SpecIssue(f"invalid YAML: {exc}", file=src.name, line=exc.line,
+                                   column=exc.column)]) from None
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         msg = " ".join(x for x in (exc.context, exc.problem) if x)
@@ -220,15 +259,74 @@ def parse_data(src: Source) -> Any:
                                    line=mark.line + 1 if mark else None,
                                    column=mark.column + 1 if mark else None)]) from None
     except (YAMLError, ValueError, TypeError) as exc:
-        raise SpecError([SpecIssue(f"invalid YAML: {exc}", file=src.name)]) from None
+        if "integer string conversion" in str(exc):  # Python's 4,300-digit limit
+            raise SpecError([_number_issue(src)]) from None
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise SpecError([SpecIssue(f"invalid YAML: {_cut(first)}", file=src.name)]) from None
     except RecursionError:
         raise SpecError([SpecIssue("invalid YAML: nested too deeply", file=src.name)]) from None
-    _check_size(data, src)
-    return data
+
+
+def _cut(text: str, most: int = 300) -> str:
+    return text if len(text) <= most else f"{text[:most]}... ({len(text):,} characters)"
+
+
+class _NumberRefused(Exception):
+    def __init__(self, token: str, why: str):
+        super().__init__(why)
+        self.token, self.why = token, why
+
+
+def _json_number(kind: type[int] | type[float]) -> Callable[[str], int | float]:
+    """json's hook for one kind of number: refused past limits.DIGITS or a float's range,
+    before Python converts it (an int of 5,000 digits raises ValueError there)."""
+    def convert(token: str) -> int | float:
+        why = number_problem(token)
+        if why is not None:
+            raise _NumberRefused(token, why)
+        return kind(token)
+    return convert
+
+
+def _json_token_at(text: str, token: str) -> tuple[int | None, int | None]:
+    """Where a number (or NaN) json refused is written: the first such token outside a string."""
+    pattern = re.compile(r'"(?:[^"\\]|\\.)*"|(?<![\w.+-])' + re.escape(token) + r"(?![\w.])")
+    for m in pattern.finditer(text):
+        if not m.group().startswith('"'):
+            return line_column(text, m.start())
+    return None, None
+
+
+_JSON_BRACKETS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+
+
+def _json_depth_issue(src: Source, limit: int) -> SpecIssue:
+    """Nesting past `limit`, at the bracket that goes one level too deep."""
+    depth = 0
+    for m in _JSON_BRACKETS.finditer(src.text):
+        ch = m.group()
+        if ch in "[{":
+            depth += 1
+            if depth > limit:
+                line, column = line_column(src.text, m.start())
+                return SpecIssue(f"invalid JSON: {too_deep(limit)}", file=src.name, line=line,
+                                 column=column)
+        elif ch in "]}":
+            depth -= 1
+    return SpecIssue(f"invalid JSON: {too_deep(limit)}", file=src.name)
+
+
+def _number_issue(src: Source) -> SpecIssue:
+    """A number no float holds (or of too many digits), where the YAML text writes it."""
+    found = find_scalar(src.text, bad_number)
+    if found is None:
+        return SpecIssue("invalid YAML: a number no 64-bit float holds", file=src.name)
+    return SpecIssue(f"invalid YAML: {number_problem(str(found))}", found.path, src.name,
+                     found.line, found.column)
 
 
 def _reject_constant(name: str) -> float:
-    raise ValueError(f"{name} is not a number a spec may hold")
+    raise _NumberRefused(name, f"{name} is not a number JSON may hold")
 
 
 class _DuplicateKeyError(Exception):
@@ -255,50 +353,63 @@ def _duplicate_key_issue(src: Source) -> SpecIssue:
                      f"column {first_column})", file=src.name, line=line, column=column)
 
 
-def _check_size(data: Any, src: Source) -> None:
-    """Refuse alias bombs and absurd nesting before anything walks the data."""
-    budget, chars = MAX_NODES, MAX_CHARS
+def _check_data(data: Any, src: Source) -> None:
+    """Refuse alias bombs, absurd nesting and numbers no float holds before anything
+    walks the data (JSON's numbers were checked as they were read)."""
+    budget, chars, limit = VALUES.value, CHARS.value, max_depth()
     stack: list[tuple[Any, int]] = [(data, 0)]
+    infinite = False
     while stack:
         node, depth = stack.pop()
         budget -= 1
-        if isinstance(node, str):
+        kind = type(node)
+        if kind is str:
             chars -= len(node)
-        elif isinstance(node, dict):
+        elif kind is dict:
             chars -= sum(len(k) for k in node if isinstance(k, str))
+        elif kind is int and not -FLOAT_MAX <= node <= FLOAT_MAX:
+            raise SpecError([_number_issue(src)])
+        elif kind is float and node - node != 0:
+            infinite = True
         if budget < 0 or chars < 0:
-            what = f"{MAX_NODES:,} values" if budget < 0 else f"{MAX_CHARS:,} characters"
+            what = (f"{VALUES.value:,} values ({VALUES.hint()})" if budget < 0
+                    else f"{CHARS.value:,} characters ({CHARS.hint()})")
             raise SpecError([SpecIssue(
-                f"the document expands to more than {what} "
-                "(YAML aliases that multiply?)", file=src.name)])
-        if depth > MAX_DEPTH:
-            raise SpecError([SpecIssue(f"nested deeper than {MAX_DEPTH} levels", file=src.name)])
-        if isinstance(node, dict):
+                f"the document expands to more than {what}; YAML aliases that multiply?",
+                file=src.name)])
+        if depth > limit:
+            raise SpecError([_depth_issue(src, limit)])
+        if kind is dict:
             stack.extend((v, depth + 1) for v in node.values())
-        elif isinstance(node, list):
+        elif kind is list:
             stack.extend((v, depth + 1) for v in node)
+    # `.inf` and `.nan` as written are the spec's validation's to judge; a literal that
+    # overflowed to inf (1.0e400) is refused here
+    if infinite and not src.is_json and find_scalar(src.text, bad_number) is not None:
+        raise SpecError([_number_issue(src)])
 
 
-def _load_profile_file(path: Path, main: Source, j: int,
-                       roots: list[Path]) -> tuple[Source, list[Profile]]:
-    """A `profiles_from` file, confined to `roots`; its content is never echoed.
+def _depth_issue(src: Source, limit: int) -> SpecIssue:
+    if src.is_json:
+        return _json_depth_issue(src, limit)
+    try:
+        check_depth(src.text, limit)
+    except DataRefused as exc:
+        return SpecIssue(f"invalid YAML: {exc}", file=src.name, line=exc.line, column=exc.column)
+    except Exception:  # positions are a nicety: say what is wrong without one
+        pass
+    return SpecIssue(too_deep(limit) + " (counting what YAML aliases repeat)", file=src.name)
+
+
+def _load_profile_file(path: Path, main: Source, j: int, roots: list[Path],
+                       text: str | None = None) -> tuple[Source, list[Profile]]:
+    """A `profiles_from` file, confined to `roots` (or its `text`, given); its content is
+    never echoed.
 
     The file may be anything the spec names (a .env, a key), so its errors give
     positions and types, not values.
     """
-    where = ("profiles_from", j)
-    if confined(path, roots) is None:
-        shown = ", ".join(str(r) for r in roots)
-        raise SpecError([_locate(main, where, f"{echo(os.path.normpath(path))} is outside {shown} "
-                                 "(the spec's git work tree, else its directory)",
-                                 f"move the file there, or allow its directory with "
-                                 f"{PROFILES_ROOT_ENV}=DIR")])
-    try:
-        text = read_text_file(path)
-    except FileRefused as exc:
-        issue = _locate(main, where, f"cannot read {echo(str(path))}: {exc}")
-        raise SpecError([issue]) from None
-    src = Source(str(path), text)
+    src = Source(str(path), _read_profile_file(path, main, j, roots) if text is None else text)
     try:
         data = parse_data(src)
     except SpecError as exc:
@@ -315,6 +426,21 @@ def _load_profile_file(path: Path, main: Source, j: int,
     except ValidationError as exc:
         issues = validation_issues(exc, src, None, prefix, echo_values=False)
         raise SpecError(issues) from None
+
+
+def _read_profile_file(path: Path, main: Source, j: int, roots: list[Path]) -> str:
+    where = ("profiles_from", j)
+    if confined(path, roots) is None:
+        shown = ", ".join(str(r) for r in roots)
+        raise SpecError([_locate(main, where, f"{echo(os.path.normpath(path))} is outside {shown} "
+                                 "(the spec's git work tree, else its directory)",
+                                 f"move the file there, or allow its directory with "
+                                 f"{PROFILES_ROOT_ENV}=DIR")])
+    try:
+        return read_text_file(path)
+    except FileRefused as exc:
+        issue = _locate(main, where, f"cannot read {echo(str(path))}: {exc}")
+        raise SpecError([issue]) from None
 
 
 _QUOTED = re.compile(r"\"[^\"\n]*\"|'[^'\n]*'")
@@ -370,6 +496,11 @@ def validation_issues(
                 msg += f" (got {echo(got)})"
             issues.append(_locate(src, loc, msg))
     return capped(issues)
+
+
+def _key_message(err: Any, echo_values: bool) -> str:
+    shown = f" {echo(err.get('input'))}" if echo_values else ""
+    return f"key{shown}: {err['msg']}"
 
 
 def echo(value: Any, quote: bool = True) -> str:
@@ -490,8 +621,3 @@ def _position(node: Any, key: Any, *, want_key: bool) -> tuple[int, int] | None:
         return tuple(lc.item(key))
     except (KeyError, IndexError, TypeError, AttributeError):
         return None
-def _key_message(err: Any, echo_values: bool) -> str:
-    shown = f" {echo(err.get('input'))}" if echo_values else ""
-    return f"key{shown}: {err['msg']}"
-
-

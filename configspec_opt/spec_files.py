@@ -3,19 +3,21 @@
 `configspec check` runs in pre-commit hooks and CI on pull requests nobody has
 reviewed yet, so a spec is hostile input and so are the paths it names:
 
-- a spec, a lock or a `profiles_from` file is read only if it is a regular file of
-  at most MAX_FILE_BYTES (`/dev/zero` would exhaust memory, a FIFO would block
-  forever, `/proc` files claim a size of 0), read through one descriptor so that
-  what was checked is what is read;
+- every file configspec reads (a spec, a lock, a `profiles_from` file, an import's
+  input, a prompts file) is read by `read_text_file`, only if it is a regular file
+  within a limit counted while reading (`/dev/zero` would exhaust memory, a FIFO
+  would block forever, `/proc` files claim a size of 0), through one descriptor so
+  that what was checked is what is read.  The limits are `configspec_opt.limits`
+  (raised by environment variables the refusal names);
 - `profiles_from` is confined to the spec's repository: the enclosing git work
   tree, else the spec's own directory, with symlinks resolved (a link in the
   repository to ~/.aws/credentials is outside it).  CONFIGSPEC_PROFILES_ROOT, a
   list of directories separated like PATH, allows more;
 - no error message shows what such a file holds (the loader redacts values).
 
-What configspec writes (locks, formatted specs, the schema) is replaced
-atomically, through a symlink to its target, and a file that cannot be written
-is an OutputError (exit 4), never a traceback.
+What configspec writes goes through the one writer, `files.write_output`: replaced
+atomically, through a symlink to its target, with the umask's mode or the old
+file's; a file that cannot be written is an OutputError (exit 4), never a traceback.
 """
 
 from __future__ import annotations
@@ -27,10 +29,8 @@ from json import JSONDecoder
 from pathlib import Path
 
 from configspec_opt.files import write_output
+from configspec_opt.limits import FILE_BYTES, Limit
 
-# The largest spec, profiles file or lock read from disk: as large as the text a
-# document may expand to (loader.MAX_CHARS), far above the largest fleet spec.
-MAX_FILE_BYTES = 20_000_000
 PROFILES_ROOT_ENV = "CONFIGSPEC_PROFILES_ROOT"
 PROFILES_ROOT_HELP = (
     f"profiles_from files must lie in the spec's git work tree (or its directory); "
@@ -45,10 +45,13 @@ class FileRefused(Exception):
     """A file that is not read: the message says why and never quotes its content."""
 
 
-def read_text_file(path: Path, *, limit: int = MAX_FILE_BYTES, errors: str = "strict") -> str:
-    """The UTF-8 text of a regular file of at most `limit` bytes, else FileRefused.
+def read_text_file(path: str | Path, *, limit: Limit | int = FILE_BYTES,
+                   errors: str = "strict") -> str:
+    """The UTF-8 text of a regular file within `limit` (bytes), else FileRefused.
 
-    `errors="replace"` reads text that is not UTF-8 anyway (to recognise a spec)."""
+    `errors="replace"` reads text that is not UTF-8 anyway (to recognise a spec, to
+    read a log)."""
+    cap = limit if isinstance(limit, int) else limit.value
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
     try:
         fd = os.open(path, flags)
@@ -63,8 +66,8 @@ def read_text_file(path: Path, *, limit: int = MAX_FILE_BYTES, errors: str = "st
             raise FileRefused(f"not a regular file ({kind})")
         chunks: list[bytes] = []
         size = 0
-        while size <= limit:
-            chunk = os.read(fd, min(1 << 20, limit + 1 - size))
+        while size <= cap:
+            chunk = os.read(fd, min(1 << 20, cap + 1 - size))
             if not chunk:
                 break
             chunks.append(chunk)
@@ -73,8 +76,9 @@ def read_text_file(path: Path, *, limit: int = MAX_FILE_BYTES, errors: str = "st
         raise FileRefused(f"cannot read: {exc.strerror or type(exc).__name__}") from None
     finally:
         os.close(fd)
-    if size > limit:
-        raise FileRefused(f"larger than {limit:,} bytes")
+    if size > cap:
+        how = "" if isinstance(limit, int) else f" ({limit.hint()})"
+        raise FileRefused(f"larger than {cap:,} bytes{how}")
     try:
         return b"".join(chunks).decode("utf-8", errors)
     except UnicodeDecodeError as exc:
@@ -145,6 +149,6 @@ def line_column(text: str, offset: int) -> tuple[int, int]:
 
 
 def write_through(path: Path, text: str) -> None:
-    """Replace `path` atomically; a symlink keeps pointing where it did and its target
-    is replaced (`fmt` used to turn a linked spec into a copy)."""
-    write_output(os.path.realpath(path), text, shown=path)
+    """`files.write_output`: a symlink keeps pointing where it did, its target is replaced
+    (`fmt` used to turn a linked spec into a copy)."""
+    write_output(path, text, shown=path)

@@ -14,7 +14,8 @@ generated ones), and wherever they could differ this module defers to ruamel:
   collections, ruamel's scanner refuses it) or with anything date-like (yaml-rs
   0.1.6 turns even a quoted '2026-11-27T03:21:33+00:00' into a datetime) or
   with an underscore in a word that starts like a number, or a word that starts
-  with one (yaml-rs reads `_3` and `_0` as the integers 3 and 0).
+  with one (yaml-rs reads `_3` and `_0` as the integers 3 and 0), or with a line
+  that starts with BLOCK_COLUMNS spaces and dashes (see below).
   ruamel's round-trip parser locates our errors and rewrites specs, so the two
   must agree on every document the fast path reads.  The comment lines a spec
   starts with (a schema line, a template marker, a description) are not looked
@@ -26,36 +27,90 @@ generated ones), and wherever they could differ this module defers to ruamel:
 Duplicate keys are refused on both paths; anchors and aliases always take
 ruamel's, whose shared references keep a billion-laughs document small until
 the loader's size check refuses it.
+
+Both parsers recurse once per nesting level in C and crash the process
+(SIGSEGV) on a hostile document: ruamel's C composer near 100,000 levels
+(`[[[[...`), yaml-rs near 20,000 levels of block nesting (`- - - - ...`; it
+refuses flow nesting past 256 itself).  So yaml-rs only sees text whose lines
+start with fewer than BLOCK_COLUMNS spaces and dashes (a block collection starts
+after its line's indentation and `- ` indicators, its plain-alphabet text has no
+`?`, tab, anchor or tag, and every two levels of block nesting cost at least
+one column), and ruamel composes only after libyaml's event stream (a loop, not
+a recursion) showed the nesting within limits.DEPTH: the refusal then has a
+line and a column.
 """
 
 from __future__ import annotations
 
+import math
 import re
+import sys
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from ruamel.yaml import YAML
+from ruamel.yaml.events import (
+    AliasEvent,
+    CollectionEndEvent,
+    CollectionStartEvent,
+    MappingStartEvent,
+    ScalarEvent,
+)
+
+from configspec_opt.limits import DEPTH, DIGITS
 
 try:
     import yaml_rs
 except ImportError:  # pragma: no cover - platforms without a wheel keep ruamel
     yaml_rs = None  # type: ignore[assignment]
 
+BLOCK_COLUMNS = 500
 _DEFER_TO_RUAMEL = re.compile(
     r"""[^-A-Za-z0-9 \n\r_.,:/{}\[\]#'"+=()~]"""  # outside the plain alphabet
     r"|:(?!\s)"                                       # a:b
     r"|\d{4}-\d\d?-\d\d?"                            # a date
-    r"""|(?:^|[\s\[{,:'"])[-+.]?(?:_|[0-9][0-9A-Za-z.+-]*_)""",  # _3, 1_000: number-like
+    r"""|(?:^|[\s\[{,:'"])[-+.]?(?:_|[0-9][0-9A-Za-z.+-]*_)"""  # _3, 1_000: number-like
+    rf"|[\n\r][ -]{{{BLOCK_COLUMNS}}}",                 # - - - - ...: deep block nesting
     re.MULTILINE)
+_DEEP_FIRST_LINE = re.compile(rf"[ -]{{{BLOCK_COLUMNS}}}")
 _HEADER_COMMENTS = re.compile(r"(?:[ \t]*(?:#[^\n]*)?(?:\n|$))*")
 
 
 def _fast_path_safe(text: str) -> bool:
     body_start = _HEADER_COMMENTS.match(text)
-    return _DEFER_TO_RUAMEL.search(text, body_start.end() if body_start else 0) is None
+    start = body_start.end() if body_start else 0
+    return _DEFER_TO_RUAMEL.search(text, start) is None \
+        and _DEEP_FIRST_LINE.match(text, start) is None
+
+
+SAFE_DEPTH = 1_000  # whatever limits.DEPTH says: the C parsers crash 20 times deeper
+
+
+class DataRefused(ValueError):
+    """A document refused for its shape, not its syntax: nested too deeply, or a number
+    no float can hold.  `line` and `column` are 1-based, None when unknown."""
+
+    def __init__(self, message: str, line: int | None = None, column: int | None = None,
+                 path: tuple[str | int, ...] = ()):
+        super().__init__(message)
+        self.line, self.column, self.path = line, column, path
+
+
+def max_depth() -> int:
+    """limits.DEPTH, at most SAFE_DEPTH."""
+    return min(DEPTH.value, SAFE_DEPTH)
+
+
+def too_deep(limit: int) -> str:
+    """The refusal's text for nesting past `limit` levels."""
+    if limit >= SAFE_DEPTH:
+        return f"nested deeper than {limit:,} levels, the most configspec parses"
+    return f"nested deeper than {limit:,} levels ({DEPTH.hint()})"
 
 
 def load_yaml(text: str) -> Any:
-    """Parse one YAML document; raises ruamel's (located) errors on bad YAML."""
+    """Parse one YAML document; raises ruamel's (located) errors on bad YAML, and
+    DataRefused for nesting past limits.DEPTH."""
     if yaml_rs is not None and _fast_path_safe(text):
         try:
             data = yaml_rs.loads(text, parse_datetime=False,
@@ -68,5 +123,115 @@ def load_yaml(text: str) -> Any:
 
 
 def ruamel_load(text: str) -> Any:
-    """The reference: ruamel's safe loader (C-accelerated where installed)."""
+    """The reference: ruamel's safe loader (C-accelerated where installed), once
+    `check_depth` has seen the nesting within limits.DEPTH."""
+    check_depth(text, max_depth())
     return YAML(typ="safe", pure=False).load(text)
+
+
+def _events(text: str) -> Iterator[Any]:
+    return YAML(typ="safe", pure=False).parse(text)  # type: ignore[no-any-return]
+
+
+class _Frame:
+    """A collection being read: its path, and where in it the next node goes."""
+
+    __slots__ = ("index", "is_key", "key", "mapping", "path", "want_key")
+
+    def __init__(self, path: tuple[str | int, ...], mapping: bool, is_key: bool) -> None:
+        self.path, self.mapping, self.is_key = path, mapping, is_key
+        self.want_key, self.key, self.index = True, "?", 0
+
+    def child(self) -> tuple[str | int, ...]:
+        return (*self.path, self.key if self.mapping else self.index)
+
+    def advance(self, key: Any = None) -> None:
+        if not self.mapping:
+            self.index += 1
+        elif self.want_key:
+            self.key, self.want_key = "?" if key is None else str(key), False
+        else:
+            self.want_key = True
+
+
+def _nodes(text: str) -> Iterator[tuple[Any, tuple[str | int, ...], int]]:
+    """Every value of the document as libyaml's events meet it (keys only if collections):
+    the event, its path (`profiles`, 0, `draft_tok_s`) and its depth, in a loop whose
+    memory grows with the nesting but never recurses."""
+    frames: list[_Frame] = []
+    for event in _events(text):
+        top = frames[-1] if frames else None
+        is_key = top is not None and top.mapping and top.want_key
+        if isinstance(event, CollectionStartEvent):
+            path = () if top is None else (*top.path, "?") if is_key else top.child()
+            yield event, path, len(frames) + 1
+            frames.append(_Frame(path, isinstance(event, MappingStartEvent), is_key))
+        elif isinstance(event, CollectionEndEvent):
+            done = frames.pop()
+            if frames:
+                frames[-1].advance("?" if done.is_key else None)
+        elif isinstance(event, (ScalarEvent, AliasEvent)):
+            if top is None:
+                continue
+            if not is_key:
+                yield event, top.child(), len(frames)
+            top.advance(event.value if isinstance(event, ScalarEvent) else "*")
+
+
+def check_depth(text: str, limit: int) -> None:
+    """DataRefused at the first collection nested deeper than `limit`, from libyaml's events
+    (syntax errors are left to the loader, which meets them again)."""
+    for event, path, depth in _nodes(text):
+        if depth > limit:
+            mark = event.start_mark
+            raise DataRefused(too_deep(limit), mark.line + 1, mark.column + 1, path)
+
+
+_INT = re.compile(r"[-+]?(?:[0-9][0-9_]*|0x[0-9a-fA-F_]+|0o[0-7_]+)")
+_FLOAT = re.compile(r"[-+]?(?:\.[0-9]+|[0-9][0-9_]*(?:\.[0-9_]*)?)(?:[eE][-+]?[0-9]+)?")
+FLOAT_MAX = sys.float_info.max
+
+
+def number_problem(token: str) -> str | None:
+    """Why a number as written cannot be read, or None: more digits than limits.DIGITS,
+    or a magnitude no 64-bit float holds (a 400-digit integer breaks every later
+    float conversion; Python refuses to parse integers past 4,300 digits)."""
+    digits = sum(c.isdigit() for c in token)
+    shown = token if len(token) <= 24 else f"{token[:20]}... ({len(token):,} characters)"
+    if digits > DIGITS.value:
+        return f"the number {shown} has {digits:,} digits, more than {DIGITS.value:,} " \
+               f"({DIGITS.hint()})"
+    plain = token.replace("_", "")
+    try:
+        if _INT.fullmatch(token):
+            body = plain.lstrip("+-")
+            base = 16 if body[:2] in ("0x", "0X") else 8 if body[:2] == "0o" else 10
+            value = abs(int(body[2:] if base != 10 else body, base))
+            too_big = value > FLOAT_MAX
+        else:
+            too_big = math.isinf(float(plain))
+    except ValueError:
+        return None
+    return f"the number {shown} is too large: more than {FLOAT_MAX:.4g}, the most a " \
+           "64-bit float holds" if too_big else None
+
+
+def find_scalar(text: str, bad: Callable[[str], bool]) -> DataRefused | None:
+    """The first plain scalar value `bad` picks, as a DataRefused with its text as the
+    message, its line, column and path; None if none (or if the text does not parse
+    that far)."""
+    try:
+        for event, path, _ in _nodes(text):
+            if isinstance(event, ScalarEvent) and not event.style and event.implicit[0] \
+                    and bad(event.value):
+                mark = event.start_mark
+                return DataRefused(event.value, mark.line + 1, mark.column + 1, path)
+    except Exception:  # locating is a nicety: the caller reports without a position
+        return None
+    return None
+
+
+def bad_number(value: str) -> bool:
+    """A plain scalar that reads as a number `number_problem` refuses."""
+    return bool(_INT.fullmatch(value) or _FLOAT.fullmatch(value)) \
+        and number_problem(value) is not None

@@ -40,7 +40,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from configspec_opt.files import atomic_write_text
+from configspec_opt.errors import SpecError
+from configspec_opt.files import write_output
+from configspec_opt.limits import IMPORT_BYTES
+from configspec_opt.loader import Source, parse_json
+from configspec_opt.spec_files import FileRefused, read_text_file
 from configspec_opt.verifier_load import (
     LatencyTable,
     Rider,
@@ -49,6 +53,7 @@ from configspec_opt.verifier_load import (
     least_fixed_point,
 )
 from configspec_opt.verifier_sim import SimDevice, simulate
+from profiler.errors import ProfilerError
 from profiler.verifier_profile import (
     Cell,
     CellOptions,
@@ -157,15 +162,26 @@ class Recording:
 
 
 def save_recordings(path: Path, recs: Sequence[Recording]) -> None:
-    """Write recordings to one JSON file atomically: a crash leaves the old file or the new."""
-    atomic_write_text(path, json.dumps({"format": FORMAT,
-                                        "recordings": [r.to_json() for r in recs]}) + "\n")
+    """Write recordings to one JSON file by the one writer: a crash leaves the old file or
+    the new; a path that cannot be written is an OutputError (exit 4)."""
+    write_output(path, json.dumps({"format": FORMAT,
+                                   "recordings": [r.to_json() for r in recs]}) + "\n")
 
 
 def load_recordings(path: Path) -> list[Recording]:
-    """Read a file written by `save_recordings`; ValueError for another format."""
-    d = json.loads(path.read_text(encoding="utf-8"))
-    return [Recording.from_json(r) for r in d["recordings"]]
+    """Read a file written by `save_recordings` (through the one reader); anything else,
+    or a file cut short, is a ProfilerError (exit 4) naming it."""
+    try:
+        d = parse_json(Source(str(path), read_text_file(path, limit=IMPORT_BYTES)))
+        return [Recording.from_json(r) for r in d["recordings"]]
+    except FileRefused as exc:
+        raise ProfilerError(f"--recording {path}: {exc}") from None
+    except SpecError as exc:
+        raise ProfilerError(f"--recording {exc.issues[0].format()}") from None
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        why = f"no {exc}" if isinstance(exc, KeyError) else str(exc)[:200]
+        raise ProfilerError(f"--recording {path}: not a fleet recording ({FORMAT}) as "
+                            f"`configspec fleet-trial --recording` writes it ({why})") from None
 
 
 def record(draft_path: Path, target_path: Path, texts: Sequence[str], ks: Sequence[int],

@@ -10,12 +10,14 @@ a `prompt`/`text` field, or Dolly's published JSONL (`instruction` +
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from configspec_opt.errors import UsageError
+from configspec_opt.errors import SpecError, UsageError
+from configspec_opt.limits import IMPORT_BYTES
+from configspec_opt.loader import Source, echo, parse_json
+from configspec_opt.spec_files import FileRefused, read_text_file
 
 BUNDLED = "prompts.jsonl"
 
@@ -41,11 +43,9 @@ def load_prompts(path: Path | None, limit: int | None = None) -> list[Prompt]:
         prompts = bundled_prompts()
     else:
         try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise UsageError(f"--prompts {path}: {exc.strerror or exc}") from None
-        except UnicodeDecodeError:
-            raise UsageError(f"--prompts {path}: not UTF-8 text") from None
+            text = read_text_file(path, limit=IMPORT_BYTES)
+        except FileRefused as exc:
+            raise UsageError(f"--prompts {path}: {exc}") from None
         is_jsonl = path.suffix in (".jsonl", ".json") or text.lstrip().startswith("{")
         prompts = _parse_jsonl(text, str(path)) if is_jsonl else [
             Prompt(line.strip()) for line in text.splitlines() if line.strip()]
@@ -60,9 +60,10 @@ def _parse_jsonl(text: str, name: str) -> list[Prompt]:
         if not line.strip():
             continue
         try:
-            row: Any = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise UsageError(f"{name}:{n}: invalid JSON ({exc.msg})") from None
+            row: Any = parse_json(Source(name, line))
+        except SpecError as exc:
+            issue = exc.issues[0]
+            raise UsageError(f"{name}:{n}:{issue.column or 1}: {issue.message}") from None
         out.append(_prompt_from(row, f"{name}:{n}"))
     return out
 
@@ -81,5 +82,6 @@ def _prompt_from(row: Any, where: str) -> Prompt:
     for key in ("prompt", "text"):
         if key in row:
             return Prompt(str(row[key]), row.get("category"))
+    keys = [echo(k, quote=False) for k in list(row)[:10]] + (["..."] if len(row) > 10 else [])
     raise UsageError(f"{where}: no 'prompt', 'text' or 'instruction' field "
-                     f"(has: {', '.join(map(str, row)) or 'nothing'})")
+                     f"(has: {', '.join(keys) or 'nothing'})")

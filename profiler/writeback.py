@@ -13,7 +13,7 @@ from __future__ import annotations
 import io
 import itertools
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +22,9 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.scalarstring import SingleQuotedScalarString
 
 from configspec_opt.errors import SpecError, SpecIssue
-from configspec_opt.files import atomic_write_text
+from configspec_opt.files import write_output
 from configspec_opt.loader import parse_spec
+from configspec_opt.spec_files import FileRefused, read_text_file
 
 KEY_FIELDS = ("device", "draft", "quant")
 _FLOW_UNSAFE = re.compile(r"[:#,?\[\]{}&*!|>'\"%@`]|^[-\s]|\s$")
@@ -226,17 +227,31 @@ def upsert_profile_file_text(text: str | None, profiles: Sequence[Mapping[str, A
     return buf.getvalue()
 
 
+def _read(path: Path) -> str:
+    """A spec or profiles file through the one reader; a refusal is the file's SpecError."""
+    try:
+        return read_text_file(path)
+    except FileRefused as exc:
+        raise SpecError([SpecIssue(f"cannot read {path}: {exc}", file=str(path))]) from None
+
+
+def _validator(spec_path: Path) -> Callable[[str], None]:
+    """The spec's new text must load before the writer touches the file."""
+    def validate(text: str) -> None:
+        parse_spec(text, name=str(spec_path), base_dir=spec_path.parent)
+    return validate
+
+
 def write_profiles(spec_path: Path, profiles: Sequence[Mapping[str, Any]],
                    out: Path | None = None) -> Path:
-    """Write into the spec (or into `out`), validate, replace atomically; returns the path."""
+    """Write into the spec (or into `out`), validated first, replaced atomically by the
+    one writer; returns the path."""
     if out is None:
-        new = upsert_spec_text(spec_path.read_text(encoding="utf-8"), profiles)
-        parse_spec(new, name=str(spec_path), base_dir=spec_path.parent)
-        atomic_write_text(spec_path, new)
+        new = upsert_spec_text(_read(spec_path), profiles)
+        write_output(spec_path, new, validate=_validator(spec_path))
         return spec_path
-    old = out.read_text(encoding="utf-8") if out.exists() else None
-    new = upsert_profile_file_text(old, profiles)
-    atomic_write_text(out, new)
+    old = _read(out) if out.exists() else None
+    write_output(out, upsert_profile_file_text(old, profiles))
     return out
 
 
@@ -396,7 +411,6 @@ def _mapping_edits(yaml: YAML, lines: list[str], node: CommentedMap, new: Mappin
 
 def write_verifier(spec_path: Path, target: str, verifier: Mapping[str, Any]) -> Path:
     """Set `targets[name=target].verifier` in the spec file: validate, replace atomically."""
-    new = upsert_verifier_text(spec_path.read_text(encoding="utf-8"), target, verifier)
-    parse_spec(new, name=str(spec_path), base_dir=spec_path.parent)
-    atomic_write_text(spec_path, new)
+    new = upsert_verifier_text(_read(spec_path), target, verifier)
+    write_output(spec_path, new, validate=_validator(spec_path))
     return spec_path

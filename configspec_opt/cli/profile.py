@@ -159,8 +159,13 @@ def _existing_out_profiles(path: Path | None) -> list[Profile]:
     if path is None or not path.exists():
         return []
     from configspec_opt.loader import Source, parse_data
+    from configspec_opt.spec_files import FileRefused, read_text_file
 
-    data = parse_data(Source(str(path), path.read_text(encoding="utf-8")))
+    try:
+        text = read_text_file(path)
+    except FileRefused as exc:
+        raise UsageError(f"--out {path}: {exc}") from None
+    data = parse_data(Source(str(path), text))
     if isinstance(data, dict):
         data = data.get("profiles", [])
     try:

@@ -184,7 +184,7 @@ def _run(spec_path: Path, target_name: str, endpoint: str | None, batch: str, k:
     url = endpoint or t.endpoint
     if not url:
         raise UsageError(f"target '{t.name}' has no endpoint: pass --endpoint http://host:port")
-    original = spec_path.read_text(encoding="utf-8")
+    original = _spec_text(spec_path)
 
     opts = SessionOptions(context_tokens=context_tokens, timeout_s=timeout, seed=seed,
                           cell=CellOptions(*cell))
@@ -210,12 +210,22 @@ def _run(spec_path: Path, target_name: str, endpoint: str | None, batch: str, k:
     for (b, kk), c in cells.items():
         serial.setdefault(b, {})[kk] = c.serial
     if measured and not_batching(table, observed, serial=serial):
-        if spec_path.read_text(encoding="utf-8") != original:
-            from configspec_opt.files import atomic_write_text
+        if _spec_text(spec_path) != original:
+            from configspec_opt.files import write_output
 
-            atomic_write_text(spec_path, original)
+            write_output(spec_path, original)
         raise NotBatchingError(not_batching_message(table, observed, serial))
     _report(spec_path, t.name, plan, table, session, written, warnings, as_json)
+
+
+def _spec_text(path: Path) -> str:
+    """The spec's text through the one reader (a regular file, within the limits)."""
+    from configspec_opt.spec_files import FileRefused, read_text_file
+
+    try:
+        return read_text_file(path)
+    except FileRefused as exc:
+        raise UsageError(f"cannot read {path}: {exc}") from None
 
 
 def _steady_warnings(st: Steady, below: tuple[int, float] | None) -> list[str]:

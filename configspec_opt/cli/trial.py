@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -23,6 +24,7 @@ from configspec_opt.cli.options import (
 )
 from configspec_opt.cli.profile import choose_power, engine_settings
 from configspec_opt.errors import PlotUnavailableError, ProfilerUnavailableError, UsageError
+from configspec_opt.files import write_output
 from configspec_opt.spec import Profile, Spec, Target
 
 
@@ -224,5 +226,7 @@ def _plot(report: dict[str, Any], path: Path) -> None:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path)
+    buf = io.BytesIO()
+    fig.savefig(buf, format=path.suffix.lower()[1:] or "png")
     plt.close(fig)
+    write_output(path, buf.getvalue())

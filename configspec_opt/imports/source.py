@@ -8,20 +8,32 @@ a file that is not what the command expects), so each is an `ImportInputError`
 from __future__ import annotations
 
 import hashlib
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from configspec_opt.errors import ConfigspecError
+from configspec_opt.limits import IMPORT_BYTES
+from configspec_opt.spec_files import FileRefused, read_text_file
 
-MAX_BYTES = 64 * 1024 * 1024
+TOTAL_TIMEOUTS = 6  # a whole answer within this many --timeout
+MAX_MESSAGE = 2_000  # characters of one error message: a 50 MB input must not be echoed
 
 
 class ImportInputError(ConfigspecError):
-    """An input that cannot be read or is not in the format the importer reads."""
+    """An input that cannot be read or is not in the format the importer reads.
+
+    The message is cut to MAX_MESSAGE characters, whatever part of the input it quotes."""
 
     exit_code = 4
+
+    def __init__(self, message: str):
+        if len(message) > MAX_MESSAGE:
+            message = f"{message[:MAX_MESSAGE]}... ({len(message):,} characters)"
+        super().__init__(message)
 
 
 @dataclass(frozen=True)
@@ -42,29 +54,50 @@ def is_url(text: str) -> bool:
     return text.startswith(("http://", "https://"))
 
 
+class _TooSlow(Exception):
+    pass
+
+
+def _read_bounded(resp: Any, most: int, deadline: float) -> bytes:
+    """At most `most` bytes of a response, _TooSlow past `deadline` (the socket's
+    timeout bounds each read, not a server that sends a byte a second)."""
+    chunks: list[bytes] = []
+    size = 0
+    while size < most:
+        chunk = resp.read(min(1 << 16, most - size))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+        if time.monotonic() > deadline:
+            raise _TooSlow
+    return b"".join(chunks)
+
+
 def read_input(where: str, *, timeout_s: float = 10.0) -> Input:
-    """The text of a file, or of an HTTP(S) URL fetched once with a timeout."""
+    """The text of a file (through the one reader: a regular file, within
+    limits.IMPORT_BYTES), or of an HTTP(S) URL fetched once with a timeout, within the
+    same limit.  Bytes that are not UTF-8 are replaced: these are other tools' logs."""
+    cap = IMPORT_BYTES.value
     if is_url(where):
         try:
             req = urllib.request.Request(where, headers={"Accept": "text/plain"})
             with urllib.request.urlopen(req, timeout=timeout_s) as resp:
-                body = resp.read(MAX_BYTES + 1)
+                body = _read_bounded(resp, cap + 1, time.monotonic() + TOTAL_TIMEOUTS * timeout_s)
         except urllib.error.HTTPError as exc:
             raise ImportInputError(f"{where}: HTTP {exc.code} {exc.reason}") from None
+        except _TooSlow:
+            raise ImportInputError(f"cannot fetch {where}: no whole answer within "
+                                   f"{TOTAL_TIMEOUTS * timeout_s:g} s") from None
         except (urllib.error.URLError, OSError, ValueError) as exc:
             reason = getattr(exc, "reason", exc)
             raise ImportInputError(f"cannot fetch {where}: {reason}") from None
-        if len(body) > MAX_BYTES:
-            raise ImportInputError(f"{where}: more than {MAX_BYTES // 2**20} MiB")
+        if len(body) > cap:
+            raise ImportInputError(f"{where}: larger than {cap:,} bytes ({IMPORT_BYTES.hint()})")
         return Input(where, body.decode("utf-8", errors="replace"))
-    path = Path(where)
     try:
-        if path.stat().st_size > MAX_BYTES:
-            raise ImportInputError(f"{where}: more than {MAX_BYTES // 2**20} MiB")
-        return Input(where, path.read_text(encoding="utf-8", errors="replace"))
-    except FileNotFoundError:
-        raise ImportInputError(f"no such file: {where}") from None
-    except IsADirectoryError:
-        raise ImportInputError(f"{where} is a directory, not a file") from None
-    except OSError as exc:
-        raise ImportInputError(f"cannot read {where}: {exc.strerror or exc}") from None
+        return Input(where, read_text_file(Path(where), limit=IMPORT_BYTES, errors="replace"))
+    except FileRefused as exc:
+        if str(exc) == "no such file":
+            raise ImportInputError(f"no such file: {where}") from None
+        raise ImportInputError(f"cannot read {where}: {exc}") from None

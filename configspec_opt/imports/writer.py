@@ -6,8 +6,13 @@ only the imported values changed, so keys nobody imported stay as written and
 `git diff` shows the new numbers and their provenance.  Acceptance tables are
 merged per K (K values not imported keep their values); a compact
 `{per_token: a}` is replaced by the measured table, and the result says so.
-After writing, the spec is loaded again; if it no longer validates, every file
-is put back as it was.
+The new texts of every file are validated together, in memory, before anything
+is written; then each file is replaced atomically by the one writer
+(`files.write_output`: temporary file, fsync, rename), the `profiles_from` files
+first and the spec last.  A kill between two renames leaves the profiles files
+new and the spec old: they hold the same profiles (an import adds new ones to
+the spec only), so that state loads too; a Ctrl-C or a failed write puts back
+the files already written.
 
 Imported values are first checked against the spec's own rules for them (the
 `Profile` model's fields), so that a value out of range is blamed on the input it
@@ -20,6 +25,7 @@ that into what the command prints, and `ProfileUpdate.replace` drops them instea
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import difflib
 import functools
@@ -31,10 +37,10 @@ from typing import Annotated, Any
 from pydantic import TypeAdapter, ValidationError
 from ruamel.yaml import YAML
 
-from configspec_opt.errors import OutputError, SpecError, UsageError
-from configspec_opt.files import atomic_write_text
+from configspec_opt.errors import OutputError, UsageError
+from configspec_opt.files import write_output
 from configspec_opt.imports.source import ImportInputError
-from configspec_opt.loader import LoadedSpec, Source, load_spec, parse_data
+from configspec_opt.loader import LoadedSpec, Source, load_spec, parse_data, parse_spec
 from configspec_opt.spec import Profile, Spec
 
 KEY = ("device", "draft", "quant")
@@ -63,8 +69,9 @@ class ProfileUpdate:
 class Written:
     """What `apply` did: files written (none on a dry run), the diff, notes, merged entries.
 
-    On a failed write or a spec that no longer loads, every file written is
-    restored, so `files` lists only what now holds the import.
+    A spec that would no longer load is refused before anything is written; on a
+    failed write (or a Ctrl-C) between files, every file written is restored, so
+    `files` lists only what now holds the import.
     """
 
     files: list[Path] = field(default_factory=list)
@@ -360,18 +367,18 @@ def apply(spec_path: Path, updates: Sequence[ProfileUpdate], *, dry_run: bool = 
                                          f"{path} (before)", f"{path} (imported)"))
     if dry_run or not new_texts:
         return result
+    final = {p: new_texts.get(p, texts[p]) for p in files}
+    parse_spec(final[spec_path], name=str(spec_path), base_dir=spec_path.parent,
+               files={p: final[p] for p in files[1:]})
     written: list[Path] = []
     try:
-        for path, new in new_texts.items():
-            atomic_write_text(path, new)
+        for path in sorted(new_texts, key=lambda p: p == spec_path):
+            write_output(path, new_texts[path])
             written.append(path)
-        load_spec(spec_path)
-    except (SpecError, OSError) as exc:
+    except BaseException:
         for path in written:
-            atomic_write_text(path, texts[path])
-        if isinstance(exc, OSError):
-            raise OutputError(f"cannot write {exc.filename or spec_path}: "
-                              f"{exc.strerror or exc}") from None
+            with contextlib.suppress(OutputError):
+                write_output(path, texts[path])
         raise
     result.files = written
     return result

@@ -9,6 +9,7 @@ regenerating an unchanged figure gives the same file.
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from matplotlib.patches import Patch
 
 from configspec_opt.candidates import Candidate
 from configspec_opt.errors import UsageError
+from configspec_opt.files import write_output
 from configspec_opt.plots.data import (
     BAR_AXIS,
     ENERGY,
@@ -73,11 +75,19 @@ def render(data: PlotData, kind: Kind, outputs: Sequence[Path], *, k: int | None
             fig = speed_energy(data, iso_power)
         else:
             fig = bars(data, BAR_AXIS[kind], k)
-        FigureCanvasAgg(fig)
-        for p in outputs:
-            fig.savefig(p, dpi=DPI, metadata=_metadata(p))
+        _save(fig, outputs)
     w, h = fig.get_size_inches()
     return Rendered(list(outputs), (round(w * DPI), round(h * DPI)))
+
+
+def _save(fig: Figure, outputs: Sequence[Path]) -> None:
+    """Each output rendered in memory, then written by the one writer (atomic, the umask's
+    mode, through symlinks; an unwritable path is an OutputError, exit 4)."""
+    FigureCanvasAgg(fig)
+    for p in outputs:
+        buf = io.BytesIO()
+        fig.savefig(buf, format=p.suffix.lower()[1:], dpi=DPI, metadata=_metadata(p))
+        write_output(p, buf.getvalue())
 
 
 def _metadata(path: Path) -> dict[str, Any]:
@@ -444,8 +454,6 @@ def render_front(front: ParetoJSON, units: tuple[str, str],
             title += " (sampled: more exist between them)"
         ax.set_title(title)
         ax.legend(loc="best")
-        FigureCanvasAgg(fig)
-        for p in outputs:
-            fig.savefig(p, dpi=DPI, metadata=_metadata(p))
+        _save(fig, outputs)
     w, h = fig.get_size_inches()
     return Rendered(list(outputs), (round(w * DPI), round(h * DPI)))

@@ -10,13 +10,13 @@ from __future__ import annotations
 import os
 import posixpath
 import subprocess
-import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from configspec_opt.errors import ConfigspecError, SpecError, UsageError
+from configspec_opt.limits import FILE_BYTES
 from configspec_opt.loader import LoadedSpec, Source, parse_data, parse_spec
-from configspec_opt.spec_files import MAX_FILE_BYTES, FileRefused, read_text_file
+from configspec_opt.spec_files import FileRefused, read_text_file
 
 
 class GitError(ConfigspecError):
@@ -84,12 +84,14 @@ class Checkout:
         return self.commit[:10]
 
     def read(self, repo_path: str, shown: str) -> str:
-        """The file's text at this revision, refused past MAX_FILE_BYTES as on disk."""
+        """The file's text at this revision, refused past limits.FILE_BYTES as on disk."""
         size = _git(self.root, "cat-file", "-s", f"{self.commit}:{repo_path}")
         if size.returncode != 0:
             raise GitError(f"{shown} does not exist at {self.rev} ({self.short})")
-        if int(size.stdout.decode().strip() or 0) > MAX_FILE_BYTES:
-            raise GitError(f"{shown} at {self.rev} is larger than {MAX_FILE_BYTES:,} bytes")
+        cap = FILE_BYTES.value
+        if int(size.stdout.decode().strip() or 0) > cap:
+            raise GitError(f"{shown} at {self.rev} is larger than {cap:,} bytes "
+                           f"({FILE_BYTES.hint()})")
         r = _git(self.root, "show", "--no-textconv", f"{self.commit}:{repo_path}")
         if r.returncode != 0:
             raise GitError(f"{shown} does not exist at {self.rev} ({self.short})")
@@ -145,36 +147,33 @@ def read_text(ref: Ref) -> str:
 
 
 def load_spec_at(ref: Ref) -> LoadedSpec:
-    """Load and validate a spec at a revision, its profile files taken from the same one."""
+    """Load and validate a spec at a revision, its profile files taken from the same one
+    (in memory: nothing is checked out)."""
     assert ref.rev is not None
     checkout, repo_path = locate(ref)
     name = str(ref)
     text = checkout.read(repo_path, str(ref.path))
     data = parse_data(Source(name, text))
     wanted = data.get("profiles_from") if isinstance(data, dict) else None
-    with tempfile.TemporaryDirectory(prefix="configspec-rev-") as tmp:
-        base = Path(tmp)
-        spec_dir = posixpath.dirname(repo_path)
-        if isinstance(wanted, list):
-            for rel in wanted:
-                if not isinstance(rel, str):
-                    continue  # validation will say so
-                inner = posixpath.normpath(posixpath.join(spec_dir, rel))
-                if inner == ".." or inner.startswith("../") or posixpath.isabs(rel):
-                    raise GitError(f"{name}: profiles_from '{rel}' is outside the repository")
-                shown = str(ref.path.parent / rel)
-                target = base / inner
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_text(checkout.read(inner, shown), encoding="utf-8")
-        (base / spec_dir).mkdir(parents=True, exist_ok=True)
-        try:
-            return parse_spec(text, name=name, base_dir=base / spec_dir, root=base)
-        except SpecError as exc:  # name files as the user knows them, not by the temp dir
-            raise SpecError([replace(i, file=_shown_name(i.file, base, checkout.rev))
-                             for i in exc.issues]) from None
+    spec_dir = posixpath.dirname(repo_path)
+    files: dict[str, str] = {}
+    if isinstance(wanted, list):
+        for rel in wanted:
+            if not isinstance(rel, str):
+                continue  # validation will say so
+            inner = posixpath.normpath(posixpath.join(spec_dir, rel))
+            if inner == ".." or inner.startswith("../") or posixpath.isabs(rel):
+                raise GitError(f"{name}: profiles_from '{rel}' is outside the repository")
+            files[inner] = checkout.read(inner, str(ref.path.parent / rel))
+    base = Path(spec_dir)
+    try:
+        return parse_spec(text, name=name, base_dir=base, root=base, files=files)
+    except SpecError as exc:  # name a revision's files as the user knows them
+        raise SpecError([replace(i, file=_shown_name(i.file, files, checkout.rev))
+                         for i in exc.issues]) from None
 
 
-def _shown_name(file: str | None, base: Path, rev: str) -> str | None:
-    if file is None or not file.startswith(str(base)):
+def _shown_name(file: str | None, files: dict[str, str], rev: str) -> str | None:
+    if file is None or os.path.normpath(file) not in files:
         return file
-    return f"{Path(file).relative_to(base).as_posix()}@{rev}"
+    return f"{Path(os.path.normpath(file)).as_posix()}@{rev}"

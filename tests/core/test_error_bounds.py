@@ -9,7 +9,8 @@ import pytest
 from ruamel.yaml import YAML
 
 from configspec_opt.errors import SpecError
-from configspec_opt.loader import MAX_CHARS, MAX_ECHO, MAX_ISSUES, load_spec
+from configspec_opt.limits import CHARS
+from configspec_opt.loader import MAX_ECHO, MAX_ISSUES, load_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "llama70b-edge.yaml"
@@ -60,7 +61,7 @@ def test_many_problems_are_counted_not_listed(tmp_path: Path) -> None:
 
 def test_aliases_that_expand_to_too_much_text_are_refused(tmp_path: Path) -> None:
     chunk = "y" * 100_000
-    refs = ", ".join("*s" for _ in range(MAX_CHARS // len(chunk) + 10))
+    refs = ", ".join("*s" for _ in range(CHARS.value // len(chunk) + 10))
     text = EXAMPLE.read_text() + f"\nx-padding: &s {chunk}\nx-more: [{refs}]\n"
     path = tmp_path / "bomb.yaml"
     path.write_text(text)

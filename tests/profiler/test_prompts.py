@@ -48,7 +48,8 @@ def test_jsonl_prompt_field_and_limit(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("content, message", [
     ('{"prompt": "a"}\n{"oops": 1}\n', r"p.jsonl:2: no 'prompt', 'text' or 'instruction'"),
-    ('{"prompt": "a"}\n{not json\n', r"p.jsonl:2: invalid JSON"),
+    ('{"prompt": "a"}\n{not json\n', r"p.jsonl:2:2: invalid JSON"),
+    ('"a"\n' + "[" * 100_000 + "]" * 100_000 + "\n", r"p.jsonl:2:65: invalid JSON: nested deeper"),
     ("", "no prompts"),
 ])
 def test_bad_prompt_files(tmp_path: Path, content: str, message: str) -> None:
@@ -59,8 +60,10 @@ def test_bad_prompt_files(tmp_path: Path, content: str, message: str) -> None:
 
 
 def test_missing_prompt_file(tmp_path: Path) -> None:
-    with pytest.raises(UsageError, match="No such file"):
+    with pytest.raises(UsageError, match="no such file"):
         load_prompts(tmp_path / "nope.txt")
+    with pytest.raises(UsageError, match="not a regular file"):
+        load_prompts(Path("/dev/zero"))
 
 
 @pytest.mark.parametrize("text, want", [("2..5", [2, 3, 4, 5]), ("2-4", [2, 3, 4]),
