@@ -117,14 +117,22 @@ def write_shown(text: str) -> None:
     sys.stdout.write(terminal_safe(text))
 
 
+MAX_MESSAGE = 4_000
+"""Characters of one error message (a SpecError caps its issues itself): whatever part of
+an input a message quotes, a 50 MB input never becomes a 50 MB message."""
+
+
 def fail(exc: ConfigspecError, as_json: bool) -> NoReturn:
     """Report a user error (as JSON with `--json`, else on stderr) and exit with its code."""
+    text = str(exc)
+    if not isinstance(exc, SpecError) and len(text) > MAX_MESSAGE:
+        text = f"{text[:MAX_MESSAGE]}... ({len(text):,} characters)"
     if as_json:
         payload = exc.to_dict() if isinstance(exc, SpecError) else {
-            "status": "error", "error": str(exc)}
+            "status": "error", "error": text}
         emit_json(payload)
     else:
-        err.print(f"[red]error:[/red] {escape(str(exc))}", markup=True)
+        err.print(f"[red]error:[/red] {escape(text)}", markup=True)
     raise typer.Exit(exc.exit_code)
 
 

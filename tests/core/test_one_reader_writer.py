@@ -286,3 +286,17 @@ def test_validate_of_a_huge_number_in_a_spec_exits_2(tmp_path: Path) -> None:
     assert proc.returncode == 2 and "5,001 digits" in proc.stderr, proc.stderr
     line = next(i for i, t in enumerate(text.splitlines(), 1) if "0" * 5000 in t)
     assert f"{spec}:{line}:" in proc.stderr and len(proc.stderr) < 1_000
+
+
+def test_an_error_message_stays_small(capsys: pytest.CaptureFixture[str]) -> None:
+    import typer
+
+    from configspec_opt.cli.app import MAX_MESSAGE, fail
+    from configspec_opt.errors import UsageError
+
+    for as_json in (False, True):
+        with pytest.raises(typer.Exit):
+            fail(UsageError("cannot tell which draft " + "m" * 5_000_000 + " is"), as_json)
+        captured = capsys.readouterr()
+        shown = captured.err + captured.out
+        assert 100 < len(shown) < MAX_MESSAGE + 200 and "5,000,027 characters" in shown
