@@ -108,6 +108,7 @@ EXTRA_OF_COMMAND: dict[str, str | None] = {
     "fleet-trial --recording FILE (an existing recording)": None,
     "solve, pareto, lock, report": "solver",
     "check --resolve, diff SPEC, export SPEC": "solver",
+    "group": "solver",
     "profile, trial, quantize": "profiler",
     "fleet-trial (recording)": "profiler",
     "plot, trial --plot": "plot",

@@ -86,6 +86,8 @@ ROWS: dict[str, list[list[str]]] = {
     "check --resolve, diff SPEC, export SPEC": [
         ["check", "--resolve", "{spec}"], ["diff", "{spec}", "{spec}"],
         ["export", "{spec}", "-o", "{tmp}/out"]],
+    "group": [
+        ["group", "{tmp}/devices.jsonl", "--spec", "{spec}", "--out", "{tmp}/fleet.yaml"]],
     "profile, trial, quantize": [
         ["profile", "{spec}", "-d", "rpi5"],
         ["trial", "{spec}", "-d", "rpi5", "--draft", "llama-3.2-1b-instruct", "--quant",
