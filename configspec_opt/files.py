@@ -8,10 +8,12 @@ What it guarantees, whoever calls it:
 - a reader, a Ctrl-C or a SIGKILL sees the old content or the new, never a mix: the
   content goes to a temporary file beside the target (`.NAME.XXXXXXXX.tmp`), is
   fsynced, then renamed over it (a kill before the rename leaves that temporary
-  file and the target untouched);
+  file and the target untouched; the directory is not fsynced, so a power cut just
+  after may bring back the old file, never a mix);
 - a symlink keeps pointing where it did: its target is replaced, not the link;
-- an existing file keeps its permission bits; a new one gets 0o666 less the umask,
-  like every Unix tool.  The kernel applies the umask when it creates the file,
+- an existing file keeps its permission bits (its temporary file is created with
+  them, so the new content is never readable by more people than the old); a new
+  one gets 0o666 less the umask, like every Unix tool.  The kernel applies the umask when it creates the file,
   so the umask is never read (reading it means setting it, which races with
   other threads creating files: the HTTP service is multi-threaded).
 """
@@ -68,7 +70,6 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    _sync_directory(directory)
     return Path(real)
 
 
@@ -96,16 +97,3 @@ def write_output(path: str | Path, content: str | bytes, shown: str | Path | Non
         raise OutputError(f"cannot write {shown or path}: character {exc.start:,} of the text "
                           "is a lone surrogate, which UTF-8 cannot hold") from None
 
-
-def _sync_directory(directory: str) -> None:
-    """Make the rename itself durable (best effort: some filesystems refuse it)."""
-    try:
-        fd = os.open(directory or ".", os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
