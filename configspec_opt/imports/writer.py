@@ -365,11 +365,13 @@ def apply(spec_path: Path, updates: Sequence[ProfileUpdate], *, dry_run: bool = 
         for line in difflib.unified_diff(texts[path].splitlines(keepends=True),
                                          new.splitlines(keepends=True),
                                          f"{path} (before)", f"{path} (imported)"))
-    if dry_run or not new_texts:
+    if not new_texts:
         return result
     final = {p: new_texts.get(p, texts[p]) for p in files}
     parse_spec(final[spec_path], name=str(spec_path), base_dir=spec_path.parent,
-               files={p: final[p] for p in files[1:]})
+               files={p: final[p] for p in files[1:]})  # a dry run says what a run would
+    if dry_run:
+        return result
     written: list[Path] = []
     try:
         for path in sorted(new_texts, key=lambda p: p == spec_path):

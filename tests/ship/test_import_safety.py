@@ -146,6 +146,7 @@ def test_a_killed_import_leaves_the_old_spec_or_the_new_one(name: str, tmp_path:
     template, expected = SCENARIOS[name]
     argv = ["import", *(a.replace("{spec}", str(spec)) for a in template)]
 
+    invoke(*argv, "--dry-run")  # warm this process: the children import nothing more
     started = time.monotonic()
     assert _run(argv, None) == expected  # the whole run, unkilled: how long it takes
     duration = time.monotonic() - started
@@ -188,6 +189,15 @@ def test_a_killed_import_leaves_the_old_spec_or_the_new_one(name: str, tmp_path:
             assert state != ["new", "old"], f"the spec was written before its profiles: {report}"
     print("\n" + tally.line(name))
     assert tally.kills - tally.finished_first > 0, tally.line(name)
+
+
+def test_a_dry_run_of_an_import_the_spec_refuses_exits_2(tmp_path: Path) -> None:
+    spec = _setup("refused", tmp_path)[0]
+    before = spec.read_bytes()
+    r = invoke("import", "llama-bench", BENCH, spec, "-d", "laptop", "--threads", "4",
+               "--dry-run")
+    assert r.exit_code == 2 and "no power data for device laptop" in r.stderr, r.stderr
+    assert spec.read_bytes() == before
 
 
 # --- symlinks and modes -------------------------------------------------------------------
