@@ -168,7 +168,7 @@ def test_no_other_read_path_is_left() -> None:
     package's own files, /proc and /sys, a model's first bytes, or the profiler's own log."""
     allowed = {
         "configspec_opt/spec_files.py": 1,  # the reader
-        "configspec_opt/files.py": 2,  # the writer (its temporary file, the directory)
+        "configspec_opt/files.py": 1,  # the writer (its temporary file)
         "configspec_opt/api/telemetry.py": 1,  # /proc/self/statm
         "configspec_opt/api/routes/web.py": 1,  # the package's index.html
         "profiler/prompts.py": 1,  # the bundled prompts
