@@ -112,7 +112,9 @@ def make_device(i: int, rng: random.Random) -> dict[str, Any]:
 def base_spec(devices: int) -> str:
     """The base spec: targets, drafts, one device entry per kind, constraints.
 
-    The $/hour cap binds (about 70 % of what the fleet would spend unconstrained)."""
+    The $/hour cap binds: $0.018 per device and hour, where the goodput-optimal fleet
+    spends $0.024 and the cheapest plan meeting the SLO $0.012 (measured on the first
+    2,000 devices of seed 27)."""
     lines = ["# Base spec for `configspec group` (benchmarks/gen_device_profiles.py):",
              "# targets, drafts and constraints; the devices come from the pushed profiles.",
              "version: 1", "name: pushed-fleet", "targets:"]
@@ -127,7 +129,7 @@ def base_spec(devices: int) -> str:
     lines.append("devices:  # one entry per kind: memory, SLO; `group` makes the pools")
     for kind, (_, memory, _, power) in KINDS.items():
         lines.append(f"  - {{name: {kind}, count: 1, memory_gb: {memory}, power_w: {power}}}")
-    cap = round(devices * 0.0025, 2)
+    cap = round(devices * 0.018, 2)
     lines += ["search:", "  k: {min: 2, max: 10}", "objective:", "  maximize: goodput",
               "constraints:", "  per_device: {min_goodput_tok_s: 2.0}",
               f"  fleet: {{max_cost_usd_per_hour: {cap}}}", ""]
