@@ -9,6 +9,7 @@ spec can say which SLO removed what.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -88,7 +89,17 @@ def make_candidate(
     draft: str, quant: str, k: int, alpha: float, v_d: float, power: float | None,
     full_accept: float = 0.0, replica_priced: bool = False,
 ) -> Candidate:
-    """A candidate's metrics (Eq. 1-3); a replica-priced target costs nothing per token."""
+    """A candidate's metrics (Eq. 1-3); a replica-priced target costs nothing per token.
+
+    The figures are computed inline, in the same operations and order as the
+    functions of `configspec_opt.metrics` (so the same floats), because a fleet of
+    10,000 pools makes a million candidates; any input those functions would refuse
+    (a zero or non-finite figure) goes through them, for their error.
+    """
+    fast = _fast_candidate(pool, device, target_name, price, t_verify, draft, quant, k,
+                           alpha, v_d, power, full_accept, replica_priced)
+    if fast is not None:
+        return fast
     r = m.round_time_s(k, v_d, t_verify, device.rtt_s, full_accept, device.round_overhead_s)
     return Candidate(
         pool=pool, device=device.name, target=target_name, draft=draft, quant=quant, k=k,
@@ -105,6 +116,40 @@ def make_candidate(
             power, k, v_d, alpha, full_accept),
         verify_latency_s=t_verify, replica_priced=replica_priced,
     )
+
+
+def _fast_candidate(
+    pool: int, device: Device, target_name: str, price: float, t_verify: float,
+    draft: str, quant: str, k: int, alpha: float, v_d: float, power: float | None,
+    full_accept: float, replica_priced: bool,
+) -> Candidate | None:
+    """`make_candidate`'s figures without the per-figure checks; None where one would fail."""
+    if not (v_d > 0.0 and (replica_priced or price > 0.0)):
+        return None
+    try:
+        drafting = (k + full_accept) / v_d
+        r = drafting + t_verify + device.rtt_s + device.round_overhead_s
+        tokens = k * alpha + 1.0
+        if not (r > 0.0 and tokens > 0.0):
+            return None
+        goodput = tokens / r
+        load = k / r
+        cost = 0.0 if replica_priced else price * 1e-6 * load * m.SECONDS_PER_HOUR
+        efficiency = float("nan") if replica_priced else (alpha + 1.0 / k) / (price * 1e-6)
+        drafting_power = None if power is None else power * drafting / r
+        energy = None if power is None else power * drafting / tokens
+    except (ZeroDivisionError, OverflowError):
+        return None
+    # one test for all: a sum is finite only if every term is (a sum that overflows
+    # takes the checked path, which then succeeds)
+    if not math.isfinite(drafting + r + goodput + load + cost
+                         + (0.0 if replica_priced else efficiency)
+                         + (0.0 if drafting_power is None else drafting_power)
+                         + (0.0 if energy is None else energy)):
+        return None
+    return Candidate(pool, device.name, target_name, draft, quant, k, alpha, v_d, r, goodput,
+                     load, cost, efficiency, power, drafting_power, energy, t_verify,
+                     replica_priced)
 
 
 def at_verify_latency(c: Candidate, t_verify: float, level: int = -1) -> Candidate:
@@ -214,7 +259,7 @@ def enumerate_candidates(spec: Spec, only: set[str] | None = None) -> list[PoolC
                     if alpha is None:
                         continue
                     known = True
-                    if not _pin_allows(pins, tname, prof.draft, prof.quant, k):
+                    if pins and not _pin_allows(pins, tname, prof.draft, prof.quant, k):
                         continue
                     t_verify = _verify_latency(target, k)
                     if t_verify is None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from configspec_opt.candidates import Candidate, PoolCandidates, enumerate_candidates
 from configspec_opt.constraint_families import (
@@ -23,6 +24,10 @@ from configspec_opt.constraint_families import (
 from configspec_opt.rows import METRICS, MetricForm, Row, Sense, ratio_row
 from configspec_opt.spec import Objective, Spec
 from configspec_opt.verifiers import Mode, VerifierPlan, expand
+
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
 
 __all__ = ["METRICS", "MetricForm", "Pool", "Problem", "Row", "Sense", "build_problem",
            "level_rows", "objective_directions", "ratio_row"]
@@ -159,42 +164,85 @@ def build_problem(
     dirs = [(r.coef, 1 if r.sense == ">=" else -1) for r in rows]
     dirs += objective_directions(objective)
 
-    candidates: list[Candidate] = []
-    by_pool: list[list[int]] = []
-    pruned = 0
+    feasible_by_pool: list[list[Candidate]] = []
     for pc in structural:
         slo = spec.slo_for(pc.device)
         own = expand(pc.candidates, plans, mode) if plans else pc.candidates
-        feasible = [c for c in own if not (apply_slo and slo_violations(c, slo))]
-        kept = _undominated(feasible, dirs) if prune else feasible
-        pruned += len(feasible) - len(kept)
+        if apply_slo and slo.model_dump(exclude_none=True):
+            feasible_by_pool.append([c for c in own if not slo_violations(c, slo)])
+        else:
+            feasible_by_pool.append(list(own))
+    keep = _undominated(feasible_by_pool, dirs) if prune else None
+    candidates: list[Candidate] = []
+    by_pool: list[list[int]] = []
+    flat = 0
+    for feasible in feasible_by_pool:
         start = len(candidates)
-        candidates.extend(kept)
+        if keep is None:
+            candidates.extend(feasible)
+        else:
+            candidates.extend(c for i, c in enumerate(feasible, start=flat) if keep[i])
+        flat += len(feasible)
         by_pool.append(list(range(start, len(candidates))))
+    pruned = flat - len(candidates)
     return Problem(spec, pools, candidates, by_pool, rows, families, structural, pruned,
                    verifiers=list(plans))
 
 
 def _undominated(
-    cands: Sequence[Candidate], dirs: list[tuple[Callable[[Candidate], float], int]]
-) -> list[Candidate]:
-    groups: dict[tuple[str, str, int], list[tuple[Candidate, tuple[float, ...]]]] = {}
-    for c in cands:
+    by_pool: Sequence[Sequence[Candidate]],
+    dirs: list[tuple[Callable[[Candidate], float], int]],
+) -> NDArray[np.bool_]:
+    """Which candidates (all pools' in order, flattened) no other of their group dominates.
+
+    A group is one pool, (draft, quant) and load level.  A pool where a coefficient
+    cannot be read (no power data: `ValueError`) is kept whole, as its rows will
+    say.  Pairs are compared with numpy, a block of groups at a time: a fleet of
+    10,000 pools has a million candidates and nine million pairs.  numpy is imported
+    here: pruning is for the solvers, which need it; the rest of this module does not.
+    """
+    import numpy as np
+    variant_id: dict[tuple[str, str], int] = {}
+    vecs: list[list[float]] = []
+    keys: list[int] = []
+    whole: list[bool] = []
+    for p, cands in enumerate(by_pool):
         try:
-            vec = tuple(sign * f(c) for f, sign in dirs)
+            rows = [[sign * f(c) for f, sign in dirs] for c in cands]
         except ValueError:
-            return list(cands)
-        groups.setdefault((*c.variant, c.level), []).append((c, vec))
-    keep: set[int] = set()
-    for members in groups.values():
-        for i, (c, v) in enumerate(members):
-            dominated = False
-            for j, (_, w) in enumerate(members):
-                if i == j:
-                    continue
-                if all(wa >= va for wa, va in zip(w, v)) and (w != v or j < i):
-                    dominated = True
-                    break
-            if not dominated:
-                keep.add(id(c))
-    return [c for c in cands if id(c) in keep]
+            rows = [[0.0] * len(dirs) for _ in cands]
+            whole.extend([True] * len(cands))
+        else:
+            whole.extend([False] * len(cands))
+        vecs.extend(rows)
+        for c in cands:
+            v = variant_id.setdefault(c.variant, len(variant_id))
+            keys.append((p * 4096 + v) * 1024 + c.level + 1)
+    n = len(keys)
+    keep = np.ones(n, dtype=bool)
+    if n < 2 or not dirs:
+        return keep
+    vec = np.asarray(vecs, dtype=np.float64)
+    key = np.asarray(keys, dtype=np.int64)
+    order = np.argsort(key, kind="stable")
+    sk = key[order]
+    starts = np.flatnonzero(np.r_[True, sk[1:] != sk[:-1]])
+    sizes = np.diff(np.r_[starts, n])
+    pairs = sizes * sizes
+    ends = np.cumsum(pairs)
+    g0 = 0
+    while g0 < len(starts):  # blocks of groups with about 2 million pairs each
+        g1 = max(g0 + 1, int(np.searchsorted(ends, (ends[g0 - 1] if g0 else 0) + 2_000_000)))
+        g = np.arange(g0, g1)
+        rep = np.repeat(sizes[g], sizes[g])  # each member meets every member of its group
+        a = np.repeat(np.arange(starts[g0], starts[g1 - 1] + sizes[g1 - 1]), rep)
+        first = np.repeat(np.repeat(starts[g], sizes[g]), rep)
+        offset = np.arange(len(a)) - np.repeat(np.cumsum(rep) - rep, rep)
+        b = first + offset
+        ia, ib = order[a], order[b]
+        va, vb = vec[ia], vec[ib]
+        dom = (ia != ib) & (vb >= va).all(axis=1) & ((vb != va).any(axis=1) | (ib < ia))
+        keep[ia[dom]] = False
+        g0 = g1
+    keep[np.asarray(whole, dtype=bool)] = True
+    return keep

@@ -259,3 +259,48 @@ def _fleet(pools: int, max_cost: float | None, variants: int | None) -> Spec:
                    for d in range(2)],
         "devices": devices, "profiles": profiles, "search": {"k": {"min": 2, "max": 6}},
         "objective": {"maximize": "goodput"}, "constraints": {"fleet": fleet}})
+
+
+@settings(max_examples=200, deadline=None)
+@given(k=st.integers(1, 64), alpha=st.floats(0.0, 1.0), v_d=st.floats(1e-300, 1e6),
+       t_verify=st.floats(0.0, 100.0), rtt=st.floats(0.0, 10.0),
+       overhead=st.floats(0.0, 10.0), power=st.none() | st.floats(0.0, 1e4),
+       full_accept=st.floats(0.0, 1.0), price=st.floats(1e-12, 1e3),
+       replica_priced=st.booleans())
+def test_fast_candidate_figures_are_the_metrics_functions(
+        k: int, alpha: float, v_d: float, t_verify: float, rtt: float, overhead: float,
+        power: float | None, full_accept: float, price: float, replica_priced: bool) -> None:
+    """A million candidates are made inline (`candidates._fast_candidate`); their figures
+    are `metrics`' to the last bit or two, and where `metrics` refuses an input the
+    inline path declines it (the checked path then raises its NumericError)."""
+    from configspec_opt import metrics as m
+    from configspec_opt.candidates import _fast_candidate
+    from configspec_opt.errors import NumericError
+    from configspec_opt.spec import Device
+
+    device = Device.model_validate({"name": "d", "count": 1, "memory_gb": 8.0,
+                                    "rtt_s": rtt, "round_overhead_s": overhead})
+    got = _fast_candidate(0, device, "t", price, t_verify, "dr", "q", k, alpha, v_d, power,
+                          full_accept, replica_priced)
+    try:
+        r = m.round_time_s(k, v_d, t_verify, rtt, full_accept, overhead)
+        want = [r, m.goodput_tok_s(k, alpha, r), m.verifier_load_tok_s(k, r),
+                0.0 if replica_priced else m.cost_usd_per_hour(k, r, price),
+                None if replica_priced else m.cost_efficiency_tok_per_usd(k, alpha, price),
+                None if power is None else m.drafting_power_w(power, k, v_d, r, full_accept),
+                None if power is None else m.energy_j_per_tok(power, k, v_d, alpha,
+                                                              full_accept)]
+    except NumericError:
+        assert got is None
+        return
+    if got is None:  # declined only where a sum of the figures overflows
+        return
+    fast = [got.round_time_s, got.goodput_tok_s, got.verifier_load_tok_s,
+            got.cost_usd_per_hour, None if replica_priced else got.cost_efficiency_tok_per_usd,
+            got.drafting_power_w, got.energy_j_per_tok]
+    for a, b in zip(fast, want):
+        assert (a is None) == (b is None)
+        if a is not None and b is not None:
+            assert abs(a - b) <= 4.5e-16 * abs(b), (fast, want)
+    assert (got.k, got.alpha, got.draft_tok_s, got.power_w, got.verify_latency_s,
+            got.replica_priced, got.level) == (k, alpha, v_d, power, t_verify, replica_priced, -1)
