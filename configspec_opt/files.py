@@ -13,9 +13,10 @@ What it guarantees, whoever calls it:
 - a symlink keeps pointing where it did: its target is replaced, not the link;
 - an existing file keeps its permission bits (its temporary file is created with
   them, so the new content is never readable by more people than the old); a new
-  one gets 0o666 less the umask, like every Unix tool.  The kernel applies the umask when it creates the file,
-  so the umask is never read (reading it means setting it, which races with
-  other threads creating files: the HTTP service is multi-threaded).
+  one gets 0o666 less the umask, like every Unix tool.  The kernel applies the
+  umask when it creates the file, so the umask is never read (reading it means
+  setting it, which races with other threads creating files: the HTTP service is
+  multi-threaded).
 """
 
 from __future__ import annotations
