@@ -103,14 +103,6 @@ def decomposable(problem: Problem, fairness: bool) -> str | None:
     return None
 
 
-@dataclass
-class _Bound:
-    """A set's best multipliers so far and the bound they give."""
-
-    value: float
-    mu: F64
-
-
 class DecomposedModel:
     """The plain fleet model solved by decomposition; the interface `Optimizer` drives.
 
@@ -218,70 +210,82 @@ class DecomposedModel:
         self.log = []
         self.highs_options = highs_options
         nsets = 1 if self.sets is None else len(self.sets)
-        ub = np.full(nsets, np.inf)
-        done = np.zeros(nsets, dtype=bool)
-        best: dict[int, _Bound] = {}
+        stage = np.zeros(nsets, dtype=np.int8)  # 0: nothing yet, 1: LP, 2: repaired, 3: exact
+        lps: dict[int, _LpResult] = {}
         inc_val, inc_x = -np.inf, None
         if self.start is not None and self._feasible(self.start):
             inc_x = self.start
             inc_val = float(self.c @ inc_x)
         self.start = None
-        ub = np.minimum(ub, self._bound_all(np.zeros(len(self.lo))))
+        ub = self._bound_all(np.zeros(len(self.lo)))
+        if self.sets is not None:  # the LP without the limit: multipliers for every set
+            whole = self._lp(np.ones(self.n, dtype=bool))
+            if whole.status == "infeasible":  # no set has a plan the rows allow
+                ub[:] = -np.inf
+            elif whole.mu is not None:
+                ub = np.minimum(ub, self._bound_all(whole.mu))
         stopped = False
-        # A: each set's LP and repair, best bound first (a later set's plan may make an
-        # earlier set's exact search unnecessary); B: the exact search where still needed
-        while not stopped:
-            open_ = ~done & (ub > inc_val + self._tolerance(inc_val, ub, inc_x))
+        # Best bound first, one step at a time: a set's LP (which bounds every set), then
+        # its repair, then the exact search; a set whose bound the incumbent meets stops.
+        while True:
+            open_ = (stage < 3) & (ub > inc_val + self._tolerance(inc_val, ub, inc_x))
             if not open_.any():
                 break
             if self._out_of_time():
                 stopped = True
                 break
             s = int(np.argmax(np.where(open_, ub, -np.inf)))
-            done[s] = True
             t1 = time.perf_counter()
-            lp = self._lp(s)
-            if lp.status == "infeasible":
-                ub[s] = -np.inf
-                self.log.append(f"set {s}: LP infeasible")
-                continue
-            if lp.status == "time_limit":
-                stopped = True
-                break
-            assert lp.mu is not None and lp.x is not None
-            ub = np.minimum(ub, self._bound_all(lp.mu))
-            best[s] = _Bound(float(ub[s]), lp.mu)
-            t2 = time.perf_counter()
-            size = float(np.abs(self.c) @ np.abs(lp.x))
-            x, val, st = self._repair(s, lp.x, lp.mu, max(
-                self._tolerance(lp.value, ub[s:s + 1], lp.x), REPAIR_REL_GAP * size))
-            self.log.append(f"set {s}: LP {lp.value:.10g} in {lp.rounds} rounds "
-                            f"({lp.columns} columns, {t2 - t1:.2f} s), bound {ub[s]:.10g}, "
-                            f"repair {st} {val:.10g} ({time.perf_counter() - t2:.2f} s)")
-            if x is not None and val > inc_val:
-                inc_val, inc_x = val, x
-            if st == "infeasible":  # every pool free: no whole plan in this set
-                ub[s] = -np.inf
-            stopped = st == "time_limit"
-        exact = np.zeros_like(done)
-        while not stopped:
-            open_ = done & ~exact & (ub > inc_val + self._tolerance(inc_val, ub, inc_x))
-            if not open_.any():
-                break
-            if self._out_of_time():
-                stopped = True
-                break
-            s = int(np.argmax(np.where(open_, ub, -np.inf)))
-            exact[s] = True
-            t1 = time.perf_counter()
-            status, bound, x, val = self._exact(s, best[s].mu, float(ub[s]), inc_val, inc_x,
-                                                self._tolerance(inc_val, ub, inc_x))
-            self.log.append(f"set {s}: exact {status}, bound {bound:.10g}, plan {val:.10g} "
-                            f"({time.perf_counter() - t1:.2f} s)")
-            if x is not None and val > inc_val:
-                inc_val, inc_x = val, x
-            ub[s] = min(ub[s], max(bound, inc_val))
-            stopped = status == "time_limit"
+            if stage[s] == 0:
+                lp = self._lp(self.in_set(s))
+                if lp.status == "time_limit":
+                    stopped = True
+                    break
+                if lp.status == "infeasible":
+                    ub[s] = -np.inf
+                    if lp.mu is not None:  # the same multipliers may rule out other sets
+                        ub[self._bound_all(lp.mu, np.zeros(self.n)) < -_FEAS_TOL] = -np.inf
+                    self.log.append(f"set {s}: LP infeasible ({int(np.sum(ub == -np.inf))} "
+                                    "sets)")
+                    stage[s] = 3
+                    continue
+                assert lp.mu is not None
+                ub = np.minimum(ub, self._bound_all(lp.mu))
+                lps[s] = lp
+                stage[s] = 1
+                self.log.append(f"set {s}: LP {lp.value:.10g} in {lp.rounds} rounds, bound "
+                                f"{ub[s]:.10g} ({time.perf_counter() - t1:.2f} s)")
+            elif stage[s] == 1:
+                lp = lps[s]
+                assert lp.x is not None and lp.mu is not None
+                size = float(np.abs(self.c) @ np.abs(lp.x))
+                x, val, st = self._repair(s, lp.x, lp.mu, max(
+                    self._tolerance(lp.value, ub[s:s + 1], lp.x), REPAIR_REL_GAP * size))
+                lp.x = None
+                stage[s] = 2
+                self.log.append(f"set {s}: repair {st} {val:.10g} "
+                                f"({time.perf_counter() - t1:.2f} s)")
+                if x is not None and val > inc_val:
+                    inc_val, inc_x = val, x
+                if st == "infeasible":  # every pool free: no whole plan in this set
+                    ub[s] = -np.inf
+                if st == "time_limit":
+                    stopped = True
+                    break
+            else:
+                mu = lps[s].mu
+                assert mu is not None
+                status, bound, x, val = self._exact(s, mu, float(ub[s]), inc_val, inc_x,
+                                                    self._tolerance(inc_val, ub, inc_x))
+                stage[s] = 3
+                self.log.append(f"set {s}: exact {status}, bound {bound:.10g}, plan "
+                                f"{val:.10g} ({time.perf_counter() - t1:.2f} s)")
+                if x is not None and val > inc_val:
+                    inc_val, inc_x = val, x
+                ub[s] = min(ub[s], max(bound, inc_val))
+                if status == "time_limit":
+                    stopped = True
+                    break
         elapsed = time.perf_counter() - t0
         finite = ub[ub > -np.inf]
         if inc_x is None:
@@ -343,10 +347,15 @@ class DecomposedModel:
         mu = np.where((mu > 0) & ~np.isfinite(self.up), 0.0, mu)
         return np.where((mu < 0) & ~np.isfinite(self.lo), 0.0, mu)
 
-    def _bound_all(self, mu: F64) -> F64:
-        """L_S(mu) for every variant set S (one value without a variant limit)."""
+    def _bound_all(self, mu: F64, c: F64 | None = None) -> F64:
+        """L_S(mu) for every variant set S (one value without a variant limit).
+
+        With `c` zero it is Farkas's test: a set whose value is negative has no plan
+        that meets the rows (module docstring, 1, with nothing to maximise).
+        """
+        c = self.c if c is None else c
         mu = self._valid_mu(mu)
-        r = self.c - mu @ self.A if len(mu) else self.c
+        r = c - mu @ self.A if len(mu) else c
         const = self._mu_b(mu)
         if self.sets is None:
             return np.array([const + float(self.count @ np.maximum.reduceat(r, self.starts))])
@@ -361,10 +370,11 @@ class DecomposedModel:
                 out[a:a + len(chunk)] = const + self.count @ best
         return out
 
-    def _lp(self, s: int) -> _LpResult:
+    def _lp(self, allowed: NDArray[np.bool_]) -> _LpResult:
+        """The LP relaxation over the allowed candidates (`_Master`)."""
         if self._master is None:
             self._master = _Master(self)
-        return self._master.solve(s)
+        return self._master.solve(allowed)
 
     def _pool_best(self, r: F64, allowed: NDArray[np.bool_]) -> tuple[F64, I64]:
         """Per pool: the largest r over allowed candidates, and (first) where it is."""
@@ -564,10 +574,9 @@ class _Master:
         """The plans known so far that use only allowed candidates."""
         return [p for p in self.plans if bool(allowed[p].all())]
 
-    def solve(self, s: int) -> _LpResult:
-        """LP optimum over set `s`: phase 1 (slacks) if needed, then phase 2."""
+    def solve(self, allowed: NDArray[np.bool_]) -> _LpResult:
+        """LP optimum over the allowed candidates: phase 1 (slacks) if needed, then phase 2."""
         m = self.m
-        allowed = m.in_set(s)
         self.add_plan(m._pool_best(m.c, allowed)[1])
         for j in range(len(m.lo)):  # the plan that helps row j most
             if np.isfinite(m.up[j]):
@@ -581,7 +590,7 @@ class _Master:
         if one.status != "optimal":
             return one
         if -one.value > _FEAS_TOL:  # the least total violation is positive
-            return _LpResult("infeasible", rounds=one.rounds)
+            return _LpResult("infeasible", mu=one.mu, rounds=one.rounds)
         res = self._generate(allowed, self.usable(allowed), phase1=False)
         res.rounds += one.rounds
         return res
