@@ -13,7 +13,7 @@ What the base spec cannot use is left out as it is read, and counted in the
 warnings: drafts, quants and targets it does not declare, a target of another
 family, K outside search.k, a file larger than the device's memory.  Pure: no I/O.
 
-Two formats (docs/fleet-scale.md):
+Two formats (docs/grouping.md):
 
 - JSON Lines, one push per line: ``{"device": ID, "kind": KIND, "memory_gb": GB,
   "rtt_s": S, "profiles": [{"draft", "quant", "draft_tok_s", "power_w"?,
@@ -497,7 +497,7 @@ class _Reader:
         except _Bad as exc:
             self.issues.add(str(exc), line, _column(text(line), exc.near), exc.path)
             return
-        self.issues.add("not a push in the documented format (docs/fleet-scale.md)", line)
+        self.issues.add("not a push in the documented format (docs/grouping.md)", line)
 
     def merge(self, parse: Callable[[int], Any], text: Callable[[int], str]) -> None:
         """Devices pushed more than once: their pushes in order, later ones replacing

@@ -202,24 +202,45 @@ def _merge(scaled: Array, widths: Array, parts: list[NDArray[np.intp]]
     """Parts joined where their union still spans at most the widths: the split cuts
     each column where its own branch needed it, so neighbours from two branches (a
     tail's few devices, most often) may fit together.  Smallest parts first, each
-    into the largest part it fits.  O(parts^2 x columns) per block."""
+    into the largest part it fits.
+
+    Only parts whose lowest value in the most spread column lies within a width of
+    the part's own are compared (sorted once: a part's lowest value only falls and
+    its highest only rises as it grows, so the window never misses one that fits),
+    which keeps 10,000 parts of one layout to seconds."""
     if len(parts) < 2:
         return parts
     lo = np.stack([scaled[p].min(axis=0) for p in parts])
     hi = np.stack([scaled[p].max(axis=0) for p in parts])
+    spread = (hi.max(axis=0) - lo.min(axis=0)) / np.maximum(widths, 1e-300)
+    key = int(np.argmax(spread))
+    first = np.argsort(-spread, kind="stable")[:8]  # checked first: most parts fail there
+    order = np.argsort(lo[:, key], kind="stable")
+    keys = lo[order, key]
     size = np.array([p.size for p in parts])
     alive = np.ones(len(parts), dtype=bool)
     members = [[p] for p in parts]
+    w = widths[key]
     for i in np.argsort(size, kind="stable"):
-        alive[i] = False
-        fits = alive & ((np.maximum(hi, hi[i]) - np.minimum(lo, lo[i])) <= widths).all(axis=1)
-        if not fits.any():
-            alive[i] = True
+        a = np.searchsorted(keys, hi[i, key] - w, side="left")
+        b = np.searchsorted(keys, lo[i, key] + w, side="right")
+        near = order[a:b]
+        near = near[alive[near] & (near != i)]
+        if near.size > 16:
+            near = near[((np.maximum(hi[near][:, first], hi[i, first])
+                          - np.minimum(lo[near][:, first], lo[i, first])) <= widths[first]
+                         ).all(axis=1)]
+        if near.size == 0:
             continue
-        j = int(np.flatnonzero(fits)[np.argmax(size[fits])])
+        fits = ((np.maximum(hi[near], hi[i]) - np.minimum(lo[near], lo[i])) <= widths
+                ).all(axis=1)
+        if not fits.any():
+            continue
+        j = int(near[fits][np.argmax(size[near[fits]])])
         lo[j], hi[j] = np.minimum(lo[j], lo[i]), np.maximum(hi[j], hi[i])
         size[j] += size[i]
         members[j] += members[i]
+        alive[i] = False
     return [np.sort(np.concatenate(members[i])) for i in np.flatnonzero(alive)]
 
 
@@ -308,7 +329,7 @@ def pool_data(base: Spec, grouping: Grouping, side: Side, *, spread: bool = True
         d: dict[str, Any] = {"name": g.name, "count": g.count, "memory_gb": g.layout.memory_gb,
                              "rtt_s": float(g.hi[0] if side == "conservative" else g.lo[0])}
         if kind is not None:
-            extra = kind.model_dump(mode="json", exclude_none=True,
+            extra = kind.model_dump(mode="json", exclude_none=True, exclude_defaults=True,
                                     include={"platform", "power_w", "round_overhead_s", "slo"})
             d.update(extra)
         devices.append(d)

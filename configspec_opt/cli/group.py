@@ -1,4 +1,4 @@
-"""group: pools from a fleet of devices that each measured themselves (docs/fleet-scale.md)."""
+"""group: pools from a fleet of devices that each measured themselves (docs/grouping.md)."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ class DevicesFormat(str, Enum):
 def group(
     devices: Annotated[Path, typer.Argument(
         help="Per-device measurements: JSON Lines (one push per line) or CSV (one row per "
-        "device, draft, quant and target); docs/fleet-scale.md.", show_default=False)],
+        "device, draft, quant and target); docs/grouping.md.", show_default=False)],
     spec: Annotated[Path, typer.Option(
         "--spec", help="Base spec: targets, drafts, search, objective and constraints; a "
         "device named like a kind gives its pools memory, SLO, power and pins.",
@@ -107,6 +107,7 @@ def _group(devices: Path, spec: Path, tolerance: float, output: Path | None,
     t_group = time.perf_counter() - t0 - t_read
     conservative = pooled_spec(base, grouping, "conservative")
     changed = adjusted(conservative, f, "conservative")
+    checked = Spec.model_validate(conservative)  # what is written is a valid spec
     comments = _comments(devices, grouping, f, changed, base.name)
     report: dict[str, Any] = {
         "devices": read.devices, "layouts": len(read.blocks), "pools": len(grouping.groups),
@@ -138,8 +139,7 @@ def _group(devices: Path, spec: Path, tolerance: float, output: Path | None,
         with progress.status(f"solving {len(grouping.groups):,} pools at both ends of "
                              "every spread ..."):
             metric = base.objective.terms()[0].metric
-            b = grouping_bound(Spec.model_validate(conservative),
-                               Spec.model_validate(optimistic), time_limit=time_limit,
+            b = grouping_bound(checked, Spec.model_validate(optimistic), time_limit=time_limit,
                                real=lambda plan: real_value(base, grouping, plan, metric))
         report["bound"] = b.to_dict()
     report["total_s"] = time.perf_counter() - t0
@@ -155,7 +155,7 @@ def _comments(devices: Path, grouping: Any, f: Any, changed: list[str], name: st
         "Each pool runs on its members' worst numbers (slowest draft_tok_s, lowest alpha,",
         "highest power_w, longest rtt_s): a plan for it meets every per-device SLO on every",
         "device. provenance.grouped of each profile keeps the pool's size, its rtt range",
-        "and the other end of every spread (docs/fleet-scale.md).",
+        "and the other end of every spread (docs/grouping.md).",
         f"A real device's round is at most {f.round_time - 1:.2%} shorter and its goodput "
         f"{f.goodput - 1:.2%} higher than its pool's.",
     ]

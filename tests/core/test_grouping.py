@@ -92,7 +92,9 @@ def base_spec(rng: random.Random, objective: dict[str, str] | None = None) -> Sp
 
 
 def pushes(rng: random.Random, n: int, *, per_token: bool = False) -> list[dict[str, Any]]:
-    """n devices, each measuring every variant its kind ships, around a kind's means."""
+    """n devices, each measuring every variant its kind ships, around a kind's means
+    (speed and power +-15 % by device, acceptance within 8 % of the variant's)."""
+    means = {v: rng.uniform(0.5, 0.85) for v in ("d1q4", "d1q8", "d2q4")}
     out = []
     for i in range(n):
         kind = rng.choice(["small", "large"])
@@ -105,7 +107,7 @@ def pushes(rng: random.Random, n: int, *, per_token: bool = False) -> list[dict[
                                                       / (1 + (quant == "q8")), 3)}
             if kind == "large":
                 p["power_w"] = round(15.0 * clock * rng.uniform(0.97, 1.03), 3)
-            a = rng.uniform(0.5, 0.85)
+            a = means[draft + quant] * rng.uniform(0.92, 1.0)
             p["acceptance"] = {"big": {"per_token": round(a, 4)}} if per_token else {
                 "big": {str(k): round(a ** (k / 2) * rng.uniform(0.97, 1.0), 4)
                         for k in (2, 3, 4)}}
