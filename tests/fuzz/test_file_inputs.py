@@ -162,6 +162,14 @@ def _last_frame(error: BaseException) -> str:
     return f"{frames[-1].filename}:{frames[-1].lineno}" if frames else "?"
 
 
+def _change(old: Entry | None, new: Entry | None) -> str:
+    if old is None or new is None:
+        return "created" if old is None else "deleted"
+    if isinstance(old.content, str) and isinstance(new.content, bytes):
+        return "a symlink replaced by a regular file"
+    return "mode changed" if old.content == new.content else "modified"
+
+
 def run_checked(command: str, root: Path, args: Sequence[str | Path], data: bytes,
                 seed: str, *, writes: Sequence[str] = (),
                 success: frozenset[int] = frozenset({0})) -> Outcome:
@@ -191,8 +199,8 @@ def run_checked(command: str, root: Path, args: Sequence[str | Path], data: byte
              and after[p].mode != (before[p].mode if p in before else NEW_FILE_MODE)]
     allowed = [p for p in changed if outcome.code in success
                and any(p == w or p.startswith(w.rstrip("/") + "/") for w in writes)]
-    wrong = [f"{p} ({'created' if p not in before else 'modified'})"
-             for p in changed if p not in allowed]
+    wrong = [f"{p} ({_change(before.get(p), after.get(p))})" for p in changed
+             if p not in allowed]
     refused = " (a refusal)" if outcome.code not in success else ""
     assert not wrong, f"{where}: exit {outcome.code}{refused} changed {wrong}:\n" \
         f"{outcome.output[-2000:]}"
@@ -371,7 +379,7 @@ IMPORTERS = {
 IMPORT_MODES = ["write", "--dry-run", "--json", "symlinked spec"]
 
 
-def _import_case(command: str, options: Sequence[str], spec_text: str,
+def _import_case(command: str, options: Sequence[str], spec_text: str | bytes,
                  files: dict[str, bytes | str | Link], data: bytes, seed: str,
                  writes: list[str], mode: str) -> None:
     """One import; `data` is the hostile file among `files`, `seed` what it was made from
@@ -405,6 +413,25 @@ def test_importers_refuse_hostile_inputs_cleanly(command: str) -> None:
     def case(data: bytes, mode: str) -> None:
         _import_case(command, imp.options, IMPORT_SPEC, {"input.txt": data}, data, imp.seed,
                      ["fleet.yaml"], mode)
+
+    case()
+
+
+SPEC_IMPORTS = {"llama-bench json": 15, "llama-spec speculative": 15}
+
+
+@pytest.mark.parametrize("importer", list(SPEC_IMPORTS))
+def test_imports_into_hostile_specs(importer: str) -> None:
+    """The spec an import writes into is read (and round-tripped) too: damage it instead."""
+    imp = IMPORTERS[importer]
+
+    @fuzz(SPEC_IMPORTS[importer])
+    @given(st.one_of(hostile_file(IMPORT_SPEC, "yaml"), mild_file(IMPORT_SPEC)),
+           st.sampled_from(IMPORT_MODES))
+    def case(data: bytes, mode: str) -> None:
+        _import_case(f"import {importer.split()[0]} (hostile spec)", imp.options,
+                     data, {"input.txt": imp.seed},
+                     data, IMPORT_SPEC, ["fleet.yaml"], mode)
 
     case()
 
