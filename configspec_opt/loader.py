@@ -477,7 +477,7 @@ def validation_issues(
         kind = err["type"]
         if loc and loc[-1] == "[key]":  # a mapping's key (a quant's name) is at fault
             issues.append(_locate(src, loc[:-1], _key_message(err, echo_values), at_key=True,
-                                  shown=loc[:-2]))
+                                  shown=loc[:-1]))
         elif kind == "extra_forbidden":
             key = loc[-1]
             allowed = _fields_at(model, loc[:-1]) if model else _profile_fields(loc[len(prefix):])
