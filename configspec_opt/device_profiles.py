@@ -463,30 +463,36 @@ class _Reader:
         self.raw: dict[RawKey, _Raw] = {}
         self.where: dict[str, tuple[RawKey, int]] = {}
         self.pushes: dict[str, list[int]] = {}  # devices pushed more than once: lines
-        self.dead: set[tuple[RawKey, int]] = set()
+        self.dead: set[tuple[RawKey, int]] = set()  # rows a later push replaced
+        self.merged: set[tuple[RawKey, int]] = set()  # rows made of several pushes
 
-    def add(self, obj: Any, line: int, text: Callable[[int], str]) -> None:
-        """One push (a JSON line, or a device's CSV rows) read at `line`."""
+    def add(self, obj: Any, line: int, text: Callable[[int], str]) -> tuple[RawKey, int] | None:
+        """One push (a JSON line, or a device's CSV rows) read at `line`: its row."""
         flat = _flatten(obj, self.base)
         if flat is None:
             self.explain(obj, line, text)
-            return
+            return None
         key, row = flat
         device = obj["device"]
         if not 1 <= len(device) <= 200 or NOT_IN_NAMES.search(device):
             self.explain(obj, line, text)
-            return
+            return None
         if device in self.where:
             self.pushes.setdefault(device, [self.raw[self.where[device][0]].lines[
                 self.where[device][1]]]).append(line)
             self.dead.add(self.where[device])
-        raw = self.raw.get(key)
+        try:
+            raw = self.raw.get(key)
+        except TypeError:  # a name that is a list or an object
+            self.explain(obj, line, text)
+            return None
         if raw is None:
             raw = self.raw[key] = _Raw()
         self.where[device] = (key, len(raw.ids))
         raw.ids.append(device)
         raw.lines.append(line)
         raw.values.extend(row)
+        return self.where[device]
 
     def explain(self, obj: Any, line: int, text: Callable[[int], str]) -> None:
         if len(self.issues.shown) >= MAX_ISSUES:
@@ -515,7 +521,9 @@ class _Reader:
                 self.explain(obj, line, text)
                 continue
             merged["profiles"] = list(profiles.values())
-            self.add(merged, lines[-1], text)
+            at = self.add(merged, lines[-1], text)
+            if at is not None:
+                self.merged.add(at)
 
     def blocks(self, text: Callable[[int], str], parse: Callable[[int], Any]) -> Devices:
         """Resolve every structure, check every range, and gather the blocks."""
@@ -523,24 +531,25 @@ class _Reader:
         ignored: dict[str, int] = {}
         excluded: dict[str, str] = {}
         for key, raw in self.raw.items():
-            live = [i for i in range(len(raw.ids)) if (key, i) not in self.dead]
-            if not live:
-                continue
+            # every push is checked, a replaced one too (said at its own line); a merged
+            # one only repeats its pushes' numbers, so it is not explained again
+            told = [i for i in range(len(raw.ids)) if (key, i) not in self.merged]
             resolved = _resolve(key, self.base)
             if resolved.error:
-                for i in live:
+                for i in told:
                     self.explain(parse(raw.lines[i]), raw.lines[i], text)
                 continue
             values = np.frombuffer(raw.values, dtype=np.float64).reshape(
-                len(raw.ids), len(resolved.kinds))[live]
+                len(raw.ids), len(resolved.kinds))
             lo = np.array([RANGES[_RANGE_OF[k]][0] for k in resolved.kinds])
             hi = np.array([RANGES[_RANGE_OF[k]][1] for k in resolved.kinds])
             bad = np.flatnonzero(((values < lo) | (values > hi)).any(axis=1))
-            for b in bad:
-                line = raw.lines[live[b]]
-                self.explain(parse(line), line, text)
-            if bad.size:
+            for b in set(bad.tolist()) & set(told):
+                self.explain(parse(raw.lines[b]), raw.lines[b], text)
+            live = [i for i in range(len(raw.ids)) if (key, i) not in self.dead]
+            if bad.size or not live:
                 continue
+            values = values[live]
             for why in resolved.ignored:
                 ignored[why] = ignored.get(why, 0) + len(live)
             layout = resolved.layout

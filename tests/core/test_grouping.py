@@ -367,6 +367,18 @@ def test_a_device_that_pushes_again_replaces_what_it_pushed_before() -> None:
     assert len(mine.layout.variants) == len(first["profiles"])  # the others kept
 
 
+def test_a_bad_push_replaced_by_a_later_one_is_still_refused_at_its_line() -> None:
+    rng = random.Random(10)
+    base = base_spec(rng)
+    first, other = pushes(rng, 2)
+    newer = json.loads(json.dumps(first))
+    first["profiles"][0]["draft_tok_s"] = -3.0
+    with pytest.raises(DevicesInputError) as exc:
+        read_devices(jsonl([first, other, newer]), "d.jsonl", base)
+    assert [(i.line, i.path) for i in exc.value.issues] == [
+        (1, ("profiles", 0, "draft_tok_s"))]
+
+
 def test_what_the_base_spec_cannot_use_is_left_out_and_counted() -> None:
     rng = random.Random(6)
     base = base_spec(rng)
@@ -405,6 +417,52 @@ def test_a_bad_push_is_located(edit: Any, expected: str) -> None:
     issue = exc.value.issues[0]
     assert (issue.file, issue.line) == ("fleet.jsonl", 2)
     assert expected in issue.format()
+
+
+def _paths(value: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every place in a JSON value: keys of objects and indices of lists."""
+    out = [path]
+    if isinstance(value, dict):
+        for k, v in value.items():
+            out += _paths(v, (*path, k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            out += _paths(v, (*path, i))
+    return out
+
+
+JUNK = st.one_of(st.none(), st.booleans(), st.integers(-10**20, 10**20),
+                 st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=5),
+                 st.lists(st.integers(), max_size=2), st.dictionaries(
+                     st.text(max_size=3), st.integers(), max_size=2))
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.data())
+def test_any_change_to_a_push_is_read_or_refused_at_its_line(data: st.DataObject) -> None:
+    """Whatever one value of a push becomes (or a key it gains), the file is read or
+    refused with the push's line: never another exception; and what the fast path
+    takes, the value-by-value check finds nothing wrong with."""
+    from configspec_opt.device_profiles import _Base, _explain
+
+    rng = random.Random(data.draw(st.integers(0, 100)))
+    base = base_spec(rng)
+    lines = pushes(rng, 3)
+    push = lines[1]
+    where = data.draw(st.sampled_from(_paths(push)[1:]))
+    holder: Any = push
+    for part in where[:-1]:
+        holder = holder[part]
+    if data.draw(st.booleans()) or not isinstance(holder, dict):
+        holder[where[-1]] = data.draw(JUNK)
+    else:
+        holder[data.draw(st.text(min_size=1, max_size=4))] = data.draw(JUNK)
+    try:
+        read_devices(jsonl(lines), "f.jsonl", base)
+    except DevicesInputError as exc:
+        assert {i.line for i in exc.issues} == {2}, exc.issues
+        return
+    _explain(json.loads(json.dumps(push)), _Base(base))  # raises nothing
 
 
 def test_not_json_is_located_with_its_column() -> None:
