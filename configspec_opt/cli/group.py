@@ -108,7 +108,7 @@ def _group(devices: Path, spec: Path, tolerance: float, output: Path | None,
     conservative = pooled_spec(base, grouping, "conservative")
     changed = adjusted(conservative, f, "conservative")
     checked = Spec.model_validate(conservative)  # what is written is a valid spec
-    comments = _comments(devices, grouping, f, changed, base.name)
+    comments = _comments(devices, grouping, f, changed, uncertified(base))
     report: dict[str, Any] = {
         "devices": read.devices, "layouts": len(read.blocks), "pools": len(grouping.groups),
         "tolerance": tolerance, "largest_spread": grouping.spread(),
@@ -146,7 +146,7 @@ def _group(devices: Path, spec: Path, tolerance: float, output: Path | None,
     return report
 
 
-def _comments(devices: Path, grouping: Any, f: Any, changed: list[str], name: str
+def _comments(devices: Path, grouping: Any, f: Any, changed: list[str], why: list[str]
               ) -> list[str]:
     n = sum(g.count for g in grouping.groups)
     lines = [
@@ -162,6 +162,7 @@ def _comments(devices: Path, grouping: Any, f: Any, changed: list[str], name: st
     if changed:
         lines.append("Limits tightened by that spread, so that they hold for the real devices:")
         lines.extend(f"  {c}" for c in changed)
+    lines.extend(f"Not certified: {w}." for w in why)
     return lines
 
 
