@@ -30,7 +30,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("base", ("configspec_opt.errors", "configspec_opt.metrics", "configspec_opt.spec",
               "configspec_opt.metric_registry", "configspec_opt.yaml_data",
               "configspec_opt.files", "configspec_opt.spec_files", "configspec_opt.consistency",
-              "configspec_opt.limits",
+              "configspec_opt.limits", "configspec_opt.safe_text",
               "configspec_opt.loader",
               "configspec_opt.results")),  # the JSON answers' types: plain declarations
     ("candidates", ("configspec_opt.candidates", "configspec_opt.verifier_load",
