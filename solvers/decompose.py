@@ -80,6 +80,7 @@ MAX_VARIANT_SETS = 2_000  # more sets of variants to enumerate: the monolithic M
 # device costs least: they fill what rounding the split pools leaves of the budgets.
 REPAIR_POOLS = 200
 REPAIR_REL_GAP = 1e-7  # the repair's MILP stops there (or at the gap asked, if larger)
+REPAIR_CANDIDATES = 4  # per free pool, the candidates the repair offers (by reduced cost)
 _CG_MAX_ROUNDS = 200
 _INTEGRAL_TOL = 1e-6  # an LP value this close to a whole number is that number
 _FEAS_TOL = 1e-6  # HiGHS's primal feasibility tolerance, on rows scaled to unit size
@@ -408,12 +409,21 @@ class DecomposedModel:
         free[order[:self.repair_pools]] = True
         if not free.any():
             free[order[:1]] = True
+        # each free pool offers its few candidates cheapest to move to (and the LP's own):
+        # the MILP stays small; only the last try, over every pool, offers them all
+        delta = np.where(allowed, top[self.pool_of] - r, np.inf)
+        by_delta = np.lexsort((delta, self.pool_of))
+        rank = np.empty(self.n, dtype=np.int64)
+        rank[by_delta] = np.arange(self.n) - self.starts[self.pool_of[by_delta]]
+        offered = allowed & ((rank < REPAIR_CANDIDATES) | (x_lp > 0))
         extra = 8 * max(1, self.repair_pools)
         while True:
-            res = self._sub_milp(allowed, free, np.where(free[self.pool_of], 0.0, fixed), gap)
+            every = free.all()
+            res = self._sub_milp(allowed if every else offered, free,
+                                 np.where(free[self.pool_of], 0.0, fixed), gap)
             if res.x is not None:
                 return res.x, float(self.c @ res.x), f"{int(free.sum())} pools"
-            if res.status == "time_limit" or free.all():
+            if res.status == "time_limit" or every:
                 return None, -np.inf, res.status
             more = order[~free[order]][:extra]
             free[more] = True

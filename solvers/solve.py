@@ -216,6 +216,8 @@ class Optimizer:
         """One MILP of the user's objective; its dual bound is kept in `_bound`."""
         with deadline.protected():
             r = self.session.solve()
+        if self.method == "decomposition":
+            what += " (decomposition)"
         self.stages.append(StageInfo(what, r.termination.value, r.time_s, r.gap))
         if not r.has_solution:
             raise StageStopped(r)
@@ -503,7 +505,8 @@ def _not_proven_message(gap: float | None, stopped: Termination | None,
            else f"the solver stopped ({stopped.value})" if stopped is not None
            else f"the requested gap is {options.rel_gap:g}"
            if options.rel_gap > PROVEN_REL_GAP else "Dinkelbach did not converge")
-    within = "an unknown distance" if gap is None else f"at most {gap:.3%}"
+    within = "an unknown distance" if gap is None else f"at most {gap:.3%}" \
+        if gap >= 1e-4 else f"at most {100 * gap:.2g}%"
     return f"not proven optimal: {why}; the objective is within {within} of the optimum"
 
 
