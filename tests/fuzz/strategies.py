@@ -68,8 +68,8 @@ YAML_SCALARS = [*_COMMON_NUMBERS, ".nan", ".inf", "-.inf", ".NaN", "NaN", "Infin
                 '"a\\x00b"', '"\\x9b31m"', "0x1F", "0o17", "1_000", "2001-12-14",
                 "2001-12-14T21:59:43.10-05:00", "!!binary aGVsbG8=", "!!python/object:os.system",
                 "!!float 1", "!!str", "*undefined", "&a [*a]", "[]", "{}", "[1, 2]", "{a: 1}",
-                "|\n  block", _nested(50, "yaml"), _nested(1000, "yaml"),
-                _nested(100_000, "yaml")]
+                "|\n  block", '"a: b"', '"javascript:alert(1)"', "'x: {y}'", '"# not a comment"',
+                _nested(50, "yaml"), _nested(1000, "yaml"), _nested(100_000, "yaml")]
 TEXT_NUMBERS = [*_COMMON_NUMBERS, "NaN", "nan", "+Inf", "-Inf", "inf", "true", "54.0.1",
                 "1,000", "0x10", "١٢٣", "1e", "--1", "+-0", ""]
 
@@ -289,10 +289,34 @@ def _clip(data: bytes, limit: int) -> str:
     return repr(text if len(text) <= limit else text[:limit // 2] + " ... " + text[-limit // 2:])
 
 
+TRICKY_STRINGS = ["a: b", "javascript:alert(1)", "http://h:8000/metrics", "a:b", "x:",
+                  "x #y", "#x", "[x]", "{x}", "x, y", "'q'",
+                  '"q"', "-x", "? x", "&a", "*a", "!x", "%x", "@x", "`x", "yes", "null", "~",
+                  "1e3", "0x10", "", " x ", "\u00e9 \u00fc", "a\\b", ":x", "- x", "| x",
+                  "> x", "a\u2028b", "\u202ex"]
+"""Text a YAML writer must quote (or escape) to keep it the same string."""
+_FREE_TEXT = re.compile(r"(?m)(?:^name|\bplatform): ([^,}\n#]*[^,}\n# ])")
+
+
+@st.composite
+def string_mutated(draw: st.DrawFn, seed: str) -> bytes:
+    """A value that may be any text (the spec's name, a pool's platform) replaced by one a
+    YAML writer must quote, written double-quoted, single-quoted or plain."""
+    spans = [m.span(1) for m in _FREE_TEXT.finditer(seed)]
+    start, end = spans[draw(st.integers(0, len(spans) - 1))]
+    value = draw(st.sampled_from(TRICKY_STRINGS))
+    style = draw(st.sampled_from(["double", "single", "plain"]))
+    text = (json.dumps(value) if style == "double" else
+            "'" + value.replace("'", "''") + "'" if style == "single" else value)
+    return (seed[:start] + text + seed[end:]).encode()
+
+
 def mild_file(seed: str) -> st.SearchStrategy[bytes]:
-    """The seed with ordinary numbers changed: mostly valid, so the commands get past the
-    parser to the solver and write their outputs."""
-    return number_mutated(seed, PLAUSIBLE)
+    """The seed with ordinary numbers or free text changed: mostly valid, so the commands
+    get past the parser to the solver and write their outputs."""
+    if not _FREE_TEXT.search(seed):
+        return number_mutated(seed, PLAUSIBLE)
+    return st.one_of(number_mutated(seed, PLAUSIBLE), string_mutated(seed))
 
 
 def shown(data: bytes, seed: bytes | None = None, limit: int = 240) -> str:

@@ -50,7 +50,7 @@ from configspec_opt.errors import ConfigspecError
 from configspec_opt.loader import load_spec
 from configspec_opt.vcs.lock import read_lock
 from tests.cli_helpers import DATA, EXAMPLE, run_process
-from tests.fuzz.strategies import Format, hostile_file, mild_file, shown
+from tests.fuzz.strategies import Format, hostile_file, mild_file, shown, string_mutated
 
 DOCUMENTED = frozenset({0, 1, 2, 3, 4})
 HANG_S = 60
@@ -218,7 +218,15 @@ def _spec_as_json(text: str) -> str:
     return json.dumps(YAML(typ="safe", pure=True).load(text), indent=2)
 
 
-SPEC_SEEDS: dict[str, str] = {"yaml": SPEC_TEXT, "json": _spec_as_json(SPEC_TEXT)}
+FLOW_SPEC = SPEC_TEXT.replace(
+    "  - name: rpi5\n    platform: raspberry-pi-5\n    count: 200                      "
+    "# identical devices in this pool\n    memory_gb: 8\n    rtt_s: 0.04",
+    "  - {name: rpi5, platform: raspberry-pi-5, count: 200, memory_gb: 8, rtt_s: 0.04}").replace(
+    "  - name: orin\n    platform: jetson-agx-orin\n    count: 20\n    memory_gb: 64\n",
+    "  - {name: orin, platform: jetson-agx-orin, count: 20, memory_gb: 64}\n")
+"""The example with its pools written as flow mappings (where `fmt` once unquoted text)."""
+SPEC_SEEDS: dict[str, str] = {"yaml": SPEC_TEXT, "json": _spec_as_json(SPEC_TEXT),
+                              "flow": FLOW_SPEC}
 SPEC_JSON = SPEC.replace(".yaml", ".json")
 
 
@@ -259,6 +267,14 @@ SPEC_COMMANDS = {"validate": 20, "evaluate": 8, "solve": 10, "pareto": 5, "check
                  "fmt --check": 10, "fmt": 20, "lock": 10, "report": 6, "export": 10}
 
 
+def _meaning(text: bytes) -> str:
+    """The data a YAML text holds, comparable across layouts (NaN equal to NaN)."""
+    from ruamel.yaml import YAML
+
+    data = YAML(typ="safe", pure=True).load(text.decode("utf-8"))
+    return json.dumps(data, sort_keys=True, default=repr)
+
+
 def _validity(path: Path) -> str:
     """Whether a spec loads, as a string a failure message can show."""
     try:
@@ -273,30 +289,60 @@ def test_spec_commands_refuse_hostile_specs_cleanly(command: str) -> None:
     @fuzz(SPEC_COMMANDS[command])
     @given(st.one_of(_tagged({"yaml": (SPEC_SEEDS["yaml"], "yaml"),
                               "json": (SPEC_SEEDS["json"], "json")}),
-                     st.tuples(st.just("yaml"), mild_file(SPEC_SEEDS["yaml"]))),
+                     st.tuples(st.just("yaml"), mild_file(SPEC_SEEDS["yaml"])),
+                     st.tuples(st.just("flow"), mild_file(FLOW_SPEC))),
            st.booleans(),
            st.sampled_from(["json", "env", "yaml"]))
     def case(drawn: tuple[str, bytes], flag: bool, fmt_choice: str) -> None:
         fmt, data = drawn
-        name = SPEC if fmt == "yaml" else SPEC_JSON
+        name = SPEC_JSON if fmt == "json" else SPEC
         files: dict[str, bytes | str | Link] = {name: data}
-        if fmt == "yaml":
+        if fmt != "json":
             files[LOCK] = LOCK_TEXT
         with workdir(files) as root:
             spec = root / name
-            was = _validity(spec) if command == "fmt" else ""
+            was = _validity(spec) if command.startswith("fmt") else ""
             args, writes, success = _spec_args(command, spec, flag, fmt_choice)
             outcome = run_checked(command, root, args, data, SPEC_SEEDS[fmt], writes=writes,
                                   success=frozenset(success))
+            if command.startswith("fmt") and was == "valid":
+                assert outcome.code in ((0,) if command == "fmt" else (0, 1)), \
+                    (f"`configspec {command}` refused a valid spec: "
+                     f"{shown(data, SPEC_SEEDS[fmt].encode())}\n{outcome.output}")
             if command == "fmt" and outcome.code == 0:
-                now = _validity(spec)
-                assert now == was, (f"`configspec fmt` turned a {was} spec into an {now} one: "
-                                    f"{shown(data, SPEC_SEEDS[fmt].encode())} became "
-                                    f"{shown(spec.read_bytes(), data)}")
+                now, after = _validity(spec), spec.read_bytes()
+                became = (f"{shown(data, SPEC_SEEDS[fmt].encode())} became "
+                          f"{shown(after, data)}")
+                assert now == was, f"`configspec fmt` turned a {was} spec into an {now} one: " \
+                    + became
+                assert _meaning(after) == _meaning(data), \
+                    "`configspec fmt` changed what the spec says: " + became
             if command == "lock" and outcome.code == 0:
                 read_lock(root / (name + ".lock"))
 
     case()
+
+
+@fuzz(30)
+@given(string_mutated(FLOW_SPEC), st.booleans())
+def test_fmt_keeps_text_that_needs_quotes(data: bytes, check: bool) -> None:
+    """A valid spec whose free text (its name, a platform) a YAML writer must quote, in
+    block and flow mappings: `fmt` keeps it valid and saying the same, `--check` accepts it."""
+    with workdir({SPEC: data}) as root:
+        spec = root / SPEC
+        was = _validity(spec)
+        command = "fmt --check" if check else "fmt"
+        outcome = run_checked(command, root, ["fmt", *(["--check"] if check else []), spec],
+                              data, FLOW_SPEC, writes=[] if check else [SPEC])
+        if was == "valid":
+            assert outcome.code in ((0, 1) if check else (0,)), \
+                f"`configspec {command}` refused a valid spec: {shown(data, FLOW_SPEC.encode())}" \
+                f"\n{outcome.output}"
+        if outcome.code == 0 and not check:
+            after = spec.read_bytes()
+            assert _validity(spec) == was and _meaning(after) == _meaning(data), \
+                f"`configspec fmt` changed {shown(data, FLOW_SPEC.encode())} into " \
+                f"{shown(after, data)}"
 
 
 # --------------------------------------------------------------------------- locks
