@@ -71,15 +71,14 @@ INF = float(highspy.kHighsInf)
 _INTEGER = int(highspy.HighsVarType.kInteger.value)
 _FEASIBLE = 2  # HighsInfo.primal_solution_status: a feasible primal solution exists
 
-# Above this many candidates `method="auto"` decomposes (at 1,000 pools, ~70,000
-# candidates, the monolithic MILP takes 15 s and this path about 3 s); below it the
-# monolithic MILP is fast and keeps the rank tie-break.
-DECOMPOSE_MIN_CANDIDATES = 20_000
 MAX_VARIANT_SETS = 2_000  # more sets of variants to enumerate: the monolithic MILP
 # The repair MILP frees the split pools and this many more, those where moving a
 # device costs least: they fill what rounding the split pools leaves of the budgets.
 REPAIR_POOLS = 200
-REPAIR_REL_GAP = 1e-7  # the repair's MILP stops there (or at the gap asked, if larger)
+# The repair's MILP stops within the gap asked, kept between these (relative to the
+# objective's size): a loose gap asked still gets a plan as good as the LP's rounding
+# allows, which costs little; a tight one leaves the rest to the reduced-cost fixing.
+REPAIR_REL_GAP = (1e-7, 1e-6)
 REPAIR_CANDIDATES = 4  # per free pool, the candidates the repair offers (by reduced cost)
 _CG_MAX_ROUNDS = 200
 _INTEGRAL_TOL = 1e-6  # an LP value this close to a whole number is that number
@@ -260,8 +259,9 @@ class DecomposedModel:
                 lp = lps[s]
                 assert lp.x is not None and lp.mu is not None
                 size = float(np.abs(self.c) @ np.abs(lp.x))
-                x, val, st = self._repair(s, lp.x, lp.mu, max(
-                    self._tolerance(lp.value, ub[s:s + 1], lp.x), REPAIR_REL_GAP * size))
+                x, val, st = self._repair(s, lp.x, lp.mu, min(max(
+                    self._tolerance(lp.value, ub[s:s + 1], lp.x), REPAIR_REL_GAP[0] * size),
+                    REPAIR_REL_GAP[1] * size))
                 lp.x = None
                 stage[s] = 2
                 self.log.append(f"set {s}: repair {st} {val:.10g} "
