@@ -133,7 +133,7 @@ def test_solve_simulate_reports_each_verifier_next_to_the_model() -> None:
 
 @pytest.mark.parametrize(("args", "message"), [
     (["--simulate", "--load-blind"], "a load-blind solve models none"),
-    (["--simulate", "--jitter", "1.5"], "drafting jitter must be in [0, 1), got 1.5"),
+    (["--simulate", "--jitter", "1.5"], "1.5 is not a number from 0 to below 1"),
 ])
 def test_simulate_refuses_what_it_cannot_play(args: list[str], message: str) -> None:
     res = runner.invoke(app, ["solve", str(EXAMPLE), "--no-explain", *args])
