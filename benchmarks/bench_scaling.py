@@ -226,7 +226,7 @@ def plot(result: dict[str, Any], png: Path) -> None:
 
     for key, label, mark in (("load_s", "YAML spec load", "s"),
                              ("ours_s", "configspec solve --json (process)", "o"),
-                             ("highs_s", "  of which HiGHS", "."),
+                             ("highs_s", "  of which solve(): candidates + solver", "."),
                              ("direct_s", "direct highspy (build + solve)", "^")):
         if any(r.get(key) for r in rows):
             series(ax1, key, label, mark, ":" if key == "highs_s" else "-")
