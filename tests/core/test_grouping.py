@@ -40,6 +40,7 @@ from configspec_opt.spec import Spec
 from solvers.solve import solve
 from solvers.status import Status
 from tests.cli_helpers import invoke
+from tests.fuzz.strategies import value_paths
 
 REL = 1e-9  # one float computation against another of the same formula
 SOLVER = 2e-6  # what HiGHS's feasibility tolerance lets an optimum move
@@ -419,16 +420,6 @@ def test_a_bad_push_is_located(edit: Any, expected: str) -> None:
     assert expected in issue.format()
 
 
-def _paths(value: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    """Every place in a JSON value: keys of objects and indices of lists."""
-    out = [path]
-    if isinstance(value, dict):
-        for k, v in value.items():
-            out += _paths(v, (*path, k))
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            out += _paths(v, (*path, i))
-    return out
 
 
 JUNK = st.one_of(st.none(), st.booleans(), st.integers(-10**20, 10**20),
@@ -449,7 +440,7 @@ def test_any_change_to_a_push_is_read_or_refused_at_its_line(data: st.DataObject
     base = base_spec(rng)
     lines = pushes(rng, 3)
     push = lines[1]
-    where = data.draw(st.sampled_from(_paths(push)[1:]))
+    where = data.draw(st.sampled_from(value_paths(push)[1:]))
     holder: Any = push
     for part in where[:-1]:
         holder = holder[part]

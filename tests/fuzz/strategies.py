@@ -139,14 +139,16 @@ def hostile_values(fmt: Format) -> st.SearchStrategy[Any]:
                         max_size=3)), max_leaves=6)
 
 
-def _paths(data: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+def value_paths(data: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every place in a JSON/YAML value (keys of mappings, indices of lists), the root first:
+    where a mutation may land."""
     found = [prefix]
     if isinstance(data, dict):
         for k, v in data.items():
-            found += _paths(v, (*prefix, k))
+            found += value_paths(v, (*prefix, k))
     elif isinstance(data, list):
         for i, v in enumerate(data):
-            found += _paths(v, (*prefix, i))
+            found += value_paths(v, (*prefix, i))
     return found
 
 
@@ -169,7 +171,7 @@ def structural(draw: st.DrawFn, seed: Any, fmt: Format) -> bytes:
     """The seed's data with one to three mutations, written as flow-style text."""
     data = _copy(seed)
     for _ in range(draw(st.integers(1, 3))):
-        paths = _paths(data)
+        paths = value_paths(data)
         path = paths[draw(st.integers(0, len(paths) - 1))]
         op = draw(st.sampled_from(["replace", "replace", "delete", "duplicate", "unknown",
                                    "wrap", "empty"]))

@@ -30,6 +30,7 @@ from configspec_opt.loader import Source, parse_data
 from configspec_opt.vcs.lock import lock_path, parse_lock
 from configspec_opt.vcs.lock_schema import lock_issues, lock_json_schema
 from tests.cli_helpers import EXAMPLE, ROOT, invoke, run_process
+from tests.fuzz.strategies import value_paths
 
 LOCK_NAME = EXAMPLE.name + ".lock"
 COMMITTED_LOCKS = sorted(p for top in ("examples", "specs") for p in (ROOT / top).rglob("*.lock"))
@@ -242,15 +243,6 @@ def test_the_committed_lock_schema_is_current() -> None:
 # --------------------------------------------------------------------------- fuzz
 
 
-def _paths(node: Any, here: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    out = [here]
-    if isinstance(node, dict):
-        for k, v in node.items():
-            out += _paths(v, (*here, k))
-    elif isinstance(node, list):
-        for i, v in enumerate(node):
-            out += _paths(v, (*here, i))
-    return out
 
 
 scalars = (st.none() | st.booleans() | st.integers(-10**6, 10**6)
@@ -290,7 +282,7 @@ def test_a_randomly_mutated_lock_is_refused_or_read_sanely(
         draw: st.DataObject, op: str, value: Any, key: str, as_json: bool) -> None:
     good = good_lock()
     data = parse_lock(good, "good")
-    path = draw.draw(st.sampled_from(_paths(data)), label="path")
+    path = draw.draw(st.sampled_from(value_paths(data)), label="path")
     data = _mutate(data, path, op, value, key)
     try:
         text = json.dumps(data, indent=1) if as_json else _yaml_text(data)
