@@ -113,6 +113,7 @@ EXTRA_OF_COMMAND: dict[str, str | None] = {
     "fleet-trial (recording)": "profiler",
     "plot, trial --plot": "plot",
     "serve, worker, db prune": "server",
+    "observe": "server",
     "serve, worker, db prune with --db postgresql+psycopg://...": "postgres",
 }
 """Which extra each command needs (None: the base install), the one place that says so:

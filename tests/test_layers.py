@@ -43,7 +43,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("results", ("configspec_opt.explain", "configspec_opt.report", "configspec_opt.report_html",
                  "configspec_opt.export", "configspec_opt.plots", "configspec_opt.vcs",
                  "configspec_opt.operations", "configspec_opt.python_api",
-                 "configspec_opt.group_bound")),
+                 "configspec_opt.group_bound", "configspec_opt.drift")),
     ("front ends", ("configspec_opt.cli", "configspec_opt.api", "configspec_opt.store",
                     "configspec_opt.__main__")),
 )

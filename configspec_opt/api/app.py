@@ -24,9 +24,11 @@ from configspec_opt.api.job_runner import JobRunner
 from configspec_opt.api.pool import SolverPool
 from configspec_opt.api.pruner import Pruner
 from configspec_opt.api.routes import (
+    drift,
     health,
     jobs,
     metrics,
+    observations,
     profiles,
     results,
     specs,
@@ -94,7 +96,7 @@ def create_app(settings: Settings) -> FastAPI:
     auth = [Depends(require_token)] if settings.token else []
     app.include_router(health.router)
     app.include_router(metrics.router)
-    for module in (specs, profiles, jobs, results, stored_specs):
+    for module in (specs, profiles, jobs, results, stored_specs, observations, drift):
         app.include_router(module.router, dependencies=auth)
     web.install(app)  # /, /static, /docs, /redoc: local assets, no CDN
     openapi.install(app)

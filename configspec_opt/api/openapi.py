@@ -33,13 +33,14 @@ from configspec_opt.api.body import JSON_TYPES, YAML_TYPES
 from configspec_opt.api.problem import PROBLEM_JSON, ProblemDetails
 from configspec_opt.api.schemas import ProfilesIn
 from configspec_opt.api.settings import Settings
+from configspec_opt.drift.observations import ObservationsIn
 from configspec_opt.metric_registry import RATIO_METRICS as RATIO_METRIC_SET
 from configspec_opt.operations import SENSE_ALIASES
 from configspec_opt.spec import Metric, Spec
 
 REF = "#/components/schemas/{model}"
 PROBLEM_REF = {"$ref": REF.format(model="Problem")}
-BODY_MODELS: tuple[type[BaseModel], ...] = (Spec, ProfilesIn, ProblemDetails)
+BODY_MODELS: tuple[type[BaseModel], ...] = (Spec, ProfilesIn, ObservationsIn, ProblemDetails)
 SCHEMA_NAMES = {"ProblemDetails": "Problem"}
 """Components named otherwise than their classes: the names clients already know."""
 FASTAPI_ERROR_MODELS = ("HTTPValidationError", "ValidationError")

@@ -71,6 +71,9 @@ class Settings:
     max_client_connections: int = 32  # pending (still sending) per client address
     max_pending_connections: int = 512  # pending, all addresses together
     max_requests: int = 256  # in progress; beyond: 503 (the probes always answer)
+    # drift watch (docs/drift.md): the lock observations are checked against, and how far back
+    watch_lock: str | None = None
+    drift_window_s: float = 3600.0
 
     def __post_init__(self) -> None:
         if self.workers < 1 or self.backlog < 0 or self.job_concurrency < 1:
@@ -86,7 +89,14 @@ class Settings:
         if (self.keep_days is not None and self.keep_days <= 0) or \
                 (self.keep_results is not None and self.keep_results < 1):
             raise ValueError("retention must keep something: days > 0, results >= 1")
+        if not 60 <= self.drift_window_s <= 30 * 86_400:
+            raise ValueError("the drift window must lie between 60 s and 30 days")
         self.connection_limits()  # checks them
+
+    @property
+    def drift_bucket_s(self) -> int:
+        """The window's time buckets: 60 of them, so the window is bounded in rows too."""
+        return max(1, int(self.drift_window_s // 60))
 
     def connection_limits(self) -> ConnectionLimits:
         """The connection-level limits, for `api.connections` (built there, checked here)."""

@@ -137,7 +137,7 @@ class Registry:
                     "cancelled: the client went away).",
                     self.solve_seconds.lines("configspec_solve_duration_seconds"))
         for g in gauges:
-            _family(out, g.name, "gauge", g.help,
+            _family(out, g.name, g.kind, g.help,
                     (f"{g.name}{_labels(labels)} {_number(v)}" for labels, v in g.values))
         _family(out, "process_start_time_seconds", "gauge",
                 "Start time of the process since the Unix epoch, in seconds.",
@@ -151,12 +151,15 @@ class Registry:
 
 
 class Gauge:
-    """A value read at scrape time, possibly one per label set."""
+    """A value read at scrape time, possibly one per label set; `kind` "counter" for a total
+    the store keeps (it only grows)."""
 
-    def __init__(self, name: str, help: str, values: Iterable[tuple[Labels, float]]) -> None:
+    def __init__(self, name: str, help: str, values: Iterable[tuple[Labels, float]],
+                 kind: str = "gauge") -> None:
         self.name = name
         self.help = help
         self.values = list(values)
+        self.kind = kind
 
 
 def _family(out: list[str], name: str, kind: str, help: str, lines: Iterable[str]) -> None:

@@ -141,6 +141,12 @@ def serve(
     max_requests: Annotated[int, typer.Option(
         min=1, help="Requests in progress before new ones get 503 (/healthz and /readyz "
         "always answer).")] = 256,
+    watch: Annotated[Path | None, typer.Option(
+        "--watch", help="A lock to check observations against (GET /v1/drift; its spec "
+        "beside it; docs/drift.md).")] = None,
+    drift_window: Annotated[float, typer.Option(
+        parser=Bounds(min=60, max=30 * 86_400, unit="seconds"),
+        help="Judge drift on the observations of this many seconds.")] = 3600.0,
     ssl_certfile: Annotated[Path | None, typer.Option(help="TLS certificate (PEM).")] = None,
     ssl_keyfile: Annotated[Path | None, typer.Option(help="TLS private key (PEM).")] = None,
     log_level: LogLevelOpt = LogLevel.info,
@@ -160,6 +166,10 @@ def serve(
 
         token = token_from_env()
         check_exposure(host, token, allow_remote)
+        if watch is not None:
+            from configspec_opt.drift.watch import load_watched
+
+            load_watched(watch)  # a lock that cannot be read stops the start (exit 2)
         url = resolve_db_url(db)
         require_db_driver(url, "`configspec serve`")
         try:
@@ -175,7 +185,9 @@ def serve(
                 keep_days=keep_days or None, keep_results=keep_results or None,
                 header_timeout=header_timeout, body_timeout=body_timeout,
                 max_client_connections=max_client_connections,
-                max_pending_connections=max_pending_connections, max_requests=max_requests)
+                max_pending_connections=max_pending_connections, max_requests=max_requests,
+                watch_lock=str(watch.resolve()) if watch is not None else None,
+                drift_window_s=drift_window)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
         scheme = "https" if ssl_certfile else "http"

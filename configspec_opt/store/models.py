@@ -11,7 +11,7 @@ import secrets
 from datetime import datetime, timezone
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 JOB_STATES = ("queued", "running", "succeeded", "failed")
@@ -130,3 +130,64 @@ class IdempotencyRecord(Base):
     status: Mapped[int] = mapped_column(Integer)
     response: Mapped[dict[str, Any]]
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ObservedSeries(Base):
+    """One reporter's last counters for one configuration (`drift.observations`).
+
+    Kept only to count what each report adds: counters are cumulative at the
+    reporter, so the next report is measured against these.
+    """
+
+    __tablename__ = "observed_series"
+
+    source: Mapped[str] = mapped_column(String(200), primary_key=True)
+    device: Mapped[str] = mapped_column(String(200), primary_key=True)
+    target: Mapped[str] = mapped_column(String(200), primary_key=True)
+    draft: Mapped[str] = mapped_column(String(200), primary_key=True)
+    quant: Mapped[str] = mapped_column(String(200), primary_key=True)
+    k: Mapped[int] = mapped_column(Integer, primary_key=True)
+    drafts: Mapped[int] = mapped_column(BigInteger)
+    draft_tokens: Mapped[int] = mapped_column(BigInteger)
+    accepted_tokens: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class _ObservedSums:
+    """The columns a total and a window bucket share: counter increments and reading sums."""
+
+    device: Mapped[str] = mapped_column(String(200), primary_key=True)
+    target: Mapped[str] = mapped_column(String(200), primary_key=True)
+    draft: Mapped[str] = mapped_column(String(200), primary_key=True)
+    quant: Mapped[str] = mapped_column(String(200), primary_key=True)
+    k: Mapped[int] = mapped_column(Integer, primary_key=True)
+    reports: Mapped[int] = mapped_column(BigInteger)
+    drafts: Mapped[int] = mapped_column(BigInteger)
+    draft_tokens: Mapped[int] = mapped_column(BigInteger)
+    accepted_tokens: Mapped[int] = mapped_column(BigInteger)
+    draft_tok_s_sum: Mapped[float] = mapped_column(Float)
+    draft_tok_s_n: Mapped[int] = mapped_column(BigInteger)
+    rtt_s_sum: Mapped[float] = mapped_column(Float)
+    rtt_s_n: Mapped[int] = mapped_column(BigInteger)
+    verify_step_s_sum: Mapped[float] = mapped_column(Float)
+    verify_step_s_n: Mapped[int] = mapped_column(BigInteger)
+
+
+class ObservedTotal(_ObservedSums, Base):
+    """Everything observed of one configuration since the store began (what /metrics reads)."""
+
+    __tablename__ = "observed_totals"
+
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ObservedWindow(_ObservedSums, Base):
+    """What one configuration added in one time bucket; drift is judged on recent buckets.
+
+    `bucket` is the bucket's start in whole seconds since the Unix epoch.
+    """
+
+    __tablename__ = "observed_window"
+    __table_args__ = (Index("ix_observed_window_bucket", "bucket"),)
+
+    bucket: Mapped[int] = mapped_column(BigInteger, primary_key=True)

@@ -85,16 +85,19 @@ def source_hashes(loaded: LoadedSpec, spec_file: str) -> list[dict[str, str]]:
     return [{"file": n, "sha256": text_sha256(s.text)} for n, s in pairs]
 
 
-def lock_data(loaded: LoadedSpec, spec_file: str) -> dict[str, Any]:
+def lock_data(loaded: LoadedSpec, spec_file: str, *,
+              time_limit: float | None = None) -> dict[str, Any]:
     """Solve the spec's own objective and return the lock as plain data.
 
     `spec_file` is how the lock names its spec (the file name; the lock lives
     beside it).  Not-solved outcomes (infeasible, time limit) are returned too,
-    for `diff`; `write_lock` refuses them.
+    for `diff` and drift re-plans (`time_limit`: solver seconds, as `solve`'s);
+    `write_lock` refuses them.
     """
     from configspec_opt.operations import solve_with_report  # lazy: start-up
 
-    result: dict[str, Any] = dict(solve_with_report(loaded, explain=False)[1])
+    result: dict[str, Any] = dict(solve_with_report(loaded, explain=False,
+                                                    time_limit=time_limit)[1])
     data: dict[str, Any] = {
         "lock_version": LOCK_VERSION,
         "tool": f"configspec-opt {tool_version()}",

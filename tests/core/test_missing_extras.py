@@ -102,6 +102,7 @@ ROWS: dict[str, list[list[str]]] = {
     "serve, worker, db prune": [
         ["serve", "--db", "{tmp}/s.sqlite3", "--port", "{port}"],
         ["worker", "--db", "{tmp}/s.sqlite3"], ["db", "prune", "--db", "{tmp}/s.sqlite3"]],
+    "observe": [["observe", "{spec}", "--db", "{tmp}/s.sqlite3", "--lock", "{lock}"]],
     "serve, worker, db prune with --db postgresql+psycopg://...": [
         ["serve", "--db", PG, "--port", "{port}"], ["worker", "--db", PG],
         ["db", "prune", "--db", PG]],

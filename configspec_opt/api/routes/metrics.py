@@ -3,7 +3,8 @@
 Open like /healthz (scrapers and probes rarely carry the API token); it
 reveals counts and timings, never a spec, profile or result.  A store that
 cannot be read does not fail the scrape: `configspec_store_up` says 0 and
-the job gauges are left out, so the request metrics still arrive.
+the job gauges and the observation totals (api/observed_metrics.py) are
+left out, so the request metrics still arrive.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ import logging
 from fastapi import APIRouter, Response
 
 from configspec_opt.api.deps import ServiceDep
+from configspec_opt.api.observed_metrics import observed_gauges
 from configspec_opt.api.routes.health import package_version
 from configspec_opt.api.telemetry import CONTENT_TYPE, REGISTRY, Gauge
-from configspec_opt.store import repo
+from configspec_opt.store import observations, repo
 from configspec_opt.store.models import JOB_STATES
 
 router = APIRouter(tags=["metrics"])
@@ -41,7 +43,8 @@ async def metrics(service: ServiceDep) -> Response:
               [((), max(0, pool.in_flight - pool.workers))]),
     ]
     try:
-        by_state = await service.db.run(repo.count_jobs_by_state)
+        by_state, observed = await service.db.run(
+            lambda s: (repo.count_jobs_by_state(s), observations.totals(s)))
     except Exception as exc:
         log.warning("metrics: cannot count jobs: %s", type(exc).__name__)
         gauges.append(Gauge("configspec_store_up", "1 when the store answered this scrape.",
@@ -52,4 +55,5 @@ async def metrics(service: ServiceDep) -> Response:
         gauges.append(Gauge("configspec_jobs", "Jobs in the store by state (queued is the "
                             "job queue's depth).",
                             [((("state", st),), by_state.get(st, 0)) for st in JOB_STATES]))
+        gauges.extend(observed_gauges(observed))
     return Response(REGISTRY.render(gauges), media_type=CONTENT_TYPE)
