@@ -109,7 +109,7 @@ EXTRA_OF_COMMAND: dict[str, str | None] = {
     "solve, pareto, lock, report": "solver",
     "check --resolve, diff SPEC, export SPEC": "solver",
     "group": "solver",
-    "profile, trial, quantize": "profiler",
+    "profile, trial, quantize, draft-client": "profiler",
     "fleet-trial (recording)": "profiler",
     "plot, trial --plot": "plot",
     "serve, worker, db prune": "server",

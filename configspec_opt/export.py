@@ -64,6 +64,12 @@ class ExportFormat(str, Enum):
     json = "json"
     env = "env"
     yaml = "yaml"
+    # ready-to-run formats: configspec_opt.exports writes them
+    draft_client = "draft-client"
+    llama_server = "llama-server"
+    vllm = "vllm"
+    compose = "compose"
+    kubernetes = "kubernetes"
 
 
 class ExportError(ConfigspecError):

@@ -83,8 +83,10 @@ def export(
     output: Annotated[Path, typer.Option(
         "--output", "-o", help="Directory to write into (created if missing).",
         show_default=False)],
-    fmt: Annotated[ExportFormat, typer.Option("--format", help="json, env or yaml.")]
-    = ExportFormat.json,
+    fmt: Annotated[ExportFormat, typer.Option(
+        "--format", help="json, env or yaml (what each pool runs); draft-client, llama-server "
+        "or vllm (per pool, the command that runs it); compose or kubernetes (the verifier "
+        "replicas).")] = ExportFormat.json,
     as_json: JsonOpt = False,
 ) -> None:
     """Deployment files: what the devices of each pool run, and a fleet manifest.
@@ -92,16 +94,19 @@ def export(
     One file per pool (draft GGUF and quant as declared, K, target and endpoint, and the
     expected goodput, round time and energy per token to monitor against) plus a
     manifest (spec hash, solver status, objective, generation time, tool version).
+    The ready-to-run formats write commands and manifests that start the plan's servers,
+    each with its own manifest fleet.FORMAT.json.
 
     Exit 0 written, 1 no feasible assignment, 2 invalid spec, stale lock or -o not a
     directory, 3 no solver installed (for a spec), 4 a file that cannot be written.
     """
-    from configspec_opt.export import load_decision, write_export
+    from configspec_opt.export import load_decision
+    from configspec_opt.exports import write
 
     with user_errors(as_json):
         with progress.status("solving for the export ..."):
             decision = load_decision(source)
-        result = write_export(decision, fmt, output)
+        result = write(decision, fmt, output, _model_resolver(source))
     if as_json:
         emit_json({"status": "written", "directory": str(result.directory),
                    "manifest": str(result.manifest),
@@ -118,6 +123,24 @@ def export(
     for p in result.removed:
         out.print(f"removed {p} (listed by the previous export, no longer written)",
                   markup=False, soft_wrap=True)
+
+
+def _model_resolver(source: Path) -> Any:
+    """Model references as a command opens them here: spec-relative paths made absolute,
+    `pkg:` resolved where the package is installed, URLs left to the operator (None)."""
+    from profiler.errors import ModelFileError
+    from profiler.paths import resolve_model_path
+
+    base = source.resolve().parent
+
+    def resolve(ref: str) -> str | None:
+        if "://" in ref:
+            return None
+        try:
+            return str(resolve_model_path(ref, base))
+        except ModelFileError:
+            return None
+    return resolve
 
 
 # --------------------------------------------------------------------------- import

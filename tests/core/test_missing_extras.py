@@ -88,11 +88,13 @@ ROWS: dict[str, list[list[str]]] = {
         ["export", "{spec}", "-o", "{tmp}/out"]],
     "group": [
         ["group", "{tmp}/devices.jsonl", "--spec", "{spec}", "--out", "{tmp}/fleet.yaml"]],
-    "profile, trial, quantize": [
+    "profile, trial, quantize, draft-client": [
         ["profile", "{spec}", "-d", "rpi5"],
         ["trial", "{spec}", "-d", "rpi5", "--draft", "llama-3.2-1b-instruct", "--quant",
          "Q4_K_M"],
-        ["quantize", "{tmp}/model.gguf", "Q4_0", "-o", "{tmp}/model-q4_0.gguf"]],
+        ["quantize", "{tmp}/model.gguf", "Q4_0", "-o", "{tmp}/model-q4_0.gguf"],
+        ["draft-client", "--server", "http://127.0.0.1:{port}", "--draft",
+         "{tmp}/model.gguf", "--k", "3", "--metrics-file", "{tmp}/m.prom"]],
     "fleet-trial (recording)": [
         ["fleet-trial", "--recording", "{tmp}/new.json", "--k", "2", "--n", "1"]],
     "plot, trial --plot": [
