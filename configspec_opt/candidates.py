@@ -25,6 +25,7 @@ from configspec_opt.spec import (
     Target,
     alpha_at,
 )
+from configspec_opt.tails import TailInputs, fleet_points, inputs_for
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +59,8 @@ class Candidate:
     # latency was taken at (-1: a fixed latency).
     replica_priced: bool = False
     level: int = -1
+    # What the tail-latency figures read beyond these numbers (`configspec_opt.tails`).
+    tail: TailInputs | None = None
 
     @property
     def busy_s(self) -> float:
@@ -87,7 +90,7 @@ class Candidate:
 def make_candidate(
     pool: int, device: Device, target_name: str, price: float, t_verify: float,
     draft: str, quant: str, k: int, alpha: float, v_d: float, power: float | None,
-    full_accept: float = 0.0, replica_priced: bool = False,
+    full_accept: float = 0.0, replica_priced: bool = False, tail: TailInputs | None = None,
 ) -> Candidate:
     """A candidate's metrics (Eq. 1-3); a replica-priced target costs nothing per token.
 
@@ -97,7 +100,7 @@ def make_candidate(
     (a zero or non-finite figure) goes through them, for their error.
     """
     fast = _fast_candidate(pool, device, target_name, price, t_verify, draft, quant, k,
-                           alpha, v_d, power, full_accept, replica_priced)
+                           alpha, v_d, power, full_accept, replica_priced, tail)
     if fast is not None:
         return fast
     r = m.round_time_s(k, v_d, t_verify, device.rtt_s, full_accept, device.round_overhead_s)
@@ -114,14 +117,14 @@ def make_candidate(
             power, k, v_d, r, full_accept),
         energy_j_per_tok=None if power is None else m.energy_j_per_tok(
             power, k, v_d, alpha, full_accept),
-        verify_latency_s=t_verify, replica_priced=replica_priced,
+        verify_latency_s=t_verify, replica_priced=replica_priced, tail=tail,
     )
 
 
 def _fast_candidate(
     pool: int, device: Device, target_name: str, price: float, t_verify: float,
     draft: str, quant: str, k: int, alpha: float, v_d: float, power: float | None,
-    full_accept: float, replica_priced: bool,
+    full_accept: float, replica_priced: bool, tail: TailInputs | None = None,
 ) -> Candidate | None:
     """`make_candidate`'s figures without the per-figure checks; None where one would fail."""
     if not (v_d > 0.0 and (replica_priced or price > 0.0)):
@@ -149,7 +152,7 @@ def _fast_candidate(
         return None
     return Candidate(pool, device.name, target_name, draft, quant, k, alpha, v_d, r, goodput,
                      load, cost, efficiency, power, drafting_power, energy, t_verify,
-                     replica_priced)
+                     replica_priced, tail=tail)
 
 
 def at_verify_latency(c: Candidate, t_verify: float, level: int = -1) -> Candidate:
@@ -223,6 +226,7 @@ def enumerate_candidates(spec: Spec, only: set[str] | None = None) -> list[PoolC
         by_device.setdefault(p.device, []).append(i)
     ks = list(spec.search.k.values())
     families = {t.family for t in spec.targets}
+    points = fleet_points(spec)
 
     pools: list[PoolCandidates] = []
     for device in spec.devices:
@@ -254,6 +258,7 @@ def enumerate_candidates(spec: Spec, only: set[str] | None = None) -> list[PoolC
             found, known = len(pc.candidates), False
             for tname, acc in prof.acceptance.items():
                 target = targets[tname]
+                tail = inputs_for(spec, device, prof, target, points)
                 for k in ks:
                     alpha = alpha_at(acc, k)
                     if alpha is None:
@@ -270,7 +275,7 @@ def enumerate_candidates(spec: Spec, only: set[str] | None = None) -> list[PoolC
                             t_verify, prof.draft, prof.quant, k, alpha,
                             prof.draft_tok_s, power,
                             prof.full_accept.get(tname, {}).get(k, 0.0),
-                            replica_priced=target.verifier is not None))
+                            replica_priced=target.verifier is not None, tail=tail))
                     except NumericError as exc:
                         raise SpecError([SpecIssue(
                             f"{exc} for {tname} at K={k}: a number of this profile, its "

@@ -25,8 +25,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
+from configspec_opt import tails
 from configspec_opt.candidates import Candidate
-from configspec_opt.metric_registry import BY_FLEET_BOUND, BY_SLO, MetricDef
+from configspec_opt.metric_registry import BY_FLEET_BOUND, BY_SLO, BY_TAIL_SLO, MetricDef, TailDef
 from configspec_opt.results import ConstraintJSON
 from configspec_opt.rows import METRICS, Coef, Row, ratio_row
 from configspec_opt.spec import DeviceSLO, FleetConstraints, Spec
@@ -396,6 +397,8 @@ class DeviceSlos(Family):
         """
         misses: dict[str, list[tuple[int, float]]] = {}
         limits: dict[str, float] = {}
+        if any(tails.has_tail_slo(self.spec.slo_for(d)) for d in self.spec.devices):
+            tails.warm(problem.candidates)
         for i, c in enumerate(problem.candidates):
             device = problem.structural[c.pool].device
             for fld, miss in slo_violations(c, self.spec.slo_for(device)).items():
@@ -405,7 +408,8 @@ class DeviceSlos(Family):
                     limits[src[0]] = src[1]
         out = []
         for key, viol in misses.items():
-            d = BY_SLO[key.rsplit(".", 1)[1]]
+            name = key.rsplit(".", 1)[1]
+            d: MetricDef | TailDef = BY_SLO[name] if name in BY_SLO else BY_TAIL_SLO[name]
             limit = limits[key]
             out.append(Relaxable(key, f"per-device {d.slo}", d.unit, limit,
                                  1 if d.bound_sense == "<=" else -1,
@@ -424,11 +428,17 @@ class DeviceSlos(Family):
 
 
 _SLOS = tuple((name, BY_SLO[name], str(BY_SLO[name].per_device))
-              for name in DeviceSLO.model_fields)
+              for name in DeviceSLO.model_fields if name in BY_SLO)
 
 
-def slo_violations(c: Candidate, slo: DeviceSLO) -> dict[str, float]:
-    """How far a candidate misses each SLO it misses (0 < amount, in the SLO's unit)."""
+def slo_violations(c: Candidate, slo: DeviceSLO, amounts: bool = True) -> dict[str, float]:
+    """How far a candidate misses each SLO it misses (0 < amount, in the SLO's unit).
+
+    A tail SLO (`max_tpot_p95_s`, ...) is missed where the candidate's CDF at the bound
+    is below the percentile's level (`tails.misses`; `tails.warm` computes many at
+    once); without `amounts` its miss is inf instead of percentile - bound, which a
+    filter does not need and which costs a search per candidate.
+    """
     out: dict[str, float] = {}
     for name, d, attr in _SLOS:
         bound = getattr(slo, name)
@@ -438,7 +448,77 @@ def slo_violations(c: Candidate, slo: DeviceSLO) -> dict[str, float]:
         miss = bound - value if d.bound_sense == ">=" else value - bound
         if miss > 1e-12 * max(1.0, abs(bound)):
             out[name] = miss
+    bounds = [(t, float(getattr(slo, name))) for name, t in BY_TAIL_SLO.items()
+              if getattr(slo, name) is not None]
+    if bounds:
+        out.update(tails.misses(c, bounds, amounts))
     return out
+
+
+@dataclass
+class FleetTail(RowFamily):
+    """A `constraints.fleet` tail bound: the percentile over every request of the fleet.
+
+    The fleet's TPOT (or TTFT) distribution mixes the devices' by their request rates
+    r (requests per second): F(t) = sum n_c r_c F_c(t) / sum n_c r_c.  Its q-quantile is
+    at most L exactly when F(L) >= q, that is sum n_c r_c (q - F_c(L)) <= 0: one linear
+    row in the device counts, no approximation (docs/tails.md).
+    """
+
+    tail: TailDef | None = None
+
+    @classmethod
+    def from_spec(cls, spec: Spec) -> list[Family]:
+        """One family per tail bound in `constraints.fleet`."""
+        out: list[Family] = []
+        for name, t in BY_TAIL_SLO.items():
+            limit = getattr(spec.constraints.fleet, name)
+            if limit is None:
+                continue
+            key = f"constraints.fleet.{name}"
+            row = Row(key, f"fleet {t.label}", _tail_coef(t, float(limit)), "<=", 0.0,
+                      unit="requests/s")
+            out.append(cls(key, f"fleet {t.label}", t.unit, float(limit), [row], t))
+        return out
+
+    def value(self, assignment: Assignment) -> float | None:
+        """The fleet percentile this family bounds, on `assignment`."""
+        assert self.tail is not None
+        return tails.fleet_quantile(assignment, self.tail)
+
+    def usage(self, problem: Problem, assignment: Assignment,
+              replicas: Mapping[str, int]) -> list[Usage]:
+        """The fleet percentile reached against the limit."""
+        value = self.value(assignment)
+        if value is None:
+            return []
+        binding = abs(value - self.limit) <= 1e-3 * self.limit
+        return [Usage(self.key, self.limit, value, self.unit, binding)]
+
+    def elastic(self, problem: Problem) -> list[Relaxable]:
+        """The row's slack, read back as the percentile the relaxed assignment reaches."""
+        return [_TailRelaxable(**{**{f: getattr(r, f) for f in r.__dataclass_fields__},
+                                  "unit": self.unit}, family=self)
+                for r in super().elastic(problem)]
+
+
+@dataclass
+class _TailRelaxable(Relaxable):
+    family: FleetTail | None = None
+
+    def relax_to(self, slack: float, assignment: Assignment,
+                 replicas: Mapping[str, int] | None = None,
+                 plans: Mapping[str, VerifierPlan] | None = None) -> float:
+        """The fleet percentile of the relaxed assignment, a hair above it."""
+        assert self.family is not None
+        value = self.family.value(assignment)
+        return max(self.limit, (value or self.limit) * (1 + 1e-6))
+
+
+def _tail_coef(t: TailDef, limit: float) -> Coef:
+    def coef(c: Candidate) -> float:
+        return tails.figures(c).requests_per_s * (t.quantile - tails.cdf_at(c, t.kind, limit))
+    return coef
 
 
 def families_for(spec: Spec, plans: Sequence[VerifierPlan] = ()) -> list[Family]:
@@ -452,6 +532,7 @@ def families_for(spec: Spec, plans: Sequence[VerifierPlan] = ()) -> list[Family]
     if f.max_distinct_variants is not None:
         out.append(VariantLimit(f.max_distinct_variants))
     out.extend(DevicesPerTarget.from_spec(spec, plans))
+    out.extend(FleetTail.from_spec(spec))
     return out
 
 
@@ -470,12 +551,13 @@ def declared_constraints(spec: Spec) -> list[Declared]:
     """Every numeric limit the spec declares: `constraints.per_device`, each pool's own
     `slo`, and the fleet constraints in MILP order.  What a report lists when no
     assignment exists whose values it could show against them."""
+    slos: dict[str, MetricDef | TailDef] = {**BY_SLO, **BY_TAIL_SLO}
     out = [Declared(f"constraints.per_device.{name}", f"per-device {d.label}",
                     float(getattr(spec.constraints.per_device, name)), d.unit, d.bound_sense)
-           for name, d in BY_SLO.items()
+           for name, d in slos.items()
            if getattr(spec.constraints.per_device, name) is not None]
     for i, device in enumerate(spec.devices):
-        for name, d in BY_SLO.items():
+        for name, d in slos.items():
             value = getattr(device.slo, name) if device.slo is not None else None
             if value is not None:
                 out.append(Declared(f"devices[{i}].slo.{name}",
@@ -483,7 +565,8 @@ def declared_constraints(spec: Spec) -> list[Declared]:
                                     d.bound_sense))
     for fam in families_for(spec):
         if isinstance(fam, RowFamily):
-            out.append(Declared(fam.key, fam.label, fam.limit, fam.unit, fam.own_rows[0].sense))
+            out.append(Declared(fam.key, fam.label, fam.limit, fam.unit,
+                                "<=" if isinstance(fam, FleetTail) else fam.own_rows[0].sense))
         elif isinstance(fam, VariantLimit):
             out.append(Declared(fam.key, "distinct (draft, quant) variants", float(fam.limit),
                                 "", "<="))
@@ -513,6 +596,6 @@ def spec_with_limit(data: dict[str, object], key: str, value: float, integer: bo
 
 
 __all__ = ["REL_TOL", "VARIANT_LIMIT_KEY", "DeviceSlos", "DevicesPerTarget", "Family",
-           "FleetBound", "Relaxable", "RowFamily", "TargetCapacity", "Usage", "VariantLimit",
-           "families_for", "row_activity", "row_size", "row_violation",
+           "FleetBound", "FleetTail", "Relaxable", "RowFamily", "TargetCapacity", "Usage",
+           "VariantLimit", "families_for", "row_activity", "row_size", "row_violation",
            "slo_violations", "spec_with_limit"]

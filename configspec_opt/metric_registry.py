@@ -123,6 +123,56 @@ RATIO_METRICS = frozenset(d.metric for d in REGISTRY if d.aggregation in ("ratio
 POWER_METRICS = frozenset(d.metric for d in REGISTRY if d.needs_power)
 
 
+@dataclass(frozen=True)
+class TailDef:
+    """A percentile over requests of time per output token or time to first token.
+
+    Not a `spec.Metric` (no objective or Pareto axis reads a percentile); a per-device
+    SLO field and a fleet bound of the same name cap it (`slo`), the JSON answer's
+    assignment rows and fleet carry it under `key` (docs/tails.md).
+    """
+
+    kind: Literal["tpot", "ttft"]
+    percentile: int
+    label: str
+    unit: str = "s"
+    better: Better = "minimize"
+
+    @property
+    def key(self) -> str:
+        """JSON key: `tpot_p95_s`."""
+        return f"{self.kind}_p{self.percentile}_s"
+
+    @property
+    def candidate_key(self) -> str:
+        """The key of a per-device row (the same as the fleet's)."""
+        return self.key
+
+    @property
+    def slo(self) -> str:
+        """The per-device SLO field, and the fleet bound: `max_tpot_p95_s`."""
+        return f"max_{self.key}"
+
+    @property
+    def quantile(self) -> float:
+        """The percentile as a probability (0.95)."""
+        return self.percentile / 100.0
+
+    @property
+    def bound_sense(self) -> Literal["<="]:
+        """A cap: lower is better."""
+        return "<="
+
+
+TAIL_PERCENTILES = (50, 95, 99)
+_TAIL_KINDS: tuple[tuple[Literal["tpot", "ttft"], str], ...] = (
+    ("tpot", "time per output token"), ("ttft", "time to first token"))
+TAILS: tuple[TailDef, ...] = tuple(
+    TailDef(kind, pct, f"p{pct} {what}") for kind, what in _TAIL_KINDS
+    for pct in TAIL_PERCENTILES)
+BY_TAIL_SLO: dict[str, TailDef] = {d.slo: d for d in TAILS}
+
+
 def metric_def(metric: Metric) -> MetricDef:
     """The declaration of `metric` (every `spec.Metric` has one)."""
     return BY_METRIC[metric]

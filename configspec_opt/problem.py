@@ -23,6 +23,8 @@ from configspec_opt.constraint_families import (
 )
 from configspec_opt.rows import METRICS, MetricForm, Row, Sense, ratio_row
 from configspec_opt.spec import Objective, Spec
+from configspec_opt.tails import has_tail_slo
+from configspec_opt.tails import warm as warm_tails
 from configspec_opt.verifiers import Mode, VerifierPlan, expand
 
 if TYPE_CHECKING:
@@ -165,11 +167,15 @@ def build_problem(
     dirs += objective_directions(objective)
 
     feasible_by_pool: list[list[Candidate]] = []
-    for pc in structural:
-        slo = spec.slo_for(pc.device)
-        own = expand(pc.candidates, plans, mode) if plans else pc.candidates
+    owns = [expand(pc.candidates, plans, mode) if plans else pc.candidates
+            for pc in structural]
+    slos = [spec.slo_for(pc.device) for pc in structural]
+    if has_tail_slo(spec.constraints.fleet) or (apply_slo and any(map(has_tail_slo, slos))):
+        warm_tails(c for own in owns for c in own)  # one vectorised pass, not one per call
+    for own, slo in zip(owns, slos, strict=True):
         if apply_slo and slo.model_dump(exclude_none=True):
-            feasible_by_pool.append([c for c in own if not slo_violations(c, slo)])
+            feasible_by_pool.append([c for c in own
+                                     if not slo_violations(c, slo, amounts=False)])
         else:
             feasible_by_pool.append(list(own))
     keep = _undominated(feasible_by_pool, dirs) if prune else None

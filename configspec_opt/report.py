@@ -15,9 +15,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from configspec_opt import tails
 from configspec_opt.candidates import Candidate
 from configspec_opt.fleet import FleetMetrics
-from configspec_opt.metric_registry import POOL_COLUMNS, REGISTRY, metric_def
+from configspec_opt.metric_registry import POOL_COLUMNS, REGISTRY, TAILS, metric_def
 from configspec_opt.metrics import mean_acceptance_length
 from configspec_opt.results import (
     ConstraintJSON,
@@ -126,13 +127,18 @@ def solution_dict(
     by_pool: dict[str, int] = {}
     for c, _ in sol.assignment:
         by_pool[c.device] = by_pool.get(c.device, 0) + 1
-    assignments = [{"device": c.device, "count": n, **candidate_dict(c),
-                    "split": by_pool[c.device] > 1} for c, n in sol.assignment]
+    pct = tails.percentiles([c for c, _ in sol.assignment])
+    assignments = [{"device": c.device, "count": n, **candidate_dict(c), **p,
+                    "split": by_pool[c.device] > 1}
+                   for (c, n), p in zip(sol.assignment, pct, strict=True)]
+    fleet = fleet_dict(sol.fleet, sol.verifiers, simulated)
+    if fleet is not None and sol.assignment:
+        fleet.update(fleet_tails(sol.assignment))
     out: SolveJSON = {
         "status": sol.status.value,
         "objective": objective_dict(sol.objective, sol.objective_value),
         "assignments": assignments,
-        "fleet": fleet_dict(sol.fleet, sol.verifiers, simulated),
+        "fleet": fleet,
         "solver": _solver_dict(sol),
     }
     if sol.assignment:
@@ -152,6 +158,11 @@ def solution_dict(
     if warnings:
         out["warnings"] = warnings
     return out
+
+
+def fleet_tails(assignment: Sequence[tuple[Candidate, int]]) -> dict[str, float | None]:
+    """Percentiles over every request of the fleet (devices mixed by request rate)."""
+    return {d.key: tails.fleet_quantile(assignment, d) for d in TAILS}
 
 
 def _solver_dict(sol: Solution) -> SolverJSON:
@@ -242,6 +253,11 @@ def print_solution(console: Console, data: SolveJSON) -> None:
         console.print("fleet: " + ", ".join(
             f"{d.label} {_fmt(fleet[d.key], 6 if d.metric is Metric.goodput else 4)} {d.unit}"
             for d in REGISTRY), markup=False)
+    if fleet and fleet.get("tpot_p95_s") is not None:
+        parts = [f"{kind.upper()} p50/p95/p99 " + "/".join(
+            f"{fleet[d.key] * 1e3:.1f}" for d in TAILS if d.kind == kind) + " ms"
+            for kind in ("tpot", "ttft")]
+        console.print("fleet over requests: " + ", ".join(parts), markup=False)
     for v in (fleet or {}).get("verifiers", []):
         lat = ", ".join(f"K={k} {t * 1e3:.0f} ms" for k, t in v["latency_s_by_k"].items())
         console.print(f"verifier {v['target']}: {v['replicas']} replicas, "

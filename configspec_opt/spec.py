@@ -259,6 +259,9 @@ class Target(StrictModel):
     verifier: Verifier | None = Field(
         None, description="A self-hosted, batched verifier: replicas are decisions, latency "
         "comes from the measured table, cost is per replica-hour.")
+    prefill_latency_s: Seconds = Field(
+        0.0, description="Extra time of a request's first verification: the prompt's "
+        "prefill. Only time to first token reads it (docs/tails.md).")
 
     def verify_latency(self, k: int) -> float:
         """T_verify(K) in seconds: the fixed latency plus K times the per-token growth.
@@ -295,6 +298,14 @@ class DeviceSLO(StrictModel):
     min_cost_efficiency_tok_per_usd: EfficiencyBound | None = None
     max_power_w: Watts | None = None
     max_round_time_s: PositiveSeconds | None = None
+    # Percentiles over a device's requests (the tail model, docs/tails.md): TPOT is
+    # (time of the last token - time of the first) / (tokens - 1), TTFT the first's.
+    max_tpot_p50_s: PositiveSeconds | None = None
+    max_tpot_p95_s: PositiveSeconds | None = None
+    max_tpot_p99_s: PositiveSeconds | None = None
+    max_ttft_p50_s: PositiveSeconds | None = None
+    max_ttft_p95_s: PositiveSeconds | None = None
+    max_ttft_p99_s: PositiveSeconds | None = None
 
 
 class Device(StrictModel):
@@ -305,6 +316,9 @@ class Device(StrictModel):
     count: Int = Field(ge=1, le=10_000_000)
     memory_gb: Gigabytes
     rtt_s: Seconds = Field(0.0, description="Network round trip added to every round.")
+    rtt_jitter_s: Seconds = Field(
+        0.0, description="Standard deviation of one round's network round trip (rtt_s is "
+        "its mean); only the tail model reads it (docs/tails.md).")
     power_w: Watts | None = Field(
         None, description="Declared drafting power, used where a profile has none."
     )
@@ -375,6 +389,9 @@ class Profile(StrictModel):
         "tokens. The draft then has one more token to process before it can draft again, "
         "so a round drafts for (K + f_K)/v_d. Measured by `configspec profile`; without it "
         "drafting takes K/v_d, as in the paper's Eq. 1.")
+    draft_time_cv: Annotated[float, Strict(), Field(ge=0, le=10)] = Field(
+        0.0, description="Relative standard deviation of one round's drafting time (sd / "
+        "mean of K/v_d), where measured; only the tail model reads it (docs/tails.md).")
     provenance: dict[str, Any] | None = Field(
         None, description="Where the numbers come from (written by the profiler)."
     )
@@ -522,6 +539,14 @@ class FleetConstraints(StrictModel):
     max_devices_per_target: Int | None = Field(
         None, ge=1, le=1_000_000_000,
         description="Devices one target may serve (its endpoint's session or quota limit).")
+    # Percentiles over every request of the fleet (devices weighted by their request
+    # rates); exact linear rows, see docs/tails.md.
+    max_tpot_p50_s: PositiveSeconds | None = None
+    max_tpot_p95_s: PositiveSeconds | None = None
+    max_tpot_p99_s: PositiveSeconds | None = None
+    max_ttft_p50_s: PositiveSeconds | None = None
+    max_ttft_p95_s: PositiveSeconds | None = None
+    max_ttft_p99_s: PositiveSeconds | None = None
 
 
 class Pin(StrictModel):
@@ -532,6 +557,45 @@ class Pin(StrictModel):
     draft: Name | None = None
     quant: Name | None = None
     k: Int | None = Field(None, ge=1, le=64)
+
+
+OutputTokens = Annotated[int, Strict(), Field(ge=2, le=4096)]
+DEFAULT_OUTPUT_TOKENS = 256
+
+
+class OutputLength(StrictModel):
+    """One output length of a few-point distribution, with its share of the requests."""
+
+    tokens: OutputTokens
+    weight: Weight = 1.0
+
+
+class Workload(StrictModel):
+    """What a request looks like, for the tail-latency model (docs/tails.md).
+
+    `output_tokens` is a fixed length N or a few lengths with weights (shares of the
+    requests); the default, 256 tokens, is a typical chat answer.
+    """
+
+    output_tokens: OutputTokens | list[OutputLength] = Field(
+        DEFAULT_OUTPUT_TOKENS, description="Tokens per answer: one number, or a list of "
+        "{tokens, weight} (at most 16).")
+
+    @model_validator(mode="after")
+    def _few_points(self) -> Workload:
+        if isinstance(self.output_tokens, list) and not 1 <= len(self.output_tokens) <= 16:
+            raise ValueError("output_tokens lists 1 to 16 lengths")
+        return self
+
+    def lengths(self) -> list[tuple[int, float]]:
+        """(N, share) pairs, shares summing to 1, lengths merged and ascending."""
+        if isinstance(self.output_tokens, int):
+            return [(self.output_tokens, 1.0)]
+        merged: dict[int, float] = {}
+        for o in self.output_tokens:
+            merged[o.tokens] = merged.get(o.tokens, 0.0) + o.weight
+        total = sum(merged.values())
+        return [(n, w / total) for n, w in sorted(merged.items())]
 
 
 class Constraints(StrictModel):
@@ -559,6 +623,7 @@ class Spec(StrictModel):
     search: Search = Field(default_factory=Search)
     objective: Objective = Field(default_factory=lambda: Objective(maximize=Metric.goodput))
     constraints: Constraints = Field(default_factory=Constraints)
+    workload: Workload = Field(default_factory=Workload)
 
     def load_blind(self) -> Spec:
         """The same spec with every batched verifier dropped: fixed latency, per-token price.

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from configspec_opt.metric_registry import BY_KEY, POOL_COLUMNS, REGISTRY
+from configspec_opt.metric_registry import BY_KEY, POOL_COLUMNS, REGISTRY, TAILS
 from configspec_opt.vcs.gitrev import Ref, locate, parse_ref, read_text
 from configspec_opt.vcs.lock import LOCK_SUFFIX, lock_data, parse_lock
 
@@ -20,7 +20,8 @@ REL_TOL = 1e-9
 """Numbers closer than this (relative) are equal: locks keep 10 significant digits."""
 
 FLEET_METRICS: dict[str, tuple[str, str]] = {
-    **{d.key: (d.label, d.unit) for d in REGISTRY}, "devices": ("devices", "")}
+    **{d.key: (d.label, d.unit) for d in REGISTRY}, "devices": ("devices", ""),
+    **{d.key: (d.label, d.unit) for d in TAILS}}
 """Fleet key -> (what a person reads, unit), from `metric_registry`."""
 POOL_METRICS = tuple(str(d.candidate_key) for d in POOL_COLUMNS)
 CONFIG_KEYS = ("target", "draft", "quant", "k", "count")

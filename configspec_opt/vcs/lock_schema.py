@@ -113,6 +113,13 @@ class Assignment(LockModel):
     power_w: Number | None
     mean_acceptance_length: Number
     verify_latency_s: Number | None = None
+    # Percentiles over the pool's requests (docs/tails.md); absent in older locks.
+    tpot_p50_s: Number | None = None
+    tpot_p95_s: Number | None = None
+    tpot_p99_s: Number | None = None
+    ttft_p50_s: Number | None = None
+    ttft_p95_s: Number | None = None
+    ttft_p99_s: Number | None = None
     split: bool
 
     @field_validator("device", "target", "draft", "quant", "k")
@@ -162,6 +169,12 @@ class LockFleet(LockModel):
     devices: Size
     verifier_load_by_target: dict[Name, Number]
     verifiers: list[LockVerifier] | None = None
+    tpot_p50_s: Number | None = None
+    tpot_p95_s: Number | None = None
+    tpot_p99_s: Number | None = None
+    ttft_p50_s: Number | None = None
+    ttft_p95_s: Number | None = None
+    ttft_p99_s: Number | None = None
 
 
 class LockSolver(LockModel):

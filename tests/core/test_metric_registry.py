@@ -21,7 +21,13 @@ from configspec_opt import metrics as m
 from configspec_opt.candidates import Candidate
 from configspec_opt.constraint_families import families_for
 from configspec_opt.fleet import fleet_metrics, metric_value, violated_constraints
-from configspec_opt.metric_registry import BY_FLEET_BOUND, BY_SLO, REGISTRY, metric_def
+from configspec_opt.metric_registry import (
+    BY_FLEET_BOUND,
+    BY_SLO,
+    BY_TAIL_SLO,
+    REGISTRY,
+    metric_def,
+)
 from configspec_opt.problem import build_problem
 from configspec_opt.spec import DeviceSLO, FleetConstraints, Metric, Objective, Spec, Term
 from solvers.diagnose import relaxed_spec
@@ -37,10 +43,11 @@ REL = 1e-6
 def test_every_metric_slo_and_fleet_bound_is_declared_once() -> None:
     assert {d.metric for d in REGISTRY} == set(Metric)
     assert len({d.key for d in REGISTRY}) == len(REGISTRY)
-    assert set(BY_SLO) == set(DeviceSLO.model_fields)
+    assert set(BY_SLO) | set(BY_TAIL_SLO) == set(DeviceSLO.model_fields)
+    assert not set(BY_SLO) & set(BY_TAIL_SLO)
     for name in FleetConstraints.model_fields:
-        assert name in BY_FLEET_BOUND or name in ("max_distinct_variants",
-                                                  "max_devices_per_target")
+        assert name in BY_FLEET_BOUND or name in BY_TAIL_SLO or name in (
+            "max_distinct_variants", "max_devices_per_target")
     for d in REGISTRY:
         if d.slo is not None:
             assert d.slo.startswith("min_" if d.better == "maximize" else "max_"), d
@@ -189,7 +196,8 @@ def test_every_fleet_field_becomes_a_family() -> None:
     spec = _spec(fleet={"max_cost_usd_per_hour": 10.0, "max_power_w": 100.0,
                         "max_distinct_variants": 2, "min_goodput_tok_s": 1.0,
                         "max_energy_j_per_tok": 5.0, "min_cost_efficiency_tok_per_usd": 1.0,
-                        "max_devices_per_target": 3})
+                        "max_devices_per_target": 3,
+                        **{name: 60.0 for name in BY_TAIL_SLO}})
     keys = {f.key.rsplit(".", 1)[1] for f in families_for(spec)}
     assert keys == set(FleetConstraints.model_fields)
     assert solve(spec, objective=Objective(maximize=Metric.goodput),
