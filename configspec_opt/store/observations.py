@@ -12,8 +12,9 @@ Three tables (models.py), each bounded:
 A batch is one transaction: the reporters' rows are locked (PostgreSQL: `FOR
 UPDATE`, in key order; SQLite: the write lock every transaction takes), the
 increments computed (`drift.observations.tally`, which refuses counters that
-went backwards), then totals and the bucket are added to with one upsert per
-table.  Size is bounded twice: `prune` forgets buckets past the window and
+went backwards), then the reporters' rows, the totals and the bucket are
+written with one multi-row upsert each (`_upsert` says why as SQL text).
+Size is bounded twice: `prune` forgets buckets past the window and
 reporters and configurations silent for `keep_days`, and a batch that would
 create configurations or reporters beyond the limits is refused (`Full`).
 """
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, select, tuple_, update
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from configspec_opt.drift.compare import Observed
@@ -50,7 +51,7 @@ KEY = ("device", "target", "draft", "quant", "k")
 SERIES_KEY = ("source", *KEY)
 MAX_CONFIGURATIONS = 100_000
 MAX_SERIES = 1_000_000
-CHUNK = 400  # keys per IN (...) list: SQLite's parameter limit is 32,766
+CHUNK = 1000  # names per IN (...) list: SQLite's parameter limit is 32,766
 
 
 class Full(Exception):
@@ -66,17 +67,39 @@ class Ingested:
     series: int
 
 
-def _insert(s: Session, model: Any) -> Any:
-    dialect = s.get_bind().dialect.name
-    if dialect == "sqlite":
-        from sqlalchemy.dialects import sqlite
+SERIES = ObservedSeries.__table__
+TOTALS = ObservedTotal.__table__
+WINDOW = ObservedWindow.__table__
 
-        return sqlite.insert(model)
-    if dialect == "postgresql":
-        from sqlalchemy.dialects import postgresql
 
-        return postgresql.insert(model)
-    raise RuntimeError(f"observations need SQLite or PostgreSQL, not {dialect}")
+def _upsert(s: Session, table: Any, rows: list[dict[str, Any]], conflict: tuple[str, ...],
+            assignments: dict[str, str] | None) -> None:
+    """INSERT ... VALUES (...), (...) ON CONFLICT (...) DO UPDATE SET / DO NOTHING: one
+    statement for the whole batch, in the syntax SQLite and PostgreSQL share.
+
+    Written as SQL text with bound parameters, not built with SQLAlchemy's expression
+    language: compiling a statement of 1,600 parameters cost more than running it, and
+    an executemany is one statement per row on psycopg.  Values pass through the
+    columns' own bind processors, so SQLite stores datetimes as SQLAlchemy reads them.
+    """
+    dialect = s.get_bind().dialect
+    if dialect.name not in ("sqlite", "postgresql"):
+        raise RuntimeError(f"observations need SQLite or PostgreSQL, not {dialect.name}")
+    quote = dialect.identifier_preparer.quote
+    cols = list(rows[0])
+    procs = [table.c[c].type.dialect_impl(dialect).bind_processor(dialect) for c in cols]
+    params: list[Any] = []
+    for r in rows:
+        params.extend(p(r[c]) if p is not None else r[c] for c, p in zip(cols, procs,
+                                                                           strict=True))
+    mark = "?" if dialect.paramstyle == "qmark" else "%s"
+    one = "(" + ", ".join([mark] * len(cols)) + ")"
+    action = "NOTHING" if not assignments else "UPDATE SET " + ", ".join(
+        f"{quote(c)} = {expr}" for c, expr in assignments.items())
+    sql = (f"INSERT INTO {quote(table.name)} ({', '.join(map(quote, cols))}) VALUES "
+           f"{', '.join([one] * len(rows))} ON CONFLICT ({', '.join(map(quote, conflict))}) "
+           f"DO {action}")
+    s.connection().exec_driver_sql(sql, tuple(params))
 
 
 def _chunks(keys: list[Any]) -> list[list[Any]]:
@@ -84,41 +107,54 @@ def _chunks(keys: list[Any]) -> list[list[Any]]:
 
 
 def _previous(s: Session, keys: list[SeriesKey]) -> dict[SeriesKey, Counts]:
-    """The stored counters of these reporters, their rows locked until the commit."""
+    """The stored counters of these reporters, their rows locked until the commit.
+
+    Looked up by source alone (one short IN list; a reporter has few configurations)
+    and matched here.  On PostgreSQL every row is inserted first (zeros, where none
+    was), so that two first reports of one reporter queue on its row lock.
+    """
     if not keys:
         return {}
-    now = utcnow()
-    zero = [dict(zip(SERIES_KEY, k, strict=True)) | {
-        "drafts": 0, "draft_tokens": 0, "accepted_tokens": 0, "updated_at": now} for k in keys]
-    # every row exists before it is locked, so two first reports of one reporter queue
-    s.execute(_insert(s, ObservedSeries).on_conflict_do_nothing(), zero)
-    cols = [getattr(ObservedSeries, c) for c in SERIES_KEY]
+    postgres = s.get_bind().dialect.name == "postgresql"
+    if postgres:
+        now = utcnow()
+        _upsert(s, SERIES, [dict(zip(SERIES_KEY, k, strict=True)) | {
+            "drafts": 0, "draft_tokens": 0, "accepted_tokens": 0, "updated_at": now}
+            for k in keys], SERIES_KEY, None)
+    wanted = set(keys)
+    c = SERIES.c
     out: dict[SeriesKey, Counts] = {}
-    for part in _chunks(keys):
-        stmt = select(ObservedSeries).where(tuple_(*cols).in_(part)).order_by(*cols)
-        for r in s.scalars(stmt.with_for_update()):
-            out[(r.source, r.device, r.target, r.draft, r.quant, r.k)] = (
-                r.drafts, r.draft_tokens, r.accepted_tokens)
-    return {k: v for k, v in out.items() if v != ZERO}
+    for part in _chunks(sorted({k[0] for k in keys})):
+        stmt = select(c.source, c.device, c.target, c.draft, c.quant, c.k, c.drafts,
+                      c.draft_tokens, c.accepted_tokens).where(c.source.in_(part))
+        if postgres:
+            stmt = stmt.order_by(*(c[n] for n in SERIES_KEY)).with_for_update()
+        for r in s.execute(stmt):
+            key = (r[0], r[1], r[2], r[3], r[4], int(r[5]))
+            if key in wanted and (r[6], r[7], r[8]) != ZERO:
+                out[key] = (int(r[6]), int(r[7]), int(r[8]))
+    return out
 
 
-def _existing(s: Session, model: Any, names: tuple[str, ...], keys: list[Any]) -> set[Any]:
-    cols = [getattr(model, c) for c in names]
-    found: set[Any] = set()
-    for part in _chunks(keys):
-        found.update(tuple(r) for r in s.execute(select(*cols).where(tuple_(*cols).in_(part))))
-    return found
+def _new_configs(s: Session, configs: list[ConfigKey]) -> int:
+    c = TOTALS.c
+    found: set[ConfigKey] = set()
+    for part in _chunks(sorted({k[0] for k in configs})):
+        found.update((r[0], r[1], r[2], r[3], int(r[4])) for r in s.execute(
+            select(c.device, c.target, c.draft, c.quant, c.k).where(c.device.in_(part))))
+    return len(set(configs) - found)
 
 
-def _check_room(s: Session, configs: list[ConfigKey], series: list[SeriesKey],
+def _check_room(s: Session, configs: list[ConfigKey], new_series: int,
                 max_configs: int, max_series: int) -> None:
-    new = len(configs) - len(_existing(s, ObservedTotal, KEY, configs)) if configs else 0
-    if new and (s.scalar(select(func.count()).select_from(ObservedTotal)) or 0) + new \
+    """Count the tables only when the batch adds rows to them (a count scans)."""
+    new = _new_configs(s, configs) if configs else 0
+    if new and (s.scalar(select(func.count()).select_from(TOTALS)) or 0) + new \
             > max_configs:
         raise Full(f"the store keeps at most {max_configs:,} observed configurations; "
                    "configurations silent for --keep-days are forgotten")
-    if series and (s.scalar(select(func.count()).select_from(ObservedSeries)) or 0) \
-            > max_series:
+    if new_series and (s.scalar(select(func.count()).select_from(SERIES)) or 0) \
+            + new_series > max_series:
         raise Full(f"the store keeps at most {max_series:,} reporters' counters; "
                    "reporters silent for --keep-days are forgotten")
 
@@ -137,14 +173,13 @@ SUMMED = ("reports", "drafts", "draft_tokens", "accepted_tokens",
           *(f"{m}_{part}" for m in READINGS for part in ("sum", "n")))
 
 
-def _add(s: Session, model: Any, rows: list[dict[str, Any]], conflict: tuple[str, ...],
+def _add(s: Session, table: Any, rows: list[dict[str, Any]], conflict: tuple[str, ...],
          extra: dict[str, Any]) -> None:
-    """Insert each row, or add its sums to the row already there (one statement, many rows)."""
-    stmt = _insert(s, model)
-    update = {c: getattr(model, c) + getattr(stmt.excluded, c) for c in SUMMED}
-    update.update({c: getattr(stmt.excluded, c) for c in extra})
-    s.execute(stmt.on_conflict_do_update(index_elements=list(conflict), set_=update),
-              [r | extra for r in rows])
+    """Insert each row, or add its sums to the row already there."""
+    q = s.get_bind().dialect.identifier_preparer.quote
+    update = {c: f"{q(table.name)}.{q(c)} + excluded.{q(c)}" for c in SUMMED}
+    update.update({c: f"excluded.{q(c)}" for c in extra})
+    _upsert(s, table, [r | extra for r in rows], conflict, update)
 
 
 def ingest(s: Session, observations: list[Observation], *, bucket_s: int,
@@ -156,17 +191,18 @@ def ingest(s: Session, observations: list[Observation], *, bucket_s: int,
     previous = _previous(s, series)
     tallies, latest = tally(observations, previous)
     configs = sorted(tallies)
-    _check_room(s, configs, series, max_configs, max_series)
+    _check_room(s, configs, len(series) - len(previous), max_configs, max_series)
     stamp = utcnow()
-    if latest:  # ORM bulk UPDATE by primary key: one executemany
-        s.execute(update(ObservedSeries), [
-            dict(zip(SERIES_KEY, k, strict=True)) | {
-                "drafts": n[0], "draft_tokens": n[1], "accepted_tokens": n[2],
-                "updated_at": stamp} for k, n in sorted(latest.items())])
+    if latest:
+        _upsert(s, SERIES, [dict(zip(SERIES_KEY, k, strict=True)) | {
+            "drafts": n[0], "draft_tokens": n[1], "accepted_tokens": n[2],
+            "updated_at": stamp} for k, n in sorted(latest.items())], SERIES_KEY,
+            {c: f"excluded.{c}" for c in ("drafts", "draft_tokens", "accepted_tokens",
+                                          "updated_at")})
     rows = [_row(k, tallies[k]) for k in configs]
-    _add(s, ObservedTotal, rows, KEY, {"updated_at": stamp})
+    _add(s, TOTALS, rows, KEY, {"updated_at": stamp})
     bucket = int((now if now is not None else time.time()) // bucket_s * bucket_s)
-    _add(s, ObservedWindow, rows, (*KEY, "bucket"), {"bucket": bucket})
+    _add(s, WINDOW, rows, (*KEY, "bucket"), {"bucket": bucket})
     return Ingested(len(observations), len(configs), len(latest))
 
 

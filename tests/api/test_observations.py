@@ -247,3 +247,38 @@ def test_observations_are_in_the_openapi_document(client: TestClient) -> None:
     assert "/v1/drift/replan" in doc["paths"]
     schema = copy.deepcopy(doc["components"]["schemas"]["Observation"])
     assert "spec_decode" in schema["properties"]
+
+
+def test_the_store_is_bounded(db_url: str) -> None:
+    """Buckets past the window and reporters silent for keep_days go; a batch that would
+    pass the limit on configurations or reporters is refused whole."""
+    from datetime import timedelta
+
+    from configspec_opt.drift.observations import Observation
+    from configspec_opt.store import observations as stored
+    from configspec_opt.store.database import Database
+    from configspec_opt.store.models import utcnow
+
+    db = Database(db_url)
+    db.migrate()
+    try:
+        batch = [Observation.model_validate(o) for o in reports(RPI5, 0.5, n=30)]
+        now = utcnow().timestamp()
+        db.call(lambda s: stored.ingest(s, batch[:4], bucket_s=60, now=now - 7200))
+        db.call(lambda s: stored.ingest(s, batch[4:], bucket_s=60, now=now))
+        assert db.call(lambda s: stored.window(s, window_s=3600, now=now))[
+            tuple(RPI5.values())].reports == len(batch) - 4  # type: ignore[index]
+        gone = db.call(lambda s: stored.prune(s, window_s=3600, keep_days=30))
+        assert (gone.buckets, gone.series, gone.configurations) == (1, 0, 0)
+        assert db.call(stored.totals)[0][1].reports == len(batch)  # totals stay
+        later = utcnow() + timedelta(days=31)
+        gone = db.call(lambda s: stored.prune(s, window_s=3600, keep_days=30, now=later))
+        assert (gone.series, gone.configurations) == (3, 1)
+        other = [Observation.model_validate(o) for o in reports({**RPI5, "k": 5}, 0.5, n=30)]
+        with pytest.raises(stored.Full):
+            db.call(lambda s: stored.ingest(s, [*batch, *other], bucket_s=60, max_configs=1))
+        with pytest.raises(stored.Full):
+            db.call(lambda s: stored.ingest(s, batch, bucket_s=60, max_series=2))
+        assert db.call(stored.totals) == []  # refused whole
+    finally:
+        db.close()
