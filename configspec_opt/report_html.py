@@ -133,13 +133,14 @@ def assignment_table(data: Mapping[str, Any]) -> str:
     if not rows:
         return "<p>No assignment.</p>"
     head = ["pool", "devices", "draft", "quant", "K", "target", "goodput tok/s",
-            "round time s", "tok/$", "J/tok", "α(K)"]
+            "round time s", "tok/$", "J/tok", "α(K)", "TPOT p95 s", "TTFT p95 s"]
     body = [[(esc(a["device"]) + (" <em>(split)</em>" if a.get("split") else ""), False),
              (fmt_num(a["count"]), True), (esc(a["draft"]), False), (esc(a["quant"]), False),
              (fmt_num(a["k"]), True), (esc(a["target"]), False),
              (fmt_num(a.get("goodput_tok_s")), True), (fmt_num(a.get("round_time_s")), True),
              (fmt_num(a.get("cost_tok_per_usd")), True),
-             (fmt_num(a.get("energy_j_per_tok")), True), (fmt_num(a.get("alpha")), True)]
+             (fmt_num(a.get("energy_j_per_tok")), True), (fmt_num(a.get("alpha")), True),
+             (fmt_num(a.get("tpot_p95_s")), True), (fmt_num(a.get("ttft_p95_s")), True)]
             for a in rows]
     return _table(head, body)
 
@@ -170,11 +171,12 @@ def fleet_table(data: Mapping[str, Any]) -> str:
 def slo_usage(spec: Spec | None, data: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Per-device SLOs (constraints.per_device and each pool's own) against each pool's
     assigned value: the rows `solve --json` leaves out because they act per candidate."""
-    from configspec_opt.metric_registry import BY_SLO
+    from configspec_opt.metric_registry import BY_SLO, BY_TAIL_SLO
 
     if spec is None:
         return []
     checks = [(name, str(d.candidate_key), d.unit) for name, d in BY_SLO.items()]
+    checks += [(name, d.key, d.unit) for name, d in BY_TAIL_SLO.items()]
     devices = {d.name: d for d in spec.devices}
     out = []
     for a in data.get("assignments") or []:

@@ -31,13 +31,22 @@ class Case:
     lengths: tuple[tuple[int, float], ...]  # (N, weight)
 
 
-def simulate(case: Case, requests: int, seed: int) -> tuple[list[float], list[float]]:
-    """TPOT and TTFT of `requests` requests (seconds each), in order."""
+@dataclass
+class Requests:
+    """Per simulated request: its TPOT and TTFT (s), output tokens and duration (s)."""
+
+    tpot: list[float]
+    ttft: list[float]
+    tokens: list[int]
+    duration: list[float]
+
+
+def simulate(case: Case, requests: int, seed: int) -> Requests:
+    """`requests` requests of `case`, in order."""
     rng = random.Random(seed)
     ns = [n for n, _ in case.lengths]
     ws = [w for _, w in case.lengths]
-    tpot: list[float] = []
-    ttft: list[float] = []
+    out = Requests([], [], [], [])
     for _ in range(requests):
         n = rng.choices(ns, weights=ws)[0]
         tokens, clock, first = 0, 0.0, 0.0
@@ -49,9 +58,11 @@ def simulate(case: Case, requests: int, seed: int) -> tuple[list[float], list[fl
             clock += _round_time(case, rng)
             if first == 0.0:
                 first = clock
-        ttft.append(case.prefill_s + first)
-        tpot.append((clock - first) / (n - 1))
-    return tpot, ttft
+        out.ttft.append(case.prefill_s + first)
+        out.tpot.append((clock - first) / (n - 1))
+        out.tokens.append(n)
+        out.duration.append(case.prefill_s + clock)
+    return out
 
 
 def _round_time(case: Case, rng: random.Random) -> float:
