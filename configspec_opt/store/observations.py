@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import BigInteger, DateTime, Float, Integer, delete, func, select
 from sqlalchemy.orm import Session
 
 from configspec_opt.drift.compare import Observed
@@ -72,34 +72,54 @@ TOTALS = ObservedTotal.__table__
 WINDOW = ObservedWindow.__table__
 
 
+def _array_type(column: Any) -> str:
+    kind = column.type
+    if isinstance(kind, BigInteger):
+        return "bigint[]"
+    if isinstance(kind, Integer):
+        return "integer[]"
+    if isinstance(kind, Float):
+        return "double precision[]"
+    if isinstance(kind, DateTime):
+        return "timestamptz[]"
+    return "text[]"
+
+
 def _upsert(s: Session, table: Any, rows: list[dict[str, Any]], conflict: tuple[str, ...],
             assignments: dict[str, str] | None) -> None:
-    """INSERT ... VALUES (...), (...) ON CONFLICT (...) DO UPDATE SET / DO NOTHING: one
-    statement for the whole batch, in the syntax SQLite and PostgreSQL share.
+    """INSERT ... ON CONFLICT (...) DO UPDATE SET / DO NOTHING of the whole batch in one
+    statement, in the syntax SQLite and PostgreSQL share.
 
-    Written as SQL text with bound parameters, not built with SQLAlchemy's expression
-    language: compiling a statement of 1,600 parameters cost more than running it, and
-    an executemany is one statement per row on psycopg.  Values pass through the
-    columns' own bind processors, so SQLite stores datetimes as SQLAlchemy reads them.
+    Written as SQL text with bound parameters, not with SQLAlchemy's expression
+    language: compiling a statement of 1,600 parameters cost more than running it,
+    and an executemany is one statement per row on psycopg.  PostgreSQL gets one array
+    per column (`SELECT * FROM unnest(...)`): a short text psycopg parses and prepares
+    once, where a VALUES list as long as the batch is parsed again in Python every
+    time; SQLite gets the VALUES list.  Values pass through the columns' own bind
+    processors, so SQLite stores datetimes as SQLAlchemy reads them.
     """
     dialect = s.get_bind().dialect
-    if dialect.name not in ("sqlite", "postgresql"):
-        raise RuntimeError(f"observations need SQLite or PostgreSQL, not {dialect.name}")
     quote = dialect.identifier_preparer.quote
     cols = list(rows[0])
+    action = "NOTHING" if not assignments else "UPDATE SET " + ", ".join(
+        f"{quote(c)} = {expr}" for c, expr in assignments.items())
+    head = f"INSERT INTO {quote(table.name)} ({', '.join(map(quote, cols))}) "
+    tail = f" ON CONFLICT ({', '.join(map(quote, conflict))}) DO {action}"
+    if dialect.name == "postgresql":
+        arrays = ", ".join(f"%s::{_array_type(table.c[c])}" for c in cols)
+        s.connection().exec_driver_sql(f"{head}SELECT * FROM unnest({arrays}){tail}",
+                                       tuple([r[c] for r in rows] for c in cols))
+        return
+    if dialect.name != "sqlite":
+        raise RuntimeError(f"observations need SQLite or PostgreSQL, not {dialect.name}")
     procs = [table.c[c].type.dialect_impl(dialect).bind_processor(dialect) for c in cols]
     params: list[Any] = []
     for r in rows:
         params.extend(p(r[c]) if p is not None else r[c] for c, p in zip(cols, procs,
                                                                            strict=True))
-    mark = "?" if dialect.paramstyle == "qmark" else "%s"
-    one = "(" + ", ".join([mark] * len(cols)) + ")"
-    action = "NOTHING" if not assignments else "UPDATE SET " + ", ".join(
-        f"{quote(c)} = {expr}" for c, expr in assignments.items())
-    sql = (f"INSERT INTO {quote(table.name)} ({', '.join(map(quote, cols))}) VALUES "
-           f"{', '.join([one] * len(rows))} ON CONFLICT ({', '.join(map(quote, conflict))}) "
-           f"DO {action}")
-    s.connection().exec_driver_sql(sql, tuple(params))
+    one = "(" + ", ".join(["?"] * len(cols)) + ")"
+    s.connection().exec_driver_sql(f"{head}VALUES {', '.join([one] * len(rows))}{tail}",
+                                   tuple(params))
 
 
 def _chunks(keys: list[Any]) -> list[list[Any]]:
@@ -122,26 +142,38 @@ def _previous(s: Session, keys: list[SeriesKey]) -> dict[SeriesKey, Counts]:
             "drafts": 0, "draft_tokens": 0, "accepted_tokens": 0, "updated_at": now}
             for k in keys], SERIES_KEY, None)
     wanted = set(keys)
-    c = SERIES.c
     out: dict[SeriesKey, Counts] = {}
-    for part in _chunks(sorted({k[0] for k in keys})):
-        stmt = select(c.source, c.device, c.target, c.draft, c.quant, c.k, c.drafts,
-                      c.draft_tokens, c.accepted_tokens).where(c.source.in_(part))
-        if postgres:
-            stmt = stmt.order_by(*(c[n] for n in SERIES_KEY)).with_for_update()
-        for r in s.execute(stmt):
-            key = (r[0], r[1], r[2], r[3], r[4], int(r[5]))
-            if key in wanted and (r[6], r[7], r[8]) != ZERO:
-                out[key] = (int(r[6]), int(r[7]), int(r[8]))
+    for r in _by_name(s, SERIES, "source", sorted({k[0] for k in keys}),
+                      (*SERIES_KEY, "drafts", "draft_tokens", "accepted_tokens"),
+                      lock=postgres):
+        key = (r[0], r[1], r[2], r[3], r[4], int(r[5]))
+        if key in wanted and (r[6], r[7], r[8]) != ZERO:
+            out[key] = (int(r[6]), int(r[7]), int(r[8]))
     return out
 
 
+def _by_name(s: Session, table: Any, name: str, values: list[str], columns: tuple[str, ...],
+             *, lock: bool = False) -> list[Any]:
+    """Rows whose `name` is one of `values`; with `lock` (PostgreSQL), locked in key order.
+
+    PostgreSQL reads `= ANY(array)`: one short text, parsed and prepared once, whatever
+    the number of values; SQLite an IN list.
+    """
+    if s.get_bind().dialect.name == "postgresql":
+        q = s.get_bind().dialect.identifier_preparer.quote
+        order = f" ORDER BY {', '.join(map(q, table.primary_key.columns.keys()))} FOR UPDATE" \
+            if lock else ""
+        return list(s.connection().exec_driver_sql(
+            f"SELECT {', '.join(map(q, columns))} FROM {q(table.name)} "
+            f"WHERE {q(name)} = ANY(%s::text[]){order}", (values,)))
+    c = table.c
+    return [r for part in _chunks(values) for r in s.execute(
+        select(*(c[n] for n in columns)).where(c[name].in_(part)))]
+
+
 def _new_configs(s: Session, configs: list[ConfigKey]) -> int:
-    c = TOTALS.c
-    found: set[ConfigKey] = set()
-    for part in _chunks(sorted({k[0] for k in configs})):
-        found.update((r[0], r[1], r[2], r[3], int(r[4])) for r in s.execute(
-            select(c.device, c.target, c.draft, c.quant, c.k).where(c.device.in_(part))))
+    found = {(r[0], r[1], r[2], r[3], int(r[4])) for r in _by_name(
+        s, TOTALS, "device", sorted({k[0] for k in configs}), KEY)}
     return len(set(configs) - found)
 
 
