@@ -11,13 +11,15 @@ file:line:column (the rendercv habit).
 from __future__ import annotations
 
 import difflib
+import gc
 import hashlib
 import json
 import os
 import re
 import types
 import typing
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -28,7 +30,7 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from configspec_opt.consistency import Inconsistency, check_consistency
 from configspec_opt.errors import PathPart, SpecError, SpecIssue
-from configspec_opt.limits import CHARS, VALUES
+from configspec_opt.limits import CHARS, DIGITS, VALUES, allowance
 from configspec_opt.spec import Profile, Spec
 from configspec_opt.spec_files import (
     PROFILES_ROOT_ENV,
@@ -66,6 +68,9 @@ class Source:
 
     name: str
     text: str
+    received: bool = False
+    """Text from the network (an HTTP body): held to limits.VALUES and CHARS as they are,
+    not to what its text writes (`limits.allowance`)."""
 
     _rt: Any = field(default=None, repr=False)
 
@@ -125,8 +130,10 @@ def load_spec(path: str | Path, *, allow_includes: bool = True) -> LoadedSpec:
 
 def parse_spec(text: str, *, name: str = "<spec>", base_dir: Path | None = None,
                root: Path | None = None,
-               files: Mapping[str, str] | Mapping[Path, str] | None = None) -> LoadedSpec:
-    """Validate spec text.  `base_dir=None` refuses `profiles_from` (HTTP bodies).
+               files: Mapping[str, str] | Mapping[Path, str] | None = None,
+               received: bool = False) -> LoadedSpec:
+    """Validate spec text.  `base_dir=None` refuses `profiles_from` (HTTP bodies);
+    `received` holds it to the limits of what the network sends (`Source.received`).
 
     `profiles_from` files must lie under `root` (default: the git work tree holding
     base_dir, else base_dir itself) or a directory of CONFIGSPEC_PROFILES_ROOT.
@@ -134,11 +141,16 @@ def parse_spec(text: str, *, name: str = "<spec>", base_dir: Path | None = None,
     written), taken instead of the disk and not confined again: an import validates
     the texts it is about to write, a revision's spec its files at that revision.
     """
-    main = Source(name, text)
+    with collection_paused():
+        return _parse_spec(Source(name, text, received), base_dir, root, files)
+
+
+def _parse_spec(main: Source, base_dir: Path | None, root: Path | None,
+                files: Mapping[str, str] | Mapping[Path, str] | None) -> LoadedSpec:
     data = parse_data(main)
     if not isinstance(data, dict):
         raise SpecError([SpecIssue("a spec is a mapping of keys (version, name, targets, ...)",
-                                   file=name, line=1, column=1)])
+                                   file=main.name, line=1, column=1)])
     try:
         spec = Spec.model_validate(data)
     except ValidationError as exc:
@@ -162,6 +174,23 @@ def parse_spec(text: str, *, name: str = "<spec>", base_dir: Path | None = None,
             extra.extend(profiles)
         spec = spec.model_copy(update={"profiles": extra})
     return check_merged(spec, sources, origins)
+
+
+@contextmanager
+def collection_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off while a document becomes objects.
+
+    Parsing and validating a fleet allocate millions of objects and free none, so
+    the collector's passes (one per 700 allocations, and full ones as the heap
+    grows) walk them again for nothing: a third of the time a 17 MB spec took.
+    Left as it was found (another thread may have paused it)."""
+    was_on = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_on:
+            gc.enable()
 
 
 def check_merged(spec: Spec, sources: list[Source], origins: Sequence[ProfileOrigin], *,
@@ -214,23 +243,80 @@ def parse_data(src: Source) -> Any:
     inputs, HTTP bodies): the nesting, the size a document expands to and every
     number are checked here against configspec_opt.limits, so that nothing later
     meets a RecursionError, a crash of a C parser, or an int no float can hold."""
-    data = _load_json(src) if src.is_json else _load_yaml(src)
+    if src.is_json:
+        return parse_json(src)
+    data = _load_yaml(src)
     _check_data(data, src)
     return data
 
 
 def parse_json(src: Source) -> Any:
     """`parse_data` for text that is JSON whatever its name (a JSONL line, an answer)."""
-    data = _load_json(src)
-    _check_data(data, src)
+    data = _plain_json(src)
+    if data is _DEFER:
+        data = _load_json(src)
+        _check_data(data, src)
     return data
 
 
+_DEFER = object()
+_NUMBER_RUNS = bytes(48 if b in b"0123456789+-.eE" else 32 for b in range(256))
+
+
+def _plain_json(src: Source) -> Any:
+    """The data of a JSON text that `_load_json` and `_check_data` would accept as it
+    is, read by json's C scanner alone, else _DEFER (to them, for their located error).
+
+    `_load_json`'s hooks (every number, every object) cost half of reading a
+    30 MB fleet; this path shows without them that no number token is longer than
+    limits.DIGITS characters (so none has more digits), that the data hold no
+    integer or infinity a float cannot, that no key was repeated (as many keys as
+    colons in the text outside its strings) and that the nesting is within
+    limits.DEPTH."""
+    text, digits = src.text, DIGITS.value
+    n = len(text)
+    if src.received and min(VALUES.value, CHARS.value) <= n:
+        return _DEFER  # counted value by value, as `_check_data` does
+    raw = text.encode("utf-8", "surrogatepass")
+    if b"0" * (digits + 1) in raw.translate(_NUMBER_RUNS):
+        return _DEFER
+    try:
+        data = json.loads(text, parse_constant=_reject_constant)
+    except (ValueError, RecursionError, _NumberRefused):
+        return _DEFER
+    shape = _shape(data, max_depth())
+    if shape.too_deep or shape.bad_number or shape.infinite:
+        return _DEFER
+    colons = text.count(":")
+    if shape.keys != colons and (shape.keys != colons - _colons_in_strings(data)
+                                 or "\\u003a" in text or "\\u003A" in text):
+        return _DEFER  # a repeated key (or a colon written as an escape)
+    return data
+
+
+def _colons_in_strings(data: Any) -> int:
+    """The colons in every key and string of `data`: in JSON without `\\u003a` escapes,
+    the text's colons less these are its key-value pairs (a dropped repeat's too)."""
+    found = 0
+    stack = [data]
+    while stack:
+        node = stack.pop()
+        if type(node) is dict:
+            found += sum(k.count(":") for k in node)
+            stack.extend(node.values())
+        elif type(node) is list:
+            stack.extend(node)
+        elif type(node) is str:
+            found += node.count(":")
+    return found
+
+
 def _load_json(src: Source) -> Any:
+    digits = DIGITS.value
     try:
         return json.loads(src.text, parse_constant=_reject_constant,
-                          object_pairs_hook=_unique_keys, parse_int=_json_number(int),
-                          parse_float=_json_number(float))
+                          object_pairs_hook=_unique_keys, parse_int=_json_int(digits),
+                          parse_float=_json_float(digits))
     except _DuplicateKeyError:
         raise SpecError([_duplicate_key_issue(src)]) from None
     except _NumberRefused as exc:
@@ -277,14 +363,37 @@ class _NumberRefused(Exception):
         self.token, self.why = token, why
 
 
-def _json_number(kind: type[int] | type[float]) -> Callable[[str], int | float]:
-    """json's hook for one kind of number: refused past limits.DIGITS or a float's range,
-    before Python converts it (an int of 5,000 digits raises ValueError there)."""
-    def convert(token: str) -> int | float:
-        why = number_problem(token)
-        if why is not None:
-            raise _NumberRefused(token, why)
-        return kind(token)
+# json's hooks for numbers: refused past limits.DIGITS or a float's range, before Python
+# converts them (an int of 5,000 digits raises ValueError there).  They run once per
+# number (1.35 million in a 30 MB fleet), so a short token, which can have neither
+# problem, is converted at once; `number_problem` judges the rest.
+_SHORT_INT = len(str(int(FLOAT_MAX))) - 1
+
+
+def _refuse(token: str) -> None:
+    why = number_problem(token)
+    if why is not None:
+        raise _NumberRefused(token, why)
+
+
+def _json_int(digits: int) -> Callable[[str], int]:
+    short = min(digits, _SHORT_INT)
+
+    def convert(token: str) -> int:
+        if len(token) > short:
+            _refuse(token)
+        return int(token)
+    return convert
+
+
+def _json_float(digits: int) -> Callable[[str], float]:
+    def convert(token: str) -> float:
+        if len(token) > digits:
+            _refuse(token)
+        value = float(token)
+        if value - value != 0:  # 1e400: inf
+            _refuse(token)
+        return value
     return convert
 
 
@@ -355,8 +464,76 @@ def _duplicate_key_issue(src: Source) -> SpecIssue:
 
 def _check_data(data: Any, src: Source) -> None:
     """Refuse alias bombs, absurd nesting and numbers no float holds before anything
-    walks the data (JSON's numbers were checked as they were read)."""
-    budget, chars, limit = VALUES.value, CHARS.value, max_depth()
+    walks the data (JSON's numbers were checked as they were read).
+
+    What a document may hold is `limits.allowance`: for your own file at least what
+    its text writes, so only a YAML document with aliases (`*`) can exceed it and
+    only such a document, or received text, is counted value by value."""
+    n = len(src.text)
+    budget = allowance(VALUES, n, received=src.received)
+    chars = allowance(CHARS, n, received=src.received)
+    can_expand = not src.is_json and "*" in src.text
+    if can_expand or min(budget, chars) <= n:
+        _count(data, src, budget, chars)
+        return
+    limit = max_depth()
+    shape = _shape(data, limit)
+    if shape.too_deep:
+        raise SpecError([_depth_issue(src, limit)])
+    if shape.bad_number:
+        raise SpecError([_number_issue(src)])
+    _check_infinite(shape.infinite, src)
+
+
+@dataclass
+class _Shape:
+    """What `_shape` found: keys in all mappings, and the problems `_count` refuses."""
+
+    keys: int = 0
+    too_deep: bool = False
+    bad_number: bool = False  # an int no float holds
+    infinite: bool = False
+
+
+def _shape(data: Any, limit: int) -> _Shape:
+    """`_count` without the counting, for a document that cannot exceed its allowance:
+    nesting and numbers, in a loop over the collections (no recursion to crash); it
+    stops at the first collection whose items lie deeper than `limit`."""
+    shape = _Shape()
+    stack: list[tuple[Any, int]] = [(data, 0)]
+    while stack:
+        node, depth = stack.pop()
+        kind = type(node)
+        if kind is dict:
+            items: Iterable[Any] = node.values()
+            shape.keys += len(node)
+        elif kind is list:
+            items = node
+        else:
+            if kind is int and not -FLOAT_MAX <= node <= FLOAT_MAX:
+                shape.bad_number = True
+            shape.infinite = shape.infinite or (kind is float and node - node != 0)
+            continue
+        if depth >= limit and node:
+            shape.too_deep = True
+            return shape
+        for v in items:
+            k = type(v)
+            if k is dict or k is list:
+                stack.append((v, depth + 1))
+            elif k is int:
+                if not -FLOAT_MAX <= v <= FLOAT_MAX:
+                    shape.bad_number = True
+            elif k is float and v - v != 0:
+                shape.infinite = True
+    return shape
+
+
+def _count(data: Any, src: Source, budget: int, chars: int) -> None:
+    """Every value counted against `budget` and every string's characters against
+    `chars`, YAML aliases by what they expand to; nesting and numbers as `_walk`."""
+    limit = max_depth()
+    values_cap, chars_cap = budget, chars
     stack: list[tuple[Any, int]] = [(data, 0)]
     infinite = False
     while stack:
@@ -372,8 +549,8 @@ def _check_data(data: Any, src: Source) -> None:
         elif kind is float and node - node != 0:
             infinite = True
         if budget < 0 or chars < 0:
-            what = (f"{VALUES.value:,} values ({VALUES.hint()})" if budget < 0
-                    else f"{CHARS.value:,} characters ({CHARS.hint()})")
+            what = (f"{values_cap:,} values ({VALUES.hint()})" if budget < 0
+                    else f"{chars_cap:,} characters ({CHARS.hint()})")
             raise SpecError([SpecIssue(
                 f"the document expands to more than {what}; YAML aliases that multiply?",
                 file=src.name)])
@@ -383,6 +560,10 @@ def _check_data(data: Any, src: Source) -> None:
             stack.extend((v, depth + 1) for v in node.values())
         elif kind is list:
             stack.extend((v, depth + 1) for v in node)
+    _check_infinite(infinite, src)
+
+
+def _check_infinite(infinite: bool, src: Source) -> None:
     # `.inf` and `.nan` as written are the spec's validation's to judge; a literal that
     # overflowed to inf (1.0e400) is refused here
     if infinite and not src.is_json and find_scalar(src.text, bad_number) is not None:

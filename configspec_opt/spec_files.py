@@ -5,10 +5,11 @@ reviewed yet, so a spec is hostile input and so are the paths it names:
 
 - every file configspec reads (a spec, a lock, a `profiles_from` file, an import's
   input, a prompts file) is read by `read_text_file`, only if it is a regular file
-  within a limit counted while reading (`/dev/zero` would exhaust memory, a FIFO
-  would block forever, `/proc` files claim a size of 0), through one descriptor so
-  that what was checked is what is read.  The limits are `configspec_opt.limits`
-  (raised by environment variables the refusal names);
+  (`/dev/zero` would exhaust memory, a FIFO would block forever), within a limit
+  counted while reading where one is set (`/proc` files claim a size of 0), through
+  one descriptor so that what was checked is what is read.  The limits are
+  `configspec_opt.limits` (docs/limits.md: your own files have none unless
+  CONFIGSPEC_MAX_FILE_BYTES is set; a refusal names the variable that raises it);
 - `profiles_from` is confined to the spec's repository: the enclosing git work
   tree, else the spec's own directory, with symlinks resolved (a link in the
   repository to ~/.aws/credentials is outside it).  CONFIGSPEC_PROFILES_ROOT, a
@@ -74,6 +75,8 @@ def read_text_file(path: str | Path, *, limit: Limit | int = FILE_BYTES,
             size += len(chunk)
     except OSError as exc:
         raise FileRefused(f"cannot read: {exc.strerror or type(exc).__name__}") from None
+    except MemoryError:
+        raise FileRefused(f"too large for this machine's memory ({size:,} bytes read)") from None
     finally:
         os.close(fd)
     if size > cap:
@@ -83,6 +86,8 @@ def read_text_file(path: str | Path, *, limit: Limit | int = FILE_BYTES,
         return b"".join(chunks).decode("utf-8", errors)
     except UnicodeDecodeError as exc:
         raise FileRefused(f"not UTF-8 text (byte {exc.start:,} is not valid UTF-8)") from None
+    except MemoryError:
+        raise FileRefused(f"too large for this machine's memory ({size:,} bytes)") from None
 
 
 def repository_root(spec_dir: Path) -> Path:

@@ -24,7 +24,7 @@ SHAPE = 'an upload is a mapping with one key, profiles: {"profiles": [<profile>,
 def parse_upload(text: str, media_type: str | None) -> list[dict[str, Any]]:
     """Validated profile entries as JSON-ready dicts, or a SpecError with locations."""
     check_json(text, media_type)
-    src = Source(REQUEST_NAME, text)
+    src = Source(REQUEST_NAME, text, received=True)
     data = parse_data(src)
     if not isinstance(data, dict) or set(data) != {"profiles"}:
         extra = sorted(str(k) for k in data) if isinstance(data, dict) else []

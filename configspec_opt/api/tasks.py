@@ -133,7 +133,7 @@ def load(text: str, media_type: str | None, params: OpParams,
          stored: list[dict[str, Any]] | None) -> tuple[LoadedSpec, list[dict[str, Any]] | None]:
     """Parse a request body (paths in it are never opened) and merge stored profiles."""
     check_json(text, media_type)
-    loaded = parse_spec(text, name=REQUEST_NAME, base_dir=None)
+    loaded = parse_spec(text, name=REQUEST_NAME, base_dir=None, received=True)
     if params.profiles == "stored":
         return apply_stored(loaded, stored or [])
     return loaded, None

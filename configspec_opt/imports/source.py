@@ -75,9 +75,10 @@ def _read_bounded(resp: Any, most: int, deadline: float) -> bytes:
 
 
 def read_input(where: str, *, timeout_s: float = 10.0) -> Input:
-    """The text of a file (through the one reader: a regular file, within
-    limits.IMPORT_BYTES), or of an HTTP(S) URL fetched once with a timeout, within the
-    same limit.  Bytes that are not UTF-8 are replaced: these are other tools' logs."""
+    """The text of a file (through the one reader: a regular file, your own, so within
+    limits.FILE_BYTES only if set), or of an HTTP(S) URL fetched once with a timeout,
+    within limits.IMPORT_BYTES.  Bytes that are not UTF-8 are replaced: these are other
+    tools' logs."""
     cap = IMPORT_BYTES.value
     if is_url(where):
         try:
@@ -96,7 +97,7 @@ def read_input(where: str, *, timeout_s: float = 10.0) -> Input:
             raise ImportInputError(f"{where}: larger than {cap:,} bytes ({IMPORT_BYTES.hint()})")
         return Input(where, body.decode("utf-8", errors="replace"))
     try:
-        return Input(where, read_text_file(Path(where), limit=IMPORT_BYTES, errors="replace"))
+        return Input(where, read_text_file(Path(where), errors="replace"))
     except FileRefused as exc:
         if str(exc) == "no such file":
             raise ImportInputError(f"no such file: {where}") from None

@@ -79,13 +79,18 @@ def test_a_fifo_as_the_spec_does_not_block(tmp_path: Path) -> None:
     assert proc.returncode == 1 and "no specs found" in proc.stderr
 
 
-def test_a_directory_or_a_huge_file_is_refused(tmp_path: Path) -> None:
+def test_a_directory_is_refused_and_a_huge_file_only_under_the_cap_one_sets(
+        tmp_path: Path) -> None:
     assert "a directory" in run("validate", str(tmp_path)).stderr
     huge = tmp_path / "huge.yaml"
-    with huge.open("wb") as fh:  # sparse: 25 MB that take no disk and are never read
+    with huge.open("wb") as fh:  # sparse: 25 MB of NULs that take no disk
         fh.truncate(25_000_000)
-    proc = run("validate", str(huge))
+    proc = run("validate", str(huge), env={"CONFIGSPEC_MAX_FILE_BYTES": "20_000_000"})
     assert proc.returncode == 2 and "larger than 20,000,000 bytes" in proc.stderr
+    assert "CONFIGSPEC_MAX_FILE_BYTES=N raises this limit" in proc.stderr
+    proc = run("validate", str(huge))  # your own file: read whatever its size (docs/limits.md)
+    assert proc.returncode == 2 and "larger than" not in proc.stderr
+    assert "unacceptable character #x0000" in proc.stderr
 
 
 def test_the_reader_stops_at_the_limit_even_when_the_size_lies(tmp_path: Path) -> None:
