@@ -162,7 +162,7 @@ def solution_dict(
 
 def fleet_tails(assignment: Sequence[tuple[Candidate, int]]) -> dict[str, float | None]:
     """Percentiles over every request of the fleet (devices mixed by request rate)."""
-    return {d.key: tails.fleet_quantile(assignment, d) for d in TAILS}
+    return tails.fleet_percentiles(assignment)
 
 
 def _solver_dict(sol: Solution) -> SolverJSON:

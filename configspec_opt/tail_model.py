@@ -40,7 +40,8 @@ F64 = NDArray[np.float64]
 EXACT_MAX = 256
 P_GRID = 1024
 PMF_EPS = 1e-13  # probabilities of D below this are dropped (and so is their mass)
-_BISECT = 60
+_BISECT = 64
+_STAGE = 8
 _REL_TOL = 1e-10  # percentiles to 1e-10 relative: far below any difference an SLO makes
 _CHUNK = 8192
 _DP_CHUNK = 128
@@ -235,6 +236,8 @@ class TpotLaw:
     d: F64
     n1: F64
     mean_rounds: F64  # E[M] = 1 + E[D], weighted over the lengths
+    base: F64 | None = None  # per row, probability of components left out below (narrowed)
+    ends: tuple[F64, F64] | None = None  # `ranges`, once computed
 
     def cdf(self, t: F64) -> F64:
         """P(TPOT <= t) per row; t has the rows on its last axis ((B,) or (Q, B))."""
@@ -248,7 +251,55 @@ class TpotLaw:
         if one.any():
             rows = np.broadcast_to(np.arange(len(mu))[:, None], x.shape)
             part[one] = self.rounds.cdf(x[one], rows[one])
-        return np.asarray(np.sum(self.prob * part, axis=-1), dtype=np.float64)
+        total = np.sum(self.prob * part, axis=-1)
+        return np.asarray(total if self.base is None else total + self.base, dtype=np.float64)
+
+    def ranges(self) -> tuple[F64, F64]:
+        """Per component, an interval of TPOT holding all but ~1e-20 of its probability."""
+        if self.ends is None:
+            self.ends = self._ranges()
+        return self.ends
+
+    def _ranges(self) -> tuple[F64, F64]:
+        r = self.rounds
+        mu, s = r.mu[:, None], r.normal_sd[:, None]
+        sd = np.sqrt(np.maximum(r.variance, 0.0))[:, None]
+        dd = np.maximum(self.d, 1.0)
+        lo, hi = dd * mu - 9.5 * np.sqrt(dd) * sd, dd * mu + 9.5 * np.sqrt(dd) * sd
+        f, step, busy, wait = (a[:, None] for a in (r.full, r.step_s, r.busy, r.wait_s))
+        centre = mu - f * step - busy * wait / 2.0
+        one_lo = centre - 9.5 * s
+        one_hi = centre + np.where(f > 0.0, step, 0.0) + np.where(busy > 0.0, wait, 0.0) + 9.5 * s
+        lo = np.where(self.d == 0.0, 0.0, np.where(self.d == 1.0, one_lo, lo)) / self.n1
+        hi = np.where(self.d == 0.0, 0.0, np.where(self.d == 1.0, one_hi, hi)) / self.n1
+        return np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64)
+
+    def bracket(self, q: float) -> tuple[F64, F64]:
+        """Per row, [lo, hi] holding the q-quantile: the q-quantiles of the components'
+        lower and upper ends (the CDF is at most the mass of components begun by t, at
+        least the mass of those ended by t)."""
+        lo, hi = self.ranges()
+        return _weighted_quantile(lo, self.prob, q), _weighted_quantile(hi, self.prob, q)
+
+    def narrowed(self, lo: F64, hi: F64) -> TpotLaw:
+        """The same CDF on [lo, hi] per row, from the components that overlap it: those
+        ended below lo count whole (`base`), those begun above hi not at all."""
+        a, b = self.ranges()
+        lo_, hi_ = lo[:, None], hi[:, None]
+        below = np.where(b <= lo_, self.prob, 0.0).sum(axis=1)
+        active = (self.prob > 0.0) & (b > lo_) & (a <= hi_)
+        width = max(1, int(active.sum(axis=1).max()))
+        cols = np.argsort(~active, axis=1, kind="stable")[:, :width]
+        keep = np.take_along_axis(active, cols, axis=1)
+        prob = np.where(keep, np.take_along_axis(self.prob, cols, axis=1), 0.0)
+        base = below if self.base is None else below + self.base
+        return TpotLaw(self.rounds, prob, np.take_along_axis(self.d, cols, axis=1),
+                       np.take_along_axis(self.n1, cols, axis=1), self.mean_rounds, base,
+                       (np.take_along_axis(a, cols, axis=1), np.take_along_axis(b, cols, axis=1)))
+
+    def mu_rows(self) -> F64:
+        """The rows' mean round times (one per row)."""
+        return self.rounds.mu
 
     def upper(self) -> F64:
         """A TPOT above every row's distribution's support but for 1e-20 or so."""
@@ -347,11 +398,42 @@ def bisect_quantile(cdf: Callable[[F64], F64], lo: F64, hi: F64, q: F64 | float)
     return np.where(at_lo, lo, hi)
 
 
+def _weighted_quantile(values: F64, prob: F64, q: float) -> F64:
+    """Per row, the smallest value whose probability mass at or below it reaches q."""
+    order = np.argsort(values, axis=1, kind="stable")
+    cum = np.cumsum(np.take_along_axis(prob, order, axis=1), axis=1)
+    idx = np.minimum(np.argmax(cum >= q - 1e-12, axis=1), values.shape[1] - 1)
+    return np.asarray(np.take_along_axis(np.take_along_axis(values, order, axis=1),
+                                         idx[:, None], axis=1)[:, 0], dtype=np.float64)
+
+
 def tpot_quantiles(law: TpotLaw, qs: Sequence[float]) -> F64:
-    """TPOT quantiles per row: shape (len(qs), rows)."""
-    hi = np.tile(law.upper(), (len(qs), 1))
-    return bisect_quantile(law.cdf, np.zeros_like(hi), hi,
-                           np.asarray(qs, dtype=np.float64)[:, None])
+    """TPOT quantiles per row: shape (len(qs), rows).  Each is searched on its bracket
+    (`TpotLaw.bracket`) with only the components that overlap it: a request's TPOT is
+    spread over many rounds counts, but its percentile sits among a few."""
+    out = np.empty((len(qs), len(law.mu_rows())))
+    for i, q in enumerate(qs):
+        lo, hi = law.bracket(q)
+        out[i] = staged_search(lambda a, b: law.narrowed(a, b).cdf, lo, hi, q)
+    return out
+
+
+def staged_search(narrow: Callable[[F64, F64], Callable[[F64], F64]], lo: F64, hi: F64,
+                  q: float) -> F64:
+    """`bisect_quantile`, re-narrowing the CDF to the shrinking bracket every 8 halvings
+    (each time most components fall out of it, and their cost with them)."""
+    at_lo = narrow(lo, lo)(lo) >= q
+    lo, hi = lo.copy(), hi.copy()
+    for _ in range(_BISECT // _STAGE):
+        cdf = narrow(lo, hi)
+        for _ in range(_STAGE):
+            mid = 0.5 * (lo + hi)
+            ok = cdf(mid) >= q
+            hi = np.where(ok, mid, hi)
+            lo = np.where(ok, lo, mid)
+        if bool(np.all((hi - lo <= _REL_TOL * hi) | at_lo)):
+            break
+    return np.asarray(np.where(at_lo, lo, hi), dtype=np.float64)
 
 
 def ttft_upper(rounds: Rounds, prefill: F64) -> F64:

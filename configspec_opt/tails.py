@@ -215,9 +215,11 @@ class Laws:
         """The quantiles `qs` per candidate: shape (len(qs), candidates)."""
         import numpy as np
         tm = _numpy()
-        hi = np.tile(self.upper(kind), (len(qs), 1))
-        return np.asarray(tm.bisect_quantile(lambda t: self.cdf(kind, t), np.zeros_like(hi),
-                                             hi, np.asarray(qs, dtype=np.float64)[:, None]))
+        out = np.zeros((len(qs), self.n))
+        for idx, law, rounds, prefill in self.groups:
+            out[:, idx] = tm.tpot_quantiles(law, qs) if kind == "tpot" else \
+                tm.ttft_quantiles(rounds, prefill, qs)
+        return out
 
     def mean_rounds(self) -> F64:
         """E[rounds per request] per candidate, over the workload's lengths."""
@@ -304,26 +306,48 @@ def misses(c: HasTail, bounds: Sequence[tuple[TailDef, float]], amounts: bool = 
 
 
 def fleet_quantile(assignment: Sequence[tuple[Any, int]], d: TailDef) -> float | None:
-    """The percentile `d` over every request of the fleet: the devices' distributions
-    mixed by their request rates (count x requests per second); None without devices."""
+    """The percentile `d` over every request of the fleet; None without devices."""
+    return fleet_percentiles(assignment, (d,))[d.key]
+
+
+def fleet_percentiles(assignment: Sequence[tuple[Any, int]],
+                      defs: Sequence[TailDef] = TAILS) -> dict[str, float | None]:
+    """Percentiles over every request of the fleet: the devices' distributions mixed by
+    their request rates (count x requests per second).
+
+    The mixture's percentile lies between the smallest and the largest of its rows' (a
+    weighted mean of CDFs reaches q after the first row does and by the time the last
+    does), so the search starts from that bracket, all levels of a kind at once.
+    """
     import numpy as np
+    tm = _numpy()
     rows = [(c, n) for c, n in assignment if n > 0]
     if not rows:
-        return None
-    warm(c for c, _ in rows)
+        return {d.key: None for d in defs}
+    cands = [c for c, _ in rows]
+    warm(cands)
     w = np.array([n * figures(c).requests_per_s for c, n in rows])
     w = w / w.sum()
-    laws = Laws([c for c, _ in rows])
-    lo, hi = 0.0, float(laws.upper(d.kind).max())
-    for _ in range(60):
-        mid = 0.5 * (lo + hi)
-        if float(w @ laws.cdf(d.kind, mid)) >= d.quantile:
-            hi = mid
+    own = percentiles(cands)
+    laws = Laws(cands)
+    out: dict[str, float | None] = {}
+    for d in defs:
+        lo = np.array([min(p[d.key] for p in own)])
+        hi = np.array([max(p[d.key] for p in own) * (1.0 + 1e-9)])
+        if d.kind == "tpot":  # each row's components that can matter within the bracket
+            def narrow(a: F64, b: F64) -> Any:
+                subs = [(idx, law.narrowed(np.full(len(idx), a[0]), np.full(len(idx), b[0])))
+                        for idx, law, _, _ in laws.groups]
+                return lambda t: np.array([sum(float(w[idx] @ sub.cdf(np.full(len(idx), t[0])))
+                                               for idx, sub in subs)])
         else:
-            lo = mid
-    return hi
+            def narrow(a: F64, b: F64) -> Any:
+                return lambda t: np.array([float(laws.cdf("ttft", t[0]) @ w)])
+        out[d.key] = float(tm.staged_search(narrow, lo, hi, d.quantile)[0])
+    return {d.key: out[d.key] for d in defs}
 
 
 __all__ = ["BY_TAIL_SLO", "DEFAULT_INPUTS", "TAILS", "Laws", "TailFigures", "TailInputs",
-           "cdf_at", "figures", "fleet_points", "fleet_quantile", "has_tail_slo",
+           "cdf_at", "figures", "fleet_percentiles", "fleet_points", "fleet_quantile",
+           "has_tail_slo",
            "inputs_for", "misses", "percentiles", "warm"]
