@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from configspec_opt.errors import SolverUnavailableError
 from configspec_opt.metric_registry import BY_TAIL_SLO, TAILS, TailDef
@@ -161,21 +161,27 @@ def _missing(cands: Iterable[HasTail], cache: dict[tuple[Any, ...], Any]
 
 
 def _numpy() -> Any:
+    """The tail model's module; SolverUnavailableError (exit 3) where numpy is missing."""
+    _np()
+    from configspec_opt import tail_model
+    return tail_model
+
+
+def _np() -> Any:
     try:
-        from configspec_opt import tail_model
+        import numpy
     except ModuleNotFoundError as exc:  # numpy: the solver extra
         raise SolverUnavailableError(
             "tail-latency figures (TPOT, TTFT percentiles) need numpy, which the solver "
             "extra installs") from exc
-    return tail_model
+    return numpy
 
 
 class Laws:
     """The TPOT and TTFT laws of a list of candidates, grouped by workload."""
 
     def __init__(self, cands: Sequence[HasTail]) -> None:
-        import numpy as np
-        tm = _numpy()
+        np, tm = _np(), _numpy()
         self.n = len(cands)
         self.groups: list[tuple[Any, TpotLaw, Rounds, F64]] = []
         by_work: dict[tuple[Any, ...], list[int]] = {}
@@ -191,7 +197,7 @@ class Laws:
     def cdf(self, kind: str, t: float | F64) -> F64:
         """P(TPOT <= t) or P(TTFT <= t) per candidate; t is one value, one per candidate,
         or (Q, candidates)."""
-        import numpy as np
+        np = _np()
         tt = np.asarray(t, dtype=np.float64)
         tt = np.broadcast_to(tt, (*tt.shape[:-1], self.n) if tt.ndim else (self.n,))
         out = np.zeros(tt.shape)
@@ -199,41 +205,39 @@ class Laws:
             part = tt[..., idx]
             out[..., idx] = law.cdf(part) if kind == "tpot" else rounds.cdf(
                 part - prefill, np.broadcast_to(np.arange(len(idx)), part.shape))
-        return out
+        return cast("F64", out)
 
     def upper(self, kind: str) -> F64:
         """Per candidate, a time above (almost) all of its distribution."""
-        import numpy as np
+        np = _np()
         out = np.zeros(self.n)
         for idx, law, rounds, prefill in self.groups:
             out[idx] = law.upper() if kind == "tpot" else (
                 prefill + rounds.mu + 10.0 * np.sqrt(np.maximum(rounds.variance, 0.0))
                 + rounds.wait_s + rounds.step_s)
-        return out
+        return cast("F64", out)
 
     def quantiles(self, kind: str, qs: Sequence[float]) -> F64:
         """The quantiles `qs` per candidate: shape (len(qs), candidates)."""
-        import numpy as np
-        tm = _numpy()
+        np, tm = _np(), _numpy()
         out = np.zeros((len(qs), self.n))
         for idx, law, rounds, prefill in self.groups:
             out[:, idx] = tm.tpot_quantiles(law, qs) if kind == "tpot" else \
                 tm.ttft_quantiles(rounds, prefill, qs)
-        return out
+        return cast("F64", out)
 
     def mean_rounds(self) -> F64:
         """E[rounds per request] per candidate, over the workload's lengths."""
-        import numpy as np
+        np = _np()
         out = np.zeros(self.n)
         for idx, law, _, _ in self.groups:
             out[idx] = law.mean_rounds
-        return out
+        return cast("F64", out)
 
 
 def _round_law(rows: Sequence[HasTail]) -> tuple[Rounds, F64, F64, Any]:
     """One round's time law per candidate, its prefill, per-token acceptance and K."""
-    import numpy as np
-    tm = _numpy()
+    np, tm = _np(), _numpy()
     ins = [c.tail or DEFAULT_INPUTS for c in rows]
     k = np.array([c.k for c in rows], dtype=np.int64)
     vd = np.array([c.draft_tok_s for c in rows])
@@ -319,8 +323,7 @@ def fleet_percentiles(assignment: Sequence[tuple[Any, int]],
     weighted mean of CDFs reaches q after the first row does and by the time the last
     does), so the search starts from that bracket, all levels of a kind at once.
     """
-    import numpy as np
-    tm = _numpy()
+    np, tm = _np(), _numpy()
     rows = [(c, n) for c, n in assignment if n > 0]
     if not rows:
         return {d.key: None for d in defs}

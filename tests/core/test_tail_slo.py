@@ -29,7 +29,7 @@ from configspec_opt.vcs.lock_schema import LockFile
 from solvers.diagnose import relaxed_spec
 from solvers.solve import Solution, solve
 from solvers.status import Status
-from tests.cli_helpers import invoke
+from tests.cli_helpers import HIDE, invoke, run_process
 from tests.core.brute import compositions
 
 REL = 1e-6
@@ -251,3 +251,15 @@ def test_a_bad_workload_is_refused_where_it_is_written(tmp_path: Path) -> None:
     assert run.exit_code == 2
     assert "workload.output_tokens" in run.stdout + run.stderr
     assert "tails.yaml:" in run.stdout + run.stderr
+
+
+def test_tail_bounds_without_numpy_exit_3_with_the_install_command(tmp_path: Path) -> None:
+    data = copy.deepcopy(BASE)
+    data["constraints"] = {"per_device": {"max_tpot_p95_s": 0.2}}
+    run = run_process("validate", _write(tmp_path, data), prelude=HIDE.format(name="numpy"))
+    assert run.exit_code == 3
+    assert "tail-latency" in run.stderr and 'pip install "configspec-opt[solver]"' in run.stderr
+    assert "Traceback" not in run.stderr
+    # a spec without tail bounds still validates on the base install
+    plain = run_process("validate", _write(tmp_path, BASE), prelude=HIDE.format(name="numpy"))
+    assert plain.exit_code == 0, plain.stderr
