@@ -170,7 +170,7 @@ def build_problem(
     owns = [expand(pc.candidates, plans, mode) if plans else pc.candidates
             for pc in structural]
     slos = [spec.slo_for(pc.device) for pc in structural]
-    if has_tail_slo(spec.constraints.fleet) or (apply_slo and any(map(has_tail_slo, slos))):
+    if has_tail_slo(spec.constraints.fleet) or any(map(has_tail_slo, slos)):
         warm_tails(c for own in owns for c in own)  # one vectorised pass, not one per call
     for own, slo in zip(owns, slos, strict=True):
         if apply_slo and slo.model_dump(exclude_none=True):
