@@ -705,6 +705,77 @@ async function refreshProfiles() {
   }
 }
 
+// ---------------------------------------------------------------- drift watch (docs/drift.md)
+
+const STATUS_PILL = { drifted: "failed", ok: "succeeded", "no data": "queued" };
+
+function checkText(pool, metric) {
+  const c = (pool.checks || []).find((x) => x.metric === metric);
+  if (!c || c.observed === null) return "—";
+  return `${num(c.observed)} vs ${num(c.expected)}: ${c.verdict}`;
+}
+
+function configText(rows) {
+  return rows.map((e) => `${e.draft} ${e.quant} K=${e.k}`).join(" + ") || "—";
+}
+
+function renderDrift(data) {
+  const head = h("p", { class: "note" }, `${data.lock.file} · last ${nf0.format(data.window_s)} s · drifted: `
+    + (data.drifted.length ? data.drifted.join(", ") : "none")
+    + (data.lock.stale.length ? ` · the spec changed since the lock (${data.lock.stale.join(", ")})` : ""));
+  $("drift").replaceChildren(head, table([
+    { title: "pool", get: (r) => r.device },
+    { title: "configuration", get: (r) => `${r.draft} ${r.quant} K=${r.k}` },
+    { title: "status", get: (r) => pill(r.status, STATUS_PILL[r.status] || "") },
+    { title: "acceptance", get: (r) => r.note || checkText(r, "acceptance") },
+    { title: "draft speed", unit: "tok/s", get: (r) => checkText(r, "draft_tok_s") },
+    { title: "rtt", unit: "s", get: (r) => checkText(r, "rtt_s") },
+    { title: "verifier step", unit: "s", get: (r) => checkText(r, "verify_step_s") },
+  ], data.pools, { rowClass: (r) => (r.status === "drifted" ? "drifted" : "") }));
+}
+
+function renderReplan(proposal) {
+  if (!proposal) {
+    $("replan").replaceChildren(empty("No pool drifted: nothing to re-plan."));
+    return;
+  }
+  const sum = (rows) => rows.reduce((a, e) => a + (e.goodput_tok_s || 0) * (e.count || 1), 0);
+  const moved = proposal.diff.pools.filter((p) => p.change !== "unchanged");
+  $("replan").replaceChildren(
+    h("p", { class: "note" }, "Proposed re-plan, not applied (configspec diff of the lock against it): ",
+      proposal.changes.join("; ")),
+    moved.length ? table([
+      { title: "pool", get: (r) => r.device },
+      { title: "change", get: (r) => r.change },
+      { title: "lock", get: (r) => configText(r.old) },
+      { title: "re-plan", get: (r) => configText(r.new) },
+      { title: "goodput, lock", unit: "tok/s", num: true, get: (r) => sum(r.old) },
+      { title: "goodput, re-plan", unit: "tok/s", num: true, get: (r) => sum(r.new) },
+    ], moved, { rowClass: () => "drifted" }) : empty("The re-plan keeps every pool as it is."));
+}
+
+async function refreshDrift() {
+  try {
+    const { data } = await api("GET", "v1/drift");
+    renderDrift(data);
+  } catch (e) {
+    $("drift").replaceChildren(empty(e.status === 404
+      ? "This server watches no lock: start it with `configspec serve --watch fleet.yaml.lock`."
+      : `Cannot check drift: ${e.message}`));
+  }
+}
+
+async function proposeReplan() {
+  $("replan").replaceChildren(empty("Solving the re-plan…"));
+  try {
+    const { data } = await api("POST", "v1/drift/replan");
+    renderDrift(data);
+    renderReplan(data.proposal);
+  } catch (e) {
+    $("replan").replaceChildren(empty(`Cannot propose a re-plan: ${e.message}`));
+  }
+}
+
 // ---------------------------------------------------------------- start
 
 function setServer(ok, message) {
@@ -727,6 +798,7 @@ function refreshAll() {
   refreshStored();
   refreshJobs();
   refreshProfiles();
+  refreshDrift();
 }
 
 function start() {
@@ -759,6 +831,8 @@ function start() {
     refreshJobs();
   });
   $("profiles-refresh").addEventListener("click", refreshProfiles);
+  $("drift-refresh").addEventListener("click", refreshDrift);
+  $("drift-replan").addEventListener("click", proposeReplan);
   renderGutter();
   health();
   refreshAll();
