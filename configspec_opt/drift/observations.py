@@ -26,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, Field, ValidationError, model_validator
+from pydantic import BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from configspec_opt.errors import SpecError, SpecIssue
 from configspec_opt.loader import Source, _locate, parse_data, validation_issues
@@ -56,7 +56,7 @@ def _whole(value: Any) -> Any:
     return value
 
 
-Count = Annotated[int, BeforeValidator(_whole), Field(ge=0, le=MAX_COUNT)]
+Count = Annotated[int, Field(ge=0, le=MAX_COUNT), BeforeValidator(_whole)]
 
 
 class SpecDecodeCounters(StrictModel):
@@ -82,8 +82,23 @@ class SpecDecodeCounters(StrictModel):
         return self.num_drafts, self.num_draft_tokens, self.num_accepted_tokens
 
 
+READINGS = ("draft_tok_s", "rtt_s", "verify_step_s")
+UNSTATED_RULES = (
+    "num_accepted_tokens is at most num_draft_tokens, and num_draft_tokens is 0 when "
+    "num_drafts is",
+    "a source's counters for one configuration never fall below its previous report's "
+    "(unless reset: true), nor grow by more accepted than drafted tokens",
+)
+"""What a 422 may say of a body that JSON Schema finds valid (fields compared with each
+other, or with what the store holds): stated in the body's description."""
+
+
 class Observation(StrictModel):
     """What one reporter saw of one pool's configuration (module docstring)."""
+
+    model_config = ConfigDict(json_schema_extra={"anyOf": [
+        {"required": [k], "properties": {k: {"not": {"type": "null"}}}}
+        for k in ("spec_decode", *READINGS)]})
 
     source: Name = Field(description="Who reports: a device's id, or the server a scraper "
                          "reads. Counters are kept per source.")
@@ -121,6 +136,11 @@ class Observation(StrictModel):
 
 class ObservationsIn(StrictModel):
     """A batch of reports: `POST /v1/observations` and `configspec observe FILE`."""
+
+    model_config = ConfigDict(json_schema_extra={"description": (
+        "A batch of reports: `POST /v1/observations` and `configspec observe FILE` "
+        "(docs/drift.md). Rules this schema cannot state (a located 422 names the place): "
+        + "; ".join(UNSTATED_RULES) + ".")})
 
     observations: list[Observation] = Field(min_length=1, max_length=MAX_BATCH)
 
@@ -184,9 +204,6 @@ class Tally:
         if value is not None:
             self.sums[metric] = self.sums.get(metric, 0.0) + value
             self.counts[metric] = self.counts.get(metric, 0) + 1
-
-
-READINGS = ("draft_tok_s", "rtt_s", "verify_step_s")
 
 
 class CounterRefused(Exception):

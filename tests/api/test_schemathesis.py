@@ -47,6 +47,7 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 from configspec_opt.api import create_app
 from configspec_opt.api.openapi import UNSTATED_RULES
 from configspec_opt.api.settings import Settings
+from configspec_opt.drift.observations import UNSTATED_RULES as OBSERVATION_RULES
 from tests.api.live import LiveServer
 
 MAX_EXAMPLES = int(os.environ.get("API_FUZZ_EXAMPLES", "25"))
@@ -76,10 +77,17 @@ RULE_MESSAGES = (
     r"^min_goodput can only be maximised",
 )
 assert len(RULE_MESSAGES) == len(UNSTATED_RULES)
+# the same for observation bodies (their rules are in ObservationsIn's description)
+OBSERVATION_MESSAGES = (
+    r"is more than num_draft_tokens|num_draft_tokens counted without a draft round",
+    r"went backwards, from \d+ to \d+|tokens accepted since the last report but only",
+)
+assert len(OBSERVATION_MESSAGES) == len(OBSERVATION_RULES)
 
 
 def _documented_rule(message: str) -> str | None:
-    for pattern, rule in zip(RULE_MESSAGES, UNSTATED_RULES):
+    for pattern, rule in zip((*RULE_MESSAGES, *OBSERVATION_MESSAGES),
+                             (*UNSTATED_RULES, *OBSERVATION_RULES)):
         if re.search(pattern, message, re.S):
             return rule
     return None
