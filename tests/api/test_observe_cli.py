@@ -106,3 +106,19 @@ def test_the_cli_and_the_server_share_the_store(tmp_path: Path, db_url: str,
         first = reports(RPI5, 0.40)[0]
         r = c.post("/v1/observations", json={"observations": [first]})
         assert r.status_code == 422 and "went backwards" in r.text
+
+
+def test_serve_refuses_a_lock_it_cannot_watch(tmp_path: Path) -> None:
+    """Before it listens: a missing spec, a file that is no lock, a name without .lock."""
+    db = tmp_path / "s.sqlite3"
+    lock = copy_example(tmp_path / "fleet")
+    lock.with_name("llama70b-edge.yaml").unlink()
+    run = invoke("serve", "--watch", lock, "--db", db, "--port", "1")
+    assert run.exit_code == 2 and "no such file" in run.stderr
+    other = copy_example(tmp_path / "other")
+    other.write_text("x: 1\n")
+    run = invoke("serve", "--watch", other, "--db", db, "--port", "1")
+    assert run.exit_code == 2 and "not a configspec lock" in run.stderr
+    run = invoke("serve", "--watch", other.with_name("llama70b-edge.yaml"), "--db", db)
+    assert run.exit_code == 2 and "ends in .lock" in run.stderr
+    assert not db.exists()
