@@ -31,11 +31,11 @@ tolerance is wider than the interval (the usual case with many rounds).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from configspec_opt.drift.observations import READINGS, ConfigKey
+from configspec_opt.drift.observations import ConfigKey
 from configspec_opt.spec import Profile, Spec
 
 Verdict = Literal["ok", "lower", "higher", "too few", "not observed"]
@@ -286,18 +286,3 @@ def check_lock(lock: Mapping[str, Any], spec: Spec, observed: Mapping[ConfigKey,
                                     f"lock assigns {assigned}")
     return DriftReport(tol, rows, unplanned, unknown, dict(observed))
 
-
-def merge(parts: Iterable[Observed]) -> Observed:
-    """Several windows' or reporters' observations of one configuration, added up."""
-    reports = drafts = tokens = accepted = 0
-    sums: dict[str, float] = {}
-    counts: dict[str, int] = {}
-    for o in parts:
-        reports += o.reports
-        drafts += o.drafts
-        tokens += o.draft_tokens
-        accepted += o.accepted_tokens
-        for m in READINGS:
-            sums[m] = sums.get(m, 0.0) + o.sums.get(m, 0.0)
-            counts[m] = counts.get(m, 0) + o.counts.get(m, 0)
-    return Observed(reports, drafts, tokens, accepted, sums, counts)
