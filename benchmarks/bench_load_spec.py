@@ -14,8 +14,12 @@ memory and garbage are not the next one's), `--repeats` times; the median, the
 fastest, the peak memory and the load average before and after are printed and
 written to benchmarks/out/load-spec-<time>.json.  Files are generated once and kept.
 
+`--compare DIR` loads each file with the configspec_opt package under DIR too (say an
+older commit's: `git archive COMMIT configspec_opt | tar -x -C DIR`), alternating the
+two runs, with every size limit raised so that an older version reads the files.
+
 Run:  python benchmarks/bench_load_spec.py [--pools 10000] [--seed 7] [--repeats 3]
-          [--kinds per-token tables] [--formats yaml json]
+          [--kinds per-token tables] [--formats yaml json] [--compare DIR]
 Never a test: this machine is shared; compare figures of one run.
 """
 
@@ -96,13 +100,30 @@ def spec_file(kind: str, fmt: str, pools: int, seed: int) -> Path:
     return path
 
 
-def load_once(path: Path) -> dict[str, Any]:
+RAISED = {"CONFIGSPEC_MAX_FILE_BYTES": "1_000_000_000_000", "CONFIGSPEC_MAX_VALUES":
+          "1_000_000_000", "CONFIGSPEC_MAX_CHARS": "1_000_000_000_000"}
+
+
+def load_once(path: Path, package_dir: Path | None = None) -> dict[str, Any]:
+    env = dict(os.environ)
+    if package_dir is not None:
+        env.update(RAISED, PYTHONPATH=str(package_dir))
     proc = subprocess.run([sys.executable, "-c", LOAD_ONE, str(path)], capture_output=True,
-                          text=True, check=False)
+                          text=True, check=False, env=env, cwd=package_dir or HERE.parent)
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
         return {"error": " | ".join(tail)}
     return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
+def summary(runs: list[dict[str, Any]], **row: Any) -> dict[str, Any]:
+    failed = [r["error"] for r in runs if "error" in r]
+    if failed:
+        return {**row, "error": failed[0]}
+    times = [r["load_s"] for r in runs]
+    return {**row, "median_s": round(statistics.median(times), 2),
+            "min_s": round(min(times), 2), "peak_mib": round(max(r["peak_mib"] for r in runs)),
+            "profiles": runs[0]["profiles"]}
 
 
 def main() -> None:
@@ -112,29 +133,30 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--kinds", nargs="+", choices=sorted(MAKERS), default=["per-token", "tables"])
     ap.add_argument("--formats", nargs="+", choices=["yaml", "json"], default=["yaml", "json"])
+    ap.add_argument("--compare", type=Path, default=None,
+                    help="a directory holding another configspec_opt package")
     args = ap.parse_args()
 
     rows = []
     load_before = os.getloadavg()
+    versions: list[tuple[str, Path | None]] = [("this", None)]
+    if args.compare is not None:
+        versions.append(("compared", args.compare.resolve()))
     for kind in args.kinds:
         for fmt in args.formats:
             path = spec_file(kind, fmt, args.pools, args.seed)
-            runs = [load_once(path) for _ in range(args.repeats)]
-            failed = [r["error"] for r in runs if "error" in r]
-            row: dict[str, Any] = {"kind": kind, "format": fmt, "file": path.name,
-                                   "mb": round(path.stat().st_size / 1e6, 1)}
-            if failed:
-                row["error"] = failed[0]
-            else:
-                times = [r["load_s"] for r in runs]
-                row.update(median_s=round(statistics.median(times), 2),
-                           min_s=round(min(times), 2),
-                           peak_mib=round(max(r["peak_mib"] for r in runs)),
-                           profiles=runs[0]["profiles"])
-            rows.append(row)
-            shown = row.get("error") or (f"median {row['median_s']:6.2f} s  min "
-                                         f"{row['min_s']:6.2f} s  peak {row['peak_mib']:,} MiB")
-            print(f"{kind:9} {fmt:4} {row['mb']:6.1f} MB  {shown}", flush=True)
+            runs: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in versions}
+            for _ in range(args.repeats):
+                for name, package in versions:
+                    runs[name].append(load_once(path, package))
+            for name, _ in versions:
+                row = summary(runs[name], kind=kind, format=fmt, file=path.name,
+                              version=name, mb=round(path.stat().st_size / 1e6, 1))
+                rows.append(row)
+                shown = row.get("error") or (
+                    f"median {row['median_s']:6.2f} s  min {row['min_s']:6.2f} s  "
+                    f"peak {row['peak_mib']:,} MiB")
+                print(f"{kind:9} {fmt:4} {row['mb']:6.1f} MB  {name:8}  {shown}", flush=True)
     load_after = os.getloadavg()
     print(f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f}")
     stamp = dt.datetime.now().strftime("%Y%m%dT%H%M%S")
