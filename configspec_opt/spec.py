@@ -575,6 +575,10 @@ class OutputLength(StrictModel):
     weight: Weight = 1.0
 
 
+# In the type, not a validator, so the published schema states the bound.
+OutputLengths = Annotated[list[OutputLength], Field(min_length=1, max_length=16)]
+
+
 class Workload(StrictModel):
     """What a request looks like, for the tail-latency model (docs/tails.md).
 
@@ -582,15 +586,9 @@ class Workload(StrictModel):
     requests); the default, 256 tokens, is a typical chat answer.
     """
 
-    output_tokens: OutputTokens | list[OutputLength] = Field(
+    output_tokens: OutputTokens | OutputLengths = Field(
         DEFAULT_OUTPUT_TOKENS, description="Tokens per answer: one number, or a list of "
-        "{tokens, weight} (at most 16).")
-
-    @model_validator(mode="after")
-    def _few_points(self) -> Workload:
-        if isinstance(self.output_tokens, list) and not 1 <= len(self.output_tokens) <= 16:
-            raise ValueError("output_tokens lists 1 to 16 lengths")
-        return self
+        "{tokens, weight} (1 to 16).")
 
     def lengths(self) -> list[tuple[int, float]]:
         """(N, share) pairs, shares summing to 1, lengths merged and ascending."""
