@@ -71,12 +71,13 @@ def test_aliases_that_multiply_your_own_file_are_still_refused(low_limits: None)
     plain = "a: [" + ", ".join(["x"] * 60) + "]\n"  # 60 values, written out: loads
     assert len(parse_data(Source("plain.yaml", plain))["a"]) == 60
     aliased = "x: &x [y, y, y, y, y, y, y, y]\na: [" + ", ".join(["*x"] * 12) + "]\n"
-    assert values_in(YAMLish(aliased)) > len(aliased) + 1  # 96 values from 75 characters
+    assert values_in(reference_yaml(aliased)) > len(aliased) + 1  # 96 values from 75 characters
     with pytest.raises(SpecError, match=rf"expands to more than \d+ values \({VALUES.env}=N"):
         parse_data(Source("aliased.yaml", aliased))
 
 
-def YAMLish(text: str) -> Any:  # noqa: N802 - the reference parse, limits aside
+def reference_yaml(text: str) -> Any:
+    """The reference parse (ruamel, no limits), to compare the limited one with."""
     from ruamel.yaml import YAML
 
     return YAML(typ="safe").load(text)
@@ -105,7 +106,7 @@ def test_a_spec_past_the_services_limits_loads_on_the_cli_and_is_refused_over_ht
     assert len(EXAMPLE_TEXT.encode()) > 1024
     assert invoke("validate", spec).exit_code == 0
     as_json = tmp_path / "fleet.json"
-    as_json.write_text(json.dumps(YAMLish(EXAMPLE_TEXT)))
+    as_json.write_text(json.dumps(reference_yaml(EXAMPLE_TEXT)))
     assert invoke("validate", as_json).exit_code == 0
 
     with TestClient(_app(tmp_path, max_body_bytes=1024)) as small:

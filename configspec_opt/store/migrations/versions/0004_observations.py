@@ -14,6 +14,7 @@ Create Date: 2026-11-28
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
@@ -26,12 +27,12 @@ depends_on: str | Sequence[str] | None = None
 KEY = ("device", "target", "draft", "quant", "k")
 
 
-def _key() -> list[sa.Column[object]]:
+def _key() -> list[sa.Column[Any]]:
     return [sa.Column(name, sa.String(200), nullable=False) if name != "k"
             else sa.Column("k", sa.Integer(), nullable=False) for name in KEY]
 
 
-def _sums() -> list[sa.Column[object]]:
+def _sums() -> list[sa.Column[Any]]:
     big = ("reports", "drafts", "draft_tokens", "accepted_tokens")
     return [*(sa.Column(n, sa.BigInteger(), nullable=False) for n in big),
             *(c for r in ("draft_tok_s", "rtt_s", "verify_step_s")
