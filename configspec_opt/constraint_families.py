@@ -29,61 +29,24 @@ from configspec_opt import tails
 from configspec_opt.candidates import Candidate
 from configspec_opt.metric_registry import BY_FLEET_BOUND, BY_SLO, BY_TAIL_SLO, MetricDef, TailDef
 from configspec_opt.results import ConstraintJSON
-from configspec_opt.rows import METRICS, Coef, Row, ratio_row
+from configspec_opt.rows import (
+    METRICS,
+    REL_TOL,
+    Assignment,
+    Coef,
+    Row,
+    ratio_row,
+    row_activity,
+    row_size,
+    row_violation,
+)
 from configspec_opt.spec import DeviceSLO, FleetConstraints, Spec
 from configspec_opt.verifiers import VerifierPlan
 
 if TYPE_CHECKING:
     from configspec_opt.problem import Problem
 
-Assignment = Sequence[tuple[Candidate, int]]
-
-# Constraints hold to HiGHS's MIP feasibility tolerance (1e-6) on rows that
-# the solvers scale to unit size when their numbers are small; checks here
-# allow a little more so that no solver answer is rejected.
-REL_TOL = 1.5e-6
 VARIANT_LIMIT_KEY = "constraints.fleet.max_distinct_variants"
-
-
-# --- rows on an assignment ----------------------------------------------
-
-
-def row_size(row: Row, candidates: Sequence[Candidate]) -> float:
-    """The size of a row's numbers: what its feasibility tolerance is relative to.
-
-    For a linearised ratio N - v*D it is the size of the terms, not of their
-    cancelling difference.
-    """
-    if row.ratio is not None and row.ratio.den is not None and row.limit is not None:
-        num, den, v = row.ratio.num, row.ratio.den, row.limit
-        return max((max(abs(num(c)), abs(v * den(c))) for c in candidates), default=0.0)
-    return max([abs(row.rhs), abs(row.t_coef), *map(abs, row.replica_coef.values())]
-               + [abs(row.coef(c)) for c in candidates])
-
-
-def row_activity(row: Row, assignment: Assignment,
-                 replicas: Mapping[str, int] | None = None) -> float:
-    """The row's left-hand side on an assignment (and replica counts)."""
-    act = sum(n * row.coef(c) for c, n in assignment if n > 0)
-    if row.replica_coef:
-        act += sum(a * (replicas or {}).get(t, 0) for t, a in row.replica_coef.items())
-    if row.t_coef:
-        act += row.t_coef * min((c.goodput_tok_s for c, n in assignment if n > 0), default=0.0)
-    return act
-
-
-def row_violation(row: Row, activity: float, rel_tol: float = REL_TOL,
-                  size: float | None = None) -> float:
-    """How far `activity` is on the wrong side of the row (0 when satisfied).
-
-    Mirrors the solver: rows whose numbers are below 1 are scaled to unit size
-    (so the tolerance is relative to their size), larger rows keep an absolute
-    tolerance.  A ratio bound is checked on its linear form N - v*D, like HiGHS.
-    """
-    size = abs(row.rhs) if size is None else size
-    tol = rel_tol * (size if 0.0 < size < 1.0 else 1.0)
-    miss = activity - row.rhs if row.sense == "<=" else row.rhs - activity
-    return miss if miss > tol else 0.0
 
 
 # --- what a report and a diagnosis read ----------------------------------
@@ -292,7 +255,6 @@ class FleetBound(RowFamily):
 
     @classmethod
     def make(cls, d: MetricDef, limit: float, plans: Sequence[VerifierPlan]) -> FleetBound:
-        """The bound `d.fleet_bound` = `limit`, as one row (a ratio linearised: N - v*D)."""
         """The bound `d.fleet_bound` = `limit`, as one row (a ratio linearised: N - v*D)."""
         key = f"constraints.fleet.{d.fleet_bound}"
         label = f"fleet {d.label}"

@@ -8,7 +8,7 @@ declaration in `metric_registry`, never written by hand.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Literal
@@ -98,3 +98,51 @@ METRICS: dict[Metric, MetricForm] = {d.metric: metric_form(d) for d in REGISTRY}
 def ratio_row(num: Coef, den: Coef, bound: float) -> Coef:
     """N/D vs bound, linearised as N - bound*D (D > 0)."""
     return lambda c: num(c) - bound * den(c)
+
+
+# --- rows on an assignment ----------------------------------------------
+
+Assignment = Sequence[tuple[Candidate, int]]
+
+# Constraints hold to HiGHS's MIP feasibility tolerance (1e-6) on rows that
+# the solvers scale to unit size when their numbers are small; checks here
+# allow a little more so that no solver answer is rejected.
+REL_TOL = 1.5e-6
+
+
+def row_size(row: Row, candidates: Sequence[Candidate]) -> float:
+    """The size of a row's numbers: what its feasibility tolerance is relative to.
+
+    For a linearised ratio N - v*D it is the size of the terms, not of their
+    cancelling difference.
+    """
+    if row.ratio is not None and row.ratio.den is not None and row.limit is not None:
+        num, den, v = row.ratio.num, row.ratio.den, row.limit
+        return max((max(abs(num(c)), abs(v * den(c))) for c in candidates), default=0.0)
+    return max([abs(row.rhs), abs(row.t_coef), *map(abs, row.replica_coef.values())]
+               + [abs(row.coef(c)) for c in candidates])
+
+
+def row_activity(row: Row, assignment: Assignment,
+                 replicas: Mapping[str, int] | None = None) -> float:
+    """The row's left-hand side on an assignment (and replica counts)."""
+    act = sum(n * row.coef(c) for c, n in assignment if n > 0)
+    if row.replica_coef:
+        act += sum(a * (replicas or {}).get(t, 0) for t, a in row.replica_coef.items())
+    if row.t_coef:
+        act += row.t_coef * min((c.goodput_tok_s for c, n in assignment if n > 0), default=0.0)
+    return act
+
+
+def row_violation(row: Row, activity: float, rel_tol: float = REL_TOL,
+                  size: float | None = None) -> float:
+    """How far `activity` is on the wrong side of the row (0 when satisfied).
+
+    Mirrors the solver: rows whose numbers are below 1 are scaled to unit size
+    (so the tolerance is relative to their size), larger rows keep an absolute
+    tolerance.  A ratio bound is checked on its linear form N - v*D, like HiGHS.
+    """
+    size = abs(row.rhs) if size is None else size
+    tol = rel_tol * (size if 0.0 < size < 1.0 else 1.0)
+    miss = activity - row.rhs if row.sense == "<=" else row.rhs - activity
+    return miss if miss > tol else 0.0
