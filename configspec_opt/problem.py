@@ -144,6 +144,7 @@ def build_problem(
     apply_slo: bool = True,
     plans: Sequence[VerifierPlan] = (),
     mode: Mode = "conservative",
+    structural: Sequence[PoolCandidates] | None = None,
 ) -> Problem:
     """Pools, SLO-feasible candidates and fleet rows; dominated candidates removed.
 
@@ -156,10 +157,13 @@ def build_problem(
 
     With `plans` (batched verifiers), candidates on those targets are copied
     per load level (`configspec_opt.verifiers.expand`, in `mode`), and
-    dominance is only judged within one level.
+    dominance is only judged within one level.  `structural`: the candidates
+    `enumerate_candidates(spec, only)` gives, when the caller has them already (the
+    load search builds one problem per box of loads from the same ones).
     """
     objective = objective or spec.objective
-    structural = enumerate_candidates(spec, only)
+    structural = list(structural) if structural is not None \
+        else enumerate_candidates(spec, only)
     pools = [Pool(pc.index, pc.device.name, pc.device.count) for pc in structural]
     families = families_for(spec, plans)
     rows = fleet_rows(families, plans)

@@ -46,6 +46,7 @@ import itertools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 LatencyTable = Mapping[int, Mapping[int, float]]
 
@@ -53,11 +54,18 @@ LatencyTable = Mapping[int, Mapping[int, float]]
 # least root; bisection then narrows the first sign change to `_B_TOL`.
 _SCAN_STEPS = 64
 _B_TOL = 1e-12
+# From this many riders on, `in_flight` evaluates them on numpy arrays.
+_VECTOR_FROM = 8
 
 
 def rows(table: LatencyTable) -> list[int]:
     """The measured in-flight counts b, ascending."""
-    return sorted(table)
+    return sorted(table) if not isinstance(table, dict) else _sorted_keys(table)
+
+
+def _sorted_keys(table: Mapping[int, Mapping[int, float]]) -> list[int]:
+    keys = list(table)
+    return keys if all(a < b for a, b in itertools.pairwise(keys)) else sorted(keys)
 
 
 def ks(table: LatencyTable) -> list[int]:
@@ -150,7 +158,18 @@ def in_flight(table: LatencyTable, max_batch: int, riders: Sequence[Rider],
     """sum_d n_d * T_d / R_d: requests in flight fleet-wide if b were in flight per replica.
 
     None when some device's request would find more in flight than the table covers.
+    Many riders are evaluated together (`batch_latency_many`): the fixed-point scan
+    calls this a few hundred times per verifier for every plan the solver settles.
     """
+    if len(riders) > _VECTOR_FROM:
+        seen = batch_latency_many(table, max_batch, b, [r.k for r in riders],
+                                  [r.busy_s for r in riders])
+        total = 0.0
+        for r, t in zip(riders, seen, strict=True):
+            if t is None:
+                return None
+            total += r.n * t / (r.busy_s + t)
+        return total
     total = 0.0
     for r in riders:
         t = batch_latency(table, max_batch, b, r.k, r.busy_s)
@@ -186,9 +205,11 @@ def least_fixed_point(table: LatencyTable, max_batch: int, riders: Sequence[Ride
             continue
         grid.extend(lo + (hi - lo) * i / _SCAN_STEPS for i in range(_SCAN_STEPS))
     grid.append(end)
-    prev_b, prev_h = grid[0], h(grid[0])
-    for b in grid[1:]:
-        hb = h(b)
+    for i, hb in enumerate(_residuals(table, max_batch, riders, replicas, grid)):
+        if i == 0:
+            prev_b, prev_h = grid[0], hb
+            continue
+        b = grid[i]
         if hb == math.inf:  # past the table: a root can only sit on its edge
             edge = _edge(h, prev_b, b)
             return edge if h(edge) <= 1e-9 * max(1.0, edge) else None
@@ -196,6 +217,34 @@ def least_fixed_point(table: LatencyTable, max_batch: int, riders: Sequence[Ride
             return _bisect(h, prev_b, b) if prev_h > 0.0 else prev_b
         prev_b, prev_h = b, hb
     return None
+
+
+def _residuals(table: LatencyTable, max_batch: int, riders: Sequence[Rider], replicas: int,
+               grid: Sequence[float]) -> list[float]:
+    """h(b) = in_flight(b)/replicas - b at every point of the scan (inf past the table).
+
+    Many riders: one numpy bisection over every (point, rider) pair at once.
+    """
+    if len(riders) <= _VECTOR_FROM:
+        out = []
+        for b in grid:
+            load = in_flight(table, max_batch, riders, b)
+            out.append(math.inf if load is None else load / replicas - b)
+        return out
+    nr = len(riders)
+    seen = batch_latency_many(table, max_batch, [b for b in grid for _ in range(nr)],
+                              [r.k for r in riders] * len(grid),
+                              [r.busy_s for r in riders] * len(grid))
+    out = []
+    for i, b in enumerate(grid):
+        total = 0.0
+        for r, t in zip(riders, seen[i * nr:(i + 1) * nr], strict=True):
+            if t is None:
+                total = math.inf
+                break
+            total += r.n * t / (r.busy_s + t)
+        out.append(total / replicas - b if math.isfinite(total) else math.inf)
+    return out
 
 
 def _bisect(h: Callable[[float], float], lo: float, hi: float) -> float:
@@ -218,3 +267,64 @@ def _edge(h: Callable[[float], float], lo: float, hi: float) -> float:
         else:
             lo = mid
     return lo
+
+
+def batch_latency_many(table: LatencyTable, max_batch: int, b: float | Sequence[float],
+                       k: Sequence[int], busy_s: Sequence[float]) -> list[float | None]:
+    """`batch_latency` for many devices (each at `b`, or at its own b): numpy arrays.
+
+    A fleet of 1,000 pools has 100,000 candidates on one verifier, and the solver
+    asks for their latency at every load it tries; one scalar bisection each would
+    take seconds.  Each step does what `batch_latency` does, elementwise, so the
+    results agree with it to the bisection's tolerance.  numpy is imported here: the
+    solvers need it, the reports that read the scalar functions do not.
+    """
+    import numpy as np
+
+    limit = b_limit(table, max_batch)
+    ks_ = np.asarray(k, dtype=np.int64)
+    busy = np.asarray(busy_s, dtype=np.float64)
+    n = len(ks_)
+    if n == 0:
+        return []
+    load = np.broadcast_to(np.asarray(b, dtype=np.float64), (n,))
+    bs = np.asarray([float(x) for x in rows(table)])
+    first = table[rows(table)[0]]
+    for kk in set(ks_.tolist()):
+        if int(kk) not in first:
+            raise ValueError(f"K={int(kk)} was not measured")
+    by_k = {kk: [float(table[r][kk]) for r in rows(table)] for kk in set(ks_.tolist())}
+    curve = np.asarray([by_k[kk] for kk in ks_.tolist()]).reshape(n, len(bs))
+    at_first = curve[:, 0]
+    span = np.diff(bs)
+    rows_n = np.arange(n)
+
+    def latency(at: Any) -> Any:
+        """T(at, K) per element: `latency_at`'s linear interpolation, on arrays."""
+        if len(bs) == 1:
+            return at_first.copy()
+        j = np.clip(np.searchsorted(bs, at, side="left"), 1, len(bs) - 1)
+        w = np.clip((at - bs[j - 1]) / span[j - 1], 0.0, 1.0)
+        low = curve[rows_n, j - 1]
+        return np.where(at <= bs[0], at_first, low * (1.0 - w) + curve[rows_n, j] * w)
+
+    def request(others: Any) -> Any:
+        low = others <= 1.0
+        t = latency(np.where(low, 1.0, (2.0 * others + 1.0) / 3.0))
+        return np.where(low, t * (1.0 + 0.5 * others), 1.5 * t)
+
+    def t_at(share: Any) -> tuple[Any, Any]:
+        m = np.maximum(0.0, load - share)
+        return request(m), 1.0 + m > limit
+
+    lo, hi = np.zeros(n), np.ones(n)
+    while float(np.max(hi - lo)) > _B_TOL:
+        mid = 0.5 * (lo + hi)
+        t, over = t_at(mid)
+        up = over | (t / (busy + t) > mid)
+        lo = np.where(up, mid, lo)
+        hi = np.where(up, hi, mid)
+    t, over = t_at(hi)
+    bad = over | (np.abs(t / (busy + t) - hi) > 4 * _B_TOL) | (np.maximum(0.0, load - 1.0)
+                                                               + 1.0 > limit)
+    return [None if x else float(v) for x, v in zip(bad.tolist(), t.tolist())]

@@ -51,6 +51,7 @@ class VerifierPlan:
     target: str
     verifier: Verifier
     levels: list[float] = field(default_factory=list)  # beta_1 < ... < beta_L (beta_0 = 0)
+    only_level: int | None = None  # copy candidates at this level alone (a search box)
 
     @property
     def price_usd_per_hour(self) -> float:
@@ -128,20 +129,33 @@ def refine(plan: VerifierPlan, loads: Iterable[float], chosen: Iterable[int]) ->
 
 def expand(candidates: Sequence[Candidate], plans: Sequence[VerifierPlan],
            mode: Mode) -> list[Candidate]:
-    """Copy each candidate on a batched verifier once per load level (see module doc)."""
+    """Copy each candidate on a batched verifier once per load level (see module doc).
+
+    A plan with `only_level` set copies its candidates at that level alone (the
+    load search's box, `solvers.load_search`).  Latencies are computed for all of
+    a level's copies at once (`verifier_load.batch_latency_many`).
+    """
     by_target = {p.target: p for p in plans}
-    out: list[Candidate] = []
-    for c in candidates:
-        plan = by_target.get(c.target)
-        if plan is None:
-            out.append(c)
-            continue
-        for level in range(1, len(plan.levels) + 1):
+    riders: dict[str, list[int]] = {}
+    for i, c in enumerate(candidates):
+        if c.target in by_target:
+            riders.setdefault(c.target, []).append(i)
+    copies: list[list[Candidate]] = [[c] if c.target not in by_target else []
+                                     for c in candidates]
+    for target, idx in riders.items():
+        plan = by_target[target]
+        ks_ = [candidates[i].k for i in idx]
+        busy = [candidates[i].busy_s for i in idx]
+        levels = range(1, len(plan.levels) + 1) if plan.only_level is None \
+            else [plan.only_level]
+        for level in levels:
             lo, hi = plan.interval(level)
-            t = plan.seen_latency(hi if mode == "conservative" else lo, c.k, c.busy_s)
-            if t is not None:  # None: its request would join a batch beyond the table
-                out.append(at_verify_latency(c, t, level))
-    return out
+            seen = vl.batch_latency_many(plan.verifier.latency_s, plan.verifier.max_batch,
+                                         hi if mode == "conservative" else lo, ks_, busy)
+            for i, t in zip(idx, seen):
+                if t is not None:  # None: its request would join a batch beyond the table
+                    copies[i].append(at_verify_latency(candidates[i], t, level))
+    return [c for group in copies for c in group]
 
 
 @dataclass(frozen=True)

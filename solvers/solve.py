@@ -34,7 +34,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from configspec_opt.candidates import Candidate
+from configspec_opt.candidates import Candidate, PoolCandidates, enumerate_candidates
 from configspec_opt.constraint_families import slo_violations
 from configspec_opt.errors import UsageError
 from configspec_opt.fleet import (
@@ -56,7 +56,8 @@ from configspec_opt.verifiers import (
 from solvers import deadline
 from solvers.adapter import HighsSession, SolverOptions, require_solver
 from solvers.backend import FleetModel, Session
-from solvers.status import RunResult, Status, Termination
+from solvers.load_search import LOAD_REL_GAP, BoxRun, LoadSearch
+from solvers.status import RunResult, Status, Termination, rel_gap
 
 if TYPE_CHECKING:
     from solvers.diagnose import Diagnosis
@@ -72,9 +73,13 @@ TIE_BREAK_MAX_CANDIDATES = 20_000
 # at their optimum in later stages hold to its feasibility tolerance (~1e-6).
 PROVEN_REL_GAP = 1e-6
 # Batched verifiers: the load levels are refined until the optimistic model's
-# bound is within this of the best settled answer (at most LOAD_MAX_ROUNDS).
-LOAD_REL_GAP = 1e-2
+# bound is within LOAD_REL_GAP of the best settled answer (at most LOAD_MAX_ROUNDS).
 LOAD_MAX_ROUNDS = 6
+# Above this many candidate copies (candidates on a batched verifier times its load
+# levels) the level model is too large for one MILP (at 48 pools and two verifiers,
+# 600,000 copies did not finish in two minutes): `solvers.load_search` searches
+# boxes of load instead, one small MILP each.
+LEVEL_MODEL_MAX_COPIES = 60_000
 
 
 @dataclass
@@ -148,19 +153,6 @@ def _ratio_bound(lam: float, parametric_bound: float | None, d_lb: float,
     if d_lb <= 0.0:
         return float("inf") if sense == "maximize" else float("-inf")
     return lam + slack / d_lb if sense == "maximize" else lam - slack / d_lb
-
-
-def _rel_gap(value: float, bound: float | None, sense: str) -> float | None:
-    """max(0, how far the bound lies beyond the value) relative to the value's size."""
-    if bound is None or bound != bound:
-        return None
-    if bound in (float("inf"), float("-inf")):
-        return float("inf")
-    diff = bound - value if sense == "maximize" else value - bound
-    if diff <= 0.0:
-        return 0.0
-    size = max(abs(value), abs(bound))
-    return diff / size if size > 0.0 else 0.0
 
 
 def _decompose(problem: Problem, fairness: bool, options: SolverOptions) -> bool:
@@ -492,10 +484,10 @@ class Optimizer:
         if obj.mode == "weighted":
             total = sum((1 if t.sense == "maximize" else -1) * t.weight * v
                         for t, v in zip(obj.terms(), values))
-            return [_rel_gap(total, self.bounds[0] if self.bounds else None, "maximize")]
+            return [rel_gap(total, self.bounds[0] if self.bounds else None, "maximize")]
         if obj.mode == "lexicographic":
             values = self.stage_values
-        return [_rel_gap(v, b, t.sense)
+        return [rel_gap(v, b, t.sense)
                 for t, v, b in zip(obj.terms(), values, self.bounds)]
 
     def ranks(self) -> list[float]:
@@ -770,6 +762,10 @@ def _solve_under_load(spec: Spec, objective: Objective, only: set[str] | None,
     `LOAD_REL_GAP` of it; otherwise the levels around both answers' loads are
     refined.  The gap reported is that certified distance.
     """
+    structural = enumerate_candidates(spec, only)
+    if _level_model_size(structural, plans) > LEVEL_MODEL_MAX_COPIES:
+        return _solve_by_boxes(spec, objective, only, options, prune, plans, tie_break,
+                               structural)
     best: Settled | None = None
     stages: list[StageInfo] = []
     bound: float | None = None
@@ -837,7 +833,7 @@ def _solve_under_load(spec: Spec, objective: Objective, only: set[str] | None,
         if timed_out:
             complete = False
             break
-        gap = None if best is None else _rel_gap(best.key[0], bound, "maximize")
+        gap = None if best is None else rel_gap(best.key[0], bound, "maximize")
         if gap is not None and gap <= LOAD_REL_GAP:
             break
         if not any([refine(p, loads[p.target], chosen[p.target]) for p in plans]):
@@ -852,28 +848,100 @@ def _solve_under_load(spec: Spec, objective: Objective, only: set[str] | None,
         sol.message = ("no assignment found that meets the constraints at its true load "
                        f"after {LOAD_MAX_ROUNDS} refinements of the load levels")
         return sol
+    return _finish_under_load(sol, spec, objective, only, options, plans, best, bound,
+                              complete, timed_out, tie_break,
+                              {p.target: len(p.levels) for p in plans},
+                              "refining the load levels (at most "
+                              f"{LOAD_MAX_ROUNDS} rounds) left the bound more than "
+                              f"{LOAD_REL_GAP:g} away")
+
+
+def _finish_under_load(sol: Solution, spec: Spec, objective: Objective,
+                       only: set[str] | None, options: SolverOptions,
+                       plans: list[VerifierPlan], best: Settled, bound: float | None,
+                       complete: bool, timed_out: bool, tie_break: bool,
+                       levels: dict[str, int], why_open: str) -> Solution:
+    """The tie-break, then the answer and its certified gap (`bound`: larger is better)."""
     if tie_break and not timed_out:
         if deadline.expired():
             sol.tie_break = "time_limit"
         else:
             best, sol.tie_break, tie_stages = _tie_break_under_load(
                 spec, objective, only, options, plans, best)
-            stages.extend(tie_stages)
+            sol.stages.extend(tie_stages)
     sol.assignment = best.assignment
     sol.fleet = best.fleet
     sol.verifiers = best.states
     sol.objective_values = [metric_value(best.fleet, t.metric) for t in objective.terms()]
     # key[0] is the first term (or the weighted sum), larger is better; so is `bound`.
-    gap = _rel_gap(best.key[0], bound, "maximize")
+    gap = rel_gap(best.key[0], bound, "maximize")
     sol.gap = gap
     sol.term_gaps = [gap]
-    sol.load_levels = {p.target: len(p.levels) for p in plans}
+    sol.load_levels = levels
     sol.proven_optimal = complete and gap is not None and gap <= LOAD_REL_GAP
     sol.status = Status.optimal if sol.proven_optimal else Status.feasible
     if not sol.proven_optimal:
         sol.message = _not_proven_message(
             gap, None if complete else Termination.time_limit if timed_out
-            else Termination.unknown, options,
-            None if not complete else "refining the load levels (at most "
-            f"{LOAD_MAX_ROUNDS} rounds) left the bound more than {LOAD_REL_GAP:g} away")
+            else Termination.unknown, options, None if not complete else why_open)
     return sol
+
+
+def _run_box(problem: Problem, objective: Objective, options: SolverOptions) -> BoxRun:
+    """One box's MILP for `LoadSearch`: its bound, its answer settled, the load it assumed."""
+    opt = Optimizer(problem, objective, options)
+    try:
+        counts = opt.solve(tie_break=False)
+    except StageStopped as stop:
+        infeasible = stop.result.termination is Termination.infeasible
+        return BoxRun("infeasible" if infeasible else "stopped", opt.stages, opt.build_s)
+    first = objective.terms()[0]
+    sign = 1.0 if objective.mode == "weighted" or first.sense == "maximize" else -1.0
+    b = opt.bounds[0] if opt.bounds else None
+    reps = opt.f.replica_counts()
+    chosen = opt.assignment(counts)
+    assumed = tuple(
+        sum(n * c.in_flight for c, n in chosen if c.target == p.target) / reps[p.target]
+        if reps.get(p.target) else None for p in problem.verifiers)
+    return BoxRun("solved", opt.stages, opt.build_s, None if b is None else sign * b,
+                  _settle(problem, objective, opt, counts), assumed)
+
+
+def _level_model_size(structural: Sequence[PoolCandidates], plans: list[VerifierPlan]
+                      ) -> int:
+    """About how many candidate copies the level model would hold (before pruning)."""
+    per_target: dict[str, int] = {}
+    for pc in structural:
+        for c in pc.candidates:
+            per_target[c.target] = per_target.get(c.target, 0) + 1
+    levels = {p.target: len(p.levels) for p in plans}
+    return sum(n * levels.get(t, 1) for t, n in per_target.items())
+
+
+def _solve_by_boxes(spec: Spec, objective: Objective, only: set[str] | None,
+                    options: SolverOptions, prune: bool, plans: list[VerifierPlan],
+                    tie_break: bool, structural: Sequence[PoolCandidates]) -> Solution:
+    """Large level models: the search over boxes of load (`solvers.load_search`)."""
+    if not structural:
+        raise UsageError("no device pool selected")
+    found = LoadSearch(spec, objective, only, options, prune, plans, structural,
+                       _run_box).run()
+    problem = found.problem or build_problem(spec, only=only, objective=objective,
+                                             prune=prune, plans=plans, structural=structural)
+    sol = Solution(Status.error, objective, problem, stages=found.stages,
+                   build_s=found.build_s)
+    sol.tie_break = "off"
+    if found.best is None and found.timed_out:
+        return _timed_out(sol, "searching the verifiers' loads")
+    if found.best is None:
+        sol.status = Status.infeasible if found.infeasible else Status.error
+        sol.message = ("no assignment and replica count meets the constraints at any load "
+                       "the verifiers can carry" if found.infeasible else
+                       "no assignment found that meets the constraints at its true load "
+                       f"in {found.boxes} boxes of load")
+        return sol
+    return _finish_under_load(sol, spec, objective, only, options, plans, found.best,
+                              found.bound, found.complete, found.timed_out, tie_break,
+                              {p.target: found.boxes for p in plans},
+                              f"the search over boxes of load left the bound more than "
+                              f"{LOAD_REL_GAP:g} away")

@@ -104,3 +104,17 @@ class RunResult:
         if self.objective is None or self.bound is None:
             return None
         return abs(self.bound - self.objective) / max(1e-10, abs(self.objective))
+
+
+def rel_gap(value: float, bound: float | None, sense: str) -> float | None:
+    """max(0, how far the bound lies beyond the value) relative to the value's size."""
+    if bound is None or bound != bound:
+        return None
+    if bound in (float("inf"), float("-inf")):
+        return float("inf")
+    diff = bound - value if sense == "maximize" else value - bound
+    if diff <= 0.0:
+        return 0.0
+    size = max(abs(value), abs(bound))
+    return diff / size if size > 0.0 else 0.0
+

@@ -25,7 +25,8 @@ from configspec_opt.candidates import Candidate, enumerate_candidates
 from configspec_opt.loader import load_spec
 from configspec_opt.report import solution_dict
 from configspec_opt.spec import Metric, Objective, Spec, Term
-from solvers.solve import LOAD_REL_GAP, PROVEN_REL_GAP, Solution, solve
+from solvers.load_search import LOAD_REL_GAP
+from solvers.solve import PROVEN_REL_GAP, Solution, solve
 from solvers.status import Status
 from tests.core.brute_load import (
     Evaluation,

@@ -1,0 +1,296 @@
+"""Batched verifiers: a branch and bound over boxes of each verifier's load.
+
+Why: the level model (`configspec_opt.verifiers`) copies every candidate once per
+load level and lets the MILP pick one level per verifier with binaries; at 48
+pools and two verifiers with 60 levels each that model did not finish in two
+minutes, while the same fleet without load solves in about a second.  The load
+per replica b_j of each verifier is a low-dimensional parameter (one number per
+verifier), so it is searched outside the MILP instead:
+
+- A **box** gives each verifier an interval (lo_j, hi_j] of b.  Its
+  *optimistic* model (latency at lo, capacity at hi: one copy per candidate)
+  holds every assignment whose true load lies in the box, at a value at least
+  its true one (`configspec_opt.verifiers`), so its MILP's dual bound bounds the
+  true optimum within the box.  An assignment with no request at a verifier is in
+  every box.
+- Every MILP answer is **settled** at its true fixed point and kept if it meets
+  every constraint there; a box whose optimistic answer does not settle well
+  also gets a *conservative* solve (latency and capacity at one load b', whose
+  answer truly loads at most b': feasible as assumed), at b' = where the
+  optimistic answer settled.
+- The box of largest bound is split (at its optimistic answer's settled load
+  when that lies inside, else in the middle) along the verifier whose latency
+  varies most across it, until the largest bound of any box is within
+  `LOAD_REL_GAP` of the best settled answer.
+
+The gap reported is that distance: a bound from a box's MILP (never the
+incumbent) against a plan evaluated at its true load.  Boxes whose optimistic
+model is infeasible hold no plan.  `solvers.solve` keeps the leaf bounds'
+bookkeeping and the result; this module only searches.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import heapq
+import itertools
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from configspec_opt import verifier_load as vl
+from configspec_opt.candidates import PoolCandidates
+from configspec_opt.fleet import Settled
+from configspec_opt.problem import Problem, build_problem
+from configspec_opt.spec import Objective, Spec
+from configspec_opt.verifiers import Mode, VerifierPlan
+from solvers import deadline
+from solvers.adapter import SolverOptions
+from solvers.status import rel_gap
+
+if TYPE_CHECKING:
+    from solvers.solve import StageInfo
+
+# Batched verifiers: a plan is proven optimal when the bound is within this of it.
+LOAD_REL_GAP = 1e-2
+
+# A box narrower than this (relative latency change across it, for every verifier)
+# is not split again: its bound and its best plan differ by less than the
+# bisection's own precision.
+FLAT = 1e-6
+# A box's MILP stops within this relative gap: its bound stays a bound, and the
+# search closes only to LOAD_REL_GAP.
+BOX_REL_GAP = LOAD_REL_GAP / 20
+# The conservative solve of a box assumes this much more load than its optimistic
+# answer implied (with latencies at the box's bottom, the true load is higher).
+CONSERVATIVE_MARGIN = 1.15
+# A box's MILP stops after this long (the request's own time limit still applies).
+BOX_TIME_S = 10.0
+# At most this many boxes are solved (each one MILP, sometimes two).
+MAX_BOXES = 400
+
+
+@dataclass(order=True)
+class Box:
+    """An interval of load per replica for every batched verifier."""
+
+    priority: float  # -bound: heapq pops the largest bound first
+    seq: int
+    lo: tuple[float, ...] = field(compare=False)
+    hi: tuple[float, ...] = field(compare=False)
+    bound: float = field(compare=False, default=math.inf)  # larger is better; inf: unknown
+    solved: bool = field(compare=False, default=False)
+    settled_at: tuple[float | None, ...] = field(compare=False, default=())
+    assumed: tuple[float | None, ...] = field(compare=False, default=())
+
+
+@dataclass
+class BoxRun:
+    """One box's MILP as `solvers.solve` runs it (the Optimizer lives there).
+
+    `bound` is larger-is-better (the objective's sign folded in), None if unknown;
+    `assumed`: each verifier's load per replica under the answer's own latencies.
+    """
+
+    status: str  # solved | infeasible | stopped
+    stages: list[StageInfo]
+    build_s: float
+    bound: float | None = None
+    settled: Settled | None = None
+    assumed: tuple[float | None, ...] = ()
+
+
+@dataclass
+class SearchResult:
+    """What the search found: the best settled plan, the bound, and how it ended."""
+
+    best: Settled | None
+    bound: float | None  # the largest bound of any box that may hold a better plan
+    problem: Problem | None  # the first box's problem (pools, rows: for the result)
+    stages: list[StageInfo]
+    build_s: float
+    boxes: int
+    complete: bool  # every MILP ran to its end and the search closed its gap
+    timed_out: bool
+    infeasible: bool  # every box's optimistic model is infeasible: no plan at any load
+
+
+class LoadSearch:
+    """One search: the spec's candidates built once, one problem per box and mode."""
+
+    def __init__(self, spec: Spec, objective: Objective, only: set[str] | None,
+                 options: SolverOptions, prune: bool, plans: Sequence[VerifierPlan],
+                 structural: Sequence[PoolCandidates],
+                 run_box: Callable[[Problem, Objective, SolverOptions], BoxRun]) -> None:
+        self.spec = spec
+        self.objective = objective
+        self.only = only
+        # a box's MILP need not close its gap below what the search certifies, nor run
+        # for long: a MILP stopped early still gives a bound (its dual bound)
+        self.options = dataclasses.replace(
+            options, rel_gap=max(options.rel_gap, BOX_REL_GAP),
+            time_limit=BOX_TIME_S if options.time_limit is None
+            else min(options.time_limit, BOX_TIME_S))
+        self.prune = prune
+        self.plans = list(plans)
+        self.structural = structural
+        self.run_box = run_box
+        self.stages: list[StageInfo] = []
+        self.build_s = 0.0
+        self.complete = True
+        self.problem: Problem | None = None
+        self.best: Settled | None = None
+        self.seq = itertools.count()
+        self.box_bounds: list[float] = []  # every optimistic MILP's bound (what bounds come from)
+
+    # -- one box ----------------------------------------------------------
+    def box_plans(self, lo: Sequence[float], hi: Sequence[float]) -> list[VerifierPlan]:
+        """The plans with one level, (lo, hi], per verifier."""
+        out = []
+        for p, a, b in zip(self.plans, lo, hi, strict=True):
+            levels = [a, b] if a > 0.0 else [b]
+            out.append(VerifierPlan(p.target, p.verifier, levels, only_level=len(levels)))
+        return out
+
+    def solve_box(self, lo: Sequence[float], hi: Sequence[float], mode: Mode
+                  ) -> tuple[str, float | None, Settled | None]:
+        """One MILP: ("infeasible" | "solved" | "stopped", its bound, its settled answer).
+
+        `self.assumed` is left at the load per replica the answer's own latencies
+        imply for each verifier (what the model assumed; the true load is higher).
+        """
+        self.assumed: tuple[float | None, ...] = tuple(None for _ in self.plans)
+        pb = build_problem(self.spec, only=self.only, objective=self.objective,
+                           prune=self.prune, plans=self.box_plans(lo, hi), mode=mode,
+                           structural=self.structural)
+        self.problem = self.problem or pb
+        if pb.empty_pools():
+            return "infeasible", None, None
+        run = self.run_box(pb, self.objective, self.options)
+        self.stages.extend(run.stages)
+        self.build_s += run.build_s
+        if run.status != "solved":
+            return run.status, None, None
+        self.assumed = run.assumed
+        got = run.settled
+        if got is not None and (self.best is None or got.key > self.best.key):
+            self.best = got
+        return "solved", run.bound, got
+
+    def settled_loads(self, got: Settled | None) -> tuple[float | None, ...]:
+        """Each verifier's settled load per replica under an answer (None: not settled)."""
+        if got is None:
+            return tuple(None for _ in self.plans)
+        at = {s.target: s.in_flight_per_replica for s in got.states}
+        return tuple(at.get(p.target) for p in self.plans)
+
+    # -- the search -------------------------------------------------------
+    def run(self) -> SearchResult:
+        """Best bound first until the gap closes, the boxes run out, or time does."""
+        root = Box(-math.inf, next(self.seq), tuple(0.0 for _ in self.plans),
+                   tuple(p.b_max for p in self.plans))
+        root.priority = -math.inf
+        heap: list[Box] = [root]
+        final: list[float] = []  # bounds of boxes too narrow to split
+        solved = 0
+        timed_out = infeasible_everywhere = False
+        while heap:
+            if self.problem is not None and deadline.expired():
+                timed_out = True
+                break
+            top = heap[0]
+            if self.best is not None and math.isfinite(top.bound) and \
+                    (rel_gap(self.best.key[0], top.bound, "maximize") or 0.0) <= LOAD_REL_GAP:
+                break
+            if solved >= MAX_BOXES:
+                self.complete = False
+                break
+            box = heapq.heappop(heap)
+            if not box.solved:
+                solved += 1
+                deadline.step(f"solving load box {solved}")
+                status, bound, got = self.solve_box(box.lo, box.hi, "optimistic")
+                if status == "infeasible":
+                    continue
+                if bound is not None:
+                    self.box_bounds.append(bound)
+                    box.bound = min(box.bound, bound)
+                box.solved = True
+                box.settled_at = self.settled_loads(got)
+                box.assumed = self.assumed
+                if got is None or got.key[0] < box.bound - self._tol(box.bound):
+                    self.conservative(box)
+                box.priority = -box.bound
+                heapq.heappush(heap, box)
+                continue
+            j, at = self.split_point(box)
+            if j is None:  # flat: its conservative plan at the top is as good as it gets
+                self.solve_box([0.0] * len(box.hi), box.hi, "conservative")
+                final.append(box.bound)
+                continue
+            for lo_j, hi_j in ((box.lo[j], at), (at, box.hi[j])):
+                lo, hi = list(box.lo), list(box.hi)
+                lo[j], hi[j] = lo_j, hi_j
+                heapq.heappush(heap, Box(-box.bound, next(self.seq), tuple(lo), tuple(hi),
+                                         box.bound))
+        if not heap and not final and self.best is None and not timed_out:
+            infeasible_everywhere = self.complete
+        bounds = [b.bound for b in heap] + final
+        bound = max(bounds) if bounds else None
+        if bound is not None and not math.isfinite(bound):
+            bound = None
+        closed = self.best is not None and bound is not None and \
+            (rel_gap(self.best.key[0], bound, "maximize") or 0.0) <= LOAD_REL_GAP
+        return SearchResult(self.best, bound, self.problem, self.stages, self.build_s, solved,
+                            self.complete and closed and not timed_out, timed_out,
+                            infeasible_everywhere)
+
+    def conservative(self, box: Box) -> None:
+        """A plan that is feasible as solved: latency and capacity at one load per verifier.
+
+        Where the box's optimistic answer settled inside the box, that load; else a
+        little above the load its optimistic latencies implied (the true one is
+        higher), within the box.
+        """
+        if deadline.expired():
+            return
+        at = []
+        for a, b, s, m in zip(box.lo, box.hi, box.settled_at, box.assumed, strict=True):
+            if s is not None and a < s <= b:
+                at.append(s)
+            elif m is not None and m > 0.0:
+                at.append(min(b, max(a, m * CONSERVATIVE_MARGIN)))
+            else:
+                at.append(b)
+        self.solve_box([0.0] * len(at), at, "conservative")
+
+    def split_point(self, box: Box) -> tuple[int | None, float]:
+        """The verifier to split and where: the one whose latency varies most across the box."""
+        best_j, best_rise = None, FLAT
+        for j, p in enumerate(self.plans):
+            # what a request sees: others in flight m, between lo - 1 and hi (arrival view)
+            table = p.verifier.latency_s
+            k = vl.ks(table)[-1]
+            top = vl.b_limit(table, p.verifier.max_batch) - 1.0
+            lo_t = vl.request_latency(table, k, min(top, max(0.0, box.lo[j] - 1.0)))
+            hi_t = vl.request_latency(table, k, min(top, box.hi[j]))
+            rise = (hi_t - lo_t) / lo_t if box.hi[j] > box.lo[j] else 0.0
+            if rise > best_rise:
+                best_j, best_rise = j, rise
+        if best_j is None:
+            return None, 0.0
+        lo, hi = box.lo[best_j], box.hi[best_j]
+        s = box.settled_at[best_j] if box.settled_at else None
+        width = hi - lo
+        if s is not None and lo + 0.05 * width < s < hi - 0.05 * width:
+            return best_j, s
+        # latency grows about like a power of b: split geometrically, and first at the
+        # table's first row (below it T is the first row's)
+        first = float(vl.rows(self.plans[best_j].verifier.latency_s)[0])
+        if lo <= 0.0:
+            return best_j, first if first < hi else 0.5 * hi
+        return best_j, math.sqrt(lo * hi)
+
+    def _tol(self, bound: float) -> float:
+        return LOAD_REL_GAP * max(abs(bound), 1e-12) if math.isfinite(bound) else 0.0

@@ -1,0 +1,131 @@
+"""The search over boxes of load (`solvers.load_search`) against brute force and the level model.
+
+The box search is what large fleets with batched verifiers get; here it is forced on
+small random fleets (`LEVEL_MODEL_MAX_COPIES = 0`) so that brute force can check it:
+the same assertions as the level model's (feasible at the true load, worth what it
+says, the optimum within the certified gap), plus its own: every bound it reports is
+a box's MILP bound, never the incumbent, and is at least the true optimum.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, event, given, note, settings
+from hypothesis import strategies as st
+
+import solvers.solve as solve_module
+from configspec_opt import verifier_load as vl
+from configspec_opt.candidates import enumerate_candidates
+from configspec_opt.loader import load_spec
+from configspec_opt.spec import Spec
+from configspec_opt.verifiers import plans_for
+from solvers.adapter import SolverOptions
+from solvers.load_search import LoadSearch
+from tests.core.brute_load import brute_force_load
+from tests.core.test_verifier_load import (
+    EXAMPLE,
+    LOOSE,
+    OBJECTIVES,
+    SMOKE,
+    TABLE,
+    _check_against_brute_force,
+    verifier_fleets,
+)
+
+
+@pytest.fixture
+def boxes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every spec with a batched verifier goes to the box search."""
+    monkeypatch.setattr(solve_module, "LEVEL_MODEL_MAX_COPIES", 0)
+
+
+def test_many_latencies_equal_one_at_a_time() -> None:
+    rng = random.Random(5)
+    ks = [rng.choice([2, 4, 8]) for _ in range(400)]
+    busy = [rng.uniform(0.02, 3.0) for _ in ks]
+    for b in [0.0, 0.4, 1.0, 3.3, 9.0, 15.5, 16.0, 17.0]:
+        many = vl.batch_latency_many(TABLE, 16, b, ks, busy)
+        loads = [b] * len(ks)
+        per_element = vl.batch_latency_many(TABLE, 16, loads, ks, busy)
+        for k, s, x, y in zip(ks, busy, many, per_element, strict=True):
+            one = vl.batch_latency(TABLE, 16, b, k, s)
+            assert (x is None) == (one is None) == (y is None), (b, k, s, x, one)
+            if one is not None:
+                assert x is not None and y is not None
+                assert abs(x - one) <= 1e-9 * one and abs(y - one) <= 1e-9 * one
+
+
+def test_vectorised_fixed_point_equals_the_scalar_scan(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = random.Random(9)
+    for _ in range(30):
+        riders = [vl.Rider(rng.randint(1, 8), rng.choice([2, 4, 8]), rng.uniform(0.05, 1.5))
+                  for _ in range(rng.choice([12, 30]))]
+        replicas = rng.randint(1, 10)
+        fast = vl.least_fixed_point(TABLE, 16, riders, replicas)
+        monkeypatch.setattr(vl, "_VECTOR_FROM", 10**9)
+        slow = vl.least_fixed_point(TABLE, 16, riders, replicas)
+        monkeypatch.undo()
+        assert (fast is None) == (slow is None)
+        if fast is not None and slow is not None:
+            assert abs(fast - slow) <= 1e-9 * max(1.0, slow)
+
+
+@pytest.mark.parametrize("objective", OBJECTIVES, ids=lambda o: "-".join(*o.items()))
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_box_search_matches_brute_force(boxes: None, objective: dict[str, Any],
+                                        data: st.DataObject) -> None:
+    spec = data.draw(verifier_fleets(objective))
+    note(spec.model_dump_json(exclude_none=True, exclude_defaults=True))
+    event(_check_against_brute_force(spec))
+
+
+@pytest.mark.parametrize("objective", OBJECTIVES, ids=lambda o: "-".join(*o.items()))
+def test_box_search_on_the_smoke_fleet(boxes: None, objective: dict[str, Any]) -> None:
+    data = {**SMOKE, "objective": objective}
+    data["devices"] = [{**SMOKE["devices"][0], "count": 4}, {**SMOKE["devices"][1], "count": 2}]
+    _check_against_brute_force(Spec.model_validate(data))
+
+
+def _search(spec: Spec) -> tuple[LoadSearch, Any]:
+    search = LoadSearch(spec, spec.objective, None, SolverOptions(), True, plans_for(spec),
+                        enumerate_candidates(spec), solve_module._run_box)
+    return search, search.run()
+
+
+@pytest.mark.parametrize("budget", [0.4, 4.5, 9.0])
+def test_the_bound_is_a_box_bound_and_holds_the_optimum(budget: float) -> None:
+    data = {**SMOKE, "constraints": {"fleet": {"max_cost_usd_per_hour": budget},
+                                     "per_device": {"min_goodput_tok_s": 2.0}}}
+    data["devices"] = [{**SMOKE["devices"][0], "count": 3}, {**SMOKE["devices"][1], "count": 2}]
+    spec = Spec.model_validate(data)
+    search, found = _search(spec)
+    best = brute_force_load(spec, rel_tol=LOOSE)
+    if best is None:
+        assert found.best is None
+        return
+    assert found.best is not None and found.bound is not None
+    # the bound is one a box's MILP proved, never the incumbent's own value
+    assert found.bound in search.box_bounds
+    assert found.bound >= best.value - 1e-9 * max(1.0, abs(best.value))
+    assert found.best.key[0] <= best.value + 1e-9 * max(1.0, abs(best.value))
+
+
+def test_the_example_spec_through_both_paths_agrees_within_the_gap(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = load_spec(EXAMPLE).spec
+    if not plans_for(spec):
+        spec = load_spec(EXAMPLE.parent / "fleet-verifier" / "shared-verifier.yaml").spec
+    levels = solve_module.solve(spec, diagnose=False)
+    monkeypatch.setattr(solve_module, "LEVEL_MODEL_MAX_COPIES", 0)
+    searched = solve_module.solve(spec, diagnose=False)
+    assert levels.objective_value is not None and searched.objective_value is not None
+    assert levels.gap is not None and searched.gap is not None
+    # each certifies its own bound: neither answer may beat the other's bound
+    a, b = levels.objective_value, searched.objective_value
+    assert a <= b / (1.0 - searched.gap) + 1e-9 * abs(b)
+    assert b <= a / (1.0 - levels.gap) + 1e-9 * abs(a)
