@@ -9,6 +9,7 @@ $/hour budget, a per-device goodput SLO and a variant cap.  Each measurement is
 after, status, gap and objective are printed and written to benchmarks/out/.
 
 Run:  python benchmarks/bench_load_scale.py [--pools 48 1000] [--repeats 3] [--seed 11]
+          [--time-limit 120]
 Never a test: compare the two models' times within one run (2-core shared machine).
 """
 
@@ -124,8 +125,9 @@ def main() -> None:
     ap.add_argument("--pools", type=int, nargs="+", default=[48, 1000])
     ap.add_argument("--seed", type=int, default=11)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--extra", nargs="*", default=[], help="more solve options, e.g. --gap")
+    ap.add_argument("--time-limit", type=float, default=120.0)
     a = ap.parse_args()
+    extra = ["--time-limit", f"{a.time_limit:g}"]
     out: dict[str, Any] = {"when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
                            "seed": a.seed, "sizes": []}
     for pools in a.pools:
@@ -133,7 +135,7 @@ def main() -> None:
         runs: dict[str, list[dict[str, Any]]] = {"aware": [], "blind": []}
         for _ in range(a.repeats):
             for blind in (True, False):
-                r = solve(path, blind, a.extra)
+                r = solve(path, blind, extra)
                 runs["blind" if blind else "aware"].append(r)
                 print(pools, json.dumps(r), flush=True)
         med = {k: statistics.median(r["wall_s"] for r in v) for k, v in runs.items()}
