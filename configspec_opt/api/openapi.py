@@ -197,6 +197,8 @@ def install(app: FastAPI) -> None:
         for item in doc.get("paths", {}).values():
             for method, op in item.items():
                 guarded = op.setdefault("responses", {})
+                guarded.setdefault("400", {"description": "Not a valid HTTP/1.1 request "
+                                           "(a malformed request line or header)"})
                 guarded.setdefault("421", {"description": "Host not served here "
                                            "(configspec serve --allowed-host)"})
                 guarded.setdefault("431", {"description": "Request line and headers over "
