@@ -70,6 +70,7 @@ class ExportFormat(str, Enum):
     vllm = "vllm"
     compose = "compose"
     kubernetes = "kubernetes"
+    k_policy = "k-policy"  # the runtime K policy per pool (configspec_opt.k_policy)
 
 
 class ExportError(ConfigspecError):

@@ -269,8 +269,7 @@ def document(policy: Policy) -> dict[str, Any]:
     g_plan = c.goodput(c.plan_k, load, c.rtt_s)
     g_pol = c.goodput(at_plan, load, c.rtt_s)
     return {
-        "kind": POLICY_KIND, "format_version": POLICY_VERSION, "pool": c.pool,
-        "target": c.target, "draft": c.draft, "quant": c.quant, "plan_k": c.plan_k,
+        "pool": c.pool, "target": c.target, "draft": c.draft, "quant": c.quant, "plan_k": c.plan_k,
         "ks": c.ks, "load_aware": c.batched,
         "load": {"what": "requests in flight per verifier replica",
                  "plan": _r(c.plan_load) if c.batched else None,

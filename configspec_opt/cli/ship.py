@@ -86,7 +86,8 @@ def export(
     fmt: Annotated[ExportFormat, typer.Option(
         "--format", help="json, env or yaml (what each pool runs); draft-client, llama-server "
         "or vllm (per pool, the command that runs it); compose or kubernetes (the verifier "
-        "replicas).")] = ExportFormat.json,
+        "replicas); k-policy (per pool, the best K for each band of verifier load and rtt).")
+    ] = ExportFormat.json,
     as_json: JsonOpt = False,
 ) -> None:
     """Deployment files: what the devices of each pool run, and a fleet manifest.
@@ -123,6 +124,38 @@ def export(
     for p in result.removed:
         out.print(f"removed {p} (listed by the previous export, no longer written)",
                   markup=False, soft_wrap=True)
+
+
+@app.command("k-policy")
+def k_policy_command(
+    source: Annotated[Path, typer.Argument(
+        help="A spec (solved for its own objective) or its .lock (read as written).",
+        show_default=False)],
+    as_json: JsonOpt = False,
+) -> None:
+    """The runtime K policy: per pool, the best K for each band of verifier load and rtt.
+
+    Rows of rtt (0.5x to 3x the declared rtt), each with the load bands (requests in
+    flight per verifier replica) and their switching points; `export --format k-policy`
+    writes the same as JSON files ([docs/ship.md]).
+
+    Exit 0 shown, 1 no feasible assignment, 2 invalid spec or stale lock, 3 no solver
+    installed (for a spec).
+    """
+    from configspec_opt import k_policy
+    from configspec_opt.export import load_decision
+
+    with user_errors(as_json):
+        with progress.status("solving for the policy ..."):
+            decision = load_decision(source)
+        found = k_policy.policies(decision.loaded.spec, decision.data)
+    if as_json:
+        emit_json({"kind": k_policy.POLICY_KIND, "format_version": k_policy.POLICY_VERSION,
+                   "policies": [k_policy.document(p) for p in found]})
+        return
+    for p in found:
+        for line in k_policy.table_lines(p):
+            out.print(line, markup=False, soft_wrap=True)
 
 
 def _model_resolver(source: Path) -> Any:

@@ -6,7 +6,8 @@
   verifier, and an env file (device side of the split: draft here, target remote);
 - `llama-server`: per pool, llama-server with the draft beside the target (one machine);
 - `vllm`: per pool, vLLM's `--speculative-config` JSON and the `vllm serve` line;
-- `compose`, `kubernetes`: the verifier replicas the plan decides.
+- `compose`, `kubernetes`: the verifier replicas the plan decides;
+- `k-policy`: per pool, the best K for each band of verifier load and rtt.
 
 Each format keeps its own manifest, `fleet.<format>.json`, listing its files; a new
 export in the same format removes the files the previous one listed and no longer writes
@@ -42,7 +43,7 @@ from configspec_opt.files import write_output
 from configspec_opt.spec_files import FileRefused, read_text_file
 
 RUNNABLE = (ExportFormat.draft_client, ExportFormat.llama_server, ExportFormat.vllm,
-            ExportFormat.compose, ExportFormat.kubernetes)
+            ExportFormat.compose, ExportFormat.kubernetes, ExportFormat.k_policy)
 _FIXED = {ExportFormat.compose: ("compose.yaml",)}
 
 
@@ -60,6 +61,10 @@ def _ours(name: str, fmt: ExportFormat) -> bool:
 def render(decision: Decision, fmt: ExportFormat, resolve: Resolver
            ) -> tuple[dict[str, str], dict[str, Any]]:
     """{file name: text} of a runnable format, its manifest included, and the manifest."""
+    if fmt is ExportFormat.k_policy:
+        from configspec_opt.exports import k_policy
+
+        return k_policy.render_with_manifest(decision, manifest_name(fmt))
     spec_file = decision.data["spec"]["file"]
     configs = configurations(decision, resolve)
     targets = verifier_targets(decision, configs, resolve)
