@@ -91,7 +91,7 @@ class Curve:
         """`best` at many loads: every (load, K) latency in one vectorised call."""
         ks = self.ks
         if self.table is None:
-            seen: list[float | None] = [self.fixed_s[k] for k in ks] * len(loads)
+            seen: Sequence[float | None] = [self.fixed_s[k] for k in ks] * len(loads)
         else:
             seen = vl.batch_latency_many(
                 self.table, self.max_batch, [b for b in loads for _ in ks], ks * len(loads),
@@ -215,14 +215,23 @@ def build(curve: Curve, steps: int = LOAD_STEPS) -> Policy:
     top = curve.load_max(rtts[-1])
     rows_: list[Row] = []
     for i, rtt in enumerate(rtts):
-        sw = switches(lambda k, b, r=rtt: curve.goodput(k, b, r),  # type: ignore[misc]
-                      lambda bs, r=rtt: curve.best_many(bs, r), 0.0, top, steps)  # type: ignore[misc]
+        sw = _load_switches(curve, rtt, top, steps)
         bands = tuple(Band(k, x, sw[j + 1][0] if j + 1 < len(sw) else top)
                       for j, (x, k) in enumerate(sw))
         lo = 0.0 if i == 0 else 0.5 * (rtts[i - 1] + rtt)
         hi = None if i == len(rtts) - 1 else 0.5 * (rtt + rtts[i + 1])
         rows_.append(Row(rtt, lo, hi, bands))
     return Policy(curve, top, tuple(rows_))
+
+
+def _load_switches(curve: Curve, rtt: float, top: float, steps: int
+                   ) -> list[tuple[float, int]]:
+    def goodput(k: int, b: float) -> float | None:
+        return curve.goodput(k, b, rtt)
+
+    def best_many(bs: list[float]) -> list[int | None]:
+        return curve.best_many(bs, rtt)
+    return switches(goodput, best_many, 0.0, top, steps)
 
 
 def curves(spec: Spec, data: Mapping[str, Any]) -> list[Curve]:
@@ -297,7 +306,8 @@ def table_lines(policy: Policy) -> list[str]:
             + f", rtt {c.rtt_s * 1e3:.3g} ms")
     lines = [head]
     for r in policy.rows:
-        span = f"rtt {r.rtt_from * 1e3:7.2f}..{'inf' if r.rtt_to is None else f'{r.rtt_to * 1e3:.2f}'} ms"
+        to = "inf" if r.rtt_to is None else f"{r.rtt_to * 1e3:.2f}"
+        span = f"rtt {r.rtt_from * 1e3:7.2f}..{to} ms"
         bands = "  ".join(
             f"K={b.k}" + ("" if not c.batched else
                           f" @ load {b.load_from:.3g}..{b.load_to:.3g}"
