@@ -131,6 +131,9 @@ def k_policy_command(
     source: Annotated[Path, typer.Argument(
         help="A spec (solved for its own objective) or its .lock (read as written).",
         show_default=False)],
+    plot: Annotated[Path | None, typer.Option(
+        "--plot", help="Also draw the policies to this .png or .svg (needs matplotlib).",
+        show_default=False)] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """The runtime K policy: per pool, the best K for each band of verifier load and rtt.
@@ -149,6 +152,14 @@ def k_policy_command(
         with progress.status("solving for the policy ..."):
             decision = load_decision(source)
         found = k_policy.policies(decision.loaded.spec, decision.data)
+        if plot is not None:
+            from configspec_opt.cli.app import require_extra
+            from configspec_opt.errors import PlotUnavailableError
+
+            require_extra(PlotUnavailableError, "--plot", "matplotlib")
+            from configspec_opt.plots.k_policy import render_policies
+
+            render_policies(found, [plot])
     if as_json:
         emit_json({"kind": k_policy.POLICY_KIND, "format_version": k_policy.POLICY_VERSION,
                    "policies": [k_policy.document(p) for p in found]})

@@ -172,3 +172,13 @@ def test_k_policy_command_prints_a_table_and_refuses_a_missing_file(tmp_path: Pa
     assert "rpi5:" in run.stdout and "K=3 @ load" in run.stdout
     missing = invoke("k-policy", tmp_path / "none.yaml.lock")
     assert missing.exit_code in (2, 4) and "Traceback" not in missing.stdout + missing.stderr
+
+
+def test_k_policy_plot_writes_an_image_and_refuses_an_unknown_format(tmp_path: Path) -> None:
+    png = tmp_path / "policy.png"
+    run = invoke("k-policy", f"{SHARED}.lock", "--plot", png)
+    assert run.exit_code == 0, run.stdout + run.stderr
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    bad = invoke("k-policy", f"{SHARED}.lock", "--plot", tmp_path / "policy.gif")
+    assert bad.exit_code == 2 and "unknown image format" in bad.stdout + bad.stderr
+    assert not (tmp_path / "policy.gif").exists()
