@@ -43,7 +43,9 @@ from configspec_opt.files import write_output
 from configspec_opt.spec_files import FileRefused, read_text_file
 
 RUNNABLE = (ExportFormat.draft_client, ExportFormat.llama_server, ExportFormat.vllm,
-            ExportFormat.compose, ExportFormat.kubernetes, ExportFormat.k_policy)
+            ExportFormat.compose, ExportFormat.kubernetes)
+# Written like the runnable formats (a manifest fleet.<format>.json), but data, not commands.
+POLICY = (ExportFormat.k_policy,)
 _FIXED = {ExportFormat.compose: ("compose.yaml",)}
 
 
@@ -116,7 +118,7 @@ def write(decision: Decision, fmt: ExportFormat, directory: Path,
           resolve: Resolver | None = None) -> ExportResult:
     """Write a format's files atomically, its manifest last; remove what the previous export
     in the same format listed and this one does not write."""
-    if fmt not in RUNNABLE:
+    if fmt not in RUNNABLE + POLICY:
         return write_export(decision, fmt, directory)
     if directory.exists() and not directory.is_dir():
         raise ExportError(f"{directory} exists and is not a directory")
@@ -150,4 +152,4 @@ def write(decision: Decision, fmt: ExportFormat, directory: Path,
     return result
 
 
-__all__ = ["RUNNABLE", "manifest_name", "render", "write"]
+__all__ = ["POLICY", "RUNNABLE", "manifest_name", "render", "write"]
