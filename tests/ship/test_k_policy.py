@@ -182,3 +182,19 @@ def test_k_policy_plot_writes_an_image_and_refuses_an_unknown_format(tmp_path: P
     bad = invoke("k-policy", f"{SHARED}.lock", "--plot", tmp_path / "policy.gif")
     assert bad.exit_code == 2 and "unknown image format" in bad.stdout + bad.stderr
     assert not (tmp_path / "policy.gif").exists()
+
+
+LOCKS = sorted(ROOT.glob("examples/**/*.yaml.lock")) + sorted(ROOT.glob("specs/*.yaml.lock"))
+
+
+@pytest.mark.parametrize("lock", LOCKS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_example_lock_exports_a_policy_per_assigned_pool(lock: Path,
+                                                              tmp_path: Path) -> None:
+    run = invoke("export", lock, "-o", tmp_path, "--format", "k-policy")
+    assert run.exit_code == 0, run.stdout + run.stderr
+    data = parse_lock(read_lock_text(lock), str(lock))
+    manifest = json.loads((tmp_path / "fleet.k-policy.json").read_text())
+    assert {p["pool"] for p in manifest["pools"]} == {a["device"] for a in data["assignments"]}
+    for name in manifest["files"]:
+        for pol in json.loads((tmp_path / name).read_text())["policies"]:
+            assert pol["plan_k"] in pol["ks"] and pol["rows"]
