@@ -31,6 +31,12 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from configspec_opt.consistency import Inconsistency, check_consistency
 from configspec_opt.errors import PathPart, SpecError, SpecIssue
 from configspec_opt.limits import CHARS, DIGITS, VALUES, allowance
+from configspec_opt.plain_data import (
+    json_marks,
+    json_number_runs_within,
+    keys_unrepeated,
+    shape,
+)
 from configspec_opt.spec import Profile, Spec
 from configspec_opt.spec_files import (
     PROFILES_ROOT_ENV,
@@ -45,11 +51,14 @@ from configspec_opt.spec_files import (
 from configspec_opt.yaml_data import (
     FLOAT_MAX,
     DataRefused,
+    NodeMarks,
     bad_number,
     check_depth,
     find_scalar,
+    key_text,
     load_yaml,
     max_depth,
+    node_marks,
     number_problem,
     too_deep,
 )
@@ -59,6 +68,7 @@ from configspec_opt.yaml_data import (
 # hold is limited in configspec_opt.limits.
 MAX_ECHO = 80
 MAX_ISSUES = 50
+ROUND_TRIP_MAX_CHARS = 200_000
 _profiles_adapter: TypeAdapter[list[Profile]] = TypeAdapter(list[Profile])
 
 
@@ -73,6 +83,23 @@ class Source:
     not to what its text writes (`limits.allowance`)."""
 
     _rt: Any = field(default=None, repr=False)
+    _marks: dict[tuple[str, ...], NodeMarks | None] = field(default_factory=dict, repr=False)
+
+    @property
+    def located_by_marks(self) -> bool:
+        """Errors in a long text are located by `plain_data.json_marks` or libyaml's events
+        (`yaml_data.node_marks`), not from ruamel's round-trip parse (25 s per 3 MB);
+        YAML aliases need the latter."""
+        return len(self.text) > ROUND_TRIP_MAX_CHARS and (self.is_json or "*" not in self.text)
+
+    def marks(self, paths: Iterable[tuple[str, ...]]) -> dict[tuple[str, ...], NodeMarks | None]:
+        """Where `paths` are written (None: not there), found in one pass for those not
+        already asked for: ask for every path an error report needs at once."""
+        missing = {p for p in paths if p not in self._marks}
+        if missing:
+            found = (json_marks if self.is_json else node_marks)(self.text, missing)
+            self._marks.update({p: found.get(p) for p in missing})
+        return self._marks
 
     @property
     def is_json(self) -> bool:
@@ -210,10 +237,12 @@ def check_merged(spec: Spec, sources: list[Source], origins: Sequence[ProfileOri
     main = sources[0]
     culprits = blame(problems) if blame is not None else {}
     issues = []
+    _prefetch(_where(origins[i], main, p[0]) if (i := _profile_index(p[0])) is not None
+              else (main, p[0]) for p in problems[:MAX_ISSUES + 1] if p not in culprits)
     for problem in problems[:MAX_ISSUES + 1]:  # locating costs a parse each
         loc, msg, hint = problem
-        if len(loc) >= 2 and loc[0] == "profiles" and isinstance(loc[1], int):
-            issues.append(_at_origin(origins[loc[1]], main, loc, msg, hint))
+        if (i := _profile_index(loc)) is not None:
+            issues.append(_at_origin(origins[i], main, loc, msg, hint))
         elif problem in culprits:
             issues.append(SpecIssue(msg, loc, culprits[problem], hint=hint))
         else:
@@ -226,13 +255,29 @@ def check_merged(spec: Spec, sources: list[Source], origins: Sequence[ProfileOri
     raise SpecError(more)
 
 
+def _profile_index(loc: tuple[PathPart, ...]) -> int | None:
+    """i for a path into merged profile i (`profiles`, i, ...), else None."""
+    if len(loc) >= 2 and loc[0] == "profiles" and isinstance(loc[1], int):
+        return loc[1]
+    return None
+
+
+def _where(origin: ProfileOrigin, main: Source,
+           loc: tuple[PathPart, ...]) -> tuple[Source, tuple[PathPart, ...]]:
+    """The source and the path there of merged profile `loc[1]`'s `loc[2:]` (main for a
+    profile from the store, which is never located)."""
+    if isinstance(origin, str):
+        return main, ()
+    src, idx = origin
+    return src, (("profiles", idx) if src is main else (idx,)) + loc[2:]
+
+
 def _at_origin(origin: ProfileOrigin, main: Source, loc: tuple[PathPart, ...], message: str,
                hint: str | None) -> SpecIssue:
     """A problem in merged profile `loc[1]`, placed in the source that profile came from."""
     if isinstance(origin, str):
         return SpecIssue(message, loc, origin, hint=hint)
-    src, idx = origin
-    local = (("profiles", idx) if src is main else (idx,)) + loc[2:]
+    src, local = _where(origin, main, loc)
     return _locate(src, local, message, hint, shown=loc)
 
 
@@ -260,7 +305,6 @@ def parse_json(src: Source) -> Any:
 
 
 _DEFER = object()
-_NUMBER_RUNS = bytes(48 if b in b"0123456789+-.eE" else 32 for b in range(256))
 
 
 def _plain_json(src: Source) -> Any:
@@ -277,38 +321,17 @@ def _plain_json(src: Source) -> Any:
     n = len(text)
     if src.received and min(VALUES.value, CHARS.value) <= n:
         return _DEFER  # counted value by value, as `_check_data` does
-    raw = text.encode("utf-8", "surrogatepass")
-    if b"0" * (digits + 1) in raw.translate(_NUMBER_RUNS):
+    if not json_number_runs_within(text, digits):
         return _DEFER
     try:
         data = json.loads(text, parse_constant=_reject_constant)
     except (ValueError, RecursionError, _NumberRefused):
         return _DEFER
-    shape = _shape(data, max_depth())
-    if shape.too_deep or shape.bad_number or shape.infinite:
+    found = shape(data, max_depth())
+    if found.too_deep or found.bad_number or found.infinite \
+            or not keys_unrepeated(text, data, found.keys):
         return _DEFER
-    colons = text.count(":")
-    if shape.keys != colons and (shape.keys != colons - _colons_in_strings(data)
-                                 or "\\u003a" in text or "\\u003A" in text):
-        return _DEFER  # a repeated key (or a colon written as an escape)
     return data
-
-
-def _colons_in_strings(data: Any) -> int:
-    """The colons in every key and string of `data`: in JSON without `\\u003a` escapes,
-    the text's colons less these are its key-value pairs (a dropped repeat's too)."""
-    found = 0
-    stack = [data]
-    while stack:
-        node = stack.pop()
-        if type(node) is dict:
-            found += sum(k.count(":") for k in node)
-            stack.extend(node.values())
-        elif type(node) is list:
-            stack.extend(node)
-        elif type(node) is str:
-            found += node.count(":")
-    return found
 
 
 def _load_json(src: Source) -> Any:
@@ -477,57 +500,12 @@ def _check_data(data: Any, src: Source) -> None:
         _count(data, src, budget, chars)
         return
     limit = max_depth()
-    shape = _shape(data, limit)
-    if shape.too_deep:
+    found = shape(data, limit)
+    if found.too_deep:
         raise SpecError([_depth_issue(src, limit)])
-    if shape.bad_number:
+    if found.bad_number:
         raise SpecError([_number_issue(src)])
-    _check_infinite(shape.infinite, src)
-
-
-@dataclass
-class _Shape:
-    """What `_shape` found: keys in all mappings, and the problems `_count` refuses."""
-
-    keys: int = 0
-    too_deep: bool = False
-    bad_number: bool = False  # an int no float holds
-    infinite: bool = False
-
-
-def _shape(data: Any, limit: int) -> _Shape:
-    """`_count` without the counting, for a document that cannot exceed its allowance:
-    nesting and numbers, in a loop over the collections (no recursion to crash); it
-    stops at the first collection whose items lie deeper than `limit`.  A value per
-    iteration, floats (most of a fleet) tested first: 2.4 million values in 0.7 s."""
-    shape = _Shape()
-    if type(data) is not dict and type(data) is not list:
-        data = [data]  # a scalar document: its one value, as any other
-    keys, bad_number, infinite = 0, False, False
-    stack: list[tuple[Any, int]] = [(data, 0)]
-    pop, push = stack.pop, stack.append
-    while stack:
-        node, depth = pop()
-        if type(node) is dict:
-            keys += len(node)
-            items: Iterable[Any] = node.values()
-        else:
-            items = node
-        if depth >= limit and node:
-            shape.too_deep = True
-            return shape
-        depth += 1
-        for v in items:
-            kind = type(v)
-            if kind is float:
-                if v - v:  # nan for inf and nan, else 0.0
-                    infinite = True
-            elif kind is dict or kind is list:
-                push((v, depth))
-            elif kind is int and not -FLOAT_MAX <= v <= FLOAT_MAX:
-                bad_number = True
-    shape.keys, shape.bad_number, shape.infinite = keys, bad_number, infinite
-    return shape
+    _check_infinite(found.infinite, src)
 
 
 def _count(data: Any, src: Source, budget: int, chars: int) -> None:
@@ -654,10 +632,15 @@ def validation_issues(
 
     `echo_values=False` leaves out the offending values (files a spec merely names)."""
     issues = []
-    for err in exc.errors(include_url=False):
-        loc = prefix + tuple(p for p in err["loc"] if p not in ("table", "per_token"))
+    errors = exc.errors(include_url=False)
+    locs = [prefix + tuple(p for p in err["loc"] if p not in ("table", "per_token"))
+            for err in errors]
+    _prefetch((src, loc) for loc in locs[:MAX_ISSUES])
+    for n, (err, loc) in enumerate(zip(errors, locs, strict=True)):
         kind = err["type"]
-        if loc and loc[-1] == "[key]":  # a mapping's key (a quant's name) is at fault
+        if n >= MAX_ISSUES:  # counted by `capped`, never shown: not located
+            issues.append(SpecIssue(err["msg"], loc, src.name))
+        elif loc and loc[-1] == "[key]":  # a mapping's key (a quant's name) is at fault
             issues.append(_locate(src, loc[:-1], _key_message(err, echo_values), at_key=True,
                                   shown=loc[:-1]))
         elif kind == "extra_forbidden":
@@ -758,9 +741,18 @@ def _locate(
     at_key: bool = False,
     shown: tuple[PathPart, ...] | None = None,
 ) -> SpecIssue:
-    """Find `loc` in the round-trip parse and return a positioned issue."""
-    node = src.round_trip()
+    """Find `loc` in the text (the deepest part of it that is there) and return a
+    positioned issue: a value's own position, a collection's or a wanted key's at its
+    key."""
     line = col = None
+    parent_pos = (_event_position if src.located_by_marks else _rt_position)(src, loc, at_key)
+    if parent_pos is not None:
+        line, col = parent_pos[0] + 1, parent_pos[1] + 1
+    return SpecIssue(message, shown if shown is not None else loc, src.name, line, col, hint)
+
+
+def _rt_position(src: Source, loc: tuple[PathPart, ...], at_key: bool) -> tuple[int, int] | None:
+    node = src.round_trip()
     parent_pos: tuple[int, int] | None = (0, 0)
     for i, part in enumerate(loc):
         last = i == len(loc) - 1
@@ -771,9 +763,33 @@ def _locate(
         if pos is not None:
             parent_pos = pos
         node = node[key]
-    if parent_pos is not None:
-        line, col = parent_pos[0] + 1, parent_pos[1] + 1
-    return SpecIssue(message, shown if shown is not None else loc, src.name, line, col, hint)
+    return parent_pos
+
+
+def _event_position(src: Source, loc: tuple[PathPart, ...], at_key: bool) -> tuple[int, int]:
+    """`_rt_position` from `Source.marks`."""
+    parts = tuple(key_text(p) for p in loc)
+    marks = src.marks(parts[:i + 1] for i in range(len(parts)))
+    position = (0, 0)
+    for i in range(len(parts)):
+        found = marks.get(parts[:i + 1])
+        if found is None:
+            break
+        wants_key = found.collection or (at_key and i == len(parts) - 1)
+        position = found.key if found.key is not None and wants_key else found.node
+    return position
+
+
+def _prefetch(where: Iterable[tuple[Source, tuple[PathPart, ...]]]) -> None:
+    """Every path a report is about to locate, found in one pass per long source."""
+    by_source: dict[int, tuple[Source, list[tuple[str, ...]]]] = {}
+    for src, loc in where:
+        if src.located_by_marks:
+            parts = tuple(key_text(p) for p in loc)
+            by_source.setdefault(id(src), (src, []))[1].extend(
+                parts[:i + 1] for i in range(len(parts)))
+    for src, paths in by_source.values():
+        src.marks(paths)
 
 
 _MISSING = object()

@@ -31,7 +31,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
               "configspec_opt.metric_registry", "configspec_opt.yaml_data",
               "configspec_opt.files", "configspec_opt.spec_files", "configspec_opt.consistency",
               "configspec_opt.limits", "configspec_opt.safe_text",
-              "configspec_opt.loader", "configspec_opt.tail_model", "configspec_opt.tails",
+              "configspec_opt.loader", "configspec_opt.plain_data",
+              "configspec_opt.tail_model", "configspec_opt.tails",
               "configspec_opt.results")),  # the JSON answers' types: plain declarations
     ("candidates", ("configspec_opt.candidates", "configspec_opt.verifier_load",
                     "configspec_opt.verifier_sim", "configspec_opt.verifier_check",

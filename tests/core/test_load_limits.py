@@ -16,8 +16,9 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from hypothesis import example, given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
+from ruamel.yaml.error import YAMLError
 
 from configspec_opt.errors import SpecError
 from configspec_opt.limits import CHARS, FILE_BYTES, NO_LIMIT, VALUES, allowance
@@ -235,3 +236,78 @@ def reference_safe(text: str) -> bool:
 @example("a:\n" + " " * BLOCK_COLUMNS + "x", "")
 def test_the_yaml_fast_path_check_is_the_reference_check(body: str, head: str) -> None:
     assert _fast_path_safe(head + body) == reference_safe(head + body)
+
+
+# --- errors in a large file: located without the round-trip parse -------------------------
+
+
+doc_keys = st.text(st.sampled_from(list("ab_:- 1é")), min_size=1, max_size=3)
+doc_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-99, 99) | st.floats(-1e3, 1e3)
+    | st.text(st.sampled_from(list("xy: -1'\"é")), max_size=4),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(doc_keys, inner, max_size=3),
+    max_leaves=15)
+
+
+def every_place(data: Any) -> set[tuple[Any, ...]]:
+    from tests.fuzz.strategies import value_paths
+
+    return {p for path in value_paths(data) for p in (path, (*path, "missing"))}
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.dictionaries(doc_keys, doc_values, min_size=1, max_size=4),
+       st.sampled_from(["block", "flow", "json", "json-indented"]))
+def test_positions_from_events_and_the_json_walk_are_the_round_trip_parses(
+        data: dict[str, Any], style: str) -> None:
+    from ruamel.yaml import YAML
+    from ruamel.yaml.compat import StringIO
+
+    from configspec_opt.loader import _event_position, _rt_position
+
+    if style.startswith("json"):
+        text = json.dumps(data, indent=2 if style == "json-indented" else None,
+                          ensure_ascii=False)
+        name = "x.json"
+    else:
+        out = StringIO()
+        yaml = YAML(typ="safe", pure=True)
+        yaml.default_flow_style = None if style == "flow" else False  # flow inside a block
+        yaml.dump({"fleet": data} if style == "flow" else data, out)
+        text, name = out.getvalue(), "x.yaml"
+    try:
+        parsed = reference_yaml(text)
+    except YAMLError:  # ruamel's emitter writes a few keys its own reader refuses
+        assume(False)
+    rt, marks = Source(name, text), Source(name, text)
+    assert marks.is_json == style.startswith("json")
+    for place in every_place(parsed):
+        for at_key in (False, True):
+            assert _event_position(marks, place, at_key) == _rt_position(rt, place, at_key), \
+                (place, at_key)
+
+
+@pytest.mark.parametrize("suffix", [".yaml", ".json"])
+def test_a_long_files_errors_are_located_as_a_short_files(
+        suffix: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import configspec_opt.loader as loader
+
+    data = reference_yaml(EXAMPLE_TEXT)
+    data["devices"][0]["memory_gbb"] = data["devices"][0].pop("memory_gb")
+    data["profiles"][-1]["draft_tok_s"] = -1.0
+    data["profiles"][0]["acceptance"]["nope"] = {"per_token": 0.5}
+    text = EXAMPLE_TEXT if suffix == ".yaml" else json.dumps(data, indent=1)
+    if suffix == ".yaml":
+        text = text.replace("memory_gb:", "memory_gbb:", 1).replace(
+            "draft_tok_s: 9.5", "draft_tok_s: -1", 1)
+
+    def issues() -> list[str]:
+        with pytest.raises(SpecError) as info:
+            parse_spec(text, name=f"fleet{suffix}")
+        return [i.format() for i in info.value.issues]
+
+    by_round_trip = issues()
+    assert any(":" in line.split(" ")[0][len("fleet"):] for line in by_round_trip)
+    monkeypatch.setattr(loader, "ROUND_TRIP_MAX_CHARS", 0)
+    assert Source(f"fleet{suffix}", text).located_by_marks
+    assert issues() == by_round_trip
