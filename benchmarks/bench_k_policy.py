@@ -20,7 +20,15 @@ the plan's K the gain is exactly zero, and the report says so.
     python benchmarks/bench_k_policy.py
     python benchmarks/bench_k_policy.py --low 0.5 --peak 15 --seed 3
 
-Results go to benchmarks/out/bench_k_policy-<timestamp>.json.
+`--real` measures instead of simulating: N devices at each load level (`--n 2,8`) are
+replayed against one real llama-server (SmolLM2, the fleet-trial machinery of
+profiler/fleet_trial.py; default spec examples/fleet-verifier/draft-choice-smollm2-cpu.yaml),
+`--runs` times with the plan's K and with the policy's K for that level:
+
+    python benchmarks/bench_k_policy.py --real --n 2,8 --runs 3
+
+Results go to benchmarks/out/bench_k_policy-<timestamp>.json
+(bench_k_policy_real-<timestamp>.json with --real).
 """
 
 from __future__ import annotations
@@ -30,7 +38,9 @@ import json
 import math
 import os
 import random
+import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -98,22 +108,31 @@ def settle(policies: list[kp.Policy], active: dict[str, float], ks: dict[str, in
     return b, total
 
 
+def policy_settle(policies: list[kp.Policy], active: dict[str, float], replicas: int
+                  ) -> tuple[float, float, dict[str, int], float, float, int, bool]:
+    """The fleet settled with the plan's K, then with the policy applied until its Ks hold:
+    (load, goodput) fixed, the policy's Ks, (load, goodput) with them, rounds, stable."""
+    plan = {p.curve.pool: p.curve.plan_k for p in policies}
+    b_fixed, fixed = settle(policies, active, plan, replicas)
+    ks, b, rounds, stable = dict(plan), b_fixed, 0, False
+    for rounds in range(1, 21):
+        nxt = {p.curve.pool: p.k_at(b, p.curve.rtt_s) for p in policies}
+        if nxt == ks and rounds > 1:
+            stable = True
+            break
+        ks = nxt
+        b, _ = settle(policies, active, ks, replicas)
+    b, adaptive = settle(policies, active, ks, replicas)
+    return b_fixed, fixed, ks, b, adaptive, rounds, stable
+
+
 def closed_loop(policies: list[kp.Policy], counts: dict[str, int], shares: list[float],
                 replicas: int) -> list[dict[str, Any]]:
     hours = []
-    plan = {p.curve.pool: p.curve.plan_k for p in policies}
     for h, share in enumerate(shares):
         active = {pool: n * share for pool, n in counts.items()}
-        b_fixed, fixed = settle(policies, active, plan, replicas)
-        ks, b, rounds, stable = dict(plan), b_fixed, 0, False
-        for rounds in range(1, 21):
-            nxt = {p.curve.pool: p.k_at(b, p.curve.rtt_s) for p in policies}
-            if nxt == ks and rounds > 1:
-                stable = True
-                break
-            ks = nxt
-            b, _ = settle(policies, active, ks, replicas)
-        b, adaptive = settle(policies, active, ks, replicas)
+        b_fixed, fixed, ks, b, adaptive, rounds, stable = policy_settle(policies, active,
+                                                                        replicas)
         hours.append({"hour": h, "active_share": share, "load_fixed": b_fixed,
                       "load_policy": b, "fixed_tok_s": fixed, "policy_tok_s": adaptive,
                       "policy_k": ks, "rounds": rounds, "stable": stable})
@@ -131,6 +150,96 @@ def summary(hours: list[dict[str, Any]]) -> dict[str, Any]:
                                       for h in hours)}
 
 
+REAL_SPEC = ROOT / "examples" / "fleet-verifier" / "draft-choice-smollm2-cpu.yaml"
+
+
+def spread(xs: list[float]) -> dict[str, float]:
+    return {"median": statistics.median(xs), "min": min(xs), "max": max(xs)}
+
+
+def real(args: argparse.Namespace, policies: list[kp.Policy], data: dict[str, Any],
+         replicas: int) -> dict[str, Any]:
+    """N replayed devices on one real llama-server, the plan's K against the policy's.
+
+    The policy's K for N devices is the one it settles on at the load the model predicts
+    for N active devices (`policy_settle`), as a device watching its verifier would
+    reach; each run replays both Ks with the same seed (the same drafting draws), in
+    turn, so slow drift of the machine falls on both.
+    """
+    from profiler import fleet_trial as ft
+    from profiler.llama_server import LlamaServer
+    from profiler.prompts import bundled_prompts
+
+    if len(policies) != 1:
+        raise SystemExit("--real replays one pool; this lock has several")
+    pol = policies[0]
+    c = pol.curve
+    row = next(a for a in data["assignments"] if a["device"] == c.pool)
+    v_d, quant = float(row["draft_tok_s"]), str(row["quant"])
+    levels = []
+    for n in args.n:
+        b_fixed, g_fixed, chosen, b_pol, g_pol, _, stable = policy_settle(
+            policies, {c.pool: float(n)}, replicas)
+        levels.append({"n": n, "plan_k": c.plan_k, "policy_k": chosen[c.pool],
+                       "model_load_fixed": b_fixed, "model_load_policy": b_pol,
+                       "model_tok_s_per_device": {"fixed": g_fixed / n, "policy": g_pol / n},
+                       "stable": stable})
+    ks = sorted({lv["plan_k"] for lv in levels} | {lv["policy_k"] for lv in levels})
+    tgt = ft.smollm2_target()
+    work = Path(tempfile.mkdtemp(prefix="k-policy-real-"))
+    rec_path = args.recording or work / "recording.json"
+    if rec_path.is_file():
+        recs = {r.k: r for r in ft.load_recordings(rec_path)}
+    else:
+        drf = ft.requantised_draft(tgt, work, ftype=quant, threads=1)
+        texts = [p.text for p in bundled_prompts()[:4]]
+        recorded = ft.record(drf, tgt, texts, ks, 48, threads=1)
+        ft.save_recordings(rec_path, recorded)
+        recs = {r.k: r for r in recorded}
+    if missing := [k for k in ks if k not in recs]:
+        raise SystemExit(f"{rec_path}: no recording at K={missing}")
+    load_before = os.getloadavg()
+    top = max(max(args.n), int(c.max_batch or max(args.n)))
+    with LlamaServer(tgt, parallel=top, ctx=512 * top, threads=1) as srv:
+        command = " ".join(srv.command())
+        for lv in levels:
+            n = lv["n"]
+            runs: dict[str, list[dict[str, Any]]] = {"fixed": [], "policy": []}
+            same = lv["plan_k"] == lv["policy_k"]
+            for seed in range(args.runs):
+                for name in ("fixed",) if same else ("fixed", "policy"):
+                    k = lv[f"{name}_k" if name == "policy" else "plan_k"]
+                    run = ft.replay(srv.url, recs[k], n, v_d, rtt_s=c.rtt_s, seed=seed)
+                    if not all(d.context_ok for d in run.devices):
+                        raise SystemExit(f"N={n} K={k}: a device's output left the recording")
+                    runs[name].append({"k": k, "seed": seed, "tok_s_per_device": run.goodput,
+                                       "b_steady": run.b_steady,
+                                       "server_batch": run.server_batch,
+                                       "loadavg": os.getloadavg()})
+            if same:
+                runs["policy"] = runs["fixed"]
+            lv["runs"] = runs
+            for name in ("fixed", "policy"):
+                lv[name] = spread([r["tok_s_per_device"] for r in runs[name]])
+                lv[f"{name}_b_steady"] = spread([r["b_steady"] for r in runs[name]])
+            lv["gain_pct"] = 100.0 * (lv["policy"]["median"] / lv["fixed"]["median"] - 1.0)
+            lv["policy_k_at_measured_load"] = pol.k_at(lv["fixed_b_steady"]["median"], c.rtt_s)
+            print(f"N={n}: plan K={lv['plan_k']} {fmt(lv['fixed'])}, policy K={lv['policy_k']}"
+                  f" {fmt(lv['policy'])} tok/s per device (median [min, max] of {args.runs}),"
+                  f" gain {lv['gain_pct']:+.1f} %" + (" (same K: zero by construction)"
+                                                      if same else "")
+                  + f"; load measured {lv['fixed_b_steady']['median']:.2f} at the plan's K,"
+                  f" model {lv['model_load_fixed']:.2f}", flush=True)
+    return {"pool": c.pool, "quant": quant, "v_d": v_d, "rtt_s": c.rtt_s,
+            "recording": str(rec_path), "server": command, "runs": args.runs,
+            "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
+            "levels": levels}
+
+
+def fmt(s: dict[str, float]) -> str:
+    return f"{s['median']:.2f} [{s['min']:.2f}, {s['max']:.2f}]"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--spec", type=Path, default=SPEC, help="a spec with an up-to-date lock")
@@ -141,7 +250,17 @@ def main() -> None:
                     help="closed loop: share of devices active at night")
     ap.add_argument("--noise", type=float, default=0.08, help="relative hourly noise")
     ap.add_argument("--seed", type=int, default=29)
+    ap.add_argument("--real", action="store_true",
+                    help="replay N devices on a real llama-server (SmolLM2) instead of the day"
+                    f" (default spec {REAL_SPEC.relative_to(ROOT)})")
+    ap.add_argument("--n", type=lambda t: [int(x) for x in t.split(",")], default=[2, 8],
+                    help="--real: the load levels, devices at once (default 2,8)")
+    ap.add_argument("--runs", type=int, default=3, help="--real: runs per K and level")
+    ap.add_argument("--recording", type=Path, default=None,
+                    help="--real: reuse a `configspec fleet-trial` recording of the pool's draft")
     args = ap.parse_args()
+    if args.real and args.spec == SPEC:
+        args.spec = REAL_SPEC
 
     spec = load_spec(args.spec).spec
     lock_path = Path(f"{args.spec}.lock")
@@ -156,6 +275,17 @@ def main() -> None:
         raise SystemExit("this benchmark takes a fleet on one batched verifier")
     counts = {a["device"]: int(a["count"]) for a in data["assignments"]}
     verifier = next(v for v in data["fleet"]["verifiers"] if v["target"] in targets)
+    if args.real:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        out = {"spec": str(args.spec), "date": stamp,
+               "command": "python " + " ".join(sys.argv),
+               **real(args, policies, data, int(verifier["replicas"]))}
+        print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+        OUT.mkdir(exist_ok=True)
+        path = OUT / f"bench_k_policy_real-{time.strftime('%Y%m%d-%H%M%S')}.json"
+        write_output(path, json.dumps(out, indent=2) + "\n")
+        print(f"wrote {path.relative_to(ROOT)}")
+        return
     plan_load = float(verifier["in_flight_per_replica"])
     top = min(p.load_max for p in policies)
     peak = args.peak if args.peak is not None else min(1.5 * plan_load, top)
