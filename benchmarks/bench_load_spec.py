@@ -14,12 +14,15 @@ memory and garbage are not the next one's), `--repeats` times; the median, the
 fastest, the peak memory and the load average before and after are printed and
 written to benchmarks/out/load-spec-<time>.json.  Files are generated once and kept.
 
+`--errors` also times the refusal of a copy of each file whose last `draft_tok_s` is -1:
+the error at the end of the file, with its line and column.
+
 `--compare DIR` loads each file with the configspec_opt package under DIR too (say an
 older commit's: `git archive COMMIT configspec_opt | tar -x -C DIR`), alternating the
 two runs, with every size limit raised so that an older version reads the files.
 
 Run:  python benchmarks/bench_load_spec.py [--pools 10000] [--seed 7] [--repeats 3]
-          [--kinds per-token tables] [--formats yaml json] [--compare DIR]
+          [--kinds per-token tables] [--formats yaml json] [--errors] [--compare DIR]
 Never a test: this machine is shared; compare figures of one run.
 """
 
@@ -43,9 +46,16 @@ LOAD_ONE = r"""
 import json, sys, time
 from pathlib import Path
 t0 = time.perf_counter()
+from configspec_opt.errors import SpecError
 from configspec_opt.loader import load_spec
 t1 = time.perf_counter()
-loaded = load_spec(sys.argv[1])
+try:
+    loaded = load_spec(sys.argv[1])
+except SpecError as exc:  # --errors: how long the located error takes
+    t2 = time.perf_counter()
+    print(json.dumps({"import_s": t1 - t0, "load_s": t2 - t1, "peak_mib": 0,
+                      "profiles": 0, "error_at": exc.issues[0].format()[:120]}))
+    raise SystemExit(0)
 t2 = time.perf_counter()
 # VmHWM: this process's own peak (ru_maxrss would carry the generating parent's)
 peak = next(int(line.split()[1]) / 1024 for line in
@@ -104,6 +114,20 @@ RAISED = {"CONFIGSPEC_MAX_FILE_BYTES": "1_000_000_000_000", "CONFIGSPEC_MAX_VALU
           "1_000_000_000", "CONFIGSPEC_MAX_CHARS": "1_000_000_000_000"}
 
 
+def with_error(path: Path) -> Path:
+    """A copy of `path` whose last draft_tok_s is -1 (written once, beside it)."""
+    bad = path.with_name(f"{path.stem}-error{path.suffix}")
+    if not bad.exists():
+        text = path.read_text()
+        key = '"draft_tok_s": ' if path.suffix == ".json" else "draft_tok_s: "
+        at = text.rindex(key) + len(key)
+        end = at
+        while text[end] in "0123456789.":
+            end += 1
+        bad.write_text(text[:at] + "-1" + text[end:])
+    return bad
+
+
 def load_once(path: Path, package_dir: Path | None = None) -> dict[str, Any]:
     env = dict(os.environ)
     if package_dir is not None:
@@ -123,7 +147,7 @@ def summary(runs: list[dict[str, Any]], **row: Any) -> dict[str, Any]:
     times = [r["load_s"] for r in runs]
     return {**row, "median_s": round(statistics.median(times), 2),
             "min_s": round(min(times), 2), "peak_mib": round(max(r["peak_mib"] for r in runs)),
-            "profiles": runs[0]["profiles"]}
+            "profiles": runs[0]["profiles"], "error_at": runs[0].get("error_at")}
 
 
 def main() -> None:
@@ -133,6 +157,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--kinds", nargs="+", choices=sorted(MAKERS), default=["per-token", "tables"])
     ap.add_argument("--formats", nargs="+", choices=["yaml", "json"], default=["yaml", "json"])
+    ap.add_argument("--errors", action="store_true",
+                    help="also time a located error at the end of each file")
     ap.add_argument("--compare", type=Path, default=None,
                     help="a directory holding another configspec_opt package")
     args = ap.parse_args()
@@ -149,13 +175,17 @@ def main() -> None:
             for _ in range(args.repeats):
                 for name, package in versions:
                     runs[name].append(load_once(path, package))
-            for name, _ in versions:
+            if args.errors:
+                bad = with_error(path)
+                runs["error"] = [load_once(bad) for _ in range(args.repeats)]
+            for name in runs:
                 row = summary(runs[name], kind=kind, format=fmt, file=path.name,
                               version=name, mb=round(path.stat().st_size / 1e6, 1))
                 rows.append(row)
                 shown = row.get("error") or (
-                    f"median {row['median_s']:6.2f} s  min {row['min_s']:6.2f} s  "
-                    f"peak {row['peak_mib']:,} MiB")
+                    f"median {row['median_s']:6.2f} s  min {row['min_s']:6.2f} s  " + (
+                        f"at {row['error_at']}" if row.get("error_at")
+                        else f"peak {row['peak_mib']:,} MiB"))
                 print(f"{kind:9} {fmt:4} {row['mb']:6.1f} MB  {name:8}  {shown}", flush=True)
     load_after = os.getloadavg()
     print(f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f}")

@@ -1,11 +1,12 @@
 """Reading a spec: text -> plain data -> validated `Spec`, or a located error.
 
-Valid specs take the fast path (JSON, or yaml-rs with ruamel as the
-reference, see `yaml_data`): a fleet spec with 100,000 candidates must load in
-well under a second.  Only when
-something is wrong is the text parsed again with ruamel's round-trip
-loader, whose `.lc` positions turn pydantic's error locations into
-file:line:column (the rendercv habit).
+Valid specs take the fast path (JSON by json's C scanner, or yaml-rs with ruamel as
+the reference, see `yaml_data` and `plain_data`): a fleet spec with 100,000
+candidates must load in well under a second, a 30 MB one of 10,000 pools in seconds
+(docs/limits.md).  Only when something is wrong is the text read again for
+positions that turn pydantic's error locations into file:line:column (the rendercv
+habit): ruamel's round-trip parse (`.lc`) for a short text, libyaml's events or a
+JSON walk for a long one (`Source.marks`), with the same positions.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ from configspec_opt.yaml_data import (
 # hold is limited in configspec_opt.limits.
 MAX_ECHO = 80
 MAX_ISSUES = 50
-ROUND_TRIP_MAX_CHARS = 200_000
+ROUND_TRIP_MAX_CHARS = 50_000  # ruamel round-trip parses this much in about a second
 _profiles_adapter: TypeAdapter[list[Profile]] = TypeAdapter(list[Profile])
 
 
