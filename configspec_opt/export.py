@@ -417,19 +417,22 @@ def _previous_files(directory: Path, fmt: ExportFormat) -> set[str]:
             and "\\" not in f and not f.startswith(".")}
 
 
-def write_export(decision: Decision, fmt: ExportFormat, directory: Path) -> ExportResult:
-    """Write every file atomically (temp + rename), the manifest last; remove the files a
-    previous export listed here that this one no longer writes."""
+def prepare_directory(directory: Path) -> None:
+    """The export's directory, created if missing; refused if it is something else."""
     if directory.exists() and not directory.is_dir():
         raise ExportError(f"{directory} exists and is not a directory")
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"cannot create {directory}: {exc.strerror or exc}") from None
-    texts, manifest = render(decision, fmt)
-    previous = _previous_files(directory, fmt)
-    manifest_name = f"{MANIFEST_STEM}.{fmt.value}"
-    result = ExportResult(directory, directory / manifest_name, manifest_data=manifest)
+
+
+def write_files(result: ExportResult, texts: dict[str, str], previous: set[str],
+                executable: str | None = None) -> ExportResult:
+    """Every file atomically (temp + rename), the manifest last; then remove the files a
+    previous export listed here that this one no longer writes.  Files ending in
+    `executable` are made executable."""
+    directory, manifest_name = result.directory, result.manifest.name
     for name, text in texts.items():
         if name == manifest_name:
             continue
@@ -437,6 +440,9 @@ def write_export(decision: Decision, fmt: ExportFormat, directory: Path) -> Expo
         if path.is_dir():
             raise ExportError(f"{path} is a directory; cannot write a pool file there")
         write_output(path, text)
+        if executable is not None and name.endswith(executable):
+            with contextlib.suppress(OSError):
+                path.chmod(0o755)
         result.files.append(path)
     write_output(result.manifest, texts[manifest_name])
     for name in sorted(previous - set(texts)):
@@ -446,6 +452,15 @@ def write_export(decision: Decision, fmt: ExportFormat, directory: Path) -> Expo
                 stale.unlink()
                 result.removed.append(stale)
     return result
+
+
+def write_export(decision: Decision, fmt: ExportFormat, directory: Path) -> ExportResult:
+    """Write every file atomically, the manifest last (`write_files`)."""
+    prepare_directory(directory)
+    texts, manifest = render(decision, fmt)
+    manifest_name = f"{MANIFEST_STEM}.{fmt.value}"
+    result = ExportResult(directory, directory / manifest_name, manifest_data=manifest)
+    return write_files(result, texts, _previous_files(directory, fmt))
 
 
 def read_pool_file(path: Path) -> dict[str, Any]:

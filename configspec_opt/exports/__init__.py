@@ -17,12 +17,10 @@ env, yaml) are `configspec_opt.export`'s; `write` takes any format.
 
 from __future__ import annotations
 
-import contextlib
 import json
 from pathlib import Path
 from typing import Any
 
-from configspec_opt.errors import OutputError
 from configspec_opt.export import (
     FLEET_KIND,
     Decision,
@@ -30,7 +28,9 @@ from configspec_opt.export import (
     ExportFormat,
     ExportResult,
     manifest_document,
+    prepare_directory,
     write_export,
+    write_files,
 )
 from configspec_opt.exports import commands, replicas
 from configspec_opt.exports.plan import (
@@ -39,7 +39,6 @@ from configspec_opt.exports.plan import (
     default_resolver,
     verifier_targets,
 )
-from configspec_opt.files import write_output
 from configspec_opt.spec_files import FileRefused, read_text_file
 
 RUNNABLE = (ExportFormat.draft_client, ExportFormat.llama_server, ExportFormat.vllm,
@@ -120,36 +119,11 @@ def write(decision: Decision, fmt: ExportFormat, directory: Path,
     in the same format listed and this one does not write."""
     if fmt not in RUNNABLE + POLICY:
         return write_export(decision, fmt, directory)
-    if directory.exists() and not directory.is_dir():
-        raise ExportError(f"{directory} exists and is not a directory")
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"cannot create {directory}: {exc.strerror or exc}") from None
+    prepare_directory(directory)
     base = Path(decision.loaded.sources[0].name).resolve().parent
     texts, manifest = render(decision, fmt, resolve or default_resolver(base))
-    previous = _previous(directory, fmt)
-    name = manifest_name(fmt)
-    result = ExportResult(directory, directory / name, manifest_data=manifest)
-    for file, text in texts.items():
-        if file == name:
-            continue
-        path = directory / file
-        if path.is_dir():
-            raise ExportError(f"{path} is a directory; cannot write a file there")
-        write_output(path, text)
-        if file.endswith(".sh"):
-            with contextlib.suppress(OSError):
-                path.chmod(0o755)
-        result.files.append(path)
-    write_output(result.manifest, texts[name])
-    for file in sorted(previous - set(texts)):
-        stale = directory / file
-        with contextlib.suppress(OSError):
-            if stale.is_file():
-                stale.unlink()
-                result.removed.append(stale)
-    return result
+    result = ExportResult(directory, directory / manifest_name(fmt), manifest_data=manifest)
+    return write_files(result, texts, _previous(directory, fmt), executable=".sh")
 
 
 __all__ = ["POLICY", "RUNNABLE", "manifest_name", "render", "write"]
