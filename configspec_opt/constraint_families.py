@@ -391,6 +391,8 @@ class DeviceSlos(Family):
 
 _SLOS = tuple((name, BY_SLO[name], str(BY_SLO[name].per_device))
               for name in DeviceSLO.model_fields if name in BY_SLO)
+# (SLO field, its metric, the candidate attribute it bounds) for every mean SLO
+MEAN_SLOS = _SLOS
 
 
 def slo_violations(c: Candidate, slo: DeviceSLO, amounts: bool = True) -> dict[str, float]:
@@ -557,7 +559,7 @@ def spec_with_limit(data: dict[str, object], key: str, value: float, integer: bo
         constraints[section][fld] = new
 
 
-__all__ = ["REL_TOL", "VARIANT_LIMIT_KEY", "DeviceSlos", "DevicesPerTarget", "Family",
+__all__ = ["MEAN_SLOS", "REL_TOL", "VARIANT_LIMIT_KEY", "DeviceSlos", "DevicesPerTarget", "Family",
            "FleetBound", "FleetTail", "Relaxable", "RowFamily", "TargetCapacity", "Usage",
            "VariantLimit", "families_for", "row_activity", "row_size", "row_violation",
            "slo_violations", "spec_with_limit"]

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from numpy.typing import NDArray
 
 __all__ = ["METRICS", "MetricForm", "Pool", "Problem", "Row", "Sense", "build_problem",
-           "level_rows", "objective_directions", "ratio_row"]
+           "fleet_rows", "level_rows", "objective_directions", "ratio_row"]
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,8 @@ LatencyTable = Mapping[int, Mapping[int, float]]
 # least root; bisection then narrows the first sign change to `_B_TOL`.
 _SCAN_STEPS = 64
 _B_TOL = 1e-12
+# False-position passes of `batch_latency_array` before the rest is bisected.
+_FALSE_POSITION_STEPS = 30
 # From this many riders on, `in_flight` evaluates them on numpy arrays.
 _VECTOR_FROM = 8
 
@@ -162,14 +164,7 @@ def in_flight(table: LatencyTable, max_batch: int, riders: Sequence[Rider],
     calls this a few hundred times per verifier for every plan the solver settles.
     """
     if len(riders) > _VECTOR_FROM:
-        seen = batch_latency_many(table, max_batch, b, [r.k for r in riders],
-                                  [r.busy_s for r in riders])
-        total = 0.0
-        for r, t in zip(riders, seen, strict=True):
-            if t is None:
-                return None
-            total += r.n * t / (r.busy_s + t)
-        return total
+        return _in_flight_arrays(table, max_batch, riders, [b])[0]
     total = 0.0
     for r in riders:
         t = batch_latency(table, max_batch, b, r.k, r.busy_s)
@@ -199,13 +194,17 @@ def least_fixed_point(table: LatencyTable, max_batch: int, riders: Sequence[Ride
         return math.inf if load is None else load / replicas - b
 
     points = [0.0] + [float(b) for b in rows(table) if b < end] + [end]
-    grid: list[float] = []
+    blocks: list[list[float]] = []
     for lo, hi in itertools.pairwise(points):
         if hi <= lo:
             continue
-        grid.extend(lo + (hi - lo) * i / _SCAN_STEPS for i in range(_SCAN_STEPS))
-    grid.append(end)
-    for i, hb in enumerate(_residuals(table, max_batch, riders, replicas, grid)):
+        blocks.append([lo + (hi - lo) * i / _SCAN_STEPS for i in range(_SCAN_STEPS)])
+    blocks.append([end])
+    grid = [b for block in blocks for b in block]
+    # the scan in order, one interval between rows at a time: it stops at the first root
+    scan = (hb for block in blocks
+            for hb in _residuals(table, max_batch, riders, replicas, block))
+    for i, hb in enumerate(scan):
         if i == 0:
             prev_b, prev_h = grid[0], hb
             continue
@@ -231,20 +230,26 @@ def _residuals(table: LatencyTable, max_batch: int, riders: Sequence[Rider], rep
             load = in_flight(table, max_batch, riders, b)
             out.append(math.inf if load is None else load / replicas - b)
         return out
+    loads = _in_flight_arrays(table, max_batch, riders, grid)
+    return [math.inf if load is None else load / replicas - b
+            for load, b in zip(loads, grid, strict=True)]
+
+
+def _in_flight_arrays(table: LatencyTable, max_batch: int, riders: Sequence[Rider],
+                      loads: Sequence[float]) -> list[float | None]:
+    """`in_flight` at every load of `loads`: one numpy pass over every (load, rider) pair."""
+    import numpy as np
+
     nr = len(riders)
-    seen = batch_latency_many(table, max_batch, [b for b in grid for _ in range(nr)],
-                              [r.k for r in riders] * len(grid),
-                              [r.busy_s for r in riders] * len(grid))
-    out = []
-    for i, b in enumerate(grid):
-        total = 0.0
-        for r, t in zip(riders, seen[i * nr:(i + 1) * nr], strict=True):
-            if t is None:
-                total = math.inf
-                break
-            total += r.n * t / (r.busy_s + t)
-        out.append(total / replicas - b if math.isfinite(total) else math.inf)
-    return out
+    n = np.array([r.n for r in riders], dtype=np.float64)
+    k = np.array([r.k for r in riders], dtype=np.int64)
+    busy = np.array([r.busy_s for r in riders], dtype=np.float64)
+    at = np.repeat(np.asarray(loads, dtype=np.float64), nr)
+    t, bad = batch_latency_array(table, max_batch, at, np.tile(k, len(loads)),
+                                 np.tile(busy, len(loads)))
+    t, bad = t.reshape(len(loads), nr), bad.reshape(len(loads), nr)
+    total = (n * (t / (busy + t))).sum(axis=1)
+    return [None if x else float(v) for x, v in zip(bad.any(axis=1).tolist(), total.tolist())]
 
 
 def _bisect(h: Callable[[float], float], lo: float, hi: float) -> float:
@@ -271,13 +276,23 @@ def _edge(h: Callable[[float], float], lo: float, hi: float) -> float:
 
 def batch_latency_many(table: LatencyTable, max_batch: int, b: float | Sequence[float],
                        k: Sequence[int], busy_s: Sequence[float]) -> list[float | None]:
-    """`batch_latency` for many devices (each at `b`, or at its own b): numpy arrays.
+    """`batch_latency` for many devices (each at `b`, or at its own b), as a list.
 
     A fleet of 1,000 pools has 100,000 candidates on one verifier, and the solver
     asks for their latency at every load it tries; one scalar bisection each would
-    take seconds.  Each step does what `batch_latency` does, elementwise, so the
-    results agree with it to the bisection's tolerance.  numpy is imported here: the
-    solvers need it, the reports that read the scalar functions do not.
+    take seconds (`batch_latency_array` does them all at once).
+    """
+    t, bad = batch_latency_array(table, max_batch, b, k, busy_s)
+    return [None if x else float(v) for x, v in zip(bad.tolist(), t.tolist())]
+
+
+def batch_latency_array(table: LatencyTable, max_batch: int, b: Any, k: Any, busy_s: Any
+                        ) -> tuple[Any, Any]:
+    """`batch_latency` elementwise on numpy arrays: (latencies, where there is none).
+
+    Each step does what `batch_latency` does, elementwise, so the results agree
+    with it to the bisection's tolerance.  numpy is imported here: the solvers
+    need it, the reports that read the scalar functions do not.
     """
     import numpy as np
 
@@ -286,15 +301,16 @@ def batch_latency_many(table: LatencyTable, max_batch: int, b: float | Sequence[
     busy = np.asarray(busy_s, dtype=np.float64)
     n = len(ks_)
     if n == 0:
-        return []
+        return np.zeros(0), np.zeros(0, dtype=bool)
     load = np.broadcast_to(np.asarray(b, dtype=np.float64), (n,))
     bs = np.asarray([float(x) for x in rows(table)])
     first = table[rows(table)[0]]
     for kk in set(ks_.tolist()):
         if int(kk) not in first:
             raise ValueError(f"K={int(kk)} was not measured")
-    by_k = {kk: [float(table[r][kk]) for r in rows(table)] for kk in set(ks_.tolist())}
-    curve = np.asarray([by_k[kk] for kk in ks_.tolist()]).reshape(n, len(bs))
+    uk, inv = np.unique(ks_, return_inverse=True)
+    curve = np.asarray([[float(table[r][int(kk)]) for r in rows(table)] for kk in uk]
+                       ).reshape(len(uk), len(bs))[inv.reshape(n)]
     at_first = curve[:, 0]
     span = np.diff(bs)
     rows_n = np.arange(n)
@@ -317,14 +333,43 @@ def batch_latency_many(table: LatencyTable, max_batch: int, b: float | Sequence[
         m = np.maximum(0.0, load - share)
         return request(m), 1.0 + m > limit
 
-    lo, hi = np.zeros(n), np.ones(n)
-    while float(np.max(hi - lo)) > _B_TOL:
-        mid = 0.5 * (lo + hi)
-        t, over = t_at(mid)
-        up = over | (t / (busy + t) > mid)
-        lo = np.where(up, mid, lo)
-        hi = np.where(up, hi, mid)
-    t, over = t_at(hi)
-    bad = over | (np.abs(t / (busy + t) - hi) > 4 * _B_TOL) | (np.maximum(0.0, load - 1.0)
-                                                               + 1.0 > limit)
-    return [None if x else float(v) for x, v in zip(bad.tolist(), t.tolist())]
+    def h(share: Any) -> Any:
+        t, _ = t_at(share)
+        return share - t / (busy + t)
+
+    # h rises with s (the others' load, hence T, falls as the own share grows); below
+    # s_min more than the table's batch is in flight.  False position with the
+    # Illinois step brackets the root and converges in a few passes; what has not
+    # converged then is bisected as before.
+    s_min = np.clip(load - (limit - 1.0), 0.0, 1.0)
+    lo, hi = s_min.copy(), np.ones(n)
+    f_lo, f_hi = h(lo), h(hi)
+    side = np.zeros(n)
+    x = lo.copy()
+    for _ in range(_FALSE_POSITION_STEPS):
+        with np.errstate(invalid="ignore", divide="ignore"):
+            x = np.where(f_lo >= 0.0, lo, hi - f_hi * (hi - lo) / (f_hi - f_lo))
+        x = np.clip(np.where(np.isfinite(x), x, 0.5 * (lo + hi)), lo, hi)
+        fx = h(x)
+        up = fx < 0.0
+        lo, f_lo = np.where(up, x, lo), np.where(up, fx, f_lo)
+        hi, f_hi = np.where(up, hi, x), np.where(up, f_hi, fx)
+        f_hi = np.where(up & (side > 0), 0.5 * f_hi, f_hi)  # Illinois: the stale end
+        f_lo = np.where(~up & (side < 0), 0.5 * f_lo, f_lo)
+        side = np.where(up, 1.0, -1.0)
+        if float(np.max(np.abs(fx))) <= _B_TOL / 4:
+            break
+    slow = np.abs(h(x)) > _B_TOL / 4
+    if slow.any():
+        a, b_ = np.where(slow, 0.0, x), np.where(slow, 1.0, x)
+        while float(np.max(b_ - a)) > _B_TOL:
+            mid = 0.5 * (a + b_)
+            t, over = t_at(mid)
+            up = slow & (over | (t / (busy + t) > mid))
+            a = np.where(up, mid, a)
+            b_ = np.where(slow & ~up, mid, b_)
+        x = np.where(slow, b_, x)
+    t, over = t_at(x)
+    bad = over | (np.abs(t / (busy + t) - x) > 4 * _B_TOL) | (np.maximum(0.0, load - 1.0)
+                                                              + 1.0 > limit)
+    return t, bad

@@ -42,6 +42,8 @@ SPLIT = 4
 # steeply (1e-6 s at b = 1, 0.26 s at b = 4) would otherwise ask for millions;
 # refinement around the settled load makes up the precision where it matters.
 MAX_ROW_SPLIT = 16
+# From this many devices' rows on, `settle` computes their latencies on numpy arrays.
+SEEN_VECTOR_FROM = 8
 
 
 @dataclass
@@ -181,11 +183,19 @@ def replica_cost_usd_per_hour(states: Iterable[VerifierState]) -> float:
     return sum(s.cost_usd_per_hour for s in states)
 
 
-def _seen(plan: VerifierPlan, b: float, c: Candidate) -> float:
-    t = plan.seen_latency(b, c.k, c.busy_s)
-    if t is None:  # settle only returns loads whose batches the table covers
-        raise ValueError(f"{c.label()}: no latency at load {b:g}")
-    return t
+def _seen(plan: VerifierPlan, b: float, cands: Sequence[Candidate]) -> list[float]:
+    """Each candidate's request latency at load b (many at once on numpy arrays)."""
+    if len(cands) > SEEN_VECTOR_FROM:
+        seen = vl.batch_latency_many(plan.verifier.latency_s, plan.verifier.max_batch, b,
+                                     [c.k for c in cands], [c.busy_s for c in cands])
+    else:
+        seen = [plan.seen_latency(b, c.k, c.busy_s) for c in cands]
+    out = []
+    for c, t in zip(cands, seen, strict=True):
+        if t is None:  # settle only returns loads whose batches the table covers
+            raise ValueError(f"{c.label()}: no latency at load {b:g}")
+        out.append(t)
+    return out
 
 
 def settle(assignment: Sequence[tuple[Candidate, int]], plans: Sequence[VerifierPlan],
@@ -207,7 +217,8 @@ def settle(assignment: Sequence[tuple[Candidate, int]], plans: Sequence[Verifier
                                  [vl.Rider(n, c.k, c.busy_s) for c, n in riders], r)
         if b is None:
             return None
-        ridden = [(at_verify_latency(c, _seen(plan, b, c)), n) for c, n in riders]
+        seen = _seen(plan, b, [c for c, _ in riders])
+        ridden = [(at_verify_latency(c, t), n) for (c, n), t in zip(riders, seen, strict=True)]
         settled.extend(ridden)
         by_k: dict[int, list[tuple[float, int]]] = {}
         for c, n in ridden:

@@ -62,6 +62,7 @@ from configspec_opt.problem import Problem, Row
 from solvers import deadline
 from solvers.adapter import BASE_HIGHS_OPTIONS, SolverOptions, time_limit_left
 from solvers.backend import LinearObjective
+from solvers.decompose_master import FEAS_TOL, LpResult, Master, check
 from solvers.highs_model import new_highs
 from solvers.status import RunResult, Termination
 
@@ -80,9 +81,7 @@ REPAIR_POOLS = 200
 # allows, which costs little; a tight one leaves the rest to the reduced-cost fixing.
 REPAIR_REL_GAP = (1e-7, 1e-6)
 REPAIR_CANDIDATES = 4  # per free pool, the candidates the repair offers (by reduced cost)
-_CG_MAX_ROUNDS = 200
 _INTEGRAL_TOL = 1e-6  # an LP value this close to a whole number is that number
-_FEAS_TOL = 1e-6  # HiGHS's primal feasibility tolerance, on rows scaled to unit size
 _SET_CHUNK = 64  # variant sets evaluated per block (memory: pools x chunk x k floats)
 
 
@@ -103,6 +102,22 @@ def decomposable(problem: Problem, fairness: bool) -> str | None:
     return None
 
 
+@dataclass
+class PoolArrays:
+    """The shape of a pool-assignment problem: pools, their candidates, variants.
+
+    Candidates are stored pool by pool; `vid` is each candidate's variant, -1 for
+    one that ships none (a batched verifier's replica count, a pool of its own
+    with one "device").
+    """
+
+    count: F64  # per pool: devices
+    starts: I64  # per pool: its first candidate
+    vid: I64
+    num_variants: int
+    max_variants: int | None
+
+
 class DecomposedModel:
     """The plain fleet model solved by decomposition; the interface `Optimizer` drives.
 
@@ -112,34 +127,60 @@ class DecomposedModel:
     """
 
     decomposed = True
+    problem: Problem | None  # None: a model over arrays (`from_arrays`)
 
     def __init__(self, problem: Problem, options: SolverOptions | None = None) -> None:
         t0 = time.perf_counter()
-        self.started = t0
-        self.problem = problem
-        self.options = options or SolverOptions()
         cands = problem.candidates
-        self.n = n = len(cands)
-        self.num_pools = len(problem.pools)
-        self.count = np.array([p.count for p in problem.pools], dtype=np.float64)
-        self.starts = np.array([idx[0] for idx in problem.by_pool], dtype=np.int64)
+        starts = np.array([idx[0] for idx in problem.by_pool], dtype=np.int64)
         ends = np.array([idx[-1] + 1 for idx in problem.by_pool], dtype=np.int64)
-        if np.any(self.starts[1:] != ends[:-1]) or ends[-1] != n or self.starts[0] != 0:
+        if np.any(starts[1:] != ends[:-1]) or ends[-1] != len(cands) or starts[0] != 0:
             raise ValueError("candidates must be stored pool by pool, in pool order")
-        self.pool_of = np.repeat(np.arange(self.num_pools), ends - self.starts)
-        self.count_of = self.count[self.pool_of]
         variants = problem.variants
         index = {v: j for j, v in enumerate(variants)}
-        self.vid = np.fromiter((index[c.variant] for c in cands), dtype=np.int64, count=n)
-        self.num_variants = len(variants)
-        k = problem.max_variants
+        vid = np.fromiter((index[c.variant] for c in cands), dtype=np.int64, count=len(cands))
+        self._setup(PoolArrays(np.array([p.count for p in problem.pools], dtype=np.float64),
+                               starts, vid, len(variants), problem.max_variants), options, t0)
+        self.problem = problem
+        self.add_rows(problem.rows)
+        self.build_s = time.perf_counter() - t0
+
+    @classmethod
+    def from_arrays(cls, pools: PoolArrays, options: SolverOptions | None = None
+                    ) -> DecomposedModel:
+        """A model over arrays alone (the load search's boxes); rows come by `set_arrays`."""
+        self = cls.__new__(cls)
+        self._setup(pools, options, time.perf_counter())
+        return self
+
+    def _setup(self, pools: PoolArrays, options: SolverOptions | None, t0: float) -> None:
+        self.started = t0
+        self.problem = None
+        self.options = options or SolverOptions()
+        self.count = pools.count
+        self.starts = pools.starts
+        self.num_pools = len(pools.count)
+        self.n = n = len(pools.vid)
+        sizes = np.diff(np.r_[pools.starts, n])
+        if np.any(sizes <= 0):
+            raise ValueError("every pool needs at least one candidate")
+        self.pool_of = np.repeat(np.arange(self.num_pools), sizes)
+        self.count_of = self.count[self.pool_of]
+        self.vid = pools.vid
+        self.num_variants = pools.num_variants
+        self.max_variants = k = pools.max_variants
+        # a pool whose candidates ship no variant (a verifier's replica count) is in every set
+        self.free_pool = np.logical_and.reduceat(pools.vid < 0, pools.starts)
+        self.valid = np.ones(n, dtype=bool)  # a box of load may rule candidates out
         self.sets: I64 | None = None  # rows: the variant sets to consider (None: all)
         if k is not None and k < self.num_variants:
             self.sets = np.array(list(combinations(range(self.num_variants), k)),
                                  dtype=np.int64)
-            key = self.pool_of * self.num_variants + self.vid
-            self.pv_order = np.argsort(key, kind="stable")
-            sorted_key = key[self.pv_order]
+            shipped = np.flatnonzero(pools.vid >= 0)
+            key = self.pool_of[shipped] * self.num_variants + pools.vid[shipped]
+            self.pv_order = shipped[np.argsort(key, kind="stable")]
+            sorted_key = self.pool_of[self.pv_order] * self.num_variants + \
+                pools.vid[self.pv_order]
             first = np.flatnonzero(np.r_[True, sorted_key[1:] != sorted_key[:-1]])
             self.pv_starts = first
             self.pv_keys = sorted_key[first]
@@ -150,15 +191,36 @@ class DecomposedModel:
         self.sign = 1.0  # +1: the objective is maximised as given; -1: it was minimised
         self.values = np.zeros(n)
         self.start: F64 | None = None
-        self._master: _Master | None = None
-        self.add_rows(problem.rows)
-        self.build_s = time.perf_counter() - t0
+        self._master: Master | None = None
+        self.build_s = 0.0
         self.log: list[str] = []  # what each run did, for benchmarks and debugging
         self.repair_pools = REPAIR_POOLS
+        # the load search's: a run whose bound is at most `prune_below` (maximised units)
+        # stops before any LP; `hints` are multipliers to try first, `mus` this run's
+        self.prune_below: float | None = None
+        self.hints: list[F64] = []
+        self.mus: list[F64] = []
+        # bound_only: LPs alone (their bound; `lp_x` the best set's LP solution), no plan
+        self.bound_only = False
+        self.lp_x: F64 | None = None
+        self.lp_value = -np.inf
+
+    def set_arrays(self, c: F64, sense: str, A: F64, lo: F64, up: F64,
+                   valid: NDArray[np.bool_]) -> None:
+        """Replace objective, rows and valid candidates in place (the next box of load).
+
+        Rows must be scaled already; the master's plans stay (warm columns).
+        """
+        self.sign = 1.0 if sense == "maximize" else -1.0
+        self.c = self.sign * c
+        self.A, self.lo, self.up = A, lo, up
+        self.valid = valid
 
     # -- FleetModel ---------------------------------------------------------
     def add_rows(self, rows: list[Row]) -> None:
         """Append coupling rows, scaled to unit size as `HighsModel.row_arrays` scales them."""
+        if self.problem is None:
+            raise ValueError("a model over arrays takes its rows by set_arrays")
         for row in rows:
             if row.t_coef or row.replica_coef:
                 raise ValueError("the decomposition takes rows over the candidates only")
@@ -208,32 +270,48 @@ class DecomposedModel:
         """
         t0 = time.perf_counter()
         self.log = []
+        self.lp_x, self.lp_value = None, -np.inf
         self.highs_options = highs_options
         nsets = 1 if self.sets is None else len(self.sets)
         stage = np.zeros(nsets, dtype=np.int8)  # 0: nothing yet, 1: LP, 2: repaired, 3: exact
-        lps: dict[int, _LpResult] = {}
+        lps: dict[int, LpResult] = {}
         inc_val, inc_x = -np.inf, None
         if self.start is not None and self._feasible(self.start):
             inc_x = self.start
             inc_val = float(self.c @ inc_x)
         self.start = None
         ub = self._bound_all(np.zeros(len(self.lo)))
+        self.mus = []
+        for hint in self.hints:  # an earlier box's multipliers: a bound for one pass
+            if len(hint) == len(self.lo):
+                ub = np.minimum(ub, self._bound_all(hint))
+        if self.prune_below is not None and float(ub.max()) <= self.prune_below:
+            return RunResult(termination=Termination.unknown, has_solution=False,
+                             proven_optimal=False, objective=None,
+                             bound=self.sign * float(ub.max()),
+                             time_s=time.perf_counter() - t0)
         if self.sets is not None:  # the LP without the limit: multipliers for every set
-            whole = self._lp(np.ones(self.n, dtype=bool))
+            whole = self._lp(self.valid.copy())
             if whole.status == "infeasible":  # no set has a plan the rows allow
                 ub[:] = -np.inf
             elif whole.mu is not None:
                 ub = np.minimum(ub, self._bound_all(whole.mu))
+                self.mus.append(whole.mu)
         stopped = False
         # Best bound first, one step at a time: a set's LP (which bounds every set), then
         # its repair, then the exact search; a set whose bound the incumbent meets stops.
+        last = 1 if self.bound_only else 3
+        floor = -np.inf if self.prune_below is None or not self.bound_only else self.prune_below
         while True:
-            open_ = (stage < 3) & (ub > inc_val + self._tolerance(inc_val, ub, inc_x))
+            open_ = (stage < last) & (ub > max(floor, inc_val + self._tolerance(inc_val, ub,
+                                                                                  inc_x)))
             if not open_.any():
                 break
             if self._out_of_time():
                 stopped = True
                 break
+            if self.bound_only and stage[int(np.argmax(ub))] >= 1:
+                break  # the largest bound is an LP's: no other set's LP can raise it
             s = int(np.argmax(np.where(open_, ub, -np.inf)))
             t1 = time.perf_counter()
             if stage[s] == 0:
@@ -244,13 +322,16 @@ class DecomposedModel:
                 if lp.status == "infeasible":
                     ub[s] = -np.inf
                     if lp.mu is not None:  # the same multipliers may rule out other sets
-                        ub[self._bound_all(lp.mu, np.zeros(self.n)) < -_FEAS_TOL] = -np.inf
+                        ub[self._bound_all(lp.mu, np.zeros(self.n)) < -FEAS_TOL] = -np.inf
                     self.log.append(f"set {s}: LP infeasible ({int(np.sum(ub == -np.inf))} "
                                     "sets)")
                     stage[s] = 3
                     continue
                 assert lp.mu is not None
                 ub = np.minimum(ub, self._bound_all(lp.mu))
+                self.mus.append(lp.mu)
+                if self.lp_x is None or lp.value > self.lp_value:
+                    self.lp_x, self.lp_value = lp.x, lp.value
                 lps[s] = lp
                 stage[s] = 1
                 self.log.append(f"set {s}: LP {lp.value:.10g} in {lp.rounds} rounds, bound "
@@ -289,6 +370,12 @@ class DecomposedModel:
                     break
         elapsed = time.perf_counter() - t0
         finite = ub[ub > -np.inf]
+        if self.bound_only and inc_x is None:
+            term = Termination.time_limit if stopped else Termination.infeasible \
+                if not len(finite) else Termination.unknown
+            return RunResult(termination=term, has_solution=False, proven_optimal=False,
+                             objective=None, time_s=elapsed,
+                             bound=self.sign * float(finite.max()) if len(finite) else None)
         if inc_x is None:
             term = Termination.time_limit if stopped else Termination.infeasible
             return RunResult(termination=term, has_solution=False, proven_optimal=False,
@@ -322,20 +409,22 @@ class DecomposedModel:
             return False
         if not np.array_equal(np.add.reduceat(x, self.starts), self.count):
             return False
+        if np.any((x > 0) & ~self.valid):
+            return False
         if self.sets is not None:
-            k = self.problem.max_variants
+            k = self.max_variants
             assert k is not None
-            if len(np.unique(self.vid[x > 0])) > k:
+            if len(np.unique(self.vid[(x > 0) & (self.vid >= 0)])) > k:
                 return False
         act = self.A @ x
-        tol = 1.5 * _FEAS_TOL  # HiGHS's tolerance, and the rounding of near-whole values
+        tol = 1.5 * FEAS_TOL  # HiGHS's tolerance, and the rounding of near-whole values
         return bool(np.all(act >= self.lo - tol) and np.all(act <= self.up + tol))
 
     def in_set(self, s: int) -> NDArray[np.bool_]:
         """Which candidates set `s` of variants allows."""
         if self.sets is None:
-            return np.ones(self.n, dtype=bool)
-        return np.isin(self.vid, self.sets[s])
+            return self.valid.copy()
+        return self.valid & (np.isin(self.vid, self.sets[s]) | (self.vid < 0))
 
     def _mu_b(self, mu: F64) -> float:
         """sum_r mu_r b_r with b_r the bound on the side mu_r prices."""
@@ -357,24 +446,30 @@ class DecomposedModel:
         c = self.c if c is None else c
         mu = self._valid_mu(mu)
         r = c - mu @ self.A if len(mu) else c
+        r = np.where(self.valid, r, -np.inf)
         const = self._mu_b(mu)
         if self.sets is None:
             return np.array([const + float(self.count @ np.maximum.reduceat(r, self.starts))])
+        if self.free_pool.any():
+            top = np.maximum.reduceat(r, self.starts)[self.free_pool]
+            const += float(self.count[self.free_pool] @ top)
         m = np.full(self.num_pools * self.num_variants, -np.inf)
         m[self.pv_keys] = np.maximum.reduceat(r[self.pv_order], self.pv_starts)
         per = m.reshape(self.num_pools, self.num_variants)
+        per = per[~self.free_pool]
+        count = self.count[~self.free_pool]
         out = np.empty(len(self.sets))
         for a in range(0, len(self.sets), _SET_CHUNK):
             chunk = self.sets[a:a + _SET_CHUNK]
             best = per[:, chunk].max(axis=2)  # pools x sets
             with np.errstate(invalid="ignore"):
-                out[a:a + len(chunk)] = const + self.count @ best
+                out[a:a + len(chunk)] = const + count @ best
         return out
 
-    def _lp(self, allowed: NDArray[np.bool_]) -> _LpResult:
+    def _lp(self, allowed: NDArray[np.bool_]) -> LpResult:
         """The LP relaxation over the allowed candidates (`_Master`)."""
         if self._master is None:
-            self._master = _Master(self)
+            self._master = Master(self)
         return self._master.solve(allowed)
 
     def _pool_best(self, r: F64, allowed: NDArray[np.bool_]) -> tuple[F64, I64]:
@@ -481,14 +576,14 @@ class DecomposedModel:
         act = self.A @ fixed if len(self.lo) else np.zeros(0)
         k = len(cols)
         h = new_highs()
-        _check(h.addVars(k, np.zeros(k), self.count_of[cols]), "addVars")
-        _check(h.changeColsIntegrality(k, np.arange(k, dtype=np.int32),
+        check(h.addVars(k, np.zeros(k), self.count_of[cols]), "addVars")
+        check(h.changeColsIntegrality(k, np.arange(k, dtype=np.int32),
                                        np.full(k, _INTEGER, dtype=np.uint8)), "integrality")
-        _check(h.changeColsCost(k, np.arange(k, dtype=np.int32), -self.c[cols]), "cost")
+        check(h.changeColsCost(k, np.arange(k, dtype=np.int32), -self.c[cols]), "cost")
         pools = np.flatnonzero(free)
         pool_local = np.searchsorted(pools, self.pool_of[cols])
         starts = np.searchsorted(pool_local, np.arange(len(pools))).astype(np.int32)
-        _check(h.addRows(len(pools), self.count[pools], self.count[pools], k, starts,
+        check(h.addRows(len(pools), self.count[pools], self.count[pools], k, starts,
                          np.arange(k, dtype=np.int32), np.ones(k)), "addRows")
         rows = [(self.A[j, cols], self.lo[j] - act[j], self.up[j] - act[j])
                 for j in range(len(self.lo))]
@@ -496,7 +591,7 @@ class DecomposedModel:
             rows.append((extra[0][cols], -INF, extra[1]))
         for coef, lo, up in rows:
             nz = np.flatnonzero(coef).astype(np.int32)
-            _check(h.addRow(lo, up, len(nz), nz, coef[nz]), "addRow")
+            check(h.addRow(lo, up, len(nz), nz, coef[nz]), "addRow")
         left = time_limit_left(self.options, self.started)
         opts: dict[str, Any] = {**BASE_HIGHS_OPTIONS, "output_flag": self.options.tee,
                                 "mip_rel_gap": self.options.rel_gap,
@@ -506,7 +601,7 @@ class DecomposedModel:
                                    if self.options.threads is not None else {}),
                                 **self.highs_options}
         for key, value in opts.items():
-            _check(h.setOptionValue(key, value), f"option {key}")
+            check(h.setOptionValue(key, value), f"option {key}")
         if start is not None:
             h.setSolution(k, np.arange(k, dtype=np.int32), start[cols])
         with deadline.protected():
@@ -538,143 +633,3 @@ class _SubResult:
     status: str
     x: F64 | None
     bound: float | None  # on the free pools' part of c.x
-
-
-@dataclass
-class _LpResult:
-    status: str  # optimal | infeasible | time_limit
-    value: float = -np.inf
-    mu: F64 | None = None
-    x: F64 | None = None  # the LP solution over all candidates
-    rounds: int = 0
-    columns: int = 0
-
-
-def _check(status: highspy.HighsStatus, what: str) -> None:
-    if status == highspy.HighsStatus.kError:
-        raise RuntimeError(f"HiGHS refused {what} in the decomposition")
-
-
-class _Master:
-    """Dantzig-Wolfe over whole-fleet plans: the LP relaxation in a master of m + 1 rows.
-
-    A plan gives every pool one candidate (all its devices); the pools' choices are
-    independent, so the convex hull of plans is the product of the pools' simplices
-    and the master max sum_k lam_k c.x_k over sum_k lam_k A x_k within the rows,
-    sum_k lam_k = 1 has the LP relaxation's optimum.  Pricing a plan at the master's
-    duals mu is each pool's argmax of c - mu.a (numpy, one pass over the
-    candidates), which is also where L(mu) is evaluated.  Two slacks per row, used
-    only in a first phase, find a feasible master or show the LP infeasible.
-    Plans persist between runs (a later objective or stage starts from them).
-    """
-
-    def __init__(self, m: DecomposedModel) -> None:
-        self.m = m
-        self.plans: list[I64] = []  # per plan: the candidate of each pool
-        self.keys: set[bytes] = set()
-
-    def add_plan(self, idx: I64) -> None:
-        """A plan (one candidate per pool), unless it is known already."""
-        key = idx.tobytes()
-        if key not in self.keys:
-            self.keys.add(key)
-            self.plans.append(idx)
-
-    def usable(self, allowed: NDArray[np.bool_]) -> list[I64]:
-        """The plans known so far that use only allowed candidates."""
-        return [p for p in self.plans if bool(allowed[p].all())]
-
-    def solve(self, allowed: NDArray[np.bool_]) -> _LpResult:
-        """LP optimum over the allowed candidates: phase 1 (slacks) if needed, then phase 2."""
-        m = self.m
-        self.add_plan(m._pool_best(m.c, allowed)[1])
-        for j in range(len(m.lo)):  # the plan that helps row j most
-            if np.isfinite(m.up[j]):
-                self.add_plan(m._pool_best(-m.A[j], allowed)[1])
-            if np.isfinite(m.lo[j]):
-                self.add_plan(m._pool_best(m.A[j], allowed)[1])
-        res = self._generate(allowed, self.usable(allowed), phase1=False)
-        if res.status != "infeasible":
-            return res
-        one = self._generate(allowed, self.usable(allowed), phase1=True)
-        if one.status != "optimal":
-            return one
-        if -one.value > _FEAS_TOL:  # the least total violation is positive
-            return _LpResult("infeasible", mu=one.mu, rounds=one.rounds)
-        res = self._generate(allowed, self.usable(allowed), phase1=False)
-        res.rounds += one.rounds
-        return res
-
-    def _generate(self, allowed: NDArray[np.bool_], plans: list[I64], phase1: bool
-                  ) -> _LpResult:
-        """Plans priced in until none improves the master (phase 1: to zero violation)."""
-        m = self.m
-        rows = len(m.lo)
-        c = np.zeros(m.n) if phase1 else m.c
-        h = new_highs()
-        for key, setting in {"output_flag": m.options.tee, "random_seed": 0,
-                             "threads": m.options.threads or 1}.items():
-            _check(h.setOptionValue(key, setting), f"option {key}")
-        _check(h.addRows(rows + 1, np.r_[m.lo, 1.0], np.r_[m.up, 1.0], 0,
-                         np.zeros(rows + 1, dtype=np.int32), np.zeros(0, dtype=np.int32),
-                         np.zeros(0)), "addRows")
-        if phase1:  # slacks: -1 lets a row run over its upper bound, +1 under its lower
-            k = 2 * rows
-            _check(h.addCols(k, np.ones(k), np.zeros(k), np.full(k, INF), k,
-                             np.arange(k, dtype=np.int32),
-                             np.repeat(np.arange(rows, dtype=np.int32), 2),
-                             np.tile([-1.0, 1.0], rows)), "addCols")
-        first = int(h.getNumCol())
-        cols: list[I64] = []
-
-        def add(batch: list[I64]) -> None:
-            for idx in batch:
-                n_at = m.count
-                value = float(c[idx] @ n_at)
-                use = m.A[:, idx] @ n_at if rows else np.zeros(0)
-                nz = np.flatnonzero(use)
-                _check(h.addCol(-value, 0.0, INF, len(nz) + 1,
-                                np.r_[nz, rows].astype(np.int32), np.r_[use[nz], 1.0]),
-                       "addCol")
-                cols.append(idx)
-
-        add(plans)
-        scale = max(1.0, float(np.abs(c).max()) * float(m.count.sum()))
-        best_bound, best_mu = np.inf, np.zeros(rows)
-        value = -np.inf
-        rnd = 0
-        for rnd in range(1, _CG_MAX_ROUNDS + 1):
-            left = time_limit_left(m.options, m.started)
-            _check(h.setOptionValue("time_limit", INF if left is None else left), "time")
-            h.run()
-            status = h.getModelStatus()
-            if status == highspy.HighsModelStatus.kInfeasible:
-                return _LpResult("infeasible", rounds=rnd)
-            if status != highspy.HighsModelStatus.kOptimal:
-                return _LpResult("time_limit" if status == highspy.HighsModelStatus.kTimeLimit
-                                 else "infeasible", rounds=rnd)
-            value = -float(h.getInfo().objective_function_value)
-            dual = -np.asarray(h.getSolution().row_dual, dtype=np.float64)
-            mu, theta = m._valid_mu(dual[:rows]), float(dual[rows])
-            r = c - mu @ m.A if rows else c
-            top, at = m._pool_best(r, allowed)
-            inner = float(m.count @ top)
-            bound = m._mu_b(mu) + inner
-            if bound < best_bound:
-                best_bound, best_mu = bound, mu
-            if phase1 and value >= -_FEAS_TOL:
-                break
-            if inner - theta <= 1e-12 * scale or best_bound - value <= 1e-12 * scale:
-                break
-            if m._out_of_time():
-                return _LpResult("time_limit", rounds=rnd)
-            self.add_plan(at)
-            add([at])
-        if phase1:
-            return _LpResult("optimal", value, best_mu, None, rnd, len(cols))
-        lam = np.asarray(h.getSolution().col_value, dtype=np.float64)[first:]
-        x = np.zeros(m.n)
-        for w, idx in zip(lam, cols):
-            if w > 1e-12:
-                np.add.at(x, idx, w * m.count)
-        return _LpResult("optimal", value, best_mu, x, rnd, len(cols))

@@ -37,7 +37,7 @@ import itertools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from configspec_opt import verifier_load as vl
 from configspec_opt.candidates import PoolCandidates
@@ -47,10 +47,7 @@ from configspec_opt.spec import Objective, Spec
 from configspec_opt.verifiers import Mode, VerifierPlan
 from solvers import deadline
 from solvers.adapter import SolverOptions
-from solvers.status import rel_gap
-
-if TYPE_CHECKING:
-    from solvers.solve import StageInfo
+from solvers.status import StageInfo, rel_gap
 
 # Batched verifiers: a plan is proven optimal when the bound is within this of it.
 LOAD_REL_GAP = 1e-2
@@ -69,6 +66,9 @@ CONSERVATIVE_MARGIN = 1.15
 BOX_TIME_S = 10.0
 # At most this many boxes are solved (each one MILP, sometimes two).
 MAX_BOXES = 400
+# A conservative solve within this (relative, every verifier) of an earlier one is skipped.
+SAME_POINT = 0.01
+
 
 
 @dataclass(order=True)
@@ -102,6 +102,33 @@ class BoxRun:
 
 
 @dataclass
+class BoxOutcome:
+    """What one box's model gave: status, bound (larger is better), settled answer.
+
+    `pruned`: the box's bound (from multipliers alone) is at most the threshold the
+    search gave, so no model was solved and there is no answer.
+    """
+
+    status: str  # solved | infeasible | stopped | pruned
+    bound: float | None = None
+    settled: Settled | None = None
+    assumed: tuple[float | None, ...] = ()
+    stages: list[StageInfo] = field(default_factory=list)
+    build_s: float = 0.0
+
+
+class BoxSolver(Protocol):
+    """Solves one box's model; `problem` describes the fleet for the result."""
+
+    problem: Problem | None
+
+    def __call__(self, lo: Sequence[float], hi: Sequence[float], mode: Mode,
+                 prune_below: float | None) -> BoxOutcome:
+        """The box (lo, hi] per verifier in `mode` (conservative: at hi alone)."""
+        ...
+
+
+@dataclass
 class SearchResult:
     """What the search found: the best settled plan, the bound, and how it ended."""
 
@@ -116,8 +143,17 @@ class SearchResult:
     infeasible: bool  # every box's optimistic model is infeasible: no plan at any load
 
 
-class LoadSearch:
-    """One search: the spec's candidates built once, one problem per box and mode."""
+def box_options(options: SolverOptions) -> SolverOptions:
+    """A box's model need not close its gap below what the search certifies, nor run long:
+    one stopped early still gives a bound."""
+    return dataclasses.replace(
+        options, rel_gap=max(options.rel_gap, BOX_REL_GAP),
+        time_limit=BOX_TIME_S if options.time_limit is None
+        else min(options.time_limit, BOX_TIME_S))
+
+
+class MilpBoxes:
+    """Each box as a problem of candidate copies and one MILP (any spec the model takes)."""
 
     def __init__(self, spec: Spec, objective: Objective, only: set[str] | None,
                  options: SolverOptions, prune: bool, plans: Sequence[VerifierPlan],
@@ -126,25 +162,13 @@ class LoadSearch:
         self.spec = spec
         self.objective = objective
         self.only = only
-        # a box's MILP need not close its gap below what the search certifies, nor run
-        # for long: a MILP stopped early still gives a bound (its dual bound)
-        self.options = dataclasses.replace(
-            options, rel_gap=max(options.rel_gap, BOX_REL_GAP),
-            time_limit=BOX_TIME_S if options.time_limit is None
-            else min(options.time_limit, BOX_TIME_S))
+        self.options = box_options(options)
         self.prune = prune
         self.plans = list(plans)
         self.structural = structural
         self.run_box = run_box
-        self.stages: list[StageInfo] = []
-        self.build_s = 0.0
-        self.complete = True
         self.problem: Problem | None = None
-        self.best: Settled | None = None
-        self.seq = itertools.count()
-        self.box_bounds: list[float] = []  # every optimistic MILP's bound (what bounds come from)
 
-    # -- one box ----------------------------------------------------------
     def box_plans(self, lo: Sequence[float], hi: Sequence[float]) -> list[VerifierPlan]:
         """The plans with one level, (lo, hi], per verifier."""
         out = []
@@ -153,30 +177,58 @@ class LoadSearch:
             out.append(VerifierPlan(p.target, p.verifier, levels, only_level=len(levels)))
         return out
 
-    def solve_box(self, lo: Sequence[float], hi: Sequence[float], mode: Mode
-                  ) -> tuple[str, float | None, Settled | None]:
-        """One MILP: ("infeasible" | "solved" | "stopped", its bound, its settled answer).
-
-        `self.assumed` is left at the load per replica the answer's own latencies
-        imply for each verifier (what the model assumed; the true load is higher).
-        """
-        self.assumed: tuple[float | None, ...] = tuple(None for _ in self.plans)
+    def __call__(self, lo: Sequence[float], hi: Sequence[float], mode: Mode,
+                 prune_below: float | None) -> BoxOutcome:
+        """One MILP; `assumed` is the load per replica the answer's own latencies imply."""
         pb = build_problem(self.spec, only=self.only, objective=self.objective,
                            prune=self.prune, plans=self.box_plans(lo, hi), mode=mode,
                            structural=self.structural)
         self.problem = self.problem or pb
         if pb.empty_pools():
-            return "infeasible", None, None
+            return BoxOutcome("infeasible")
         run = self.run_box(pb, self.objective, self.options)
-        self.stages.extend(run.stages)
-        self.build_s += run.build_s
         if run.status != "solved":
-            return run.status, None, None
-        self.assumed = run.assumed
-        got = run.settled
+            return BoxOutcome(run.status, stages=run.stages, build_s=run.build_s)
+        return BoxOutcome("solved", run.bound, run.settled, run.assumed, run.stages,
+                          run.build_s)
+
+
+class LoadSearch:
+    """One search over boxes of load, each box's model solved by `solve`."""
+
+    def __init__(self, plans: Sequence[VerifierPlan], solve: BoxSolver) -> None:
+        self.plans = list(plans)
+        self.solve = solve
+        self.stages: list[StageInfo] = []
+        self.build_s = 0.0
+        self.complete = True
+        self.best: Settled | None = None
+        self.seq = itertools.count()
+        self.box_bounds: list[float] = []  # every optimistic model's bound (what bounds come from)
+        self.assumed: tuple[float | None, ...] = ()
+        self.tried: list[tuple[float, ...]] = []  # loads of the conservative solves so far
+
+    @property
+    def problem(self) -> Problem | None:
+        """The fleet's problem, once a box was built."""
+        return self.solve.problem
+
+    # -- one box ----------------------------------------------------------
+    def solve_box(self, lo: Sequence[float], hi: Sequence[float], mode: Mode,
+                  prune_below: float | None = None) -> tuple[str, float | None, Settled | None]:
+        """One box: ("infeasible" | "solved" | "stopped" | "pruned", its bound, its answer).
+
+        `self.assumed` is left at the load per replica the answer's own latencies
+        imply for each verifier (what the model assumed; the true load is higher).
+        """
+        out = self.solve(lo, hi, mode, prune_below)
+        self.stages.extend(out.stages)
+        self.build_s += out.build_s
+        self.assumed = out.assumed or tuple(None for _ in self.plans)
+        got = out.settled
         if got is not None and (self.best is None or got.key > self.best.key):
             self.best = got
-        return "solved", run.bound, got
+        return out.status, out.bound, got
 
     def settled_loads(self, got: Settled | None) -> tuple[float | None, ...]:
         """Each verifier's settled load per replica under an answer (None: not settled)."""
@@ -210,8 +262,13 @@ class LoadSearch:
             if not box.solved:
                 solved += 1
                 deadline.step(f"solving load box {solved}")
-                status, bound, got = self.solve_box(box.lo, box.hi, "optimistic")
+                status, bound, got = self.solve_box(box.lo, box.hi, "optimistic",
+                                                    self._prune_below())
                 if status == "infeasible":
+                    continue
+                if status == "pruned" and bound is not None:
+                    self.box_bounds.append(bound)
+                    final.append(min(box.bound, bound))
                     continue
                 if bound is not None:
                     self.box_bounds.append(bound)
@@ -236,6 +293,7 @@ class LoadSearch:
                                          box.bound))
         if not heap and not final and self.best is None and not timed_out:
             infeasible_everywhere = self.complete
+        self.open = sorted(((b.bound, b.lo, b.hi) for b in heap), reverse=True)[:5]
         bounds = [b.bound for b in heap] + final
         bound = max(bounds) if bounds else None
         if bound is not None and not math.isfinite(bound):
@@ -255,7 +313,7 @@ class LoadSearch:
         """
         if deadline.expired():
             return
-        at = []
+        at: list[float] = []
         for a, b, s, m in zip(box.lo, box.hi, box.settled_at, box.assumed, strict=True):
             if s is not None and a < s <= b:
                 at.append(s)
@@ -263,6 +321,10 @@ class LoadSearch:
                 at.append(min(b, max(a, m * CONSERVATIVE_MARGIN)))
             else:
                 at.append(b)
+        if any(all(abs(a - b) <= SAME_POINT * max(b, 1e-9) for a, b in zip(at, tried))
+               for tried in self.tried):
+            return  # a plan from (nearly) this load is known already
+        self.tried.append(tuple(at))
         self.solve_box([0.0] * len(at), at, "conservative")
 
     def split_point(self, box: Box) -> tuple[int | None, float]:
@@ -273,7 +335,7 @@ class LoadSearch:
             table = p.verifier.latency_s
             k = vl.ks(table)[-1]
             top = vl.b_limit(table, p.verifier.max_batch) - 1.0
-            lo_t = vl.request_latency(table, k, min(top, max(0.0, box.lo[j] - 1.0)))
+            lo_t = vl.request_latency(table, k, min(top, box.lo[j]))
             hi_t = vl.request_latency(table, k, min(top, box.hi[j]))
             rise = (hi_t - lo_t) / lo_t if box.hi[j] > box.lo[j] else 0.0
             if rise > best_rise:
@@ -282,6 +344,8 @@ class LoadSearch:
             return None, 0.0
         lo, hi = box.lo[best_j], box.hi[best_j]
         s = box.settled_at[best_j] if box.settled_at else None
+        if s is None and box.assumed:
+            s = box.assumed[best_j]
         width = hi - lo
         if s is not None and lo + 0.05 * width < s < hi - 0.05 * width:
             return best_j, s
@@ -291,6 +355,13 @@ class LoadSearch:
         if lo <= 0.0:
             return best_j, first if first < hi else 0.5 * hi
         return best_j, math.sqrt(lo * hi)
+
+    def _prune_below(self) -> float | None:
+        """A box whose bound is at most this cannot improve the answer beyond the gap."""
+        if self.best is None:
+            return None
+        v = self.best.key[0]
+        return v + self._tol(v)
 
     def _tol(self, bound: float) -> float:
         return LOAD_REL_GAP * max(abs(bound), 1e-12) if math.isfinite(bound) else 0.0

@@ -56,8 +56,8 @@ from configspec_opt.verifiers import (
 from solvers import deadline
 from solvers.adapter import HighsSession, SolverOptions, require_solver
 from solvers.backend import FleetModel, Session
-from solvers.load_search import LOAD_REL_GAP, BoxRun, LoadSearch
-from solvers.status import RunResult, Status, Termination, rel_gap
+from solvers.load_search import LOAD_REL_GAP, BoxRun, BoxSolver, LoadSearch, MilpBoxes
+from solvers.status import RunResult, StageInfo, Status, Termination, rel_gap
 
 if TYPE_CHECKING:
     from solvers.diagnose import Diagnosis
@@ -80,20 +80,8 @@ LOAD_MAX_ROUNDS = 6
 # 600,000 copies did not finish in two minutes): `solvers.load_search` searches
 # boxes of load instead, one small MILP each.
 LEVEL_MODEL_MAX_COPIES = 60_000
-
-
-@dataclass
-class StageInfo:
-    """One MILP run of a solve, as `solve --json` lists it under `solver.stages`.
-
-    `termination` is a `Termination` value; `gap` is the run's relative gap
-    between objective and bound (`RunResult.gap`), None when either is unknown.
-    """
-
-    what: str
-    termination: str
-    time_s: float
-    gap: float | None
+# From this many pools on, boxes of load are solved on arrays by decomposition.
+ARRAY_MIN_POOLS = 200
 
 
 @dataclass
@@ -924,8 +912,8 @@ def _solve_by_boxes(spec: Spec, objective: Objective, only: set[str] | None,
     """Large level models: the search over boxes of load (`solvers.load_search`)."""
     if not structural:
         raise UsageError("no device pool selected")
-    found = LoadSearch(spec, objective, only, options, prune, plans, structural,
-                       _run_box).run()
+    found = LoadSearch(plans, _box_solver(spec, objective, only, options, prune, plans,
+                                          structural)).run()
     problem = found.problem or build_problem(spec, only=only, objective=objective,
                                              prune=prune, plans=plans, structural=structural)
     sol = Solution(Status.error, objective, problem, stages=found.stages,
@@ -945,3 +933,29 @@ def _solve_by_boxes(spec: Spec, objective: Objective, only: set[str] | None,
                               {p.target: found.boxes for p in plans},
                               f"the search over boxes of load left the bound more than "
                               f"{LOAD_REL_GAP:g} away")
+
+
+def _box_solver(spec: Spec, objective: Objective, only: set[str] | None,
+                options: SolverOptions, prune: bool, plans: list[VerifierPlan],
+                structural: Sequence[PoolCandidates], arrays: bool | None = None
+                ) -> BoxSolver:
+    """Boxes on arrays by decomposition where the arrays represent the problem and the
+    fleet has at least `ARRAY_MIN_POOLS` pools (or `arrays`); else a problem of
+    candidate copies and one MILP per box (`solvers.load_arrays`: why).
+
+    The decomposition's bound is the LP's: within a few devices' worth of the integer
+    optimum on a large fleet, but on a handful of pools more than the search's gap,
+    which no split of the boxes closes; there the MILP's bound is the one to split on.
+    """
+    from solvers.load_arrays import BoxArrays, NotAffine
+    from solvers.load_boxes import ArrayBoxes
+
+    if arrays is None:
+        arrays = len(structural) >= ARRAY_MIN_POOLS
+    if arrays and options.backend != "pyomo" and options.method != "milp":
+        try:
+            return ArrayBoxes(BoxArrays(spec, objective, structural, plans), objective,
+                              options)
+        except NotAffine:
+            pass
+    return MilpBoxes(spec, objective, only, options, prune, plans, structural, _run_box)

@@ -118,3 +118,16 @@ def rel_gap(value: float, bound: float | None, sense: str) -> float | None:
     size = max(abs(value), abs(bound))
     return diff / size if size > 0.0 else 0.0
 
+
+@dataclass
+class StageInfo:
+    """One MILP run of a solve, as `solve --json` lists it under `solver.stages`.
+
+    `termination` is a `Termination` value; `gap` is the run's relative gap
+    between objective and bound (`RunResult.gap`), None when either is unknown.
+    """
+
+    what: str
+    termination: str
+    time_s: float
+    gap: float | None

@@ -20,9 +20,12 @@ import solvers.solve as solve_module
 from configspec_opt import verifier_load as vl
 from configspec_opt.candidates import enumerate_candidates
 from configspec_opt.loader import load_spec
+from configspec_opt.problem import build_problem
 from configspec_opt.spec import Spec
-from configspec_opt.verifiers import plans_for
+from configspec_opt.verifiers import VerifierPlan, plans_for
 from solvers.adapter import SolverOptions
+from solvers.load_arrays import BoxArrays
+from solvers.load_boxes import ArrayBoxes
 from solvers.load_search import LoadSearch
 from tests.core.brute_load import brute_force_load
 from tests.core.test_verifier_load import (
@@ -91,28 +94,59 @@ def test_box_search_on_the_smoke_fleet(boxes: None, objective: dict[str, Any]) -
     _check_against_brute_force(Spec.model_validate(data))
 
 
-def _search(spec: Spec) -> tuple[LoadSearch, Any]:
-    search = LoadSearch(spec, spec.objective, None, SolverOptions(), True, plans_for(spec),
-                        enumerate_candidates(spec), solve_module._run_box)
+def _search(spec: Spec, arrays: bool) -> tuple[LoadSearch, Any]:
+    options = SolverOptions(method="auto" if arrays else "milp")
+    solver = solve_module._box_solver(spec, spec.objective, None, options, True,
+                                      plans_for(spec), enumerate_candidates(spec), arrays)
+    assert isinstance(solver, ArrayBoxes) == arrays
+    search = LoadSearch(plans_for(spec), solver)
     return search, search.run()
 
 
+@pytest.mark.parametrize("arrays", [True, False], ids=["arrays", "milp"])
 @pytest.mark.parametrize("budget", [0.4, 4.5, 9.0])
-def test_the_bound_is_a_box_bound_and_holds_the_optimum(budget: float) -> None:
+def test_the_bound_is_a_box_bound_and_holds_the_optimum(budget: float, arrays: bool) -> None:
     data = {**SMOKE, "constraints": {"fleet": {"max_cost_usd_per_hour": budget},
                                      "per_device": {"min_goodput_tok_s": 2.0}}}
     data["devices"] = [{**SMOKE["devices"][0], "count": 3}, {**SMOKE["devices"][1], "count": 2}]
     spec = Spec.model_validate(data)
-    search, found = _search(spec)
+    search, found = _search(spec, arrays)
     best = brute_force_load(spec, rel_tol=LOOSE)
     if best is None:
         assert found.best is None
         return
     assert found.best is not None and found.bound is not None
-    # the bound is one a box's MILP proved, never the incumbent's own value
+    # the bound is one a box's model proved, never the incumbent's own value
     assert found.bound in search.box_bounds
     assert found.bound >= best.value - 1e-9 * max(1.0, abs(best.value))
     assert found.best.key[0] <= best.value + 1e-9 * max(1.0, abs(best.value))
+
+
+@pytest.mark.parametrize("load", [0.5, 1.0, 2.5, 6.0])
+def test_box_arrays_equal_the_candidate_copies(load: float) -> None:
+    """Objective, rows, latencies and SLO filter on arrays equal the copies' own figures."""
+    data = {**SMOKE, "constraints": {"fleet": {"max_cost_usd_per_hour": 4.5},
+                                     "per_device": {"min_goodput_tok_s": 2.0}}}
+    spec = Spec.model_validate(data)
+    plans = plans_for(spec)
+    structural = enumerate_candidates(spec)
+    arrays = BoxArrays(spec, spec.objective, structural, plans)
+    box = [VerifierPlan(p.target, p.verifier, [load], only_level=1) for p in plans]
+    pb = build_problem(spec, plans=box, mode="conservative", prune=False)
+    d = arrays.data([0.0] * len(plans), [load] * len(plans), "conservative")
+    where = {(c.pool, c.config): i for i, c in enumerate(arrays.flat)}
+    u = 1.0 / (arrays.busy + d.t)
+    seen = set()
+    for c in pb.candidates:
+        i = where[(c.pool, c.config)]
+        seen.add(i)
+        assert d.valid[i]
+        assert d.t[i] == pytest.approx(c.verify_latency_s, rel=1e-9)
+        assert d.c[i] == pytest.approx(c.goodput_tok_s, rel=1e-9)
+        for row, fit in zip(arrays.rows, arrays.row_fit, strict=True):
+            assert fit.at(d.t, u)[i] == pytest.approx(row.coef(c), rel=1e-9, abs=1e-12)
+    # what the copies filtered out (SLO, no latency) is not valid on the arrays either
+    assert not d.valid[:arrays.n][[i for i in range(arrays.n) if i not in seen]].any()
 
 
 def test_the_example_spec_through_both_paths_agrees_within_the_gap(
