@@ -23,10 +23,18 @@ verifier), so it is searched outside the MILP instead:
   varies most across it, until the largest bound of any box is within
   `LOAD_REL_GAP` of the best settled answer.
 
-The gap reported is that distance: a bound from a box's MILP (never the
+The gap reported is that distance: a bound from a box's model (never the
 incumbent) against a plan evaluated at its true load.  Boxes whose optimistic
 model is infeasible hold no plan.  `solvers.solve` keeps the leaf bounds'
 bookkeeping and the result; this module only searches.
+
+Each box's model is solved by a `BoxSolver`: `MilpBoxes` builds it as a problem
+of candidate copies and runs one MILP (any spec; small fleets, whose LP bound is
+too far from the integer optimum to close the gap by splitting), and
+`solvers.load_boxes.ArrayBoxes` solves it on arrays by decomposition (fleets of
+`ARRAY_MIN_POOLS` pools and more): an optimistic box then costs an LP bound, which
+earlier boxes' multipliers often settle without any LP ("pruned"), and plans come
+from conservative solves, only in narrow boxes once a plan is known.
 """
 
 from __future__ import annotations
@@ -66,6 +74,8 @@ CONSERVATIVE_MARGIN = 1.15
 BOX_TIME_S = 10.0
 # At most this many boxes are solved (each one MILP, sometimes two).
 MAX_BOXES = 400
+# Once a plan is known, conservative solves only in boxes no wider than this (hi / lo).
+NARROW = 1.5
 # A conservative solve within this (relative, every verifier) of an earlier one is skipped.
 SAME_POINT = 0.01
 
@@ -276,7 +286,8 @@ class LoadSearch:
                 box.solved = True
                 box.settled_at = self.settled_loads(got)
                 box.assumed = self.assumed
-                if got is None or got.key[0] < box.bound - self._tol(box.bound):
+                if (got is None or got.key[0] < box.bound - self._tol(box.bound)) and \
+                        (self.best is None or self.narrow(box)):
                     self.conservative(box)
                 box.priority = -box.bound
                 heapq.heappush(heap, box)
@@ -326,6 +337,12 @@ class LoadSearch:
             return  # a plan from (nearly) this load is known already
         self.tried.append(tuple(at))
         self.solve_box([0.0] * len(at), at, "conservative")
+
+    def narrow(self, box: Box) -> bool:
+        """Whether every verifier's load in the box spans at most `NARROW` (ratio hi / lo):
+        a plan from a wide box is rarely the best, and costs as much as a narrow one's."""
+        return all((lo > 0.0 and hi <= NARROW * lo) or hi <= lo
+                   for lo, hi in zip(box.lo, box.hi, strict=True))
 
     def split_point(self, box: Box) -> tuple[int | None, float]:
         """The verifier to split and where: the one whose latency varies most across the box."""
