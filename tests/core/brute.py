@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Iterator, Sequence
 
 from configspec_opt.candidates import Candidate
@@ -18,6 +19,13 @@ def compositions(cands: Sequence[Candidate], n: int) -> Iterator[list[tuple[Cand
         for i in combo:
             counts[i] = counts.get(i, 0) + 1
         yield [(cands[i], k) for i, k in counts.items()]
+
+
+def assignment_count(spec: Spec, objective: Objective | None = None) -> int:
+    """How many assignments `brute_force` would enumerate (before the rows)."""
+    problem = build_problem(spec, objective=objective or spec.objective, prune=False)
+    return math.prod(math.comb(len(idx) + pool.count - 1, pool.count)
+                     for idx, pool in zip(problem.by_pool, problem.pools, strict=True))
 
 
 def brute_force(spec: Spec, objective: Objective | None = None, rel_tol: float = 1e-6,
