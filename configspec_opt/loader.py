@@ -38,7 +38,7 @@ from configspec_opt.plain_data import (
     keys_unrepeated,
     shape,
 )
-from configspec_opt.spec import Profile, Spec
+from configspec_opt.spec import UNION_TAGS, Profile, Spec
 from configspec_opt.spec_files import (
     PROFILES_ROOT_ENV,
     FileRefused,
@@ -634,8 +634,7 @@ def validation_issues(
     `echo_values=False` leaves out the offending values (files a spec merely names)."""
     issues = []
     errors = exc.errors(include_url=False)
-    locs = [prefix + tuple(p for p in err["loc"] if p not in ("table", "per_token"))
-            for err in errors]
+    locs = [prefix + _spec_path(err["loc"]) for err in errors]
     _prefetch((src, loc) for loc in locs[:MAX_ISSUES])
     for n, (err, loc) in enumerate(zip(errors, locs, strict=True)):
         kind = err["type"]
@@ -662,6 +661,20 @@ def validation_issues(
                 msg += f" (got {echo(got)})"
             issues.append(_locate(src, loc, msg))
     return capped(issues)
+
+
+def _spec_path(loc: Sequence[PathPart]) -> tuple[PathPart, ...]:
+    """A pydantic error's location as a path in the spec: without the tags of the
+    discriminated unions (a tag is followed by a field that may share its name)."""
+    path: list[PathPart] = []
+    after_tag = False
+    for part in loc:
+        if part in UNION_TAGS and not after_tag:
+            after_tag = True
+            continue
+        after_tag = False
+        path.append(part)
+    return tuple(path)
 
 
 def _key_message(err: Any, echo_values: bool) -> str:

@@ -579,6 +579,20 @@ class OutputLength(StrictModel):
 OutputLengths = Annotated[list[OutputLength], Field(min_length=1, max_length=16)]
 
 
+def _output_tokens_kind(value: Any) -> str:
+    return "length_mix" if isinstance(value, list) else "one_length"
+
+
+# Discriminated, so a mistake inside a list is reported once, at its item, and not also
+# as "Input should be a valid integer" for the whole list.
+OutputTokensOrLengths = Annotated[
+    Annotated[OutputTokens, Tag("one_length")] | Annotated[OutputLengths, Tag("length_mix")],
+    Discriminator(_output_tokens_kind),
+]
+# The tags of the discriminated unions: steps of a pydantic error's location, not of the spec.
+UNION_TAGS = frozenset({"table", "per_token", "one_length", "length_mix"})
+
+
 class Workload(StrictModel):
     """What a request looks like, for the tail-latency model (docs/tails.md).
 
@@ -586,7 +600,7 @@ class Workload(StrictModel):
     requests); the default, 256 tokens, is a typical chat answer.
     """
 
-    output_tokens: OutputTokens | OutputLengths = Field(
+    output_tokens: OutputTokensOrLengths = Field(
         DEFAULT_OUTPUT_TOKENS, description="Tokens per answer: one number, or a list of "
         "{tokens, weight} (1 to 16).")
 
