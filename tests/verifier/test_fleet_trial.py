@@ -226,7 +226,11 @@ def test_run_fleet_brackets_the_table_and_reports_every_point(
         assert r.contexts_ok and r.g_meas > 0 and r.g_blind > 0
         assert r.table_drift is not None and r.table_drift >= 0.0
         assert r.step_scale is not None and r.step_scale > 0
-        assert r.g_aware_steps is not None and r.g_aware_steps > 0
+        # the fixed point needs a positive busy time per round (drafting + overhead); on a
+        # loaded machine the measured overhead can be more negative than drafting is long
+        busy_s = r.draft_ms / 1e3 + r.overhead_s
+        assert (r.g_aware_steps is not None and r.g_aware_steps > 0) or busy_s <= 1e-3, \
+            (r, busy_s)
         # N devices sit on the slots the table's step of N uses: a step of all N spans
         # exactly the table's range (if the two ever met in one), one alone has no span
         assert r.step_span is None or (r.n == N and r.step_span == pytest.approx(1.0))
