@@ -46,7 +46,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
                  "configspec_opt.vcs",
                  "configspec_opt.operations", "configspec_opt.python_api",
                  "configspec_opt.group_bound", "configspec_opt.drift",
-                 "configspec_opt.k_policy")),
+                 "configspec_opt.k_policy", "configspec_opt.what_if",
+                 "configspec_opt.what_if_report")),
     ("front ends", ("configspec_opt.cli", "configspec_opt.api", "configspec_opt.store",
                     "configspec_opt.__main__")),
 )
