@@ -29,6 +29,7 @@ from configspec_opt import tails
 from configspec_opt.candidates import Candidate
 from configspec_opt.metric_registry import BY_FLEET_BOUND, BY_SLO, BY_TAIL_SLO, MetricDef, TailDef
 from configspec_opt.results import ConstraintJSON
+from configspec_opt.robust import corner_candidates, is_robust
 from configspec_opt.rows import (
     METRICS,
     REL_TOL,
@@ -359,11 +360,19 @@ class DeviceSlos(Family):
         """
         misses: dict[str, list[tuple[int, float]]] = {}
         limits: dict[str, float] = {}
+        # robust: a candidate misses an SLO by its worst over the box's corners
+        corners = corner_candidates(self.spec, {pc.device.name for pc in problem.structural}) \
+            if is_robust(self.spec) else {}
         if any(tails.has_tail_slo(self.spec.slo_for(d)) for d in self.spec.devices):
             tails.warm(problem.candidates)
+            tails.warm(c for alts in corners.values() for c in alts)
         for i, c in enumerate(problem.candidates):
             device = problem.structural[c.pool].device
-            for fld, miss in slo_violations(c, self.spec.slo_for(device)).items():
+            worst: dict[str, float] = {}
+            for x in (c, *corners.get((c.device, c.config), ())):
+                for fld, miss in slo_violations(x, self.spec.slo_for(device)).items():
+                    worst[fld] = max(worst.get(fld, 0.0), miss)
+            for fld, miss in worst.items():
                 src = self.source(device.name, fld)
                 if src is not None:
                     misses.setdefault(src[0], []).append((i, miss))

@@ -19,7 +19,8 @@ from configspec_opt.loader import LoadedSpec
 from configspec_opt.metric_registry import POWER_METRICS, metric_def
 from configspec_opt.problem import build_problem
 from configspec_opt.report import candidate_dict
-from configspec_opt.results import ParetoJSON, SolveJSON
+from configspec_opt.results import ParetoJSON, RobustJSON, SolveJSON
+from configspec_opt.robust import is_robust
 from configspec_opt.spec import Metric, Objective, Spec, Term
 from configspec_opt.usability import analyse, strict_error
 
@@ -208,10 +209,13 @@ def solve_with_report(
         if not 0.0 <= simulate < 1.0:
             raise UsageError(f"the simulation's drafting jitter must be in [0, 1), got "
                              f"{simulate:g}")
+    options = SolverOptions(time_limit=time_limit, rel_gap=gap)
     with limited(time_limit):  # one deadline for every stage, round and diagnosis
-        sol = solve(loaded.spec, objective=obj, only=only,
-                    options=SolverOptions(time_limit=time_limit, rel_gap=gap),
+        sol = solve(loaded.spec, objective=obj, only=only, options=options,
                     tie_break=tie_break, prune=prune, load_blind=load_blind)
+        nominal = solve(loaded.spec.model_copy(update={"robust": None}), objective=obj,
+                        only=only, options=options, tie_break=False, prune=prune,
+                        load_blind=load_blind) if is_robust(loaded.spec) else None
     if explain is None:
         explain = sum(len(pc.candidates) for pc in sol.problem.structural) \
             <= EXPLAIN_MAX_CANDIDATES
@@ -221,8 +225,25 @@ def solve_with_report(
     simulated = simulate_verifiers(sol.assignment, sol.problem.verifiers, sol.verifiers,
                                    jitter=simulate) \
         if simulate is not None and sol.assignment and sol.verifiers else []
-    return sol, solution_dict(sol, spec_sha256=loaded.sha256, explanations=explanations,
-                              warnings=loaded.warnings, simulated=simulated)
+    data = solution_dict(sol, spec_sha256=loaded.sha256, explanations=explanations,
+                         warnings=loaded.warnings, simulated=simulated)
+    if nominal is not None and loaded.spec.robust is not None:
+        data["robust"] = robust_price(loaded.spec.robust.margins(), data,
+                                      solution_dict(nominal))
+    return sol, data
+
+
+def robust_price(margins: dict[str, float], robust: SolveJSON,
+                 nominal: SolveJSON) -> RobustJSON:
+    """What the robust answer gives up against the nominal optimum (same objective)."""
+    value, best = robust["objective"].get("value"), nominal["objective"].get("value")
+    price = None
+    if value is not None and best is not None and best != 0.0:
+        sign = -1.0 if robust["objective"].get("sense") == "minimize" else 1.0
+        price = sign * (float(best) - float(value)) / abs(float(best))
+    return {"margins": margins, "objective": None if value is None else float(value),
+            "nominal_optimum": None if best is None else float(best),
+            "nominal_status": nominal["status"], "price": price}
 
 
 def pareto_report(

@@ -16,11 +16,13 @@ from typing import TYPE_CHECKING
 from configspec_opt.candidates import Candidate, PoolCandidates, enumerate_candidates
 from configspec_opt.constraint_families import (
     Family,
+    RowFamily,
     VariantLimit,
     families_for,
     row_size,
     slo_violations,
 )
+from configspec_opt.robust import corner_candidates, is_robust, worst_row
 from configspec_opt.rows import METRICS, MetricForm, Row, Sense, ratio_row
 from configspec_opt.spec import Objective, Spec
 from configspec_opt.tails import has_tail_slo
@@ -166,6 +168,12 @@ def build_problem(
         else enumerate_candidates(spec, only)
     pools = [Pool(pc.index, pc.device.name, pc.device.count) for pc in structural]
     families = families_for(spec, plans)
+    corners = corner_candidates(spec, {pc.device.name for pc in structural}) \
+        if is_robust(spec) else {}
+    if corners:  # robust: each row reads a candidate's worst corner of the box
+        for f in families:
+            if isinstance(f, RowFamily):
+                f.own_rows = [worst_row(r, corners) for r in f.own_rows]
     rows = fleet_rows(families, plans)
     dirs = [(r.coef, 1 if r.sense == ">=" else -1) for r in rows]
     dirs += objective_directions(objective)
@@ -176,10 +184,12 @@ def build_problem(
     slos = [spec.slo_for(pc.device) for pc in structural]
     if has_tail_slo(spec.constraints.fleet) or any(map(has_tail_slo, slos)):
         warm_tails(c for own in owns for c in own)  # one vectorised pass, not one per call
+        warm_tails(c for alts in corners.values() for c in alts)
     for own, slo in zip(owns, slos, strict=True):
         if apply_slo and slo.model_dump(exclude_none=True):
-            feasible_by_pool.append([c for c in own
-                                     if not slo_violations(c, slo, amounts=False)])
+            feasible_by_pool.append([
+                c for c in own if not any(slo_violations(x, slo, amounts=False) for x in
+                                          (c, *corners.get((c.device, c.config), ())))])
         else:
             feasible_by_pool.append(list(own))
     keep = _undominated(feasible_by_pool, dirs) if prune else None

@@ -229,6 +229,13 @@ def print_solution(console: Console, data: SolveJSON) -> None:
     if obj.get("value") is not None:
         head += f" = {_fmt(obj['value'], 6)}"
     console.print(head, markup=True)
+    rob = data.get("robust")
+    if rob is not None:
+        box_ = ", ".join(f"{k} ±{v:.0%}" for k, v in rob["margins"].items())
+        price = "n/a" if rob["price"] is None else f"{rob['price']:.2%}"
+        console.print(f"robust over {box_}: nominal optimum {_fmt(rob['nominal_optimum'], 6)} "
+                      f"({rob['nominal_status']}), price of robustness {price}; constraint "
+                      "values below are their worst over the box", markup=False)
     if data["assignments"]:
         multi_target = len({a["target"] for a in data["assignments"]}) > 1
         t = Table()

@@ -151,6 +151,18 @@ class VerifierJSON(TypedDict):
     simulated: NotRequired[SimulatedJSON]
 
 
+class RobustJSON(TypedDict):
+    """A robust solve's price: its objective against the nominal optimum of the same spec.
+
+    `constraints` of a robust answer hold their worst value over the box (`margins`)."""
+
+    margins: dict[str, float]
+    objective: float | None
+    nominal_optimum: float | None
+    nominal_status: str
+    price: float | None  # relative loss of the objective, (nominal - robust) / |nominal|
+
+
 class SolveJSON(TypedDict):
     """`configspec solve --json`: one row per (pool, configuration) in `assignments`."""
 
@@ -166,6 +178,7 @@ class SolveJSON(TypedDict):
     explain: NotRequired[list[ExplanationJSON]]
     spec_sha256: NotRequired[str]
     warnings: NotRequired[list[str]]
+    robust: NotRequired[RobustJSON]
 
 
 class AxisJSON(TypedDict):

@@ -615,6 +615,29 @@ class Workload(StrictModel):
         return [(n, w / total) for n, w in sorted(merged.items())]
 
 
+Margin = Annotated[float, Strict(), Field(ge=0.0, le=0.95)]
+
+
+class Robust(StrictModel):
+    """Box uncertainty: how far each measured number may be off, as a fraction of it.
+
+    A robust solve keeps every SLO and fleet limit for every value within
+    [1 - m, 1 + m] times the measured one, each number of each profile, device and
+    target independently (docs/robust.md); the objective is the nominal one.  0 (the
+    default) trusts a number as measured.
+    """
+
+    acceptance: Margin = Field(0.0, description="alpha(K) of every profile (capped at 1).")
+    draft_tok_s: Margin = Field(0.0, description="Drafting speed v_d of every profile.")
+    rtt_s: Margin = Field(0.0, description="Network round trip of every device.")
+    verify_latency: Margin = Field(0.0, description="Verification latency of every target.")
+    power_w: Margin = Field(0.0, description="Drafting power of every profile and device.")
+
+    def margins(self) -> dict[str, float]:
+        """The parameters with a margin above 0, by name (`spec_changes.PARAMETERS`)."""
+        return {k: v for k, v in self.model_dump().items() if v > 0.0}
+
+
 class Constraints(StrictModel):
     """What any answer must satisfy: per-device SLOs, fleet totals, and pinned choices."""
 
@@ -641,6 +664,8 @@ class Spec(StrictModel):
     objective: Objective = Field(default_factory=lambda: Objective(maximize=Metric.goodput))
     constraints: Constraints = Field(default_factory=Constraints)
     workload: Workload = Field(default_factory=Workload)
+    robust: Robust | None = Field(
+        None, description="Plan for measured numbers being off by up to these fractions.")
 
     def load_blind(self) -> Spec:
         """The same spec with every batched verifier dropped: fixed latency, per-token price.

@@ -28,6 +28,7 @@ PACKAGES = ("configspec_opt", "solvers", "profiler")
 
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("base", ("configspec_opt.errors", "configspec_opt.metrics", "configspec_opt.spec",
+              "configspec_opt.spec_changes",
               "configspec_opt.metric_registry", "configspec_opt.yaml_data",
               "configspec_opt.files", "configspec_opt.spec_files", "configspec_opt.consistency",
               "configspec_opt.limits", "configspec_opt.safe_text",
@@ -35,6 +36,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
               "configspec_opt.tail_model", "configspec_opt.tails",
               "configspec_opt.results")),  # the JSON answers' types: plain declarations
     ("candidates", ("configspec_opt.candidates", "configspec_opt.verifier_load",
+                    "configspec_opt.robust",
                     "configspec_opt.verifier_sim", "configspec_opt.verifier_check",
                     "configspec_opt.verifiers", "configspec_opt.rows",
                     "configspec_opt.constraint_families", "configspec_opt.usability",
