@@ -170,27 +170,29 @@ def solve_report(
     loaded: LoadedSpec, *, objective: str | None = None, devices: list[str] | None = None,
     time_limit: float | None = None, gap: float = 1e-9, explain: bool | None = None,
     tie_break: bool = True, prune: bool = True, load_blind: bool = False,
-    simulate: float | None = None,
+    simulate: float | None = None, sensitivity: bool | None = False,
 ) -> SolveJSON:
     """`configspec solve --json`: the assignment, fleet metrics, solver facts, diagnosis."""
     return solve_with_report(loaded, objective=objective, devices=devices,
                              time_limit=time_limit, gap=gap, explain=explain,
                              tie_break=tie_break, prune=prune, load_blind=load_blind,
-                             simulate=simulate)[1]
+                             simulate=simulate, sensitivity=sensitivity)[1]
 
 
 def solve_with_report(
     loaded: LoadedSpec, *, objective: str | None = None, devices: list[str] | None = None,
     time_limit: float | None = None, gap: float = 1e-9, explain: bool | None = None,
     tie_break: bool = True, prune: bool = True, load_blind: bool = False,
-    simulate: float | None = None,
+    simulate: float | None = None, sensitivity: bool | None = False,
 ) -> tuple[Solution, SolveJSON]:
     """The typed solver result and its `solve --json` report (the CLI and the Python API).
 
     Explanations swap one pool at a time with the rest fixed; under a batched
     verifier each swap is settled at its own load with the solution's replicas.
     `simulate` (a drafting jitter, e.g. 0.2) also plays every batched verifier of the
-    answer forward step by step (`configspec_opt.verifier_check`).
+    answer forward step by step (`configspec_opt.verifier_check`).  `sensitivity` adds
+    each parameter's breaking point and the objective's elasticity to it
+    (`configspec_opt.what_if`, the plan fixed); None: for fleets small enough to explain.
     """
     from configspec_opt.explain import explain as explain_pools
     from configspec_opt.report import solution_dict
@@ -216,9 +218,9 @@ def solve_with_report(
         nominal = solve(loaded.spec.model_copy(update={"robust": None}), objective=obj,
                         only=only, options=options, tie_break=False, prune=prune,
                         load_blind=load_blind) if is_robust(loaded.spec) else None
-    if explain is None:
-        explain = sum(len(pc.candidates) for pc in sol.problem.structural) \
-            <= EXPLAIN_MAX_CANDIDATES
+    small = sum(len(pc.candidates) for pc in sol.problem.structural) <= EXPLAIN_MAX_CANDIDATES
+    explain = small if explain is None else explain
+    sensitivity = small if sensitivity is None else sensitivity
     explanations = explain_pools(sol.problem, sol.objective, sol.assignment,
                                  {v.target: v.replicas for v in sol.verifiers}) \
         if explain and sol.assignment else None
@@ -230,6 +232,14 @@ def solve_with_report(
     if nominal is not None and loaded.spec.robust is not None:
         data["robust"] = robust_price(loaded.spec.robust.margins(), data,
                                       solution_dict(nominal))
+    if sensitivity and sol.assignment:
+        from configspec_opt.what_if import Plan
+        from configspec_opt.what_if import sensitivity as plan_sensitivity
+
+        spec = loaded.spec.load_blind() if load_blind else loaded.spec
+        data["sensitivity"] = plan_sensitivity(
+            spec.model_copy(update={"objective": sol.objective}),
+            Plan.of(sol.assignment, {v.target: v.replicas for v in sol.verifiers}))
     return sol, data
 
 

@@ -318,6 +318,28 @@ def solver_line(data: Mapping[str, Any]) -> str:
             f"({fmt_num(s.get('pruned_dominated'))} dominated removed)")
 
 
+def sensitivity_section(data: Mapping[str, Any]) -> str:
+    """Each parameter's breaking point and the objective's elasticity ('' when not computed)."""
+    sens = data.get("sensitivity")
+    if not sens:
+        return ""
+    el = {e["parameter"]: e["elasticity"] for e in sens.get("elasticities") or []}
+    body = []
+    for b in sens.get("breaking_points") or []:
+        held = (f"×{fmt_num(b['holds_to_factor'], 3)}" if b["holds_to_factor"] is not None
+                else f"beyond ×{fmt_num(b['scanned_to_factor'], 3)}")
+        e = el.get(b["parameter"])
+        body.append([(esc(b["parameter"]), False), (esc(held), True),
+                     (esc(", ".join(b["breaks"]) or "nothing on the scan"), False),
+                     ("n/a" if e is None else f"{e:+.2f}", True)])
+    return "\n".join([
+        "<h2>Sensitivity: how far the numbers may drift</h2>",
+        '<p class="note">Each parameter alone, against this plan (not solved again): the '
+        "last factor in its harmful direction at which every constraint holds, what breaks "
+        "just past it, and the objective's elasticity (% change per % change).</p>",
+        _table(["parameter", "holds to", "then breaks", "elasticity"], body)])
+
+
 def solution_fragment(data: Mapping[str, Any], spec: Spec | None = None) -> str:
     """The assignment, fleet metrics, constraint usage and why: the report's core, also a
     notebook's rich display of a `configspec_opt.solve` result."""
@@ -331,7 +353,8 @@ def solution_fragment(data: Mapping[str, Any], spec: Spec | None = None) -> str:
              "<h2>Fleet metrics</h2>", fleet_table(data),
              "<h2>Constraints: limits and which bind</h2>" if data.get("assignments") else
              "<h2>Constraints declared</h2>", constraints_table(data, spec),
-             "<h2>Why each pool got its configuration</h2>", why_list(data)]
+             "<h2>Why each pool got its configuration</h2>", why_list(data),
+             sensitivity_section(data)]
     if data.get("message"):
         parts.append(f'<p class="note">{esc(data["message"])}</p>')
     for w in data.get("warnings") or []:
@@ -456,7 +479,7 @@ def build_report(loaded: LoadedSpec, spec_file: str, *, pareto: bool = True,
     from configspec_opt.vcs.check import template_note
     from configspec_opt.vcs.lock import tool_version
 
-    data = solve_report(loaded, explain=True, time_limit=time_limit)
+    data = solve_report(loaded, explain=True, time_limit=time_limit, sensitivity=None)
     front: ParetoJSON | None = None
     note: str | None = None
     if not pareto:

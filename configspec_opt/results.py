@@ -163,6 +163,30 @@ class RobustJSON(TypedDict):
     price: float | None  # relative loss of the objective, (nominal - robust) / |nominal|
 
 
+class BreakingPointJSON(TypedDict):
+    """How far one parameter may move against the plan before a constraint breaks."""
+
+    parameter: str
+    direction: Literal["up", "down"]
+    holds_to_factor: float | None  # None: holds over the whole scan
+    breaks: list[str]
+    scanned_to_factor: float
+
+
+class ElasticityJSON(TypedDict):
+    """d ln(objective) / d ln(parameter) at the plan (None: not defined there)."""
+
+    parameter: str
+    elasticity: float | None
+
+
+class SensitivityJSON(TypedDict):
+    """Which measured numbers the plan depends on most (`configspec_opt.what_if`)."""
+
+    breaking_points: list[BreakingPointJSON]
+    elasticities: list[ElasticityJSON]  # largest |elasticity| first
+
+
 class SolveJSON(TypedDict):
     """`configspec solve --json`: one row per (pool, configuration) in `assignments`."""
 
@@ -179,6 +203,7 @@ class SolveJSON(TypedDict):
     spec_sha256: NotRequired[str]
     warnings: NotRequired[list[str]]
     robust: NotRequired[RobustJSON]
+    sensitivity: NotRequired[SensitivityJSON]
 
 
 class AxisJSON(TypedDict):

@@ -20,7 +20,7 @@ Two summaries follow from the same evaluation:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -29,6 +29,7 @@ from configspec_opt.constraint_families import slo_violations
 from configspec_opt.errors import UsageError
 from configspec_opt.fleet import FleetMetrics, evaluate_settled
 from configspec_opt.problem import build_problem
+from configspec_opt.results import BreakingPointJSON, ElasticityJSON, SensitivityJSON
 from configspec_opt.spec import Spec
 from configspec_opt.spec_changes import PARAMETERS, Change, Direction, changed_spec
 from configspec_opt.verifiers import plans_for
@@ -63,6 +64,13 @@ class Plan:
     rows: tuple[PlanRow, ...]
     replicas: Mapping[str, int] = field(default_factory=dict)
     source: str = "solve"
+
+    @classmethod
+    def of(cls, assignment: Sequence[tuple[Candidate, int]], replicas: Mapping[str, int],
+           source: str = "solve") -> Plan:
+        """From a solver's assignment and replicas."""
+        return cls(tuple(PlanRow(c.device, n, *c.config) for c, n in assignment if n > 0),
+                   dict(replicas), source)
 
     @classmethod
     def from_result(cls, data: Mapping[str, Any], source: str) -> Plan:
@@ -171,10 +179,10 @@ class BreakingPoint:
     broken: list[str]  # what breaks just past it
     scanned_to: float
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> BreakingPointJSON:
         """The JSON answer's entry."""
         return {"parameter": self.parameter, "direction": self.direction,
-                "holds_to_factor": self.factor, "breaks": self.broken,
+                "holds_to_factor": self.factor, "breaks": list(self.broken),
                 "scanned_to_factor": self.scanned_to}
 
 
@@ -207,6 +215,14 @@ def breaking_point(spec: Spec, plan: Plan, name: str) -> BreakingPoint:
     return BreakingPoint(name, p.adverse, None, [], scan[-1])
 
 
+def sensitivity(spec: Spec, plan: Plan) -> SensitivityJSON:
+    """Every parameter's breaking point, and the objective's elasticities, largest first."""
+    el: list[ElasticityJSON] = [{"parameter": p, "elasticity": elasticity(spec, plan, p)}
+                                for p in PARAMETERS]
+    return {"breaking_points": [breaking_point(spec, plan, p).to_dict() for p in PARAMETERS],
+            "elasticities": sorted(el, key=lambda e: -abs(e["elasticity"] or 0.0))}
+
+
 def elasticity(spec: Spec, plan: Plan, name: str,
                step: float = SENSITIVITY_STEP) -> float | None:
     """d ln(objective) / d ln(parameter), by a central difference of `step`; None where the
@@ -221,4 +237,4 @@ def elasticity(spec: Spec, plan: Plan, name: str,
 
 __all__ = ["PARAMETERS", "BreakingPoint", "Change", "Outcome", "Plan",
            "PlanRow", "PoolFigures", "breaking_point", "changed_spec", "elasticity",
-           "evaluate"]
+           "evaluate", "sensitivity"]

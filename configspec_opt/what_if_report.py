@@ -14,17 +14,9 @@ from rich.console import Console
 from rich.table import Table
 
 from configspec_opt.metric_registry import REGISTRY
+from configspec_opt.results import SensitivityJSON
 from configspec_opt.spec import Spec
-from configspec_opt.what_if import (
-    PARAMETERS,
-    Change,
-    Outcome,
-    Plan,
-    breaking_point,
-    changed_spec,
-    elasticity,
-    evaluate,
-)
+from configspec_opt.what_if import Change, Outcome, Plan, changed_spec, evaluate, sensitivity
 
 
 def _rel(a: float | None, b: float | None) -> float | None:
@@ -70,9 +62,7 @@ def what_if_report(spec: Spec, plan: Plan, changes: Sequence[Change], *,
         "fleet": _fleet(nominal, changed), "pools": pools,
     }
     if breaking:
-        data["breaking_points"] = [breaking_point(spec, plan, p).to_dict() for p in PARAMETERS]
-        sens = [{"parameter": p, "elasticity": elasticity(spec, plan, p)} for p in PARAMETERS]
-        data["sensitivity"] = sorted(sens, key=lambda s: -abs(s["elasticity"] or 0.0))
+        data["sensitivity"] = sensitivity(spec, plan)
     return data
 
 
@@ -114,21 +104,26 @@ def print_what_if(console: Console, data: dict[str, Any]) -> None:
                   _num(p["goodput_tok_s"]["nominal"]), _num(p["goodput_tok_s"]["changed"]),
                   ", ".join(p["broken"]))
     console.print(t)
-    if "breaking_points" in data:
-        t = Table(title="breaking points (each parameter alone, against the plan)",
-                  box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False)
-        for name in ("parameter", "holds to", "then breaks", "elasticity"):
-            t.add_column(name, justify="right" if name in ("holds to", "elasticity")
-                         else "left", overflow="fold")
-        el = {s["parameter"]: s["elasticity"] for s in data["sensitivity"]}
-        for b in data["breaking_points"]:
-            held = f"x{b['holds_to_factor']:.3g}" if b["holds_to_factor"] is not None \
-                else f"beyond x{b['scanned_to_factor']:.3g}"
-            t.add_row(b["parameter"], held, ", ".join(b["breaks"]) or "nothing on the scan",
-                      _num(el.get(b["parameter"]), "+.2f"))
-        console.print(t)
-        console.print("elasticity: % change of the objective per % change of the parameter",
-                      markup=False)
+    if "sensitivity" in data:
+        print_sensitivity(console, data["sensitivity"])
 
 
-__all__ = ["print_what_if", "what_if_report"]
+def print_sensitivity(console: Console, sens: SensitivityJSON) -> None:
+    """Breaking points and elasticities as one table."""
+    t = Table(title="breaking points (each parameter alone, against the plan)",
+              box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False)
+    for name in ("parameter", "holds to", "then breaks", "elasticity"):
+        t.add_column(name, justify="right" if name in ("holds to", "elasticity")
+                     else "left", overflow="fold")
+    el = {s["parameter"]: s["elasticity"] for s in sens["elasticities"]}
+    for b in sens["breaking_points"]:
+        held = f"x{b['holds_to_factor']:.3g}" if b["holds_to_factor"] is not None \
+            else f"beyond x{b['scanned_to_factor']:.3g}"
+        t.add_row(b["parameter"], held, ", ".join(b["breaks"]) or "nothing on the scan",
+                  _num(el.get(b["parameter"]), "+.2f"))
+    console.print(t)
+    console.print("elasticity: % change of the objective per % change of the parameter",
+                  markup=False)
+
+
+__all__ = ["print_sensitivity", "print_what_if", "what_if_report"]

@@ -77,6 +77,8 @@ class SolveParams(SpecParams):
                                    "round's drafting time within +- this share of K/v_d "
                                    "(`solve --simulate --jitter`); null: no simulation. "
                                    "Not with load_blind.")
+    sensitivity: bool = Field(False, description="Also each parameter's breaking point and "
+                              "the objective's elasticity to it (`solve --sensitivity`).")
 
 
 class ParetoParams(SpecParams):

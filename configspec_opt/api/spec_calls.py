@@ -37,7 +37,8 @@ def solve(loaded: LoadedSpec, params: SolveParams, time_limit: float | None) -> 
     return ops.solve_report(loaded, objective=params.objective, devices=params.device,
                             time_limit=time_limit, gap=params.gap, explain=params.explain,
                             tie_break=params.tie_break, prune=params.prune,
-                            load_blind=params.load_blind, simulate=params.simulate)
+                            load_blind=params.load_blind, simulate=params.simulate,
+                            sensitivity=params.sensitivity)
 
 
 def pareto(loaded: LoadedSpec, params: ParetoParams, time_limit: float | None) -> ParetoJSON:

@@ -34,6 +34,7 @@ from configspec_opt.operations import (
 from configspec_opt.report import print_candidates, print_pareto, print_solution
 from configspec_opt.spec_files import PROFILES_ROOT_HELP, write_through
 from configspec_opt.vcs.check import template_note
+from configspec_opt.what_if_report import print_sensitivity
 
 SpecArg = Annotated[Path, typer.Argument(
     help=f"Deployment spec (YAML or JSON, a regular file). {PROFILES_ROOT_HELP}",
@@ -131,6 +132,10 @@ def solve(
         "step (the devices, the measured T(n, K), replicas): goodput next to the model's.")]
     = False,
     jitter: JitterOpt = 0.2,
+    sensitivity: Annotated[bool, typer.Option(
+        "--sensitivity", help="Also each parameter's breaking point (how far acceptance, "
+        "draft speed, rtt, verifier latency, power, price may move before the plan breaks "
+        "a constraint) and the objective's elasticity to it (docs/robust.md).")] = False,
 ) -> None:
     """Choose (draft, quant, K, target) for every pool. Exit 0 solved, 1 infeasible, 2 invalid."""
     with user_errors(as_json):
@@ -142,13 +147,16 @@ def solve(
             data = solve_report(loaded, objective=objective, devices=device,
                                 time_limit=time_limit, gap=gap, explain=explain,
                                 tie_break=tie_break, prune=prune, load_blind=load_blind,
-                                simulate=jitter if simulate else None)
+                                simulate=jitter if simulate else None,
+                                sensitivity=sensitivity)
         if as_json:
             if note:
                 data["warnings"] = [note, *data.get("warnings", [])]
             emit_json(data)
         else:
             print_solution(out, data)
+            if "sensitivity" in data:
+                print_sensitivity(out, data["sensitivity"])
         if data["status"] not in ("optimal", "feasible"):
             raise typer.Exit(1)
 

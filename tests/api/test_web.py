@@ -148,6 +148,10 @@ def test_paste_solve_see_assignment_limits_why_and_pareto(
     assert "tok/s" in cards and "$/h" in cards
     why = browser.find_element(By.ID, "why").text
     assert "rpi5" in why and "runner-up" in why
+    sens = browser.find_elements(By.CSS_SELECTOR, "#sensitivity-out tbody tr")
+    assert {cells(r)[0] for r in sens} == {"acceptance", "draft_tok_s", "rtt_s",
+                                           "verify_latency", "power_w", "price"}
+    assert any("max_power_w" in r.text for r in sens)  # power is what this plan is near
 
     points = wait(browser, "the Pareto points", lambda d: d.find_elements(
         By.CSS_SELECTOR, "#plot svg circle.pt") or False)

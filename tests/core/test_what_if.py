@@ -177,8 +177,10 @@ def test_cli_exit_code_says_whether_the_plan_holds() -> None:
     assert bad.exit_code == 1, bad.output
     data = json.loads(bad.stdout)
     assert "constraints.fleet.max_power_w" in data["broken"]
-    assert {b["parameter"] for b in data["breaking_points"]} == set(PARAMETERS)
-    assert len(data["sensitivity"]) == len(PARAMETERS)
+    sens = data["sensitivity"]
+    assert {b["parameter"] for b in sens["breaking_points"]} == set(PARAMETERS)
+    sizes = [abs(e["elasticity"] or 0.0) for e in sens["elasticities"]]
+    assert len(sizes) == len(PARAMETERS) and sizes == sorted(sizes, reverse=True)
 
 
 def test_cli_without_a_lock_solves_for_the_plan(tmp_path: Path) -> None:
@@ -195,3 +197,21 @@ def test_cli_refuses_an_unknown_parameter_with_exit_2() -> None:
     res = CliRunner().invoke(app, ["what-if", str(EDGE), "--set", "speed*2"])
     assert res.exit_code == 2
     assert "unknown parameter 'speed'" in res.output
+
+
+def test_solve_with_sensitivity_reports_what_what_if_finds() -> None:
+    res = CliRunner().invoke(app, ["solve", str(EDGE), "--sensitivity", "--json"])
+    assert res.exit_code == 0, res.output
+    sens = json.loads(res.stdout)["sensitivity"]
+    spec, plan, _ = _locked(EDGE)  # the lock holds this spec's answer
+    for b in sens["breaking_points"]:
+        assert b == breaking_point(spec, plan, b["parameter"]).to_dict()
+
+
+def test_the_html_report_has_the_sensitivity_table(tmp_path: Path) -> None:
+    out = tmp_path / "report.html"
+    res = CliRunner().invoke(app, ["report", str(EDGE), "-o", str(out), "--no-pareto"])
+    assert res.exit_code == 0, res.output
+    html = out.read_text()
+    assert "Sensitivity: how far the numbers may drift" in html
+    assert "constraints.fleet.max_power_w" in html

@@ -297,6 +297,7 @@ function solveQuery() {
     objective: $("objective").value,
     time_limit: $("time-limit").value,
     profiles: $("use-stored").checked ? "stored" : null,
+    sensitivity: $("sensitivity").checked,
   };
 }
 
@@ -373,7 +374,24 @@ function showSolve(data) {
   renderAssignment(data);
   renderFleet(data);
   renderWhy(data);
+  renderSensitivity(data);
   if (state.pareto) drawPareto();
+}
+
+function renderSensitivity(data) {
+  const sens = data.sensitivity;
+  if (!sens) {
+    $("sensitivity-out").replaceChildren(empty(data.fleet ? "Not computed: tick \"breaking points\" and solve again."
+      : "No plan to test."));
+    return;
+  }
+  const el = Object.fromEntries((sens.elasticities || []).map((e) => [e.parameter, e.elasticity]));
+  $("sensitivity-out").replaceChildren(table([
+    { title: "parameter", get: (b) => b.parameter },
+    { title: "holds to", num: true, get: (b) => (b.holds_to_factor === null ? `beyond ×${num(b.scanned_to_factor)}` : `×${num(b.holds_to_factor)}`) },
+    { title: "then breaks", get: (b) => (b.breaks.length ? b.breaks.join(", ") : "nothing on the scan") },
+    { title: "elasticity", num: true, get: (b) => (el[b.parameter] === null || el[b.parameter] === undefined ? "n/a" : el[b.parameter].toFixed(2)) },
+  ], sens.breaking_points || []));
 }
 
 function renderAssignment(data) {
