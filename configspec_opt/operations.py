@@ -9,6 +9,7 @@ modules are imported only when a solve needs them.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
@@ -20,8 +21,8 @@ from configspec_opt.metric_registry import POWER_METRICS, metric_def
 from configspec_opt.problem import build_problem
 from configspec_opt.report import candidate_dict
 from configspec_opt.results import ParetoJSON, RobustJSON, SolveJSON
-from configspec_opt.robust import is_robust
-from configspec_opt.spec import Metric, Objective, Spec, Term
+from configspec_opt.robust import is_robust, measured_intervals
+from configspec_opt.spec import Metric, Objective, Robust, Spec, Term
 from configspec_opt.usability import analyse, strict_error
 
 EXPLAIN_MAX_CANDIDATES = 5000
@@ -171,12 +172,13 @@ def solve_report(
     time_limit: float | None = None, gap: float = 1e-9, explain: bool | None = None,
     tie_break: bool = True, prune: bool = True, load_blind: bool = False,
     simulate: float | None = None, sensitivity: bool | None = False,
+    robust: float | None = None,
 ) -> SolveJSON:
     """`configspec solve --json`: the assignment, fleet metrics, solver facts, diagnosis."""
     return solve_with_report(loaded, objective=objective, devices=devices,
                              time_limit=time_limit, gap=gap, explain=explain,
                              tie_break=tie_break, prune=prune, load_blind=load_blind,
-                             simulate=simulate, sensitivity=sensitivity)[1]
+                             simulate=simulate, sensitivity=sensitivity, robust=robust)[1]
 
 
 def solve_with_report(
@@ -184,6 +186,7 @@ def solve_with_report(
     time_limit: float | None = None, gap: float = 1e-9, explain: bool | None = None,
     tie_break: bool = True, prune: bool = True, load_blind: bool = False,
     simulate: float | None = None, sensitivity: bool | None = False,
+    robust: float | None = None,
 ) -> tuple[Solution, SolveJSON]:
     """The typed solver result and its `solve --json` report (the CLI and the Python API).
 
@@ -193,6 +196,7 @@ def solve_with_report(
     answer forward step by step (`configspec_opt.verifier_check`).  `sensitivity` adds
     each parameter's breaking point and the objective's elasticity to it
     (`configspec_opt.what_if`, the plan fixed); None: for fleets small enough to explain.
+    `robust`: a confidence level that overrides the spec's `robust.level` (`--robust`).
     """
     from configspec_opt.explain import explain as explain_pools
     from configspec_opt.report import solution_dict
@@ -203,6 +207,8 @@ def solve_with_report(
 
     check_solver_options(time_limit=time_limit, gap=gap)
     require_solver()
+    if robust is not None:
+        loaded = with_robust_level(loaded, robust)
     obj, only = solve_inputs(loaded, objective, devices)
     if simulate is not None:
         if load_blind:
@@ -230,8 +236,11 @@ def solve_with_report(
     data = solution_dict(sol, spec_sha256=loaded.sha256, explanations=explanations,
                          warnings=loaded.warnings, simulated=simulated)
     if nominal is not None and loaded.spec.robust is not None:
-        data["robust"] = robust_price(loaded.spec.robust.margins(), data,
-                                      solution_dict(nominal))
+        data["robust"] = rob = robust_price(loaded.spec, data, solution_dict(nominal))
+        if rob["level"] is not None and not rob["measured_intervals"]:
+            data["warnings"] = [*data.get("warnings", []), (
+                "robust.level: no profile carries a measured interval of alpha (the ci95 "
+                "`configspec profile` keeps in provenance); only the margins apply")]
     if sensitivity and sol.assignment:
         from configspec_opt.what_if import Plan
         from configspec_opt.what_if import sensitivity as plan_sensitivity
@@ -243,15 +252,26 @@ def solve_with_report(
     return sol, data
 
 
-def robust_price(margins: dict[str, float], robust: SolveJSON,
-                 nominal: SolveJSON) -> RobustJSON:
+def with_robust_level(loaded: LoadedSpec, level: float) -> LoadedSpec:
+    """The spec with `robust.level` set (its margins kept): `solve --robust LEVEL`."""
+    if not 0.5 <= level <= 0.999:
+        raise UsageError(f"--robust is a confidence level from 0.5 to 0.999, got {level:g}")
+    box = (loaded.spec.robust or Robust()).model_copy(update={"level": level})
+    return replace(loaded, spec=loaded.spec.model_copy(update={"robust": box}))
+
+
+def robust_price(spec: Spec, robust: SolveJSON, nominal: SolveJSON) -> RobustJSON:
     """What the robust answer gives up against the nominal optimum (same objective)."""
+    box = spec.robust
+    assert box is not None
     value, best = robust["objective"].get("value"), nominal["objective"].get("value")
     price = None
     if value is not None and best is not None and best != 0.0:
         sign = -1.0 if robust["objective"].get("sense") == "minimize" else 1.0
         price = sign * (float(best) - float(value)) / abs(float(best))
-    return {"margins": margins, "objective": None if value is None else float(value),
+    return {"margins": box.margins(), "level": box.level,
+            "measured_intervals": 0 if box.level is None else measured_intervals(spec),
+            "objective": None if value is None else float(value),
             "nominal_optimum": None if best is None else float(best),
             "nominal_status": nominal["status"], "price": price}
 

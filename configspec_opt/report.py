@@ -231,7 +231,9 @@ def print_solution(console: Console, data: SolveJSON) -> None:
     console.print(head, markup=True)
     rob = data.get("robust")
     if rob is not None:
-        box_ = ", ".join(f"{k} ±{v:.0%}" for k, v in rob["margins"].items())
+        box_ = ", ".join([f"{k} ±{v:.0%}" for k, v in rob["margins"].items()] + (
+            [f"{rob['measured_intervals']} measured alpha intervals at {rob['level']:.0%}"]
+            if rob.get("level") is not None else []))
         price = "n/a" if rob["price"] is None else f"{rob['price']:.2%}"
         console.print(f"robust over {box_}: nominal optimum {_fmt(rob['nominal_optimum'], 6)} "
                       f"({rob['nominal_status']}), price of robustness {price}; constraint "

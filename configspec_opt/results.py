@@ -157,6 +157,8 @@ class RobustJSON(TypedDict):
     `constraints` of a robust answer hold their worst value over the box (`margins`)."""
 
     margins: dict[str, float]
+    level: float | None  # measured intervals of alpha used at this confidence level
+    measured_intervals: int  # (profile, target, K) whose measured interval of alpha was read
     objective: float | None
     nominal_optimum: float | None
     nominal_status: str

@@ -20,45 +20,104 @@ from __future__ import annotations
 import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from statistics import NormalDist
+from typing import Any
 
 from configspec_opt.candidates import Candidate, enumerate_candidates
 from configspec_opt.errors import UsageError
 from configspec_opt.rows import Row
 from configspec_opt.spec import Spec
-from configspec_opt.spec_changes import Change, changed_spec
+from configspec_opt.spec_changes import (
+    PARAMETERS,
+    AlphaEdit,
+    Change,
+    edit_acceptance,
+    edited_spec,
+)
 
 CornerKey = tuple[str, tuple[str, str, str, int]]
-_AXES = (("acceptance",), ("draft_tok_s",), ("rtt_s", "verify_latency"))
+_AXES = (("draft_tok_s",), ("rtt_s", "verify_latency"))  # acceptance: its own side
 
 
 def is_robust(spec: Spec) -> bool:
     """Whether the spec asks for a plan that holds over a box of error."""
-    return spec.robust is not None and bool(spec.robust.margins())
+    r = spec.robust
+    return r is not None and (bool(r.margins()) or r.level is not None)
+
+
+def z_scale(level: float) -> float:
+    """How much wider a two-sided interval at `level` is than the 95 % one (normal)."""
+    return NormalDist().inv_cdf(0.5 + level / 2.0) / NormalDist().inv_cdf(0.975)
+
+
+def measured_ci(prof: Mapping[str, Any], target: str, k: int) -> tuple[float, float] | None:
+    """The 95 % interval of alpha(K) a profiler run kept in the profile's provenance."""
+    per_k = (((prof.get("provenance") or {}).get("acceptance") or {}).get(target) or {}) \
+        .get("per_k") or {}
+    rec = per_k.get(k, per_k.get(str(k))) if isinstance(per_k, Mapping) else None
+    ci = rec.get("ci95") if isinstance(rec, Mapping) else None
+    if isinstance(ci, list | tuple) and len(ci) == 2 and all(
+            isinstance(x, int | float) and not isinstance(x, bool) for x in ci):
+        return float(ci[0]), float(ci[1])
+    return None
+
+
+def _alpha_side(margin: float, scale: float | None, high: bool) -> AlphaEdit:
+    """alpha at one end of its box: the margin's end, or the measured interval's (rescaled)
+    where that is wider."""
+    def edit(prof: dict[str, Any], target: str, k: int, a: float) -> float:
+        lo, hi = a * (1.0 - margin), a * (1.0 + margin)
+        ci = measured_ci(prof, target, k) if scale is not None else None
+        if ci is not None and scale is not None:
+            lo = min(lo, a - scale * max(0.0, a - ci[0]))
+            hi = max(hi, a + scale * max(0.0, ci[1] - a))
+        return hi if high else lo
+    return edit
+
+
+def measured_intervals(spec: Spec) -> int:
+    """How many (profile, target, K) carry a measured interval of alpha."""
+    data = spec.model_dump(mode="python")
+    return sum(1 for prof in data["profiles"] for target, acc in prof["acceptance"].items()
+               for k in (acc if isinstance(acc, dict) and "per_token" not in acc else ())
+               if measured_ci(prof, target, int(k)) is not None)
 
 
 def corner_specs(spec: Spec) -> list[Spec]:
     """The spec at each corner of the box that a worst case can lie on (none if not robust)."""
-    if spec.robust is None:
+    if not is_robust(spec) or spec.robust is None:
         return []
-    m = spec.robust.margins()
-    if not m:
-        return []
+    r = spec.robust
+    m = r.margins()
     if any(t.verifier is not None for t in spec.targets):
         raise UsageError("robust: not available with batched verifiers yet (targets[]."
                          "verifier); check a plan against drift with `configspec what-if`, "
                          "or solve --load-blind")
+    scale = None if r.level is None else z_scale(r.level)
     power = [Change("power_w", "*", 1.0 + m["power_w"])] if "power_w" in m else []
-    sides: list[list[list[Change]]] = []
+    sides: list[list[list[Change] | AlphaEdit]] = []
+    if "acceptance" in m or scale is not None:
+        sides.append([_alpha_side(m.get("acceptance", 0.0), scale, high)
+                      for high in (False, True)])
     for axis in _AXES:
         moved = [p for p in axis if p in m]
-        if not moved:
-            continue
-        sides.append([[Change(p, "*", 1.0 - m[p]) for p in moved],
-                      [Change(p, "*", 1.0 + m[p]) for p in moved]])
-    if not sides:
-        return [changed_spec(spec, power)]
-    return [changed_spec(spec, [*power, *(c for part in combo for c in part)])
-            for combo in itertools.product(*sides)]
+        if moved:
+            sides.append([[Change(p, "*", 1.0 - m[p]) for p in moved],
+                          [Change(p, "*", 1.0 + m[p]) for p in moved]])
+
+    def corner(combo: Sequence[list[Change] | AlphaEdit]) -> Spec:
+        changes = [*power, *(c for part in combo if isinstance(part, list) for c in part)]
+        alpha = [part for part in combo if not isinstance(part, list)]
+
+        def edit(data: dict[str, Any]) -> None:
+            for ch in changes:
+                PARAMETERS[ch.parameter].edit(data, ch.fn(), ch.op)
+            for a in alpha:
+                edit_acceptance(data, a)
+        return edited_spec(spec, edit, "a corner of robust:")
+
+    return [corner(combo) for combo in itertools.product(*sides)] if sides \
+        else [corner(())]
 
 
 def corner_candidates(spec: Spec, only: set[str] | None = None
@@ -86,4 +145,5 @@ def worst_row(row: Row, corners: Mapping[CornerKey, Sequence[Candidate]]) -> Row
     return replace(row, coef=worst)
 
 
-__all__ = ["corner_candidates", "corner_specs", "is_robust", "worst_row"]
+__all__ = ["corner_candidates", "corner_specs", "is_robust", "measured_ci",
+           "measured_intervals", "worst_row", "z_scale"]

@@ -627,6 +627,10 @@ class Robust(StrictModel):
     default) trusts a number as measured.
     """
 
+    level: Annotated[float, Strict(), Field(ge=0.5, le=0.999)] | None = Field(
+        None, description="Also each profile's measured interval of alpha(K) (its "
+        "provenance's ci95, written by `configspec profile`), rescaled to this two-sided "
+        "confidence level, wherever it is wider than the acceptance margin.")
     acceptance: Margin = Field(0.0, description="alpha(K) of every profile (capped at 1).")
     draft_tok_s: Margin = Field(0.0, description="Drafting speed v_d of every profile.")
     rtt_s: Margin = Field(0.0, description="Network round trip of every device.")
@@ -635,7 +639,7 @@ class Robust(StrictModel):
 
     def margins(self) -> dict[str, float]:
         """The parameters with a margin above 0, by name (`spec_changes.PARAMETERS`)."""
-        return {k: v for k, v in self.model_dump().items() if v > 0.0}
+        return {k: v for k, v in self.model_dump(exclude={"level"}).items() if v > 0.0}
 
 
 class Constraints(StrictModel):

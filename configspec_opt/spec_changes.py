@@ -32,7 +32,13 @@ def _set(d: dict[str, Any], key: str, fn: Callable[[float], float]) -> None:
         d[key] = fn(float(d[key]))
 
 
-def _acceptance(data: dict[str, Any], fn: Callable[[float], float]) -> None:
+AlphaEdit = Callable[[dict[str, Any], str, int, float], float]
+"""(profile data, target, K, alpha) -> the new alpha: an edit that may read the profile."""
+
+
+def edit_acceptance(data: dict[str, Any], edit: AlphaEdit) -> None:
+    """Every alpha(K) of every profile through `edit`, capped to [0, 1]; a per-token rate
+    is first written as its table over search.k."""
     ks = range(data["search"]["k"]["min"], data["search"]["k"]["max"] + 1) \
         if data.get("search") else range(1, 17)
     for prof in _each(data.get("profiles")):
@@ -44,8 +50,13 @@ def _acceptance(data: dict[str, Any], fn: Callable[[float], float]) -> None:
                 table = {k: acc.alpha(k) for k in ks}
             else:
                 table = dict(acc)
-            prof["acceptance"][target] = {k: min(1.0, max(0.0, fn(float(a))))
-                                          for k, a in table.items() if a is not None}
+            prof["acceptance"][target] = {
+                k: min(1.0, max(0.0, edit(prof, target, int(k), float(a))))
+                for k, a in table.items() if a is not None}
+
+
+def _acceptance(data: dict[str, Any], fn: Callable[[float], float]) -> None:
+    edit_acceptance(data, lambda prof, target, k, a: fn(a))
 
 
 def _draft_speed(data: dict[str, Any], fn: Callable[[float], float]) -> None:
@@ -151,17 +162,26 @@ def changed_spec(spec: Spec, changes: Sequence[Change]) -> Spec:
     makes a number invalid, e.g. a negative rtt)."""
     if not changes:
         return spec
+
+    def edit(data: dict[str, Any]) -> None:
+        for ch in changes:
+            PARAMETERS[ch.parameter].edit(data, ch.fn(), ch.op)
+
+    return edited_spec(spec, edit, ", ".join(map(str, changes)))
+
+
+def edited_spec(spec: Spec, edit: Callable[[dict[str, Any]], None], what: str) -> Spec:
+    """The spec's data through `edit`, validated again; `what` names the edit in errors."""
     data = spec.model_dump(mode="python", exclude_none=False)
     data["profiles_from"] = []
-    for ch in changes:
-        PARAMETERS[ch.parameter].edit(data, ch.fn(), ch.op)
+    edit(data)
     try:
         return Spec.model_validate(data)
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         where = ".".join(str(p) for p in first["loc"])
-        raise UsageError(f"{', '.join(map(str, changes))} makes the spec invalid: {where}: "
-                         f"{first['msg']}") from None
+        raise UsageError(f"{what} makes the spec invalid: {where}: {first['msg']}") from None
 
 
-__all__ = ["PARAMETERS", "Change", "Direction", "Op", "Parameter", "changed_spec"]
+__all__ = ["PARAMETERS", "AlphaEdit", "Change", "Direction", "Op", "Parameter", "changed_spec",
+           "edit_acceptance", "edited_spec"]

@@ -79,6 +79,9 @@ class SolveParams(SpecParams):
                                    "Not with load_blind.")
     sensitivity: bool = Field(False, description="Also each parameter's breaking point and "
                               "the objective's elasticity to it (`solve --sensitivity`).")
+    robust: float | None = Field(None, ge=0.5, le=0.999, description="A plan that holds for "
+                                 "every alpha(K) within its measured interval at this "
+                                 "confidence level (`solve --robust`).")
 
 
 class ParetoParams(SpecParams):

@@ -38,7 +38,7 @@ def solve(loaded: LoadedSpec, params: SolveParams, time_limit: float | None) -> 
                             time_limit=time_limit, gap=params.gap, explain=params.explain,
                             tie_break=params.tie_break, prune=params.prune,
                             load_blind=params.load_blind, simulate=params.simulate,
-                            sensitivity=params.sensitivity)
+                            sensitivity=params.sensitivity, robust=params.robust)
 
 
 def pareto(loaded: LoadedSpec, params: ParetoParams, time_limit: float | None) -> ParetoJSON:

@@ -14,6 +14,7 @@ import typer
 
 from configspec_opt.cli.app import app, emit_json, hard_stop, out, progress, user_errors
 from configspec_opt.cli.options import (
+    Bounds,
     GapOpt,
     JitterOpt,
     JsonOpt,
@@ -136,6 +137,10 @@ def solve(
         "--sensitivity", help="Also each parameter's breaking point (how far acceptance, "
         "draft speed, rtt, verifier latency, power, price may move before the plan breaks "
         "a constraint) and the objective's elasticity to it (docs/robust.md).")] = False,
+    robust: Annotated[float | None, typer.Option(
+        "--robust", help="A plan that holds for every alpha(K) within its measured interval "
+        "at this confidence level, e.g. 0.95 (sets robust.level; docs/robust.md).",
+        parser=Bounds(min=0.5, max=0.999), show_default=False)] = None,
 ) -> None:
     """Choose (draft, quant, K, target) for every pool. Exit 0 solved, 1 infeasible, 2 invalid."""
     with user_errors(as_json):
@@ -148,7 +153,7 @@ def solve(
                                 time_limit=time_limit, gap=gap, explain=explain,
                                 tie_break=tie_break, prune=prune, load_blind=load_blind,
                                 simulate=jitter if simulate else None,
-                                sensitivity=sensitivity)
+                                sensitivity=sensitivity, robust=robust)
         if as_json:
             if note:
                 data["warnings"] = [note, *data.get("warnings", [])]

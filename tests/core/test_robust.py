@@ -17,7 +17,7 @@ from configspec_opt.errors import UsageError
 from configspec_opt.fleet import objective_key
 from configspec_opt.problem import build_problem
 from configspec_opt.robust import corner_specs, is_robust
-from configspec_opt.spec import Spec
+from configspec_opt.spec import Spec, alpha_at
 from configspec_opt.spec_changes import Change, changed_spec
 from configspec_opt.what_if import Plan, PlanRow, evaluate
 from solvers.solve import solve
@@ -164,3 +164,92 @@ def test_robust_at_zero_width_is_the_nominal_answer(objective: dict[str, Any]) -
     a, b = solve(spec, diagnose=False), solve(spec.model_copy(update={"robust": None}),
                                                diagnose=False)
     assert a.objective_value == pytest.approx(b.objective_value)
+
+
+CIs = dict[tuple[str, str, str, int], tuple[float, float]]
+
+
+def _with_intervals(level: float | None, margin: float = 0.0) -> tuple[Spec, CIs]:
+    """The example with a measured 95 % interval of alpha on every table entry, as
+    `configspec profile` keeps it (provenance.acceptance[target].per_k[K].ci95)."""
+    data = _edge()
+    cis: CIs = {}
+    for prof in data["profiles"]:
+        per_target = {}
+        for target, acc in prof["acceptance"].items():
+            if "per_token" in acc:
+                continue
+            per_k = {}
+            for k, a in acc.items():
+                ci = (round(a * 0.9, 4), round(min(1.0, a * 1.05), 4))
+                per_k[k] = {"alpha": a, "ci95": list(ci)}
+                cis[(prof["device"], prof["draft"], prof["quant"], int(k))] = ci
+            per_target[target] = {"per_k": per_k}
+        prof["provenance"] = {"tool": "configspec profile", "acceptance": per_target}
+    data["robust"] = {"level": level, "acceptance": margin}
+    assert cis  # the example's acceptance is tables
+    return Spec.model_validate(data), cis
+
+
+def test_measured_intervals_are_the_corners_of_alpha_rescaled_to_the_level() -> None:
+    from statistics import NormalDist
+
+    for level in (0.95, 0.99):
+        spec, cis = _with_intervals(level)
+        corners = corner_specs(spec)
+        assert len(corners) == 2
+        scale = NormalDist().inv_cdf(0.5 + level / 2) / NormalDist().inv_cdf(0.975)
+        base = {(p.device, p.draft, p.quant): p for p in spec.profiles}
+        for side, corner in zip(("low", "high"), corners, strict=True):
+            for p in corner.profiles:
+                nominal = base[(p.device, p.draft, p.quant)]
+                for target, acc in p.acceptance.items():
+                    assert isinstance(acc, dict)
+                    for k, a in acc.items():
+                        ci = cis.get((p.device, p.draft, p.quant, k))
+                        if ci is None:
+                            continue
+                        a0 = nominal.acceptance[target][k]  # type: ignore[index]
+                        want = a0 - scale * (a0 - ci[0]) if side == "low" \
+                            else min(1.0, a0 + scale * (ci[1] - a0))
+                        assert a == pytest.approx(max(0.0, want))
+
+
+def test_a_plan_robust_at_a_level_holds_with_every_alpha_at_its_interval_bound() -> None:
+    from configspec_opt.spec_changes import edit_acceptance, edited_spec
+
+    spec, cis = _with_intervals(0.95)
+    sol = solve(spec, diagnose=False)
+    assert sol.assignment
+    plan = _plan(sol)
+    nominal = spec.model_copy(update={"robust": None})
+
+    def at_low(data: dict[str, Any]) -> None:
+        edit_acceptance(data, lambda prof, target, k, a: cis.get(
+            (prof["device"], prof["draft"], prof["quant"], k), (a, a))[0])
+
+    assert evaluate(edited_spec(nominal, at_low, "ci low"), plan).holds
+    # a margin wider than the interval wins where it is wider: 20 % below, not 10 %
+    wide, _ = _with_intervals(0.95, margin=0.2)
+    base = {(p.device, p.draft, p.quant): p for p in wide.profiles}
+    for p in corner_specs(wide)[0].profiles:
+        for target, acc in p.acceptance.items():
+            measured = base[(p.device, p.draft, p.quant)].acceptance[target]
+            assert isinstance(acc, dict)
+            for k, a in acc.items():
+                a0 = alpha_at(measured, k)
+                assert a0 is not None and a == pytest.approx(0.8 * a0)
+
+
+def test_solve_robust_level_reads_the_measured_intervals(tmp_path: Path) -> None:
+    spec, _ = _with_intervals(None)
+    path = tmp_path / "measured.json"
+    path.write_text(spec.model_dump_json(exclude={"robust"}))
+    res = CliRunner().invoke(app, ["solve", str(path), "--robust", "0.99", "--json"])
+    assert res.exit_code == 0, res.output
+    rob = json.loads(res.stdout)["robust"]
+    assert rob["level"] == 0.99 and rob["measured_intervals"] > 0
+    plain = CliRunner().invoke(app, ["solve", str(EDGE), "--robust", "0.95", "--json"])
+    data = json.loads(plain.stdout)
+    assert data["robust"]["measured_intervals"] == 0
+    assert any("no profile carries a measured interval" in w for w in data["warnings"])
