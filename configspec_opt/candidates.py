@@ -256,6 +256,7 @@ def enumerate_candidates(spec: Spec, only: set[str] | None = None) -> list[PoolC
                     "family", f"{prof.draft} (family {family}) matches the family of no "
                     f"target ({', '.join(sorted(families))})", pi))
             found, known = len(pc.candidates), False
+            mix = spec.mix_for(device)
             for tname, acc in prof.acceptance.items():
                 target = targets[tname]
                 tail = inputs_for(spec, device, prof, target, points)
@@ -263,6 +264,8 @@ def enumerate_candidates(spec: Spec, only: set[str] | None = None) -> list[PoolC
                     alpha = alpha_at(acc, k)
                     if alpha is None:
                         continue
+                    if mix is not None:
+                        alpha = _mixed(prof, tname, k, alpha, mix)
                     known = True
                     if pins and not _pin_allows(pins, tname, prof.draft, prof.quant, k):
                         continue
@@ -291,6 +294,17 @@ def enumerate_candidates(spec: Spec, only: set[str] | None = None) -> list[PoolC
         pc.candidates.sort(key=lambda c: c.config)
         pools.append(pc)
     return pools
+
+
+def _mixed(prof: Profile, target: str, k: int, alpha: float, mix: dict[str, float]) -> float:
+    """alpha(K) over the pool's traffic mix; a class the profile did not measure (or
+    measured without this K) takes the profile's plain alpha."""
+    alphas = []
+    for cls in mix:
+        acc = prof.acceptance_by_class.get(cls, {}).get(target)
+        a = alpha_at(acc, k) if acc is not None else None
+        alphas.append(alpha if a is None else a)
+    return m.mixed_alpha(k, alphas, list(mix.values()))
 
 
 def _pins_text(pins: list[Pin]) -> str:

@@ -8,7 +8,7 @@ and the constraints ask for can be computed from the data given.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from configspec_opt.errors import PathPart
 from configspec_opt.metric_registry import POWER_METRICS, RATIO_METRICS
@@ -93,6 +93,8 @@ def check_consistency(spec: Spec) -> tuple[list[Inconsistency], list[str]]:
                         f"profiles[{i}] ({'/'.join(key)}) has no acceptance for {tname} at "
                         f"K={','.join(map(str, missing))}: those K are not candidates")
 
+    problems.extend(_class_problems(spec, targets, warnings))
+
     for i, pin in enumerate(spec.constraints.pinned):
         where: tuple[PathPart, ...] = ("constraints", "pinned", i)
         if pin.device not in devices:
@@ -116,6 +118,33 @@ def check_consistency(spec: Spec) -> tuple[list[Inconsistency], list[str]]:
     problems.extend(_objective_problems(spec))
     problems.extend(_power_problems(spec))
     return problems, warnings
+
+
+def _class_problems(spec: Spec, targets: Mapping[str, object],
+                    warnings: list[str]) -> list[Inconsistency]:
+    """Per-class acceptance names known targets; a mix's class measured somewhere."""
+    problems: list[Inconsistency] = []
+    measured: set[str] = set()
+    for i, p in enumerate(spec.profiles):
+        for cls, per_target in p.acceptance_by_class.items():
+            measured.add(cls)
+            for tname in per_target:
+                if tname not in targets:
+                    problems.append((("profiles", i, "acceptance_by_class", cls, tname),
+                                     f"unknown target '{tname}'",
+                                     _did_you_mean(tname, targets)))
+                elif tname not in p.acceptance:
+                    problems.append((("profiles", i, "acceptance_by_class", cls, tname),
+                                     f"acceptance_by_class names target '{tname}', which "
+                                     "this profile's acceptance does not", None))
+    mixes = [("workload.mix", spec.workload.mix)] + [
+        (f"devices[{i}].mix", d.mix) for i, d in enumerate(spec.devices)]
+    for where, mix in mixes:
+        for cls in mix or {}:
+            if cls not in measured:
+                warnings.append(f"{where}: no profile measured class '{cls}' "
+                                "(acceptance_by_class): its plain acceptance stands in")
+    return problems
 
 
 def _objective_problems(spec: Spec) -> list[Inconsistency]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 
 from configspec_opt.errors import NumericError
@@ -78,6 +78,15 @@ def falling_expectation(table: Mapping[int, float]) -> list[tuple[int, int]]:
     return [(a, b) for a, b in itertools.pairwise(ks)
             if b * table[b] < a * table[a]
             - a * written_precision(table[a]) - b * written_precision(table[b])]
+
+
+def mixed_alpha(k: int, alphas: Sequence[float], shares: Sequence[float]) -> float:
+    """alpha(K) of a traffic mix: requests of class c (share w_c, the same length N) take
+    N/(K alpha_c + 1) rounds each, so tokens over rounds is 1 / sum w_c/(K alpha_c + 1) per
+    round, and the mix drafts like one class with K alpha + 1 equal to that harmonic mean.
+    Goodput, energy per token and cost per token all follow from it exactly."""
+    per_round = 1.0 / sum(w / (k * a + 1.0) for a, w in zip(alphas, shares, strict=True))
+    return (per_round - 1.0) / k
 
 
 def goodput_tok_s(k: int, alpha: float, round_s: float) -> float:

@@ -86,6 +86,8 @@ OneLine = Annotated[str, AfterValidator(_one_line), _OneLineSchema()]
 # 490,000 names in a 10,000-pool fleet.
 Name = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_one_line),
                  _OneLineSchema()]
+# Shares of requests per prompt class (code, chat, ...); normalised to sum to 1.
+Mix = Annotated[dict[Name, Weight], Field(min_length=1, max_length=32)]
 
 
 def _not_a_bool(value: Any) -> Any:
@@ -332,6 +334,9 @@ class Device(StrictModel):
         "(client code, tokenisation); added to every round. `configspec trial` reports it.")
     slo: DeviceSLO | None = Field(
         None, description="Overrides constraints.per_device for this pool.")
+    mix: Mix | None = Field(
+        None, description="This pool's traffic mix over prompt classes (shares of requests); "
+        "overrides workload.mix.")
 
 
 class PerTokenAcceptance(StrictModel):
@@ -388,6 +393,11 @@ class Profile(StrictModel):
     acceptance: dict[Name, Acceptance] = Field(
         default_factory=dict, description="alpha(K) per target name."
     )
+    acceptance_by_class: dict[Name, dict[Name, Acceptance]] = Field(
+        default_factory=dict, description="alpha(K) per prompt class (code, chat, ...) and "
+        "target, as `configspec profile --classes` measures it; a traffic mix "
+        "(workload.mix, devices[].mix) reads it, the plain `acceptance` stands in for a "
+        "class it lacks.")
     full_accept: dict[Name, AcceptanceTable] = Field(
         default_factory=dict,
         description="Per target, the fraction of rounds of K that accepted all K drafted "
@@ -603,6 +613,10 @@ class Workload(StrictModel):
     output_tokens: OutputTokensOrLengths = Field(
         DEFAULT_OUTPUT_TOKENS, description="Tokens per answer: one number, or a list of "
         "{tokens, weight} (1 to 16).")
+    mix: Mix | None = Field(
+        None, description="The fleet's traffic mix over prompt classes, as shares of "
+        "requests (e.g. {code: 0.3, chat: 0.7}); each candidate's acceptance is then the "
+        "mix's (profiles[].acceptance_by_class; docs/workload-mix.md).")
 
     def lengths(self) -> list[tuple[int, float]]:
         """(N, share) pairs, shares summing to 1, lengths merged and ascending."""
@@ -678,6 +692,15 @@ class Spec(StrictModel):
         """
         targets = [t.model_copy(update={"verifier": None}) for t in self.targets]
         return self.model_copy(update={"targets": targets})
+
+    def mix_for(self, device: Device) -> dict[str, float] | None:
+        """The pool's traffic mix, shares summing to 1: its own, else the fleet's; None when
+        neither is given (each profile's plain acceptance)."""
+        mix = device.mix if device.mix is not None else self.workload.mix
+        if mix is None:
+            return None
+        total = sum(mix.values())
+        return {c: w / total for c, w in mix.items()}
 
     def slo_for(self, device: Device) -> DeviceSLO:
         """The pool's SLO: its own overrides on top of constraints.per_device."""

@@ -204,13 +204,38 @@ class ProfileSession:
             idle = self._idle_power()
             passes, timing, power = self._passes(v, draft, states)
         estimates = {name: self._alpha(res) for name, res in passes.items()}
+        by_class = self._alpha_by_class(passes)
         thr = Throughput([t[0] for t in timing], [t[1] for t in timing], timing[0][2],
                          self.opt.max_spread)
         w = thr.warning(v.label)
         if w:
             warnings.append(w)
             self.reporter.warn(w)
-        return self._entry(v, sha, thr, estimates, power, idle, tok_checks, states, warnings)
+        entry = self._entry(v, sha, thr, estimates, power, idle, tok_checks, states, warnings)
+        if by_class:
+            entry["acceptance_by_class"] = {
+                cls: {name: {k: round(e.alpha, 4) for k, e in est.items()}
+                      for name, est in per_target.items()}
+                for cls, per_target in by_class.items()}
+            entry["provenance"]["acceptance_by_class"] = {
+                cls: {name: {"prompts": next(iter(est.values())).prompts if est else 0,
+                             "per_k": {k: e.record() for k, e in est.items()}}
+                      for name, est in per_target.items()}
+                for cls, per_target in by_class.items()}
+        return entry
+
+    def _alpha_by_class(self, passes: dict[str, list[PassResult]]
+                        ) -> dict[str, dict[str, dict[int, KEstimate]]]:
+        """alpha per prompt class and target, from the same passes split by prompt (none
+        unless the prompts span two or more classes)."""
+        classes = [p.prompt_class for p in self.opt.prompts]
+        names = list(dict.fromkeys(c for c in classes if c is not None))
+        if len(names) < 2:
+            return {}
+        return {cls: {target: self._alpha([r for r, c in zip(results, classes, strict=True)
+                                           if c == cls])
+                      for target, results in passes.items()}
+                for cls in names}
 
     def _warm_up(self, draft: Engine, seq: TargetSequence) -> None:
         """Page the weights in and spin the thread pool up before anything is timed."""
@@ -362,6 +387,10 @@ def summarize_entry(entry: dict[str, Any]) -> dict[str, Any]:
         "acceptance": entry["acceptance"],
         "mean_alpha": {t: round(statistics.fmean(a.values()), 4)
                        for t, a in entry["acceptance"].items() if a},
+        "acceptance_by_class": entry.get("acceptance_by_class") or {},
+        "mean_alpha_by_class": {
+            cls: {t: round(statistics.fmean(a.values()), 4) for t, a in per.items() if a}
+            for cls, per in (entry.get("acceptance_by_class") or {}).items()},
         "warnings": prov.get("warnings", []),
         "verify": {t: v["fit"] | ({"rtt_s": v["rtt_s"]} if "rtt_s" in v else {})
                    for t, v in (prov.get("verify") or {}).items()},

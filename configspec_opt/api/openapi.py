@@ -48,7 +48,8 @@ RATIO_METRICS = tuple(m.value for m in Metric if m in RATIO_METRIC_SET)
 UNSTATED_RULES = (
     "names are unique within targets, drafts and devices",
     "every name a profile or pin uses (device, draft, quant, target) is declared; a profile "
-    "pairs a draft only with targets of its family; one profile per (device, draft, quant)",
+    "pairs a draft only with targets of its family; one profile per (device, draft, quant); "
+    "a profile's acceptance_by_class names only targets its acceptance names",
     "search.k.max >= search.k.min and a pin's k lies between them; a verifier's "
     "replicas.max >= replicas.min; every row of a verifier's latency_s lists the same K",
     "energy and power (objective, constraint or SLO) need power data for every pool",

@@ -198,7 +198,11 @@ def profile(
     k: Annotated[str | None, typer.Option("--k", help="K values: 2..10, 2,4,8 or 5 "
                                           "(default: the spec's search.k).")] = None,
     prompts: PromptsOpt = None,
-    n_prompts: Annotated[int, typer.Option(help="How many prompts to use.", min=1)] = 16,
+    n_prompts: Annotated[int, typer.Option(help="How many prompts to use (per class with "
+                                           "--classes).", min=1)] = 16,
+    classes: Annotated[str | None, typer.Option(
+        "--classes", help="Profile on the bundled prompt classes, e.g. chat,code: alpha is "
+        "then also written per class (acceptance_by_class), for a workload mix.")] = None,
     max_new_tokens: Annotated[int, typer.Option(help="Target tokens per prompt.", min=2)] = 64,
     repeats: Annotated[int, typer.Option(help="Timed passes for v_d (first also gives alpha).",
                                          min=1)] = 3,
@@ -231,13 +235,18 @@ def profile(
 ) -> None:
     """Measure v_d, alpha(K) and power of the drafts that fit DEVICE; write them into SPEC."""
     with user_errors(as_json):
-        _profile(spec, device, target, drafts, k, prompts, n_prompts, max_new_tokens, repeats,
+        if classes is not None and prompts is not None:
+            raise UsageError("give --prompts FILE (its lines may carry a 'class') or "
+                             "--classes, not both")
+        _profile(spec, device, target, drafts, k, (prompts if classes is None else classes),
+                 n_prompts, max_new_tokens, repeats,
                  temperature, seed, threads, n_ctx, repack, chat, power, idle_s,
                  verify_latency, max_spread, force, out_file, push, timeout, retries, as_json)
 
 
 def _profile(spec_path: Path, device: str, target: list[str] | None, drafts: list[str] | None,
-             k: str | None, prompts_file: Path | None, n_prompts: int, max_new_tokens: int,
+             k: str | None, prompts_file: Path | str | None, n_prompts: int,
+             max_new_tokens: int,
              repeats: int, temperature: float, seed: int, threads: int, n_ctx: int,
              repack: bool, chat: bool | None, power: str, idle_s: float, verify: bool,
              max_spread: float, force: bool, out_file: Path | None, push: str | None,
@@ -253,7 +262,7 @@ def _profile(spec_path: Path, device: str, target: list[str] | None, drafts: lis
         plan_targets,
         plan_variants,
     )
-    from profiler.prompts import load_prompts
+    from profiler.prompts import class_prompts, load_prompts
     from profiler.push import push_profiles
     from profiler.run import ProfileSession, RunOptions, summarize_entry
     from profiler.targets import Sampling
@@ -266,10 +275,16 @@ def _profile(spec_path: Path, device: str, target: list[str] | None, drafts: lis
     ks = parse_k(k, spec.search.k.values())
     variants, skipped = plan_variants(spec, dev, base, parse_draft_filter(drafts))
     targets = plan_targets(spec, base, target)
-    prompt_list = load_prompts(prompts_file, n_prompts)
+    if isinstance(prompts_file, str):  # --classes
+        prompt_list = class_prompts([c.strip() for c in prompts_file.split(",") if c.strip()],
+                                    n_prompts)
+        source = f"bundled classes {prompts_file}"
+    else:
+        prompt_list = load_prompts(prompts_file, n_prompts)
+        source = str(prompts_file or "bundled")
     existing = list(spec.profiles) + _existing_out_profiles(out_file)
     opts = RunOptions(
-        ks=ks, prompts=prompt_list, prompts_source=str(prompts_file or "bundled"),
+        ks=ks, prompts=prompt_list, prompts_source=source,
         max_new_tokens=max_new_tokens, repeats=repeats,
         sampling=Sampling(temperature, seed),
         settings=engine_settings(threads, n_ctx, repack), chat=chat, idle_s=idle_s,
@@ -337,6 +352,10 @@ def _print_summary(summary: dict[str, Any], ks: list[int]) -> None:
                           f"{(m['draft_tok_s_spread'] or 0):.0%}",
                           "-" if m["power_w"] is None else f"{m['power_w']:.1f}", tname,
                           *[f"{acc.get(k, float('nan')):.2f}" for k in ks])
+            for cls, per in m["acceptance_by_class"].items():  # how alpha differs by class
+                by_k = per.get(tname) or {}
+                table.add_row("", "", "", "", "", f"  {tname} [{cls}]",
+                              *[f"{by_k.get(k, float('nan')):.2f}" for k in ks])
     out.print(table)
     for m in summary["measured"]:
         for tname, fit in m["verify"].items():

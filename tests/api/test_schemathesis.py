@@ -65,7 +65,7 @@ OPERATIONS = {op.label: op for op in (r.ok() for r in SCHEMA.get_all_operations(
 RULE_MESSAGES = (
     r"^duplicate name '",
     r"^unknown (device|draft|target) '|has no quant '|cannot pair with target|"
-    r"^second profile for ",
+    r"^second profile for |^acceptance_by_class names target ",
     r"k\.max \(\d+\) is below k\.min|^k=\d+ is outside search\.k \(\d+\.\.\d+\)$|"
     r"replicas\.max \(\d+\) is below replicas\.min|every row must list the same K",
     r"^no power data for ",

@@ -237,3 +237,28 @@ def test_ctrl_c_swallowed_by_a_c_callback_is_raised_at_the_next_tick() -> None:
         with pytest.raises(KeyboardInterrupt):
             RichReporter(quiet=True, check=ctrl_c.check).advance()
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_classes_write_alpha_per_class_that_pools_to_the_overall_alpha(tiny_spec: Path) -> None:
+    """--classes chat,code measures on both bundled sets and splits alpha by prompt class:
+    each class's alpha at K is its accepted over drafted, so the overall alpha lies between
+    the classes' (a ratio of sums is a weighted mean of the ratios); a workload mix then
+    solves on the per-class tables."""
+    res = run("profile", str(tiny_spec), "-d", "here", *FAST, "--n-ctx", "2048",  # code is long
+              "--drafts", "tiny-draft:close", "--classes", "chat,code", "--json")
+    assert res.exit_code == 0, res.output
+    m = json.loads(res.stdout)["measured"][0]
+    assert set(m["acceptance_by_class"]) == {"chat", "code"}
+    spec = load_spec(tiny_spec).spec
+    prof = spec.profiles[0]
+    assert set(prof.acceptance_by_class) == {"chat", "code"}
+    for target, overall in prof.acceptance.items():
+        assert isinstance(overall, dict)
+        for k, a in overall.items():
+            per = [prof.acceptance_by_class[c][target][k] for c in ("chat", "code")]  # type: ignore[index]
+            assert min(per) - 1e-4 <= a <= max(per) + 1e-4
+    assert prof.provenance is not None
+    assert prof.provenance["prompts"]["source"] == "bundled classes chat,code"
+    bad = runner.invoke(app, ["profile", str(tiny_spec), "-d", "here", "--classes", "poetry",
+                              *FAST])
+    assert bad.exit_code == 2 and "unknown prompt class poetry" in bad.output
