@@ -21,7 +21,7 @@ from configspec_opt.metric_registry import POWER_METRICS, metric_def
 from configspec_opt.problem import build_problem
 from configspec_opt.report import candidate_dict
 from configspec_opt.results import ParetoJSON, RobustJSON, SolveJSON
-from configspec_opt.robust import is_robust, measured_intervals
+from configspec_opt.robust import is_robust, measured_ci, measured_intervals
 from configspec_opt.spec import Metric, Objective, Robust, Spec, Term
 from configspec_opt.usability import analyse, strict_error
 
@@ -125,11 +125,18 @@ def evaluate_report(loaded: LoadedSpec, *, sort: SortKey = SortKey.goodput,
     problem = build_problem(loaded.spec, only=only, prune=False, apply_slo=False)
     field, desc = SORT_FIELDS[sort]
     rows: list[dict[str, Any]] = []
+    provenance = {(p.device, p.draft, p.quant): {"provenance": p.provenance}
+                  for p in loaded.spec.profiles if p.provenance}
+    mixed = any(loaded.spec.mix_for(pc.device) for pc in problem.structural)
     for pc in problem.structural:
         slo = loaded.spec.slo_for(pc.device)
         pool_rows = []
         for c in pc.candidates:
             d = candidate_dict(c)
+            prov = provenance.get((c.device, c.draft, c.quant))
+            ci = None if prov is None or mixed else measured_ci(prov, c.target, c.k)
+            if ci is not None:  # the profiler's 95 % interval of this alpha
+                d["alpha_ci95"] = [ci[0], ci[1]]
             miss = slo_violations(c, slo)
             d["meets_slo"] = not miss
             d["slo"] = "ok" if not miss else "misses " + ",".join(miss)

@@ -329,6 +329,13 @@ def print_candidates(console: Console, rows: list[dict[str, Any]], title: str) -
     console.print(t)
     if rows and not multi_target:
         console.print(f"target: {rows[0]['target']}", markup=False)
+    measured = [r for r in rows if r.get("alpha_ci95")]
+    if measured:
+        widest = max(measured, key=lambda r: r["alpha_ci95"][1] - r["alpha_ci95"][0])
+        console.print(f"α measured with a 95% interval on {len(measured)} of {len(rows)} rows "
+                      f"(alpha_ci95 in --json); widest: {widest['device']} {widest['draft']} "
+                      f"{widest['quant']} K={widest['k']} {widest['alpha_ci95'][0]:.3f}-"
+                      f"{widest['alpha_ci95'][1]:.3f}", markup=False)
 
 
 def print_pareto(console: Console, data: ParetoJSON) -> None:

@@ -253,3 +253,18 @@ def test_solve_robust_level_reads_the_measured_intervals(tmp_path: Path) -> None
     data = json.loads(plain.stdout)
     assert data["robust"]["measured_intervals"] == 0
     assert any("no profile carries a measured interval" in w for w in data["warnings"])
+
+
+def test_evaluate_shows_each_measured_interval_of_alpha(tmp_path: Path) -> None:
+    spec, cis = _with_intervals(None)
+    path = tmp_path / "measured.json"
+    path.write_text(spec.model_dump_json(exclude={"robust"}))
+    res = CliRunner().invoke(app, ["evaluate", str(path), "--json"])
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.stdout)["candidates"]
+    shown = [r for r in rows if "alpha_ci95" in r]
+    assert shown
+    for r in shown:
+        assert r["alpha_ci95"] == list(cis[(r["device"], r["draft"], r["quant"], r["k"])])
+    text = CliRunner().invoke(app, ["evaluate", str(path)])
+    assert "with a 95% interval on" in text.output
