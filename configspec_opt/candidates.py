@@ -299,12 +299,8 @@ def enumerate_candidates(spec: Spec, only: set[str] | None = None) -> list[PoolC
 def _mixed(prof: Profile, target: str, k: int, alpha: float, mix: dict[str, float]) -> float:
     """alpha(K) over the pool's traffic mix; a class the profile did not measure (or
     measured without this K) takes the profile's plain alpha."""
-    alphas = []
-    for cls in mix:
-        acc = prof.acceptance_by_class.get(cls, {}).get(target)
-        a = alpha_at(acc, k) if acc is not None else None
-        alphas.append(alpha if a is None else a)
-    return m.mixed_alpha(k, alphas, list(mix.values()))
+    alphas = [prof.class_alpha(cls, target, k) for cls in mix]
+    return m.mixed_alpha(k, [alpha if a is None else a for a in alphas], list(mix.values()))
 
 
 def _pins_text(pins: list[Pin]) -> str:

@@ -411,6 +411,15 @@ class Profile(StrictModel):
         None, description="Where the numbers come from (written by the profiler)."
     )
 
+    def class_alpha(self, cls: str, target: str, k: int) -> float | None:
+        """alpha(K) of one prompt class: its own table, else the plain acceptance (None
+        where neither has K)."""
+        own = self.acceptance_by_class.get(cls, {}).get(target)
+        a = alpha_at(own, k) if own is not None else None
+        if a is None and target in self.acceptance:
+            a = alpha_at(self.acceptance[target], k)
+        return a
+
 
 class KRange(StrictModel):
     """The draft lengths K the search considers, min and max included (1 to 64)."""

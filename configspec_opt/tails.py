@@ -61,6 +61,10 @@ class TailInputs:
     first_row: tuple[tuple[int, float], ...] | None = None
     prefill_s: float = 0.0
     points: tuple[tuple[str, float], ...] = ()
+    # A traffic mix (docs/workload-mix.md): per prompt class, its share of requests and
+    # its alpha per K.  A request is of one class, so the figures are the mixture of the
+    # classes' laws, each at its own alpha; () without a mix.
+    classes: tuple[tuple[float, tuple[tuple[int, float], ...]], ...] = ()
 
 
 DEFAULT_INPUTS = TailInputs()
@@ -88,10 +92,17 @@ def inputs_for(spec: Spec, device: Device, profile: Profile, target: Target,
     own = _points(spec.slo_for(device)) if device.slo is not None or has_tail_slo(
         spec.constraints.per_device) else ()
     pts = fleet_points(spec) if points is None else points
+    mix = spec.mix_for(device)
+    classes: tuple[tuple[float, tuple[tuple[int, float], ...]], ...] = ()
+    if mix is not None:
+        classes = tuple(
+            (share, tuple((k, a) for k in spec.search.k.values()
+                          if (a := profile.class_alpha(cls, target.name, k)) is not None))
+            for cls, share in mix.items())
     return TailInputs(
         tuple(n for n, _ in pairs), tuple(w for _, w in pairs), device.rtt_jitter_s,
         profile.draft_time_cv, tuple(sorted(profile.full_accept.get(target.name, {}).items())),
-        first, target.prefill_latency_s, tuple(dict.fromkeys(pts + own)))
+        first, target.prefill_latency_s, tuple(dict.fromkeys(pts + own)), classes)
 
 
 def has_tail_slo(values: Any) -> bool:
@@ -177,22 +188,86 @@ def _np() -> Any:
     return numpy
 
 
+@dataclass(frozen=True)
+class _ClassRow:
+    """One prompt class of a mixed candidate: the candidate at the class's alpha."""
+
+    k: int
+    alpha: float
+    draft_tok_s: float
+    round_time_s: float
+    verify_latency_s: float
+    tail: TailInputs | None
+
+
+def _by_class(cands: Sequence[HasTail]) -> tuple[list[HasTail], list[int], list[float]]:
+    """Each candidate as rows of one class each: the rows, each row's candidate and share
+    of its requests (a candidate without a mix is one row of share 1)."""
+    rows: list[HasTail] = []
+    parent: list[int] = []
+    share: list[float] = []
+    for i, c in enumerate(cands):
+        t = c.tail or DEFAULT_INPUTS
+        mixed = [(w, dict(table).get(c.k)) for w, table in t.classes]
+        if not mixed or any(a is None for _, a in mixed):
+            rows.append(c)
+            parent.append(i)
+            share.append(1.0)
+            continue
+        plain = TailInputs(t.lengths, t.weights, t.rtt_jitter_s, t.draft_time_cv,
+                           t.full_accept, t.first_row, t.prefill_s, t.points)
+        for w, a in mixed:
+            assert a is not None
+            rows.append(_ClassRow(c.k, a, c.draft_tok_s, c.round_time_s, c.verify_latency_s,
+                                  plain))
+            parent.append(i)
+            share.append(w)
+    return rows, parent, share
+
+
 class Laws:
-    """The TPOT and TTFT laws of a list of candidates, grouped by workload."""
+    """The TPOT and TTFT laws of a list of candidates, grouped by workload.
+
+    A candidate with a traffic mix is one row per prompt class (`_by_class`); its CDF is
+    the rows' CDFs weighted by the classes' shares of requests, its mean rounds per
+    request their weighted mean, and its quantiles are found on that mixture."""
 
     def __init__(self, cands: Sequence[HasTail]) -> None:
         np, tm = _np(), _numpy()
         self.n = len(cands)
+        rows, parent, share = _by_class(cands)
+        self.m = len(rows)
+        self.mixed = self.m != self.n
+        self.parent = np.asarray(parent, dtype=np.intp)
+        self.share = np.asarray(share, dtype=np.float64)
         self.groups: list[tuple[Any, TpotLaw, Rounds, F64]] = []
         by_work: dict[tuple[Any, ...], list[int]] = {}
-        for i, c in enumerate(cands):
+        for i, c in enumerate(rows):
             t = c.tail or DEFAULT_INPUTS
             by_work.setdefault((t.lengths, t.weights), []).append(i)
         for (lengths, weights), idx in by_work.items():
-            rows = [cands[i] for i in idx]
-            rounds, prefill, p, k = _round_law(rows)
+            part = [rows[i] for i in idx]
+            rounds, prefill, p, k = _round_law(part)
             law = tm.tpot_law(rounds, p, k, tm.Workload(lengths, weights))
             self.groups.append((np.asarray(idx, dtype=np.intp), law, rounds, prefill))
+
+    def row_weights(self, w: F64) -> F64:
+        """Per-candidate weights as the rows' (each row its candidate's times its share)."""
+        return cast("F64", w[self.parent] * self.share)
+
+    def _combine(self, rows: F64, how: str = "sum") -> F64:
+        """Rows (last axis) back to candidates: share-weighted sums, or maxima."""
+        np = _np()
+        if not self.mixed:
+            return rows
+        lead = np.moveaxis(rows, -1, 0)
+        out = np.zeros((self.n, *lead.shape[1:]))
+        if how == "max":
+            out[:] = -np.inf
+            np.maximum.at(out, self.parent, lead)
+        else:
+            np.add.at(out, self.parent, lead * self.share.reshape((-1,) + (1,) * (lead.ndim - 1)))
+        return cast("F64", np.moveaxis(out, 0, -1))
 
     def cdf(self, kind: str, t: float | F64) -> F64:
         """P(TPOT <= t) or P(TTFT <= t) per candidate; t is one value, one per candidate,
@@ -200,26 +275,33 @@ class Laws:
         np = _np()
         tt = np.asarray(t, dtype=np.float64)
         tt = np.broadcast_to(tt, (*tt.shape[:-1], self.n) if tt.ndim else (self.n,))
+        if self.mixed:
+            tt = tt[..., self.parent]
         out = np.zeros(tt.shape)
         for idx, law, rounds, prefill in self.groups:
             part = tt[..., idx]
             out[..., idx] = law.cdf(part) if kind == "tpot" else rounds.cdf(
                 part - prefill, np.broadcast_to(np.arange(len(idx)), part.shape))
-        return cast("F64", out)
+        return self._combine(cast("F64", out))
 
     def upper(self, kind: str) -> F64:
         """Per candidate, a time above (almost) all of its distribution."""
         np = _np()
-        out = np.zeros(self.n)
+        out = np.zeros(self.m)
         for idx, law, rounds, prefill in self.groups:
             out[idx] = law.upper() if kind == "tpot" else (
                 prefill + rounds.mu + 10.0 * np.sqrt(np.maximum(rounds.variance, 0.0))
                 + rounds.wait_s + rounds.step_s)
-        return cast("F64", out)
+        return self._combine(cast("F64", out), "max")
 
     def quantiles(self, kind: str, qs: Sequence[float]) -> F64:
         """The quantiles `qs` per candidate: shape (len(qs), candidates)."""
         np, tm = _np(), _numpy()
+        if self.mixed:  # on the mixture's CDF
+            hi = np.tile(self.upper(kind), (len(qs), 1))
+            return cast("F64", tm.bisect_quantile(
+                lambda t: self.cdf(kind, t), np.zeros_like(hi), hi,
+                np.asarray(qs, dtype=np.float64)[:, None]))
         out = np.zeros((len(qs), self.n))
         for idx, law, rounds, prefill in self.groups:
             out[:, idx] = tm.tpot_quantiles(law, qs) if kind == "tpot" else \
@@ -227,12 +309,12 @@ class Laws:
         return cast("F64", out)
 
     def mean_rounds(self) -> F64:
-        """E[rounds per request] per candidate, over the workload's lengths."""
+        """E[rounds per request] per candidate, over the workload's lengths (and classes)."""
         np = _np()
-        out = np.zeros(self.n)
+        out = np.zeros(self.m)
         for idx, law, _, _ in self.groups:
             out[idx] = law.mean_rounds
-        return cast("F64", out)
+        return self._combine(cast("F64", out))
 
 
 def _round_law(rows: Sequence[HasTail]) -> tuple[Rounds, F64, F64, Any]:
@@ -341,7 +423,8 @@ def fleet_percentiles(assignment: Sequence[tuple[Any, int]],
             def narrow(a: F64, b: F64) -> Any:
                 subs = [(idx, law.narrowed(np.full(len(idx), a[0]), np.full(len(idx), b[0])))
                         for idx, law, _, _ in laws.groups]
-                return lambda t: np.array([sum(float(w[idx] @ sub.cdf(np.full(len(idx), t[0])))
+                rw = laws.row_weights(w)
+                return lambda t: np.array([sum(float(rw[idx] @ sub.cdf(np.full(len(idx), t[0])))
                                                for idx, sub in subs)])
         else:
             def narrow(a: F64, b: F64) -> Any:

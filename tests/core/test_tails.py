@@ -192,3 +192,37 @@ def test_fleet_percentile_mixes_pools_by_request_rate() -> None:
     w = np.array(share) / sum(share)
     assert float(w @ laws.cdf("tpot", got)) >= 0.95 - 1e-9
     assert float(w @ laws.cdf("tpot", got * (1 - 1e-6))) < 0.95
+
+
+@pytest.mark.parametrize("seed", range(200, 206))
+def test_a_mix_of_prompt_classes_matches_the_simulated_mixture(seed: int) -> None:
+    """A pool's requests are of one class each: the percentiles of a mixed candidate are
+    those of the classes' requests pooled in their shares (each simulated at its own
+    per-token acceptance), not of one request at the mix's mean alpha."""
+    from configspec_opt.metric_registry import TAILS
+    from configspec_opt.metrics import mixed_alpha
+    from configspec_opt.tails import TailInputs, _ClassRow, percentiles
+
+    rng = random.Random(seed)
+    k, vd = rng.randint(2, 6), rng.uniform(10.0, 80.0)
+    draft, rtt, verify = k / vd, rng.uniform(0.0, 0.1), rng.uniform(0.02, 0.3)
+    alphas = [rng.uniform(0.15, 0.45), rng.uniform(0.6, 0.95)]
+    share = rng.uniform(0.2, 0.8)
+    shares = [share, 1.0 - share]
+    n = rng.randint(8, 40)
+    cv, jitter, prefill = rng.choice([0.0, 0.2]), rng.choice([0.0, 0.02]), rng.choice([0.0, 0.2])
+    tail = TailInputs((n,), (1.0,), jitter, cv, (), None, prefill, (),
+                      tuple((w, ((k, a),)) for w, a in zip(shares, alphas, strict=True)))
+    mu = draft + rtt + verify
+    got = percentiles([_ClassRow(k, mixed_alpha(k, alphas, shares), vd, mu, verify, tail)])[0]
+    tpot: list[float] = []
+    ttft: list[float] = []
+    for i, (w, a) in enumerate(zip(shares, alphas, strict=True)):
+        p = float(tm.per_token_acceptance(np.array([a]), np.array([k]))[0])
+        sim = simulate(Case(k, p, mu, draft, cv, jitter, 0.0, 1.0 / vd, 0.0, verify, prefill,
+                            ((n, 1.0),)), round(DRAWS * w), seed * 10 + i)
+        tpot += sim.tpot
+        ttft += sim.ttft
+    for d in TAILS:
+        draws = tpot if d.kind == "tpot" else ttft
+        assert _within(got[d.key], _interval(draws, d.quantile), 1e-6), (d.key, got[d.key])
