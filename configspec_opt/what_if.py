@@ -199,7 +199,10 @@ def breaking_point(spec: Spec, plan: Plan, name: str) -> BreakingPoint:
         return BreakingPoint(name, p.adverse, 1.0, nominal.broken, scan[-1])
     good = 1.0
     for f in scan:
-        out = at(f)
+        try:
+            out = at(f)
+        except UsageError:  # the factor takes a number out of its range: the scan ends
+            return BreakingPoint(name, p.adverse, None, [], good)
         if out.holds:
             good = f
             continue

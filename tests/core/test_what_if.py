@@ -215,3 +215,17 @@ def test_the_html_report_has_the_sensitivity_table(tmp_path: Path) -> None:
     html = out.read_text()
     assert "Sensitivity: how far the numbers may drift" in html
     assert "constraints.fleet.max_power_w" in html
+
+
+def test_a_scan_that_leaves_a_numbers_range_ends_there_instead_of_failing() -> None:
+    spec, plan, _ = _locked(EDGE)
+    data = spec.model_dump(mode="python")
+    data["profiles_from"] = []
+    data["constraints"] = {}
+    for p in data["profiles"]:
+        p["draft_tok_s"] = 0.015  # x0.05 would be below the schema's 0.001 tok/s
+    slow = Spec.model_validate(data)
+    bp = breaking_point(slow, plan, "draft_tok_s")
+    assert bp.factor is None and bp.broken == []
+    assert 0.05 < bp.scanned_to < 1.0
+    assert evaluate(changed_spec(slow, [Change("draft_tok_s", "*", bp.scanned_to)]), plan).holds
