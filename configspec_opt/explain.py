@@ -17,6 +17,7 @@ from configspec_opt.constraint_families import slo_violations
 from configspec_opt.fleet import evaluate_settled
 from configspec_opt.problem import Problem
 from configspec_opt.results import AlternativeJSON, ExplanationJSON, explanation_summary
+from configspec_opt.robust import corner_candidates, is_robust
 from configspec_opt.spec import Objective
 
 EPS = 1e-9
@@ -62,6 +63,9 @@ def explain(
     """
     spec = problem.spec
     replicas = replicas or {}
+    # robust: an alternative meets its SLOs only if it does at every corner of the box
+    corners = corner_candidates(spec, {pc.device.name for pc in problem.structural}) \
+        if is_robust(spec) else {}
     base_eval = evaluate_settled(problem, objective, assignment, replicas)
     if base_eval is None:
         return []
@@ -84,8 +88,10 @@ def explain(
                 continue
             key = got.key
             mine_now = [t for t, _ in got.assignment if t.pool == pc.index]
-            broken = [f"slo.{k}" for k in slo_violations(mine_now[0] if mine_now else c, slo)] \
-                + got.broken
+            own = mine_now[0] if mine_now else c
+            missed = dict.fromkeys(k for x in (own, *corners.get((c.device, c.config), ()))
+                                   for k in slo_violations(x, slo))
+            broken = [f"slo.{k}" for k in missed] + got.broken
             if broken:
                 if key > tuple(b + EPS * max(1.0, abs(b)) for b in base):
                     blocked.append((key[0] - base[0], c, broken))

@@ -268,3 +268,17 @@ def test_evaluate_shows_each_measured_interval_of_alpha(tmp_path: Path) -> None:
         assert r["alpha_ci95"] == list(cis[(r["device"], r["draft"], r["quant"], r["k"])])
     text = CliRunner().invoke(app, ["evaluate", str(path)])
     assert "with a 95% interval on" in text.output
+
+
+def test_explanations_judge_alternatives_on_the_whole_box(tmp_path: Path) -> None:
+    """Under robust: the nominal optimum's orin K=10 misses the energy SLO at a corner, so
+    it is a better configuration that a constraint blocks, never a runner-up that gains."""
+    spec = tmp_path / "robust.yaml"
+    spec.write_text(EDGE.read_text() + "robust:\n  acceptance: 0.45\n  rtt_s: 0.5\n"
+                    "  verify_latency: 0.2\n")
+    res = CliRunner().invoke(app, ["solve", str(spec), "--json", "--explain"])
+    assert res.exit_code == 0, res.output
+    orin = next(e for e in json.loads(res.stdout)["explain"] if e["device"] == "orin")
+    assert orin["runner_up"]["loss"] >= 0
+    blocked = {b["k"]: b["constraints"] for b in orin["blocked_by"]}
+    assert "slo.max_energy_j_per_tok" in blocked[10]
