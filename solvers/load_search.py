@@ -64,6 +64,8 @@ LOAD_REL_GAP = 1e-2
 # is not split again: its bound and its best plan differ by less than the
 # bisection's own precision.
 FLAT = 1e-6
+# A verifier's load range narrower than this share of its table is not split again.
+MIN_SPLIT = 1e-3
 # A box's MILP stops within this relative gap: its bound stays a bound, and the
 # search closes only to LOAD_REL_GAP.
 BOX_REL_GAP = LOAD_REL_GAP / 20
@@ -347,16 +349,27 @@ class LoadSearch:
     def split_point(self, box: Box) -> tuple[int | None, float]:
         """The verifier to split and where: the one whose latency varies most across the box."""
         best_j, best_rise = None, FLAT
+        widest, widest_share = None, 0.0
         for j, p in enumerate(self.plans):
+            share = (box.hi[j] - box.lo[j]) / max(p.b_max, 1e-9)
+            if share <= MIN_SPLIT:  # narrow enough: splitting again only splits hairs
+                continue
+            if share > widest_share:
+                widest, widest_share = j, share
             # what a request sees: others in flight m, between lo - 1 and hi (arrival view)
             table = p.verifier.latency_s
             k = vl.ks(table)[-1]
             top = vl.b_limit(table, p.verifier.max_batch) - 1.0
             lo_t = vl.request_latency(table, k, min(top, box.lo[j]))
             hi_t = vl.request_latency(table, k, min(top, box.hi[j]))
-            rise = (hi_t - lo_t) / lo_t if box.hi[j] > box.lo[j] else 0.0
+            rise = (hi_t - lo_t) / lo_t
             if rise > best_rise:
                 best_j, best_rise = j, rise
+        if best_j is None and widest is not None and box.settled_at is not None \
+                and any(s is None for s in box.settled_at):
+            # latency is flat across the box, but its load still sets the capacity a plan
+            # needs: an answer that did not settle may settle in a part of it
+            best_j = widest
         if best_j is None:
             return None, 0.0
         lo, hi = box.lo[best_j], box.hi[best_j]

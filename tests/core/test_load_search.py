@@ -9,6 +9,7 @@ a box's MILP bound, never the incumbent, and is at least the true optimum.
 
 from __future__ import annotations
 
+import json
 import random
 from typing import Any
 
@@ -163,3 +164,14 @@ def test_the_example_spec_through_both_paths_agrees_within_the_gap(
     a, b = levels.objective_value, searched.objective_value
     assert a <= b / (1.0 - searched.gap) + 1e-9 * abs(b)
     assert b <= a / (1.0 - levels.gap) + 1e-9 * abs(a)
+
+
+# Drawn by a fresh clone's run: verifier v0's latency is flat below its first row (b = 2),
+# so the search only ever split v1's load, ever closer around one point, and gave up after
+# MAX_BOXES boxes with no plan; brute force finds one at 5.37 $/h.
+FLAT_BELOW_FIRST_ROW = json.loads(
+    '{"name":"random-verifier","targets":[{"name":"v0","family":"f","price_usd_per_mtok":1.0,"verify_latency_s":0.3092,"verifier":{"replicas":{"max":3},"price_usd_per_replica_hour":1.25,"max_batch":4,"latency_s":{"2":{"3":0.3092},"3":{"3":0.6184},"4":{"3":0.8811},"6":{"3":1.7622}}}},{"name":"v1","family":"f","price_usd_per_mtok":1.0,"verify_latency_s":0.3212,"verifier":{"replicas":{"min":0,"max":4},"price_usd_per_replica_hour":0.81,"max_batch":5,"latency_s":{"1":{"2":0.3212,"3":0.3212},"4":{"2":0.4096,"3":0.3212}}}},{"name":"api","family":"f","price_usd_per_mtok":2.07,"verify_latency_s":0.276,"verify_latency_per_token_s":0.01}],"drafts":[{"name":"d0","family":"f","quants":{"q0":{"size_gb":0.5}}}],"devices":[{"name":"dev0","count":3,"memory_gb":8.0,"rtt_s":0.03},{"name":"dev1","count":2,"memory_gb":8.0,"rtt_s":0.03,"round_overhead_s":0.01},{"name":"dev2","count":1,"memory_gb":8.0}],"profiles":[{"device":"dev0","draft":"d0","quant":"q0","draft_tok_s":42.38,"power_w":5.0,"acceptance":{"v0":{"per_token":0.48}}},{"device":"dev1","draft":"d0","quant":"q0","draft_tok_s":52.61,"power_w":5.0,"acceptance":{"api":{"2":0.696,"3":0.296},"v0":{"2":0.874,"3":0.63},"v1":{"per_token":0.887}},"full_accept":{"v1":{"2":0.15,"3":0.234}}},{"device":"dev2","draft":"d0","quant":"q0","draft_tok_s":80.12,"power_w":5.0,"acceptance":{"v0":{"per_token":0.769}}}],"search":{"k":{"min":2,"max":3}},"objective":{"minimize":"cost"},"constraints":{"per_device":{"min_goodput_tok_s":3.553},"fleet":{"min_goodput_tok_s":34.554}}}')
+
+
+def test_a_box_search_splits_a_flat_verifier_before_splitting_hairs(boxes: None) -> None:
+    _check_against_brute_force(Spec.model_validate(FLAT_BELOW_FIRST_ROW))
