@@ -28,9 +28,9 @@ from configspec_opt.errors import UsageError
 from configspec_opt.rows import Row
 from configspec_opt.spec import Spec
 from configspec_opt.spec_changes import (
-    PARAMETERS,
     AlphaEdit,
     Change,
+    apply_changes,
     edit_acceptance,
     edited_spec,
 )
@@ -110,8 +110,7 @@ def corner_specs(spec: Spec) -> list[Spec]:
         alpha = [part for part in combo if not isinstance(part, list)]
 
         def edit(data: dict[str, Any]) -> None:
-            for ch in changes:
-                PARAMETERS[ch.parameter].edit(data, ch.fn(), ch.op)
+            apply_changes(data, changes)
             for a in alpha:
                 edit_acceptance(data, a)
         return edited_spec(spec, edit, "a corner of robust:")

@@ -163,11 +163,14 @@ def changed_spec(spec: Spec, changes: Sequence[Change]) -> Spec:
     if not changes:
         return spec
 
-    def edit(data: dict[str, Any]) -> None:
-        for ch in changes:
-            PARAMETERS[ch.parameter].edit(data, ch.fn(), ch.op)
+    return edited_spec(spec, lambda data: apply_changes(data, changes),
+                       ", ".join(map(str, changes)))
 
-    return edited_spec(spec, edit, ", ".join(map(str, changes)))
+
+def apply_changes(data: dict[str, Any], changes: Sequence[Change]) -> None:
+    """Each change's edit of the spec's data, in order."""
+    for ch in changes:
+        PARAMETERS[ch.parameter].edit(data, ch.fn(), ch.op)
 
 
 def edited_spec(spec: Spec, edit: Callable[[dict[str, Any]], None], what: str) -> Spec:
@@ -183,5 +186,5 @@ def edited_spec(spec: Spec, edit: Callable[[dict[str, Any]], None], what: str) -
         raise UsageError(f"{what} makes the spec invalid: {where}: {first['msg']}") from None
 
 
-__all__ = ["PARAMETERS", "AlphaEdit", "Change", "Direction", "Op", "Parameter", "changed_spec",
-           "edit_acceptance", "edited_spec"]
+__all__ = ["PARAMETERS", "AlphaEdit", "Change", "Direction", "Op", "Parameter",
+           "apply_changes", "changed_spec", "edit_acceptance", "edited_spec"]
